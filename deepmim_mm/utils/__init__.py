@@ -1,0 +1,1 @@
+"""Utilities: compatibility fixes for the pinned stack, checkpoint helpers."""

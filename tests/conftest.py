@@ -1,0 +1,57 @@
+"""Shared pytest fixtures: tiny data written to tmp dirs, the repository root, a CPU-only guard."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_IMAGES = osp.join(ROOT, 'deepmim_mm', 'demo', 'images')
+
+# Two cores on CI: keep torch from oversubscribing them when tests start subprocesses.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def write_imagenet_folder(root, num_classes=3, per_class=4, size=64, seed=0):
+    """Write an ImageNet-style folder of real JPEG files: ``root/<class>/<n>.JPEG``.
+
+    Class ``k`` images are smooth noise around a class-specific colour, so classes are separable
+    by simple features. Returns ``root``.
+    """
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for k in range(num_classes):
+        d = osp.join(root, f'class{k}')
+        os.makedirs(d, exist_ok=True)
+        base = np.array([(k * 97) % 256, (k * 53 + 80) % 256, (k * 191 + 30) % 256], np.float32)
+        for n in range(per_class):
+            img = base + rng.normal(0, 25, (size, size, 3))
+            img = np.clip(img, 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(osp.join(d, f'{n}.JPEG'), quality=90)
+    return root
+
+
+@pytest.fixture
+def imagenet_folder(tmp_path):
+    """A tiny ImageNet-style folder of real JPEGs (3 classes x 4 images, 64 px)."""
+    return write_imagenet_folder(str(tmp_path / 'imagenet'))
+
+
+def run_tool(args, cwd=ROOT, env=None, timeout=900):
+    """Run ``python <args>`` from the repository root and return the CompletedProcess.
+
+    Fails the test with the tool's output when it exits non-zero.
+    """
+    full_env = dict(os.environ)
+    full_env.setdefault('OMP_NUM_THREADS', '2')
+    if env:
+        full_env.update(env)
+    proc = subprocess.run([sys.executable] + list(args), cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(f'{args} exited {proc.returncode}\nSTDOUT:\n{proc.stdout[-6000:]}\n'
+                    f'STDERR:\n{proc.stderr[-6000:]}')
+    return proc

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Creates .venv at the repository root with the pinned OpenMMLab 2.x stack on PyTorch 2.14.1 and
+# installs deepmim_mm in editable mode. Idempotent: a step whose result is already there is skipped.
+#
+# mmcv 2.1.0 (the newest release mmseg 1.2.2 and mmdet 3.3.0 accept) has no wheel for this torch.
+# Its compiled ops are taken, in this order, from
+#   1. $MMCV_WHEEL, if set;
+#   2. ../shared/wheels/mmcv-2.1.0-cp311-*.whl (CPU ops, built against torch 2.14.1), on a CPU host;
+#   3. the wheel this script built earlier, in ${XDG_CACHE_HOME:-~/.cache}/deepmim-mm/wheels;
+#   4. a build from PyPI's source distribution, patched for setuptools >= 81 (no pkg_resources) and
+#      torch 2.14's headers (C++20). About 30 minutes on 2 cores; with a GPU visible it builds the
+#      CUDA ops too (FORCE_CUDA=1). The built wheel is cached for the next run.
+# Every candidate wheel is checked by importing mmcv.ops; one that does not load is discarded.
+#
+# Environment: PYTHON (default python3.11, else python3), VENV (default <repo>/.venv),
+# MMCV_WHEEL, MAX_JOBS (default: number of cores), DEEPMIM_SKIP_MMCV=1 (mmcv-lite only; mmseg/mmdet
+# will not import).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/deepmim-mm/wheels"
+TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
+MM_PINS=(mmengine==0.10.7 mmpretrain==1.2.0 mmsegmentation==1.2.2 mmdet==3.3.0)
+MMCV_VERSION=2.1.0
+
+step() { printf '\n==> [setup] %s\n' "$*"; }
+fail() { printf '\n!! [setup] FAILED: %s\n' "$*" >&2; exit 1; }
+trap 'fail "command \"$BASH_COMMAND\" exited with status $? (line $LINENO)"' ERR
+
+# ---------------------------------------------------------------------------------------------
+step "1/7 Python 3.11 virtual environment at $VENV"
+if [ ! -x "$VENV/bin/python" ]; then
+  PY="${PYTHON:-$(command -v python3.11 || command -v python3 || true)}"
+  [ -n "$PY" ] || fail "no python3.11 found; set PYTHON=/path/to/python3.11"
+  "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
+    || fail "$PY is not Python 3.11 (torch 2.14.1 wheels and the mmcv wheel are cp311)"
+  "$PY" -m venv "$VENV"
+else
+  echo "exists"
+fi
+PYV="$VENV/bin/python"
+PIP=("$PYV" -m pip --disable-pip-version-check)
+"$PYV" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
+  || fail "$VENV is not a Python 3.11 environment; remove it and rerun"
+
+have() { "$PYV" - "$@" <<'EOF' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1:]:
+    name, want = spec.split('==')
+    assert version(name) == want, (name, version(name), want)
+EOF
+}
+
+step "2/7 build tools (setuptools>=77,<81: torch 2.14 needs >=77, mmengine needs pkg_resources)"
+"${PIP[@]}" install -q 'pip>=23' 'setuptools>=77,<81' wheel
+
+step "3/7 PyTorch: ${TORCH_PINS[*]}"
+if have "${TORCH_PINS[@]}"; then echo "already installed"; else "${PIP[@]}" install "${TORCH_PINS[@]}"; fi
+
+step "4/7 pure-Python requirements and OpenMMLab packages: ${MM_PINS[*]} (--no-deps)"
+"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+if have "${MM_PINS[@]}"; then echo "already installed"; else "${PIP[@]}" install --no-deps "${MM_PINS[@]}"; fi
+
+# ---------------------------------------------------------------------------------------------
+step "5/7 mmcv $MMCV_VERSION with compiled ops"
+mmcv_ok() { "$PYV" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'; mmcv.ops.nms" >/dev/null 2>&1; }
+gpu_visible() { "$PYV" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; }
+
+try_wheel() {  # $1: wheel path; installs it and keeps it only if mmcv.ops loads
+  [ -f "$1" ] || return 1
+  echo "trying $1"
+  "${PIP[@]}" install -q --no-deps --force-reinstall "$1" || return 1
+  if mmcv_ok; then echo "mmcv ops load from $1"; return 0; fi
+  echo "  $1 does not load against this torch; discarding it"
+  "${PIP[@]}" uninstall -q -y mmcv || true
+  return 1
+}
+
+build_mmcv() {
+  local tmp; tmp="$(mktemp -d)"
+  echo "building mmcv $MMCV_VERSION from source in $tmp (about 30 min on 2 cores)"
+  "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$tmp"
+  tar -xzf "$tmp"/mmcv-"$MMCV_VERSION".tar.gz -C "$tmp"
+  local src="$tmp/mmcv-$MMCV_VERSION"
+  # setuptools >= 81 has no pkg_resources; torch 2.14 headers need C++20.
+  "$PYV" - "$src/setup.py" <<'EOF'
+import re, sys
+p = sys.argv[1]
+s = open(p).read()
+s = s.replace('from pkg_resources import DistributionNotFound, get_distribution, parse_version',
+              'from importlib.metadata import PackageNotFoundError as DistributionNotFound\n'
+              'from importlib.metadata import version as _version\n'
+              'from packaging.version import parse as parse_version\n\n\n'
+              'class _Dist:\n    def __init__(self, name):\n        self.version = _version(name)\n\n\n'
+              'def get_distribution(name):\n    return _Dist(name)\n')
+s = s.replace('-std=c++17', '-std=c++20')
+assert 'pkg_resources' not in s and 'c++20' in s, 'mmcv setup.py patch did not apply'
+open(p, 'w').write(s)
+EOF
+  local cuda=0; gpu_visible && cuda=1
+  (cd "$src" && MMCV_WITH_OPS=1 FORCE_CUDA=$cuda MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+     "${PIP[@]}" wheel --no-build-isolation --no-deps . -w "$tmp/dist")
+  local whl; whl="$(ls "$tmp"/dist/mmcv-*.whl)"
+  # Strip debug symbols from the extension (82 MB -> 2 MB) and repack.
+  (cd "$tmp/dist" && "$PYV" -m wheel unpack "$whl" -d unpacked \
+     && find unpacked -name '_ext*.so' -exec strip --strip-debug {} + \
+     && rm "$whl" && "$PYV" -m wheel pack unpacked/mmcv-"$MMCV_VERSION" -d .) || true
+  mkdir -p "$CACHE"
+  local tag=cpu; [ "$cuda" = 1 ] && tag=cuda
+  whl="$(ls "$tmp"/dist/mmcv-*.whl)"
+  cp "$whl" "$CACHE/$tag-$(basename "$whl")"
+  rm -rf "$tmp"
+  echo "$CACHE/$tag-$(basename "$whl")"
+}
+
+if [ "${DEEPMIM_SKIP_MMCV:-0}" = 1 ]; then
+  echo "DEEPMIM_SKIP_MMCV=1: skipping (mmseg and mmdet need mmcv's ops and will not import)"
+elif mmcv_ok; then
+  echo "mmcv $MMCV_VERSION with ops already installed"
+else
+  tag=cpu; gpu_visible && tag=cuda
+  done_=0
+  candidates=()
+  [ -n "${MMCV_WHEEL:-}" ] && candidates+=("$MMCV_WHEEL")
+  # The shared wheel has CPU ops only: use it on CPU hosts.
+  [ "$tag" = cpu ] && candidates+=("$ROOT"/../shared/wheels/mmcv-"$MMCV_VERSION"-cp311-*.whl)
+  candidates+=("$CACHE"/"$tag"-mmcv-"$MMCV_VERSION"-*.whl)
+  for w in "${candidates[@]}"; do
+    if try_wheel "$w"; then done_=1; break; fi
+  done
+  if [ "$done_" = 0 ]; then
+    echo "no prebuilt mmcv wheel matches; building one"
+    built="$(build_mmcv | tail -n 1)"
+    try_wheel "$built" || fail "the mmcv wheel built from source does not load ($built)"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "6/7 deepmim_mm (editable)"
+"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
+
+step "7/7 checking the stack imports"
+"$PYV" - <<'EOF'
+import torch, torchvision, mmengine, mmpretrain
+import deepmim_mm  # noqa: F401  (also applies the compatibility patches)
+print(f'torch {torch.__version__}, torchvision {torchvision.__version__}, '
+      f'mmengine {mmengine.__version__}, mmpretrain {mmpretrain.__version__}')
+try:
+    import mmcv, mmcv.ops, mmseg, mmdet
+    import mmseg.models, mmdet.models  # noqa: F401
+    print(f'mmcv {mmcv.__version__} (ops), mmseg {mmseg.__version__}, mmdet {mmdet.__version__}')
+except ImportError as e:
+    import os
+    if os.environ.get('DEEPMIM_SKIP_MMCV') != '1':
+        raise
+    print(f'mmcv ops not installed: {e}')
+EOF
+echo
+echo "==> [setup] done: activate with 'source $VENV/bin/activate'"
