@@ -1,0 +1,10 @@
+# Plain MAE ViT-L/16 (arXiv 2111.06377) with this plugin's classes; mmpretrain's recipe inherited.
+_base_ = 'mmpretrain::mae/mae_vit-large-p16_8xb512-amp-coslr-1600e_in1k.py'
+
+custom_imports = dict(imports=['deepmim_mm'], allow_failed_imports=False)
+
+model = dict(
+    type='DeepMIM',
+    backbone=dict(type='DeepMIMViT', out_indices=[23]),
+    neck=dict(type='MultiLevelDecoder'),
+    head=dict(type='DeepMIMHead'))

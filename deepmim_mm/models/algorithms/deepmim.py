@@ -1,0 +1,91 @@
+"""DeepMIM: masked image modeling with deep supervision (and optional MFF fusion)."""
+from typing import Dict, List, Optional, Union
+
+import torch
+import torch.nn as nn
+from mmpretrain.models.selfsup.base import BaseSelfSupervisor
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+
+@MODELS.register_module()
+class DeepMIM(BaseSelfSupervisor):
+    """DeepMIM (arXiv 2303.08817), MAE and MFF under one algorithm.
+
+    Adds over mmpretrain's ``MAE`` / ``MFF`` algorithms: the backbone (:class:`DeepMIMViT`) is
+    masked once and returns several levels; the neck (:class:`MultiLevelDecoder`) decodes each;
+    the head (:class:`DeepMIMHead`) scores each against the target and returns
+    ``loss_block{n}`` per level (1-indexed blocks). Optional ``target_generator``: a frozen
+    teacher producing the targets instead of the pixels. MFF fusion weights are logged as
+    ``fusion_weight_block{n}``.
+
+    Configured as one level with an 8-block decoder it is plain MAE, and with ``fusion_indices``
+    it is MFF: mmpretrain's checkpoints of those load with no missing or unexpected keys and
+    give the same loss for the same seed.
+
+    ``neck.num_levels`` defaults to the number of supervised blocks of the backbone; a mismatch
+    between backbone levels, decoders and ``head.level_weights`` is a ``ValueError`` at build
+    time.
+    """
+
+    def __init__(self,
+                 backbone: Union[dict, nn.Module],
+                 neck: Union[dict, nn.Module],
+                 head: Union[dict, nn.Module],
+                 target_generator: Optional[Union[dict, nn.Module]] = None,
+                 pretrained: Optional[str] = None,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if not isinstance(backbone, nn.Module):
+            backbone = MODELS.build(backbone)
+        if not hasattr(backbone, 'level_names'):
+            raise ValueError('DeepMIM: the backbone must return supervised levels '
+                             f'(e.g. DeepMIMViT), got {type(backbone).__name__}')
+        num_levels = len(backbone.out_indices)
+        if isinstance(neck, dict) and 'num_levels' not in neck:
+            neck = dict(neck, num_levels=num_levels)
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            head=head,
+            target_generator=target_generator,
+            pretrained=pretrained,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
+        if getattr(self.neck, 'num_levels', 1) != num_levels:
+            raise ValueError(f'DeepMIM: neck.num_levels={self.neck.num_levels} but the backbone '
+                             f'supervises {num_levels} blocks {self.backbone.level_names}; '
+                             'leave num_levels out to follow the backbone')
+        weights = getattr(self.head, 'level_weights', None)
+        if weights is not None and len(weights) != num_levels:
+            raise ValueError(f'DeepMIM: head.level_weights has {len(weights)} entries for '
+                             f'{num_levels} supervised levels {self.backbone.level_names}')
+
+    @property
+    def level_names(self) -> List[str]:
+        """``block{n}`` (1-indexed) for every supervised level, shallowest first."""
+        return self.backbone.level_names
+
+    def extract_feat(self, inputs: torch.Tensor):
+        """Unmasked features of every supervised block (see ``DeepMIMViT``)."""
+        return self.backbone(inputs, mask=None)
+
+    def get_targets(self, inputs: torch.Tensor, mask: torch.Tensor,
+                    ids_restore: torch.Tensor):
+        """The reconstruction target: the images, or the frozen teacher's output for them."""
+        if self.target_generator is None:
+            return inputs
+        return self.target_generator(inputs)
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
+             **kwargs) -> Dict[str, torch.Tensor]:
+        """One mask, one encoder pass, one decoder and one loss per supervised level."""
+        levels, mask, ids_restore, fusion_weights = self.backbone(inputs)
+        preds = self.neck(levels, ids_restore)
+        target = self.get_targets(inputs, mask, ids_restore)
+        losses = self.head.loss(preds, target, mask, self.level_names)
+        if fusion_weights is not None:
+            blocks = self.backbone.fusion_indices
+            losses.update({f'fusion_weight_block{b + 1}': w.detach()
+                           for b, w in zip(blocks, fusion_weights)})
+        return losses

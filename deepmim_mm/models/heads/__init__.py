@@ -1,0 +1,4 @@
+"""Reconstruction heads (mmpretrain ``MODELS``)."""
+from .deepmim_head import DeepMIMHead
+
+__all__ = ['DeepMIMHead']
