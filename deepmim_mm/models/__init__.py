@@ -1,2 +1,2 @@
 """Pretraining models, registered in mmpretrain's ``MODELS``."""
-from . import algorithms, backbones, heads, necks, target_generators  # noqa: F401
+from . import algorithms, backbones, heads, losses, necks, target_generators  # noqa: F401
