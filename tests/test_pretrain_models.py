@@ -1,0 +1,206 @@
+"""Unit tests of the pretraining models: shapes, the shared mask, masked-only losses, weights."""
+import copy
+
+import pytest
+import torch
+from mmpretrain.models.necks import MAEPretrainDecoder
+from mmpretrain.registry import MODELS
+
+import deepmim_mm  # noqa: F401
+from deepmim_mm.models.backbones import default_supervised_blocks
+
+TINY_ARCH = dict(embed_dims=64, num_layers=6, num_heads=2, feedforward_channels=128)
+
+
+def tiny_cfg(out_indices=None, fusion_indices=None, level_weights=None, norm_pix=True,
+             decoder_depth=1, aux_decoder_depth=None):
+    return dict(
+        type='DeepMIM',
+        backbone=dict(type='DeepMIMViT', arch=dict(TINY_ARCH), img_size=32, patch_size=8,
+                      out_indices=out_indices, fusion_indices=fusion_indices),
+        neck=dict(type='MultiLevelDecoder', num_patches=16, patch_size=8, embed_dim=64,
+                  decoder_embed_dim=32, decoder_depth=decoder_depth,
+                  aux_decoder_depth=aux_decoder_depth, decoder_num_heads=2),
+        head=dict(type='DeepMIMHead', norm_pix=norm_pix, patch_size=8,
+                  level_weights=level_weights,
+                  loss=dict(type='PixelReconstructionLoss', criterion='L2')))
+
+
+def build(**kw):
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_cfg(**kw))
+    model.init_weights()
+    return model
+
+
+@pytest.mark.parametrize('depth,expected', [(12, [5, 7, 9, 11]), (24, [11, 15, 19, 23]),
+                                            (32, [15, 20, 26, 31]), (6, [2, 3, 4, 5])])
+def test_default_supervised_blocks(depth, expected):
+    # ViT-B: blocks 6, 8, 10, 12 (1-indexed), as in DeepMIM's official code.
+    assert default_supervised_blocks(depth) == expected
+
+
+def test_levels_shapes_and_names():
+    model = build()
+    x = torch.randn(2, 3, 32, 32)
+    levels, mask, ids_restore, weights = model.backbone(x)
+    assert model.level_names == ['block3', 'block4', 'block5', 'block6']
+    n_vis = int(16 * (1 - 0.75))
+    assert [t.shape for t in levels] == [torch.Size([2, 1 + n_vis, 64])] * 4
+    assert mask.shape == (2, 16) and ids_restore.shape == (2, 16)
+    assert mask.sum(1).tolist() == [12.0, 12.0]
+    assert weights is None
+    preds = model.neck(levels, ids_restore)
+    assert [p.shape for p in preds] == [torch.Size([2, 16, 8 * 8 * 3])] * 4
+    losses = model.loss(x, None)
+    assert list(losses) == ['loss_block3', 'loss_block4', 'loss_block5', 'loss_block6']
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+
+
+def test_levels_are_raw_block_outputs_of_one_masked_pass():
+    """Every level comes from the same masked tokens; intermediate levels are not normalised."""
+    model = build(out_indices=[1, 3, 5])
+    x = torch.randn(2, 3, 32, 32)
+    torch.manual_seed(3)
+    levels, mask, ids_restore, _ = model.backbone(x)
+    # Recompute by hand with the same mask.
+    bb = model.backbone
+    t = bb.patch_embed(x)[0] + bb.pos_embed[:, 1:, :]
+    ids_keep = torch.argsort(ids_restore, dim=1)[:, :4]
+    t = torch.gather(t, 1, ids_keep.unsqueeze(-1).expand(-1, -1, 64))
+    t = torch.cat([(bb.cls_token + bb.pos_embed[:, :1]).expand(2, -1, -1), t], dim=1)
+    outs = []
+    for i, layer in enumerate(bb.layers):
+        t = layer(t)
+        outs.append(t)
+    torch.testing.assert_close(levels[0], outs[1])
+    torch.testing.assert_close(levels[1], outs[3])
+    torch.testing.assert_close(levels[2], bb.ln1(outs[5]))
+    # The mask is the one MAEViT draws: 1 exactly where the token was dropped.
+    dropped = torch.argsort(ids_restore, dim=1)[:, 4:]
+    assert torch.equal(mask.gather(1, dropped), torch.ones(2, 12))
+
+
+def test_unmasked_feature_extraction_does_not_mask():
+    """Upstream MFFViT masks the input even with mask=None; ours must not."""
+    model = build(fusion_indices=[0, 2, 5])
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    feats1 = model.extract_feat(x)
+    torch.manual_seed(123)
+    feats2 = model.extract_feat(x)
+    assert len(feats1) == 4
+    assert all(f.shape == (2, 17, 64) for f in feats1)
+    for a, b in zip(feats1, feats2):
+        torch.testing.assert_close(a, b)
+
+
+def test_loss_only_counts_masked_patches():
+    model = build()
+    x = torch.randn(2, 3, 32, 32)
+    levels, mask, ids_restore, _ = model.backbone(x)
+    preds = model.neck(levels, ids_restore)
+    base = model.head.loss(preds, x, mask, model.level_names)
+    visible = (mask == 0).unsqueeze(-1)
+    changed = [torch.where(visible, p + 100.0, p) for p in preds]
+    again = model.head.loss(changed, x, mask, model.level_names)
+    for k in base:
+        torch.testing.assert_close(base[k], again[k])
+    masked_changed = [torch.where(visible, p, p + 1.0) for p in preds]
+    moved = model.head.loss(masked_changed, x, mask, model.level_names)
+    assert all(not torch.allclose(base[k], moved[k]) for k in base)
+
+
+def test_level_weights_scale_each_level():
+    plain = build()
+    weighted = build(level_weights=[0.5, 0.0, 2.0, 1.0])
+    weighted.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    torch.manual_seed(5)
+    a = plain.loss(x, None)
+    torch.manual_seed(5)
+    b = weighted.loss(x, None)
+    for k, w in zip(a, [0.5, 0.0, 2.0, 1.0]):
+        torch.testing.assert_close(b[k], a[k] * w)
+
+
+def test_gradients_reach_every_decoder_and_block():
+    model = build()
+    losses = model.loss(torch.randn(2, 3, 32, 32), None)
+    sum(losses.values()).backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None, name
+
+
+def test_single_level_neck_has_mae_decoder_keys():
+    kw = dict(num_patches=16, patch_size=8, embed_dim=64, decoder_embed_dim=32,
+              decoder_depth=2, decoder_num_heads=2)
+    ours = MODELS.build(dict(type='MultiLevelDecoder', num_levels=1, **kw))
+    theirs = MAEPretrainDecoder(**kw)
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    multi = MODELS.build(dict(type='MultiLevelDecoder', num_levels=3, aux_decoder_depth=1, **kw))
+    keys = set(multi.state_dict())
+    assert set(theirs.state_dict()) <= keys
+    assert 'aux_decoders.1.decoder_blocks.0.attn.qkv.weight' in keys
+    assert 'aux_decoders.1.decoder_blocks.1.attn.qkv.weight' not in keys
+
+
+def test_aux_decoders_are_initialised():
+    model = build()
+    for dec in model.neck.aux_decoders:
+        torch.testing.assert_close(dec.decoder_pos_embed, model.neck.decoder_pos_embed)
+        assert dec.mask_token.abs().sum() > 0
+    # Independent parameters, not shared modules.
+    assert model.neck.aux_decoders[0].decoder_embed.weight.data_ptr() != \
+        model.neck.decoder_embed.weight.data_ptr()
+
+
+def test_mff_fusion_weights_logged_not_summed():
+    model = build(out_indices=[5], fusion_indices=[0, 2, 5])
+    losses = model.loss(torch.randn(2, 3, 32, 32), None)
+    assert set(losses) == {'loss_block6', 'fusion_weight_block1', 'fusion_weight_block3',
+                           'fusion_weight_block6'}
+    total = sum(v for k, v in losses.items() if k.startswith('fusion'))
+    torch.testing.assert_close(total, torch.tensor(1.0))
+    assert not any(v.requires_grad for k, v in losses.items() if k.startswith('fusion'))
+    parsed, log_vars = model.parse_losses(losses)
+    torch.testing.assert_close(parsed, losses['loss_block6'])
+
+
+@pytest.mark.parametrize('change,message', [
+    (dict(out_indices=[2, 7]), 'beyond the encoder depth 6'),
+    (dict(out_indices=[]), 'out_indices is empty'),
+    (dict(out_indices=[1, 3]), 'must end with the last block'),
+    (dict(fusion_indices=[0, 9]), 'fusion_indices contains block 9'),
+    (dict(level_weights=[1.0, 1.0]), 'level_weights has 2 entries for 4'),
+    (dict(level_weights=[1.0, -1.0, 1.0, 1.0]), 'non-negative'),
+    (dict(decoder_depth=0), 'decoder_depth must be a positive int'),
+    (dict(aux_decoder_depth=0), 'aux_decoder_depth must be a positive int'),
+])
+def test_bad_configuration_is_a_clear_error(change, message):
+    with pytest.raises(ValueError, match=message):
+        MODELS.build(tiny_cfg(**change))
+
+
+@pytest.mark.parametrize('backbone_change,message', [
+    (dict(mask_ratio=1.0), r'mask_ratio must be in \(0, 1\)'),
+    (dict(mask_ratio=0), r'mask_ratio must be in \(0, 1\)'),
+    (dict(img_size=36), 'not divisible by patch_size 8'),
+    (dict(arch='tiny-unknown'), "unknown arch 'tiny-unknown'"),
+])
+def test_bad_backbone_is_a_clear_error(backbone_change, message):
+    cfg = tiny_cfg()
+    cfg['backbone'].update(backbone_change)
+    with pytest.raises(ValueError, match=message):
+        MODELS.build(cfg)
+
+
+def test_neck_levels_must_match_backbone():
+    cfg = tiny_cfg()
+    cfg['neck']['num_levels'] = 2
+    with pytest.raises(ValueError, match='neck.num_levels=2 but the backbone supervises 4'):
+        MODELS.build(cfg)
+    cfg = copy.deepcopy(tiny_cfg())
+    del cfg['neck']['aux_decoder_depth']
+    assert MODELS.build(cfg).neck.num_levels == 4

@@ -1,0 +1,60 @@
+"""tools/train.py end to end: a DeepMIM ViT-B config shrunk through --cfg-options, real JPEGs."""
+import glob
+import json
+import os
+import os.path as osp
+
+from conftest import run_tool, write_imagenet_folder
+
+CONFIG = 'configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+
+# A tiny ViT (deit-t widths, 12 blocks, so the config's blocks 6/8/10/12 stay valid) at 64 px.
+SHRINK = [
+    'model.backbone.arch=deit-t', 'model.backbone.img_size=64',
+    'model.neck.embed_dim=192', 'model.neck.num_patches=16', 'model.neck.decoder_embed_dim=32',
+    'model.neck.decoder_depth=1', 'model.neck.decoder_num_heads=2',
+    'train_dataloader.dataset.pipeline.1.scale=64',
+    'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
+    'train_dataloader.persistent_workers=False',
+    'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=1',
+    'randomness.seed=0', 'env_cfg.dist_cfg.backend=gloo',
+]
+
+
+def scalars(work_dir):
+    """Training records of every run in work_dir, in order."""
+    records = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            records += [json.loads(line) for line in f if 'loss' in line]
+    return records
+
+
+def test_train_then_resume(tmp_path):
+    data = str(tmp_path / 'imagenet')
+    write_imagenet_folder(osp.join(data, 'train'), num_classes=3, per_class=4)
+    work = str(tmp_path / 'work')
+    dataset = [f'train_dataloader.dataset.data_root={data}',
+               'train_dataloader.dataset.metainfo.classes=[class0,class1,class2]']
+    proc = run_tool(['tools/train.py', CONFIG, '--work-dir', work, '--cfg-options',
+                     'train_cfg.max_epochs=1', *SHRINK, *dataset])
+    # No GPU here: the AMP config falls back to fp32 with a warning.
+    assert 'trains in fp32' in proc.stdout + proc.stderr
+    records = scalars(work)
+    assert len(records) == 3  # 12 images / batch 4
+    for r in records:
+        for b in (6, 8, 10, 12):
+            assert r[f'loss_block{b}'] > 0
+        total = sum(r[f'loss_block{b}'] for b in (6, 8, 10, 12))
+        assert abs(r['loss'] - total) < 1e-3
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+
+    # Resume from the last checkpoint and train a second epoch.
+    proc = run_tool(['tools/train.py', CONFIG, '--work-dir', work, '--resume', '--cfg-options',
+                     'train_cfg.max_epochs=2', *SHRINK, *dataset])
+    out = proc.stdout + proc.stderr
+    assert 'resumed epoch: 1, iter: 3' in out
+    records = scalars(work)
+    assert [r['iter'] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert osp.isfile(osp.join(work, 'epoch_2.pth'))
+    assert not os.path.exists(osp.join(work, 'epoch_3.pth'))
