@@ -105,6 +105,21 @@ def test_runner_checkpoint_resume_and_load(tmp_path):
     torch.testing.assert_close(model.state_dict(), raw['state_dict'])
 
 
+def test_numpy1_checkpoint_names_load():
+    """Checkpoints written under numpy 1 name numpy.core.multiarray, not numpy._core."""
+    import io
+    buffer = io.BytesIO()
+    values = {'f64': np.float64(1.5), 'f32': np.float32(2.0), 'i32': np.arange(3, dtype=np.int32)}
+    torch.save(values, buffer, _use_new_zipfile_serialization=False)  # one plain pickle stream
+    data = buffer.getvalue()
+    assert data.count(b'numpy._core.multiarray') == 2
+    numpy1 = data.replace(b'numpy._core.multiarray', b'numpy.core.multiarray')
+    loaded = torch.load(io.BytesIO(numpy1), weights_only=True)
+    assert loaded['f64'] == 1.5 and loaded['f64'].dtype == np.float64
+    assert loaded['f32'].dtype == np.float32
+    np.testing.assert_array_equal(loaded['i32'], values['i32'])
+
+
 _CALLS = []
 
 
