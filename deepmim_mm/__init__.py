@@ -6,10 +6,9 @@ It never imports mmseg or mmdet: ``deepmim_mm.seg`` and ``deepmim_mm.det`` do, w
 for them through ``custom_imports``.
 """
 from .utils import compat as _compat
-from .utils import scope_fix as _scope_fix
 
 _compat.apply()
-_scope_fix.apply()
+_compat.import_mmpretrain_models()
 
 from . import engine, models  # noqa: E402,F401
 

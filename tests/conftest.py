@@ -55,3 +55,14 @@ def run_tool(args, cwd=ROOT, env=None, timeout=900):
         pytest.fail(f'{args} exited {proc.returncode}\nSTDOUT:\n{proc.stdout[-6000:]}\n'
                     f'STDERR:\n{proc.stderr[-6000:]}')
     return proc
+
+
+@pytest.fixture
+def mmpretrain_scope():
+    """Build from registries in mmpretrain's scope, whatever scope an earlier test left current.
+
+    (A Runner makes its ``default_scope`` the current one process-wide.)
+    """
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield

@@ -13,6 +13,8 @@ from mmpretrain.registry import MODELS
 
 import deepmim_mm  # noqa: F401
 
+pytestmark = pytest.mark.usefixtures('mmpretrain_scope')
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 PAIRS = [

@@ -72,7 +72,17 @@ mmpretrain's image transforms (ColorJitter, the RandAugment/AutoAugment operatio
 and negative magnitudes, crops, erasing, blur, lighting), mmcv's image functions and common
 transforms, and mmpretrain's classification and retrieval metrics failed only in fixes 2 and 3.
 mmseg's and mmdet's numpy 2 breakages belong to ``deepmim_mm.seg``/``deepmim_mm.det``.
+
+5. **``pkg::`` base configs and ``collate_fn``**: see section 3 below (every dataloader of a
+   config inheriting ``mmpretrain::`` configs failed at its first batch).
+
+6. **``import mmpretrain.models`` imports mmdet** (``mmpretrain/models/utils/
+   res_layer_extra_norm.py``, guarded by ``try/except ImportError``), about 2.5 s and the whole
+   detection stack for a pretraining user. :func:`import_mmpretrain_models` imports mmpretrain's
+   models with mmdet hidden, so the guard takes its ``except`` branch; the only thing skipped is
+   mmpretrain's ``ResLayerExtraNorm`` for mmdet, which this plugin does not use.
 """
+import functools
 import os
 import pickle
 import re
@@ -101,6 +111,7 @@ def apply() -> None:
     when_imported('mmcv', _patch_mmcv_adjust_hue)
     when_imported('mmcv.ops.pixel_group', _patch_mmcv_pixel_group)
     when_imported('mmpretrain.evaluation.metrics.retrieval', _patch_mmpretrain_retrieval)
+    when_imported('mmengine.runner', _patch_runner_collate_scope)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,3 +385,55 @@ def _patch_mmcv_adjust_hue(mmcv):
     for module in (photometric, sys.modules.get('mmcv.image'), mmcv):
         if module is not None and getattr(module, 'adjust_hue', None) is original:
             module.adjust_hue = _adjust_hue
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Configs that inherit ``pkg::`` configs: the ``_scope_`` tag on ``collate_fn``
+# ---------------------------------------------------------------------------------------------
+# mmengine 0.10.7 tags every dict with a ``type`` key in a ``pkg::`` base config with
+# ``_scope_='<pkg>'``. The Runner builds ``collate_fn`` by ``partial(FUNCTIONS.get(type), **cfg)``
+# without popping that key, so every dataloader of such a config fails at the first batch with
+# ``default_collate() got an unexpected keyword argument '_scope_'``. The wrapper drops the tag
+# from ``collate_fn`` before the Runner (or FlexibleRunner) builds the dataloader.
+
+
+def _strip_collate_scope(build_dataloader):
+    @functools.wraps(build_dataloader)
+    def wrapper(dataloader, *args, **kwargs):
+        if isinstance(dataloader, dict):
+            collate = dataloader.get('collate_fn')
+            if isinstance(collate, dict) and '_scope_' in collate:
+                dataloader = dataloader.copy()
+                dataloader['collate_fn'] = {
+                    k: v for k, v in collate.items() if k != '_scope_'}
+        return build_dataloader(dataloader, *args, **kwargs)
+
+    wrapper._deepmim_patched = True
+    return wrapper
+
+
+def _patch_runner_collate_scope(module):
+    """Patch ``Runner.build_dataloader`` and ``FlexibleRunner.build_dataloader`` (idempotent)."""
+    for cls in (module.Runner, module.FlexibleRunner):
+        fn = cls.__dict__['build_dataloader'].__func__
+        if not getattr(fn, '_deepmim_patched', False):
+            cls.build_dataloader = staticmethod(_strip_collate_scope(fn))
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. mmpretrain.models without mmdet
+# ---------------------------------------------------------------------------------------------
+def import_mmpretrain_models():
+    """Import ``mmpretrain.models`` without letting it import mmdet (fix 6 above).
+
+    Where mmdet or mmpretrain's models are already imported, this is a plain import.
+    """
+    import importlib
+    if 'mmpretrain.models' in sys.modules or 'mmdet' in sys.modules:
+        return importlib.import_module('mmpretrain.models')
+    sys.modules['mmdet'] = None  # `import mmdet...` raises ImportError while this is set
+    try:
+        return importlib.import_module('mmpretrain.models')
+    finally:
+        if sys.modules.get('mmdet', 0) is None:
+            del sys.modules['mmdet']
