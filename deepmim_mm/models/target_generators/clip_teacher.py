@@ -1,0 +1,368 @@
+"""Frozen OpenAI-CLIP image tower as the DeepMIM-CLIP feature target."""
+import os
+import re
+import zipfile
+from collections import OrderedDict
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.registry import MODELS
+
+# OpenAI CLIP image towers (github.com/openai/CLIP, clip/model.py: heads = width // 64).
+CLIP_ARCHS: Dict[str, dict] = {
+    'ViT-B/32': dict(width=768, layers=12, heads=12, patch_size=32, output_dim=512),
+    'ViT-B/16': dict(width=768, layers=12, heads=12, patch_size=16, output_dim=512),
+    'ViT-L/14': dict(width=1024, layers=24, heads=16, patch_size=14, output_dim=768),
+}
+_ARCH_KEYS = ('width', 'layers', 'heads', 'patch_size', 'output_dim')
+
+# Statistics of the images the teacher receives (mmpretrain's SelfSupDataPreprocessor, ImageNet,
+# 0-255 scale) and of the images CLIP was trained on (github.com/openai/CLIP, clip/clip.py).
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# OpenAI / open_clip key of the visual tower -> mmpretrain VisionTransformer key (the renaming of
+# mmpretrain's tools/model_converters/openai-clip_to_mmpretrain-clip.py).
+_BLOCK_RENAMES = (('ln_1.', 'ln1.'), ('ln_2.', 'ln2.'), ('attn.in_proj_weight', 'attn.qkv.weight'),
+                  ('attn.in_proj_bias', 'attn.qkv.bias'), ('attn.out_proj.', 'attn.proj.'),
+                  ('mlp.c_fc.', 'ffn.layers.0.0.'), ('mlp.c_proj.', 'ffn.layers.1.'))
+_BLOCK_RE = re.compile(r'^transformer\.resblocks\.(\d+)\.(.+)$')
+
+
+def _normalise_arch(arch: Union[str, dict]) -> Tuple[str, dict]:
+    if isinstance(arch, str):
+        name = arch.replace('-', '/', 2).replace('ViT/', 'ViT-', 1)  # 'ViT-B-16' -> 'ViT-B/16'
+        if name not in CLIP_ARCHS:
+            raise ValueError(f'CLIPTeacher: arch={arch!r} is unknown; accepted: '
+                             f'{sorted(CLIP_ARCHS)} or a dict with keys {list(_ARCH_KEYS)}')
+        return name, dict(CLIP_ARCHS[name])
+    if isinstance(arch, dict):
+        missing = [k for k in _ARCH_KEYS if k not in arch]
+        extra = [k for k in arch if k not in _ARCH_KEYS + ('mlp_ratio', )]
+        if missing or extra:
+            raise ValueError(f'CLIPTeacher: arch dict needs keys {list(_ARCH_KEYS)} (optional '
+                             f'mlp_ratio); missing {missing}, unknown {extra}')
+        if arch['width'] % arch['heads']:
+            raise ValueError(f"CLIPTeacher: arch width {arch['width']} is not divisible by "
+                             f"heads {arch['heads']}")
+        return 'custom', dict(arch)
+    raise ValueError(f'CLIPTeacher: arch must be one of {sorted(CLIP_ARCHS)} or a dict, '
+                     f'got {type(arch).__name__}')
+
+
+def _is_torchscript(path: str) -> bool:
+    """TorchScript archives are zip files holding ``constants.pkl`` and ``code/``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith('/constants.pkl') or n == 'constants.pkl' for n in zf.namelist())
+
+
+def load_clip_visual_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
+    """Read the ``visual.*`` tensors of a CLIP checkpoint, prefix stripped.
+
+    Accepts OpenAI's TorchScript ``.pt`` archives, plain state dicts with ``visual.*`` keys
+    (OpenAI's converted form, what the official DeepMIM code loads) and open_clip state dicts
+    (same keys; optionally nested under ``state_dict``/``model`` and prefixed ``module.``).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'CLIPTeacher: checkpoint file not found: {path}')
+    if _is_torchscript(path):
+        state = torch.jit.load(path, map_location='cpu').state_dict()
+    else:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        for key in ('state_dict', 'model'):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+        if not isinstance(state, dict):
+            raise ValueError(f'CLIPTeacher: {path} holds a {type(state).__name__}, not a state '
+                             'dict or a TorchScript archive')
+    visual = OrderedDict()
+    for k, v in state.items():
+        k = k[len('module.'):] if k.startswith('module.') else k
+        if k.startswith('visual.') and isinstance(v, torch.Tensor):
+            visual[k[len('visual.'):]] = v
+    if not visual:
+        raise ValueError(f'CLIPTeacher: {path} has no visual.* keys: it looks like a text-only '
+                         'checkpoint; the teacher needs the CLIP image tower (OpenAI .pt, a state '
+                         'dict with visual.* keys, or an open_clip state dict)')
+    return visual
+
+
+@MODELS.register_module()
+class CLIPTeacher(BaseModule):
+    """Frozen CLIP image tower producing DeepMIM-CLIP's per-patch feature targets.
+
+    ``forward(inputs)`` takes the data preprocessor's output (``B x 3 x H x W``, normalised with
+    ``mean``/``std`` on the 0-255 scale, RGB; ImageNet statistics by default), re-normalises it to
+    CLIP's statistics, runs the image tower and returns every patch token after ``ln_post`` and
+    ``proj``, CLS dropped: ``B x 196 x 512`` for ViT-B/16 at 224 (DeepMIM, arXiv 2303.08817,
+    official code).
+
+    The tower *is* mmpretrain's ``VisionTransformer`` configured as CLIP's (``pre_norm=True`` for
+    ``ln_pre``, QuickGELU, no patch-embedding bias, LayerNorm eps 1e-5, final norm = ``ln_post``,
+    ``out_type='raw'``), which already runs fused attention (``F.scaled_dot_product_attention``);
+    OpenAI/open_clip keys are renamed on load as mmpretrain's own CLIP converter does. mmpretrain's
+    other CLIP classes are not used: ``models/utils/clip_generator_helper.py`` (MILAN's
+    ``CLIPGenerator``) needs the text tower's keys, runs ``nn.MultiheadAttention`` with sequence-first
+    transposes and returns attention maps we do not need; ``multimodal.CLIP`` is a whole
+    zero-shot classifier with a tokenizer.
+
+    What this adds over those: loading of the three checkpoint formats with clear errors, the
+    re-normalisation, the ``proj`` matrix, and being a *frozen, unsaved* teacher:
+
+    - the tower is held outside the registered submodules, so its weights are not in the parent
+      model's ``state_dict()`` (training checkpoints stay student-only; the config points to the
+      CLIP file), not seen by ``parameters()``/``named_children()`` (so by no optimizer wrapper
+      constructor, by DDP or by mmengine's ``init_weights``), while :meth:`_apply` still moves and
+      casts it with the model (``.to()``, ``.cuda()``, ``.half()``);
+    - ``requires_grad=False``, always in eval mode (:meth:`train` is a no-op), ``forward`` under
+      ``torch.no_grad()``; under autocast it runs in the autocast dtype (fp32 weights).
+
+    Args:
+        checkpoint (str, optional): local path of the CLIP weights. Required unless
+            ``random_init=True`` (tests).
+        arch (str | dict): ``'ViT-B/16'`` (default), ``'ViT-L/14'``, ``'ViT-B/32'``, or a dict with
+            ``width, layers, heads, patch_size, output_dim`` (optional ``mlp_ratio``, default 4).
+        img_size (int): resolution the tower runs at; inputs of another size are resized
+            (bicubic) to it. Token grid = ``img_size // patch_size``.
+        interpolate_pos (bool): allow a token grid different from the checkpoint's positional
+            embedding (bicubic resize at load) and from the student's (:meth:`match_token_grid`).
+            Default False: a mismatch is a ``ValueError``.
+        quick_gelu (bool): QuickGELU as in OpenAI's models (default); False for open_clip towers
+            trained with GELU (e.g. LAION ``ViT-B-16``).
+        mean, std (sequence of 3 floats): statistics of the incoming images, 0-255 scale.
+        random_init (bool): build random weights without a checkpoint (tests only).
+    """
+
+    def __init__(self,
+                 checkpoint: Optional[str] = None,
+                 arch: Union[str, dict] = 'ViT-B/16',
+                 img_size: int = 224,
+                 interpolate_pos: bool = False,
+                 quick_gelu: bool = True,
+                 mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD,
+                 random_init: bool = False,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch_name, self.arch = _normalise_arch(arch)
+        patch = self.arch['patch_size']
+        if not isinstance(img_size, int) or img_size < patch or img_size % patch:
+            raise ValueError(f'CLIPTeacher: img_size={img_size!r} must be a positive multiple of '
+                             f'the patch size {patch} of arch {self.arch_name!r}')
+        if checkpoint is None and not random_init:
+            raise ValueError('CLIPTeacher: checkpoint is required (a local path to CLIP weights: '
+                             "OpenAI .pt, a state dict with visual.* keys, or open_clip's); "
+                             'random_init=True builds random weights for tests only')
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError(f'CLIPTeacher: mean/std need 3 values (RGB), got {mean}, {std}')
+        self.checkpoint = checkpoint
+        self.img_size = img_size
+        self.interpolate_pos = interpolate_pos
+        self.quick_gelu = quick_gelu
+
+        # x_clip = ((x * std + mean) / 255 - clip_mean) / clip_std = x * scale + shift
+        in_mean, in_std = torch.tensor(mean), torch.tensor(std)
+        c_mean, c_std = torch.tensor(CLIP_MEAN), torch.tensor(CLIP_STD)
+        self.register_buffer('scale', (in_std / 255 / c_std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('shift', ((in_mean / 255 - c_mean) / c_std).view(1, 3, 1, 1),
+                             persistent=False)
+
+        tower = self._build_tower(img_size)
+        if checkpoint is not None:
+            self._load(tower, checkpoint)
+        else:
+            tower.vit.init_weights()
+            nn.init.normal_(tower.proj, std=self.arch['width']**-0.5)
+            self._ckpt_pos_embed = tower.vit.pos_embed.detach().clone()
+        tower.requires_grad_(False)
+        tower.eval()
+        # Not registered as a submodule on purpose: see the class docstring.
+        self.__dict__['tower'] = tower
+        self.training = False
+
+    # ------------------------------------------------------------------ building and loading
+    def _build_tower(self, img_size: int) -> nn.Module:
+        a = self.arch
+        vit = VisionTransformer(
+            arch=dict(embed_dims=a['width'], num_layers=a['layers'], num_heads=a['heads'],
+                      feedforward_channels=int(a['width'] * a.get('mlp_ratio', 4))),
+            img_size=img_size,
+            patch_size=a['patch_size'],
+            norm_cfg=dict(type='LN', eps=1e-5),  # torch's default, as in CLIP
+            final_norm=True,  # = ln_post
+            pre_norm=True,  # = ln_pre; also drops the patch-embedding bias
+            out_type='raw',
+            with_cls_token=True,
+            layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')
+                            if self.quick_gelu else dict(type='GELU')))
+        tower = nn.Module()
+        tower.vit = vit
+        tower.proj = nn.Parameter(torch.zeros(a['width'], a['output_dim']))
+        return tower
+
+    @property
+    def grid_size(self) -> Tuple[int, int]:
+        """The token grid the teacher outputs, ``(img_size // patch,) * 2``."""
+        g = self.img_size // self.arch['patch_size']
+        return (g, g)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid_size[0] * self.grid_size[1]
+
+    @property
+    def out_channels(self) -> int:
+        """Feature size of the targets (512 for ViT-B/16): what the decoders must predict."""
+        return self.arch['output_dim']
+
+    def _expected_shapes(self) -> Dict[str, tuple]:
+        a = self.arch
+        w, p, o = a['width'], a['patch_size'], a['output_dim']
+        m = int(w * a.get('mlp_ratio', 4))
+        return {
+            'conv1.weight': (w, 3, p, p),
+            'class_embedding': (w, ),
+            'ln_pre.weight': (w, ),
+            'transformer.resblocks.0.attn.in_proj_weight': (3 * w, w),
+            'transformer.resblocks.0.mlp.c_fc.weight': (m, w),
+            'ln_post.weight': (w, ),
+            'proj': (w, o),
+        }
+
+    def _load(self, tower: nn.Module, path: str) -> None:
+        sd = load_clip_visual_state_dict(path)
+        name = f'arch {self.arch_name!r} ({", ".join(f"{k}={self.arch[k]}" for k in _ARCH_KEYS)})'
+        if 'attnpool.c_proj.weight' in sd or 'trunk.patch_embed.proj.weight' in sd:
+            raise ValueError(f'CLIPTeacher: {path} holds a non-ViT (ResNet or timm) CLIP image '
+                             f'tower; expected a CLIP ViT image tower of {name}')
+        problems = []
+        for key, shape in self._expected_shapes().items():
+            found = tuple(sd[key].shape) if key in sd else 'missing'
+            if found != shape:
+                problems.append(f'visual.{key}: expected {shape}, found {found}')
+        layers = {int(m.group(1)) for m in map(_BLOCK_RE.match, sd) if m}
+        if len(layers) != self.arch['layers']:
+            problems.append(f"layers: expected {self.arch['layers']} transformer.resblocks, "
+                            f'found {len(layers)}')
+        if problems:
+            raise ValueError(f'CLIPTeacher: {path} does not match {name}: ' + '; '.join(problems))
+
+        new_sd = OrderedDict()
+        unknown = []
+        for k, v in sd.items():
+            m = _BLOCK_RE.match(k)
+            if m:
+                rest = m.group(2)
+                for old, new in _BLOCK_RENAMES:
+                    if rest.startswith(old):
+                        rest = new + rest[len(old):]
+                        break
+                else:
+                    unknown.append(k)
+                new_sd[f'vit.layers.{m.group(1)}.{rest}'] = v
+            elif k == 'conv1.weight':
+                new_sd['vit.patch_embed.projection.weight'] = v
+            elif k == 'class_embedding':
+                new_sd['vit.cls_token'] = v.reshape(1, 1, -1)
+            elif k == 'positional_embedding':
+                new_sd['vit.pos_embed'] = v.unsqueeze(0)
+            elif k.startswith('ln_pre.'):
+                new_sd['vit.pre_norm.' + k[len('ln_pre.'):]] = v
+            elif k.startswith('ln_post.'):
+                new_sd['vit.ln1.' + k[len('ln_post.'):]] = v
+            elif k == 'proj':
+                new_sd['proj'] = v
+            else:
+                unknown.append(k)
+        if unknown:
+            raise ValueError(f'CLIPTeacher: {path} has visual.* keys the OpenAI CLIP ViT tower does '
+                             f'not have (another tower type?): {sorted(unknown)[:8]}')
+
+        pos = new_sd.get('vit.pos_embed')
+        if pos is None:
+            raise ValueError(f'CLIPTeacher: {path} lacks visual.positional_embedding')
+        n = pos.shape[1] - 1
+        g = int(round(n**0.5))
+        if g * g != n or pos.shape[2] != self.arch['width']:
+            raise ValueError(f'CLIPTeacher: visual.positional_embedding of {path} has shape '
+                             f'{tuple(pos.shape[1:])}; expected (1 + grid**2, {self.arch["width"]})')
+        self._ckpt_pos_embed = pos
+        if (g, g) != self.grid_size:
+            if not self.interpolate_pos:
+                raise ValueError(
+                    f'CLIPTeacher: {path} has a {g}x{g} positional grid but img_size='
+                    f'{self.img_size} with patch {self.arch["patch_size"]} needs '
+                    f'{self.grid_size[0]}x{self.grid_size[1]}; set img_size='
+                    f'{g * self.arch["patch_size"]} or interpolate_pos=True')
+            new_sd['vit.pos_embed'] = resize_pos_embed(pos.float(), (g, g), self.grid_size,
+                                                       'bicubic', 1).to(pos.dtype)
+        missing, unexpected = tower.load_state_dict(new_sd, strict=False)
+        if missing or unexpected:
+            raise ValueError(f'CLIPTeacher: {path} does not fill the tower of {name}: missing '
+                             f'{[f"visual.{k}" for k in missing][:8]}, unexpected {unexpected[:8]}')
+
+    def match_token_grid(self, grid: Union[int, Sequence[int]]) -> None:
+        """Make sure the teacher's tokens line up with the student's ``grid`` (e.g. (14, 14)).
+
+        With ``interpolate_pos=True`` a different grid makes the teacher run at
+        ``grid * patch_size`` pixels (inputs resized) with its positional embedding resized
+        (bicubic) from the checkpoint's; otherwise a mismatch is a ``ValueError``.
+        """
+        grid = (grid, grid) if isinstance(grid, int) else tuple(int(g) for g in grid)
+        if grid == self.grid_size:
+            return
+        patch = self.arch['patch_size']
+        if not self.interpolate_pos or grid[0] != grid[1]:
+            raise ValueError(
+                f'CLIPTeacher: teacher token grid {self.grid_size} (img_size={self.img_size}, '
+                f'patch {patch}) differs from the student grid {grid}; set img_size='
+                f'{grid[0] * patch} with interpolate_pos=True (square grids only)')
+        vit = self.tower.vit
+        src = self._ckpt_pos_embed
+        g = int(round((src.shape[1] - 1)**0.5))
+        pos = resize_pos_embed(src.float(), (g, g), grid, 'bicubic', 1)
+        vit.pos_embed = nn.Parameter(pos.to(vit.pos_embed), requires_grad=False)
+        vit.patch_resolution = grid
+        vit.patch_embed.init_out_size = grid
+        self.img_size = grid[0] * patch
+
+    # ------------------------------------------------------------------ frozen behaviour
+    def _apply(self, fn, *args, **kwargs):
+        # .to()/.cuda()/.half() reach the unregistered tower too.
+        self.tower._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def train(self, mode: bool = True) -> 'CLIPTeacher':
+        """Always eval mode: the teacher is frozen."""
+        return super().train(False)
+
+    def init_weights(self) -> None:
+        """Nothing to initialise: the weights come from ``checkpoint``."""
+
+    def extra_repr(self) -> str:
+        return (f'arch={self.arch_name!r}, {self.arch}, img_size={self.img_size}, '
+                f'checkpoint={self.checkpoint!r}, frozen, not saved in state_dict')
+
+    # ------------------------------------------------------------------ forward
+    @torch.no_grad()
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Patch tokens ``B x N x output_dim`` (ln_post, then proj; CLS dropped)."""
+        if inputs.dim() != 4 or inputs.shape[1] != 3:
+            raise ValueError(f'CLIPTeacher: expected images B x 3 x H x W, got '
+                             f'{tuple(inputs.shape)}')
+        x = inputs.to(self.scale.dtype) * self.scale + self.shift
+        if tuple(x.shape[-2:]) != (self.img_size, self.img_size):
+            x = F.interpolate(x, size=(self.img_size, self.img_size), mode='bicubic',
+                              align_corners=False)
+        # Under autocast the convolution, attention and matmuls run in the autocast dtype.
+        tokens = self.tower.vit(x.to(self.tower.proj.dtype))[0][:, 1:]
+        return tokens @ self.tower.proj.to(tokens.dtype)
