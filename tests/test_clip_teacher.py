@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from mmengine.optim import build_optim_wrapper
+from mmengine.runner.checkpoint import get_state_dict
 from mmpretrain.registry import MODELS
 
 import deepmim_mm  # noqa: F401
@@ -16,7 +17,8 @@ from deepmim_mm.models.target_generators.clip_teacher import CLIP_MEAN, CLIP_STD
 open_clip = pytest.importorskip('open_clip')  # requirements/tests.txt: open_clip_torch
 from open_clip.model import CLIP  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings('ignore::FutureWarning')  # torch.jit deprecation
+pytestmark = [pytest.mark.filterwarnings('ignore::FutureWarning'),  # torch.jit deprecation
+              pytest.mark.usefixtures('mmpretrain_scope')]
 
 IMNET_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
 IMNET_STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
@@ -182,10 +184,22 @@ def test_errors(tiny, tmp_path):
         CLIPTeacher(checkpoint=str(path), arch=TINY, img_size=TINY_IMG)(torch.zeros(2, 1, 32, 32))
 
 
-def test_arch_presets():
-    teacher = CLIPTeacher(arch='ViT-L-14', random_init=True)  # open_clip spelling accepted
-    assert teacher.arch_name == 'ViT-L/14' and teacher.grid_size == (16, 16)
-    assert teacher.out_channels == 768 and len(teacher.tower.vit.layers) == 24
+def test_arch_presets(tiny):
+    _, path, _ = tiny
+    # ViT-L/14 (open_clip spelling accepted): the preset's shapes are what the file is checked
+    # against.
+    with pytest.raises(ValueError) as err:
+        CLIPTeacher(checkpoint=str(path), arch='ViT-L-14')
+    msg = str(err.value)
+    assert "'ViT-L/14'" in msg and 'expected (1024, 3, 14, 14), found (64, 3, 8, 8)' in msg
+    assert 'expected 24 transformer.resblocks, found 2' in msg
+    assert 'expected (1024, 768), found (64, 32)' in msg
+    # Random weights (tests only) with CLIP's layout: conv1 without bias, the arch's heads.
+    teacher = CLIPTeacher(arch=TINY, img_size=TINY_IMG, random_init=True)
+    vit = teacher.tower.vit
+    assert teacher.grid_size == (4, 4) and teacher.out_channels == 32
+    assert vit.patch_embed.projection.bias is None and vit.layers[0].attn.num_heads == 4
+    assert teacher(torch.zeros(1, 3, TINY_IMG, TINY_IMG)).shape == (1, 16, 32)
 
 
 def test_token_grid_mismatch_and_interpolation(tiny):
@@ -229,6 +243,7 @@ def test_frozen_not_saved_not_optimised(tiny):
     # Not in the training checkpoint; the checkpoint reloads strictly.
     keys = list(student.state_dict())
     assert keys == ['linear.weight', 'linear.bias']
+    assert list(get_state_dict(student)) == keys  # what mmengine's Runner saves
     student.load_state_dict(student.state_dict(), strict=True)
 
     # Not in the optimizer: default constructor (model.parameters()) and the paramwise one
@@ -295,3 +310,37 @@ def test_cpu_autocast_bf16(tiny):
         out = teacher(inputs)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref, rtol=5e-2, atol=5e-2 * ref.abs().max().item())
+
+
+def test_in_deepmim_as_target_generator(tiny):
+    """The teacher as DeepMIM's ``target_generator``: 512-d-style feature targets for every
+    level, nothing of it in the checkpoint, no gradient into it."""
+    _, path, _ = tiny
+    model = MODELS.build(dict(
+        type='DeepMIM',
+        backbone=dict(type='DeepMIMViT', img_size=TINY_IMG, patch_size=8, out_indices=[1, 3],
+                      arch=dict(embed_dims=64, num_layers=4, num_heads=2,
+                                feedforward_channels=128)),
+        neck=dict(type='MultiLevelDecoder', num_patches=16, patch_size=8, embed_dim=64,
+                  decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
+                  predict_feature_dim=TINY['output_dim']),
+        head=dict(type='DeepMIMHead', loss=dict(type='CosineFeatureLoss')),
+        target_generator=dict(type='CLIPTeacher', checkpoint=str(path), arch=TINY,
+                              img_size=TINY_IMG),
+        data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=IMNET_MEAN.flatten().tolist(),
+                               std=IMNET_STD.flatten().tolist(), to_rgb=True)))
+    model.init_weights()
+    model.train()
+    teacher = model.target_generator
+    assert isinstance(teacher, CLIPTeacher) and not teacher.training
+    teacher.match_token_grid(model.backbone.patch_resolution)
+    assert not any(k.startswith('target_generator') for k in get_state_dict(model))
+
+    inputs = _imagenet_normalised(2, TINY_IMG)[0]
+    losses = model.loss(inputs, [])
+    assert set(losses) == {'loss_block2', 'loss_block4'}
+    total = sum(losses.values())
+    assert torch.isfinite(total) and 0 < total.item() < 8  # two levels of 2 - 2 cos
+    total.backward()
+    assert all(p.grad is None for p in teacher.tower.parameters())
+    assert model.neck.decoder_pred.weight.grad is not None

@@ -1,6 +1,7 @@
 """Frozen OpenAI-CLIP image tower as the DeepMIM-CLIP feature target."""
 import os
 import re
+import warnings
 import zipfile
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -8,6 +9,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
@@ -75,7 +77,9 @@ def load_clip_visual_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
     if not os.path.isfile(path):
         raise FileNotFoundError(f'CLIPTeacher: checkpoint file not found: {path}')
     if _is_torchscript(path):
-        state = torch.jit.load(path, map_location='cpu').state_dict()
+        with warnings.catch_warnings():  # torch.jit is deprecated, OpenAI's files are not
+            warnings.simplefilter('ignore', FutureWarning)
+            state = torch.jit.load(path, map_location='cpu').state_dict()
     else:
         state = torch.load(path, map_location='cpu', weights_only=True)
         for key in ('state_dict', 'model'):
@@ -87,7 +91,8 @@ def load_clip_visual_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
     visual = OrderedDict()
     for k, v in state.items():
         k = k[len('module.'):] if k.startswith('module.') else k
-        if k.startswith('visual.') and isinstance(v, torch.Tensor):
+        if (k.startswith('visual.') and isinstance(v, torch.Tensor)
+                and (v.dim() > 0 or v.is_floating_point())):  # no int metadata
             visual[k[len('visual.'):]] = v
     if not visual:
         raise ValueError(f'CLIPTeacher: {path} has no visual.* keys: it looks like a text-only '
@@ -309,6 +314,9 @@ class CLIPTeacher(BaseModule):
         if missing or unexpected:
             raise ValueError(f'CLIPTeacher: {path} does not fill the tower of {name}: missing '
                              f'{[f"visual.{k}" for k in missing][:8]}, unexpected {unexpected[:8]}')
+        MMLogger.get_current_instance().info(
+            f'CLIPTeacher: loaded the {name} image tower ({len(sd)} tensors) from {path}; '
+            f'frozen, not saved in checkpoints')
 
     def match_token_grid(self, grid: Union[int, Sequence[int]]) -> None:
         """Make sure the teacher's tokens line up with the student's ``grid`` (e.g. (14, 14)).
