@@ -134,7 +134,12 @@ def test_checkpoint_formats_agree(tiny):
     torch.save({'epoch': 1, 'state_dict': {'module.' + k: v
                                            for k, v in model.state_dict().items()}}, nested_path)
 
-    for p, tol in ((plain_path, 1e-6), (nested_path, 1e-6), (jit_path, 5e-2)):
+    # open_clip's hub files: .safetensors.
+    from safetensors.torch import save_file
+    st_path = root / 'open_clip_model.safetensors'
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(st_path))
+
+    for p, tol in ((plain_path, 1e-6), (nested_path, 1e-6), (st_path, 1e-6), (jit_path, 5e-2)):
         out = CLIPTeacher(checkpoint=str(p), arch=TINY, img_size=TINY_IMG)(inputs)
         torch.testing.assert_close(out, ref, rtol=tol, atol=tol * ref.abs().max().item())
     # The scripted archive really is the fp16 model's weights (not a coincidence of tolerance).
@@ -173,6 +178,11 @@ def test_errors(tiny, tmp_path):
         CLIPTeacher(checkpoint=str(path), arch=dict(TINY, layers=3), img_size=TINY_IMG)
     with pytest.raises(ValueError, match='expected \\(64, 16\\), found \\(64, 32\\)'):
         CLIPTeacher(checkpoint=str(path), arch=dict(TINY, output_dim=16), img_size=TINY_IMG)
+
+    garbage = tmp_path / 'clip.pt'
+    garbage.write_bytes(b'not a checkpoint at all')
+    with pytest.raises(ValueError, match='cannot read .*clip.pt'):
+        CLIPTeacher(checkpoint=str(garbage), arch=TINY, img_size=TINY_IMG)
 
     with pytest.raises(ValueError, match='checkpoint is required'):
         CLIPTeacher(arch=TINY, img_size=TINY_IMG)

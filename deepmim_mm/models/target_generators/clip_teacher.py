@@ -1,5 +1,6 @@
 """Frozen OpenAI-CLIP image tower as the DeepMIM-CLIP feature target."""
 import os
+import pickle
 import re
 import warnings
 import zipfile
@@ -72,7 +73,8 @@ def load_clip_visual_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
 
     Accepts OpenAI's TorchScript ``.pt`` archives, plain state dicts with ``visual.*`` keys
     (OpenAI's converted form, what the official DeepMIM code loads) and open_clip state dicts
-    (same keys; optionally nested under ``state_dict``/``model`` and prefixed ``module.``).
+    (same keys; optionally nested under ``state_dict``/``model`` and prefixed ``module.``;
+    ``.bin``/``.pt`` or ``.safetensors``).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'CLIPTeacher: checkpoint file not found: {path}')
@@ -80,8 +82,22 @@ def load_clip_visual_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
         with warnings.catch_warnings():  # torch.jit is deprecated, OpenAI's files are not
             warnings.simplefilter('ignore', FutureWarning)
             state = torch.jit.load(path, map_location='cpu').state_dict()
+    elif path.endswith('.safetensors'):  # open_clip's files on the Hugging Face hub
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:
+            raise ValueError(f'CLIPTeacher: reading {path} needs the safetensors package '
+                             '(pip install safetensors)') from e
+        state = load_file(path, device='cpu')
     else:
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        try:
+            state = torch.load(path, map_location='cpu', weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                f'CLIPTeacher: cannot read {path} as a TorchScript archive or as a state dict '
+                f'(torch.load weights_only=True: {first}); accepted: OpenAI .pt, a torch.save-d '
+                'state dict with visual.* keys, an open_clip state dict or .safetensors') from e
         for key in ('state_dict', 'model'):
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
