@@ -12,7 +12,8 @@ from deepmim_mm.models.losses import CosineFeatureLoss
 def test_hand_made_values():
     loss = MODELS.build(dict(type='CosineFeatureLoss'))
     assert isinstance(loss, CosineFeatureLoss)
-    # One image, 4 tokens, 2-d features: cos = 1, 0, -1, 1/sqrt(2) -> 2 - 2 cos = 0, 2, 4, 2 - sqrt 2
+    # One image, 4 tokens, 2-d features: cos = 1, 0, -1, 1/sqrt(2)
+    # -> 2 - 2 cos = 0, 2, 4, 2 - sqrt(2)
     pred = torch.tensor([[[1., 0.], [0., 3.], [-2., 0.], [1., 1.]]])
     target = torch.tensor([[[5., 0.], [1., 0.], [1., 0.], [0., 7.]]])
     per_token = torch.tensor([0., 2., 4., 2 - 2**0.5])

@@ -132,9 +132,9 @@ class CLIPTeacher(BaseModule):
     ``out_type='raw'``), which already runs fused attention (``F.scaled_dot_product_attention``);
     OpenAI/open_clip keys are renamed on load as mmpretrain's own CLIP converter does. mmpretrain's
     other CLIP classes are not used: ``models/utils/clip_generator_helper.py`` (MILAN's
-    ``CLIPGenerator``) needs the text tower's keys, runs ``nn.MultiheadAttention`` with sequence-first
-    transposes and returns attention maps we do not need; ``multimodal.CLIP`` is a whole
-    zero-shot classifier with a tokenizer.
+    ``CLIPGenerator``) needs the text tower's keys, runs ``nn.MultiheadAttention`` with
+    sequence-first transposes and returns attention maps we do not need; ``multimodal.CLIP`` is
+    a whole zero-shot classifier with a tokenizer.
 
     What this adds over those: loading of the three checkpoint formats with clear errors, the
     re-normalisation, the ``proj`` matrix, and being a *frozen, unsaved* teacher:
@@ -305,8 +305,8 @@ class CLIPTeacher(BaseModule):
             else:
                 unknown.append(k)
         if unknown:
-            raise ValueError(f'CLIPTeacher: {path} has visual.* keys the OpenAI CLIP ViT tower does '
-                             f'not have (another tower type?): {sorted(unknown)[:8]}')
+            raise ValueError(f'CLIPTeacher: {path} has visual.* keys the OpenAI CLIP ViT tower '
+                             f'does not have (another tower type?): {sorted(unknown)[:8]}')
 
         pos = new_sd.get('vit.pos_embed')
         if pos is None:
@@ -315,7 +315,8 @@ class CLIPTeacher(BaseModule):
         g = int(round(n**0.5))
         if g * g != n or pos.shape[2] != self.arch['width']:
             raise ValueError(f'CLIPTeacher: visual.positional_embedding of {path} has shape '
-                             f'{tuple(pos.shape[1:])}; expected (1 + grid**2, {self.arch["width"]})')
+                             f'{tuple(pos.shape[1:])}; expected '
+                             f'(1 + grid**2, {self.arch["width"]})')
         self._ckpt_pos_embed = pos
         if (g, g) != self.grid_size:
             if not self.interpolate_pos:
