@@ -206,3 +206,26 @@ def test_neck_levels_must_match_backbone():
     cfg = copy.deepcopy(tiny_cfg())
     del cfg['neck']['aux_decoder_depth']
     assert MODELS.build(cfg).neck.num_levels == 4
+
+
+def test_unknown_target_type_is_a_clear_error():
+    cfg = tiny_cfg()
+    cfg['target_generator'] = dict(type='PixelTeacherThatDoesNotExist')
+    with pytest.raises(ValueError, match=r"target_generator.type='PixelTeacherThatDoesNotExist'"
+                       r" is not a registered model; this plugin provides \['CLIPTeacher'"):
+        MODELS.build(cfg)
+
+
+def test_teacher_grid_is_checked_at_build_time():
+    cfg = tiny_cfg()
+    cfg['target_generator'] = dict(
+        type='CLIPTeacher', random_init=True, img_size=64,
+        arch=dict(width=32, layers=1, heads=2, patch_size=8, output_dim=16))
+    cfg['neck']['predict_feature_dim'] = 16
+    cfg['head']['loss'] = dict(type='CosineFeatureLoss')
+    with pytest.raises(ValueError, match='grid'):
+        MODELS.build(cfg)
+    cfg['target_generator']['img_size'] = 32
+    model = MODELS.build(cfg)
+    losses = model.loss(torch.randn(2, 3, 32, 32), None)
+    assert len(losses) == 4 and all(torch.isfinite(v) for v in losses.values())

@@ -44,6 +44,8 @@ class DeepMIM(BaseSelfSupervisor):
         num_levels = len(backbone.out_indices)
         if isinstance(neck, dict) and 'num_levels' not in neck:
             neck = dict(neck, num_levels=num_levels)
+        if isinstance(target_generator, dict):
+            _check_registered('target_generator', target_generator)
         super().__init__(
             backbone=backbone,
             neck=neck,
@@ -60,6 +62,14 @@ class DeepMIM(BaseSelfSupervisor):
         if weights is not None and len(weights) != num_levels:
             raise ValueError(f'DeepMIM: head.level_weights has {len(weights)} entries for '
                              f'{num_levels} supervised levels {self.backbone.level_names}')
+        teacher = self.target_generator
+        if teacher is not None:
+            # A teacher knows its own constraints: the token grid it produces targets for, and
+            # (hybrid targets) how many levels it mixes for.
+            if hasattr(teacher, 'match_token_grid'):
+                teacher.match_token_grid(self.backbone.patch_resolution)
+            if hasattr(teacher, 'check_levels'):
+                teacher.check_levels(self.backbone.level_names)
 
     @property
     def level_names(self) -> List[str]:
@@ -72,10 +82,21 @@ class DeepMIM(BaseSelfSupervisor):
 
     def get_targets(self, inputs: torch.Tensor, mask: torch.Tensor,
                     ids_restore: torch.Tensor):
-        """The reconstruction target: the images, or the frozen teacher's output for them."""
-        if self.target_generator is None:
+        """The reconstruction target(s) for this batch.
+
+        - no ``target_generator``: the images (the head patchifies them once);
+        - a feature teacher (e.g. ``CLIPTeacher``): ``teacher(inputs)``, shared by every level;
+        - a teacher with ``needs_student_mask = True`` (hybrid targets): it sees the student's
+          visible patches (``ids_restore``) and the raw target, and returns one target per
+          level.
+        """
+        teacher = self.target_generator
+        if teacher is None:
             return inputs
-        return self.target_generator(inputs)
+        if getattr(teacher, 'needs_student_mask', False):
+            return teacher(inputs, ids_restore=ids_restore,
+                           raw_target=self.head.construct_target(inputs))
+        return teacher(inputs)
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
@@ -89,3 +110,14 @@ class DeepMIM(BaseSelfSupervisor):
             losses.update({f'fusion_weight_block{b + 1}': w.detach()
                            for b, w in zip(blocks, fusion_weights)})
         return losses
+
+
+def _check_registered(field: str, cfg: dict) -> None:
+    """A ``type`` that is not registered is a ValueError naming the field and the choices."""
+    from .. import target_generators
+    kind = cfg.get('type')
+    if isinstance(kind, str) and MODELS.get(kind) is None:
+        ours = sorted(n for n in target_generators.__all__ if MODELS.get(n) is not None)
+        raise ValueError(f'DeepMIM: {field}.type={kind!r} is not a registered model; this '
+                         f'plugin provides {ours} (a class '
+                         'name from mmpretrain\'s MODELS registry also works)')
