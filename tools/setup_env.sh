@@ -6,7 +6,7 @@
 # Its compiled ops are taken, in this order, from
 #   1. $MMCV_WHEEL, if set;
 #   2. ../shared/wheels/mmcv-2.1.0-cp311-*.whl (CPU ops, built against torch 2.14.1), on a CPU host;
-#   3. the wheel this script built earlier, in ${XDG_CACHE_HOME:-~/.cache}/deepmim-mm/wheels;
+#   3. the wheel this script built earlier, in ${XDG_CACHE_HOME:-~/.cache}/deepmim-mm/wheels/{cpu,cuda};
 #   4. a build from PyPI's source distribution, patched for setuptools >= 81 (no pkg_resources) and
 #      torch 2.14's headers (C++20). About 30 minutes on 2 cores; with a GPU visible it builds the
 #      CUDA ops too (FORCE_CUDA=1). The built wheel is cached for the next run.
@@ -15,7 +15,8 @@
 # Environment: PYTHON (default python3.11, else python3), VENV (default <repo>/.venv),
 # MMCV_WHEEL, MAX_JOBS (default: number of cores), DEEPMIM_SKIP_MMCV=1 (mmcv-lite only; mmseg/mmdet
 # will not import).
-set -euo pipefail
+set -Eeuo pipefail
+shopt -s inherit_errexit
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
@@ -78,8 +79,9 @@ try_wheel() {  # $1: wheel path; installs it and keeps it only if mmcv.ops loads
   return 1
 }
 
-build_mmcv() {
+build_mmcv() {  # prints the build's progress on stderr and the wheel's path on stdout
   local tmp; tmp="$(mktemp -d)"
+  {
   echo "building mmcv $MMCV_VERSION from source in $tmp (about 30 min on 2 cores)"
   "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$tmp"
   tar -xzf "$tmp"/mmcv-"$MMCV_VERSION".tar.gz -C "$tmp"
@@ -101,18 +103,19 @@ open(p, 'w').write(s)
 EOF
   local cuda=0; gpu_visible && cuda=1
   (cd "$src" && MMCV_WITH_OPS=1 FORCE_CUDA=$cuda MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-     "${PIP[@]}" wheel --no-build-isolation --no-deps . -w "$tmp/dist")
+     "${PIP[@]}" wheel -v --no-build-isolation --no-deps . -w "$tmp/dist")
   local whl; whl="$(ls "$tmp"/dist/mmcv-*.whl)"
   # Strip debug symbols from the extension (82 MB -> 2 MB) and repack.
   (cd "$tmp/dist" && "$PYV" -m wheel unpack "$whl" -d unpacked \
      && find unpacked -name '_ext*.so' -exec strip --strip-debug {} + \
      && rm "$whl" && "$PYV" -m wheel pack unpacked/mmcv-"$MMCV_VERSION" -d .) || true
-  mkdir -p "$CACHE"
   local tag=cpu; [ "$cuda" = 1 ] && tag=cuda
+  mkdir -p "$CACHE/$tag"
   whl="$(ls "$tmp"/dist/mmcv-*.whl)"
-  cp "$whl" "$CACHE/$tag-$(basename "$whl")"
+  cp "$whl" "$CACHE/$tag/"
   rm -rf "$tmp"
-  echo "$CACHE/$tag-$(basename "$whl")"
+  } >&2
+  echo "$CACHE/$tag/$(basename "$whl")"
 }
 
 if [ "${DEEPMIM_SKIP_MMCV:-0}" = 1 ]; then
@@ -126,20 +129,26 @@ else
   [ -n "${MMCV_WHEEL:-}" ] && candidates+=("$MMCV_WHEEL")
   # The shared wheel has CPU ops only: use it on CPU hosts.
   [ "$tag" = cpu ] && candidates+=("$ROOT"/../shared/wheels/mmcv-"$MMCV_VERSION"-cp311-*.whl)
-  candidates+=("$CACHE"/"$tag"-mmcv-"$MMCV_VERSION"-*.whl)
+  candidates+=("$CACHE"/"$tag"/mmcv-"$MMCV_VERSION"-*.whl)
   for w in "${candidates[@]}"; do
     if try_wheel "$w"; then done_=1; break; fi
   done
   if [ "$done_" = 0 ]; then
     echo "no prebuilt mmcv wheel matches; building one"
-    built="$(build_mmcv | tail -n 1)"
+    built="$(build_mmcv)"
     try_wheel "$built" || fail "the mmcv wheel built from source does not load ($built)"
   fi
 fi
 
 # ---------------------------------------------------------------------------------------------
 step "6/7 deepmim_mm (editable)"
-"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
+# setuptools' editable build warns at length about things that do not apply here: keep its
+# output for a failure.
+log="$(mktemp)"
+"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT" >"$log" 2>&1 \
+  || { cat "$log"; fail "pip install -e $ROOT failed (output above)"; }
+rm -f "$log"
+echo "installed $(cd "$ROOT" && "$PYV" -c 'import deepmim_mm; print("deepmim_mm", deepmim_mm.__version__)')"
 
 step "7/7 checking the stack imports"
 "$PYV" - <<'EOF'
