@@ -1,0 +1,12 @@
+"""Semantic segmentation with mmsegmentation: backbones pretrained by this plugin.
+
+Importing this package imports mmseg (configs do it with
+``custom_imports=dict(imports=['deepmim_mm.seg'], allow_failed_imports=False)``) and registers
+:class:`PretrainedMAE` in mmseg's ``MODELS``. Configs: ``configs/segmentation/``.
+"""
+import deepmim_mm  # noqa: F401  compat fixes for the pinned stack
+
+from .mae_backbone import PretrainedMAE
+from .pretrain_loading import LoadReport, compress_keys, load_pretrained_encoder
+
+__all__ = ['PretrainedMAE', 'LoadReport', 'compress_keys', 'load_pretrained_encoder']

@@ -1,0 +1,239 @@
+"""Load a pretraining checkpoint of this plugin into a downstream ViT backbone, with a report.
+
+Pure torch + mmengine (no mmseg): :mod:`deepmim_mm.det` uses it too. What it does, in order:
+
+1. reads the file (``FileNotFoundError`` naming the config field when it is missing) and takes its
+   ``state_dict`` (or ``model``/``module``, or the dict itself);
+2. keeps the encoder: the keys under ``prefix`` (``'backbone.'``) with the prefix stripped. Every
+   other key (``neck.`` decoders, ``head.``, ``target_generator.`` teachers, data preprocessor
+   buffers) is *dropped*. A checkpoint without any ``prefix`` key (e.g. an mmpretrain
+   ``MAEViT``/``VisionTransformer`` state dict saved bare, or mmseg's converted MAE weights) is
+   used as it is;
+3. drops pretraining-only encoder keys the target does not have (the final ``ln1`` norm when the
+   downstream backbone has no final norm, MFF's ``proj_layers``/``proj_weights``, ``mask_token``);
+4. resizes the absolute position embedding (``pos_embed``, ``(1, extra + H*W, C)``) bicubically to
+   the target grid (e.g. 14x14 at 224 px pretraining -> 32x32 at 512/16);
+5. loads with ``strict=False`` and logs a report: every key loaded, dropped (with the reason) and
+   new (in the model, not in the checkpoint), layer indices folded into ranges so a ViT-B report
+   stays readable (``neck.decoder_blocks.{0-7}.attn.qkv.weight``).
+"""
+import os.path as osp
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pretrained_encoder` did: key lists and the position-embedding resize."""
+    checkpoint: str
+    loaded: List[str] = field(default_factory=list)
+    dropped: Dict[str, str] = field(default_factory=dict)  # key -> reason
+    new_params: List[str] = field(default_factory=list)
+    new_buffers: List[str] = field(default_factory=list)
+    resized: Dict[str, Tuple[tuple, tuple]] = field(default_factory=dict)
+
+    def format(self) -> str:
+        lines = [f'Loaded pretrained encoder from {self.checkpoint}: '
+                 f'{len(self.loaded)} keys loaded, {len(self.dropped)} dropped, '
+                 f'{len(self.new_params)} new parameters, {len(self.new_buffers)} new buffers.']
+        for key, (old, new) in self.resized.items():
+            lines.append(f'  resized {key}: {tuple(old)} -> {tuple(new)}')
+        by_reason: Dict[str, List[str]] = {}
+        for key, reason in self.dropped.items():
+            by_reason.setdefault(reason, []).append(key)
+        for reason, keys in by_reason.items():
+            lines.append(f'  dropped ({reason}): ' + ', '.join(compress_keys(keys)))
+        if self.new_params:
+            lines.append('  new parameters (not in the checkpoint, initialised by the model): '
+                         + ', '.join(compress_keys(self.new_params)))
+        if self.new_buffers:
+            lines.append('  new buffers (computed by the model): '
+                         + ', '.join(compress_keys(self.new_buffers)))
+        lines.append('  loaded: ' + ', '.join(compress_keys(self.loaded)))
+        return '\n'.join(lines)
+
+
+def compress_keys(keys: List[str]) -> List[str]:
+    """Fold numeric path components into ranges: ``layers.{0-3,5}.ln1.weight``.
+
+    Every key is represented: expanding the ranges gives back exactly ``keys``.
+    """
+    groups: 'OrderedDict[Tuple[str, ...], List[Tuple[int, ...]]]' = OrderedDict()
+    for key in keys:
+        parts = key.split('.')
+        nums = tuple(int(p) for p in parts if p.isdigit())
+        pattern = tuple('{}' if p.isdigit() else p for p in parts)
+        groups.setdefault(pattern, []).append(nums)
+    out = []
+    for pattern, nums_list in groups.items():
+        if not nums_list[0]:
+            out.append('.'.join(pattern))
+            continue
+        # Fold the first numeric component that varies over keys that agree on the others.
+        varying = [i for i in range(len(nums_list[0]))
+                   if len({nums[i] for nums in nums_list}) > 1]
+        pos = varying[0] if varying else 0
+        by_rest: 'OrderedDict[Tuple[int, ...], List[int]]' = OrderedDict()
+        for nums in nums_list:
+            by_rest.setdefault(nums[:pos] + nums[pos + 1:], []).append(nums[pos])
+        for rest, folded in by_rest.items():
+            values = [str(v) for v in rest]
+            values.insert(pos, '{' + _ranges(folded) + '}' if len(folded) > 1
+                          else str(folded[0]))
+            it = iter(values)
+            out.append('.'.join(next(it) if p == '{}' else p for p in pattern))
+    return out
+
+
+def _ranges(values: List[int]) -> str:
+    values = sorted(set(values))
+    spans, start, prev = [], values[0], values[0]
+    for v in values[1:] + [None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        spans.append(str(start) if start == prev else f'{start}-{prev}')
+        if v is not None:
+            start = prev = v
+    return ','.join(spans)
+
+
+def read_state_dict(path: str, field_name: str = 'init_cfg.checkpoint') -> Dict[str, torch.Tensor]:
+    """The state dict of a checkpoint file (mmengine format or a bare state dict)."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f'{field_name} must be the path of a pretraining checkpoint, got {path!r}')
+    if '://' not in path and not osp.isfile(path):
+        raise FileNotFoundError(
+            f'{field_name}: pretraining checkpoint not found: {path!r} (set it with '
+            f'--cfg-options model.backbone.init_cfg.checkpoint=/path/to/epoch_N.pth)')
+    from mmengine.runner.checkpoint import _load_checkpoint
+    ckpt = _load_checkpoint(path, map_location='cpu')
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'{field_name}: {path!r} holds a {type(ckpt).__name__}, not a checkpoint '
+                         'dict')
+    for key in ('state_dict', 'model', 'module'):
+        if key in ckpt and isinstance(ckpt[key], dict):
+            return ckpt[key]
+    return ckpt
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, num_extra: int, new_hw: Tuple[int, int]) -> torch.Tensor:
+    """Bicubically resize ``(1, num_extra + h*w, C)`` (square ``h*w``) to ``num_extra + H*W``."""
+    extra, grid = pos_embed[:, :num_extra], pos_embed[:, num_extra:]
+    old = int(round(grid.shape[1] ** 0.5))
+    if old * old != grid.shape[1]:
+        raise ValueError(f'pos_embed: {grid.shape[1]} grid tokens is not a square grid')
+    if (old, old) == tuple(new_hw):
+        return pos_embed
+    c = grid.shape[-1]
+    grid = grid.reshape(1, old, old, c).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=tuple(new_hw), mode='bicubic', align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new_hw[0] * new_hw[1], c).to(pos_embed.dtype)
+    return torch.cat([extra, grid], dim=1)
+
+
+def _fit_pos_embed(value, target, num_extra_tokens, pos_grid, report):
+    """Resize a checkpoint ``pos_embed`` to the model's: token layout ``(1, extra + H*W, C)`` or
+    grid layout ``(1, H, W, C)`` (no extra tokens: the checkpoint's cls slot is dropped)."""
+    old_shape = tuple(value.shape)
+    if value.dim() == 4:  # (1, h, w, C) grid checkpoint -> token layout without extra tokens
+        value = value.flatten(1, 2)
+        ckpt_extra = 0
+    else:
+        ckpt_extra = num_extra_tokens if (value.shape[1] - num_extra_tokens) > 0 and int(round(
+            (value.shape[1] - num_extra_tokens) ** 0.5)) ** 2 == value.shape[1] - num_extra_tokens \
+            else 0
+    if target.dim() == 4:
+        grid = tuple(target.shape[1:3])
+        value = resize_pos_embed(value[:, ckpt_extra:], 0, grid).reshape(target.shape)
+    else:
+        extra = target.shape[1] - (pos_grid[0] * pos_grid[1] if pos_grid else 0)
+        if pos_grid is None:
+            side = int(round((target.shape[1] - num_extra_tokens) ** 0.5))
+            grid, extra = (side, side), num_extra_tokens
+        else:
+            grid = tuple(pos_grid)
+        if extra != ckpt_extra:
+            raise ValueError(f'pos_embed: the checkpoint has {ckpt_extra} extra tokens, the '
+                             f'backbone {extra}')
+        value = resize_pos_embed(value, extra, grid)
+    report.resized['pos_embed'] = (old_shape, tuple(value.shape))
+    return value
+
+
+#: Pretraining-only encoder keys and why they are dropped.
+_PRETRAIN_ONLY = [
+    (re.compile(r'^proj_layers\.|^proj_weights$'), 'MFF fusion, pretraining only'),
+    (re.compile(r'^mask_token$'), 'mask token, pretraining only'),
+    (re.compile(r'^cls_token$'), 'class token; the backbone uses none'),
+    (re.compile(r'^ln1\.'), 'final norm of the pretraining encoder; the backbone has none'),
+]
+
+
+def load_pretrained_encoder(model: nn.Module, path: str, prefix: str = 'backbone.',
+                            pos_grid: Optional[Tuple[int, int]] = None,
+                            num_extra_tokens: int = 1,
+                            key_map=None,
+                            logger=None) -> LoadReport:
+    """Load the encoder of a pretraining checkpoint into ``model``; log and return the report.
+
+    Args:
+        model: the downstream backbone.
+        path: checkpoint file.
+        prefix: the encoder's prefix in the checkpoint (stripped).
+        pos_grid: the grid ``(H, W)`` to resize ``pos_embed`` to; by default the one of the
+            model's own ``pos_embed`` (square).
+        num_extra_tokens: leading non-grid tokens of ``pos_embed`` (the cls slot) in both.
+        key_map: optional callable ``key -> key or None`` renaming encoder keys to the model's
+            names (``None`` drops the key).
+        logger: an mmengine logger; ``'current'`` by default.
+    """
+    from mmengine.logging import print_log
+    raw = read_state_dict(path)
+    report = LoadReport(checkpoint=path)
+    has_prefix = any(k.startswith(prefix) for k in raw)
+    encoder = OrderedDict()
+    for key, value in raw.items():
+        if has_prefix and not key.startswith(prefix):
+            report.dropped[key] = f'outside {prefix!r}: decoder/head/teacher/preprocessor'
+            continue
+        encoder[key[len(prefix):] if has_prefix else key] = value
+    if key_map is not None:
+        mapped = OrderedDict()
+        for key, value in encoder.items():
+            new_key = key_map(key)
+            if new_key is None:
+                report.dropped[prefix + key if has_prefix else key] = 'not used by this backbone'
+            else:
+                mapped[new_key] = value
+        encoder = mapped
+
+    own = model.state_dict()
+    own_params = {n for n, _ in model.named_parameters()}
+    state = OrderedDict()
+    ckpt_name = (lambda k: prefix + k) if has_prefix else (lambda k: k)
+    for key, value in encoder.items():
+        if key not in own:
+            reason = next((why for pat, why in _PRETRAIN_ONLY if pat.search(key)),
+                          'not in this backbone')
+            report.dropped[ckpt_name(key)] = reason
+            continue
+        if key == 'pos_embed' and value.shape != own[key].shape:
+            value = _fit_pos_embed(value, own[key], num_extra_tokens, pos_grid, report)
+        if value.shape != own[key].shape:
+            raise ValueError(f'{path}: {ckpt_name(key)} has shape {tuple(value.shape)}, the '
+                             f'backbone expects {tuple(own[key].shape)} (different architecture?)')
+        state[key] = value
+        report.loaded.append(key)
+    model.load_state_dict(state, strict=False)
+    for key in own:
+        if key not in state:
+            (report.new_params if key in own_params else report.new_buffers).append(key)
+    print_log(report.format(), logger=logger or 'current')
+    return report

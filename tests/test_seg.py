@@ -1,0 +1,129 @@
+"""Segmentation: a pretraining checkpoint of this plugin -> mmseg UperNet (PretrainedMAE backbone),
+trained and tested with tools/train.py and tools/test.py on a tiny ADE20K-format dataset."""
+import glob
+import os.path as osp
+import re
+
+import pytest
+import torch
+
+from conftest import ROOT, run_tool
+from downstream_utils import (PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint,
+                              write_ade20k)
+
+SEG_CONFIG = osp.join(ROOT, 'configs', 'segmentation',
+                      'deepmim-base_upernet_8xb2-amp-160k_ade20k-512x512.py')
+CROP = 64
+
+
+def _tiny_backbone(checkpoint):
+    from mmseg.registry import MODELS
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return MODELS.build(dict(
+            type='PretrainedMAE', img_size=(CROP, CROP), patch_size=16,
+            embed_dims=TINY_VIT['embed_dims'], num_layers=TINY_VIT['num_layers'],
+            num_heads=TINY_VIT['num_heads'], mlp_ratio=4, init_values=1.0, drop_path_rate=0.1,
+            out_indices=[0, 1, 2, 3], norm_cfg=dict(type='LN', eps=1e-6),
+            init_cfg=dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.')))
+
+
+def test_pretrained_mae_loads_every_encoder_key(tmp_path):
+    import deepmim_mm.seg  # noqa: F401
+    ckpt = str(tmp_path / 'pretrain.pth')
+    state = make_pretrain_checkpoint(ckpt)
+    backbone = _tiny_backbone(ckpt)
+    backbone.init_weights()
+    report = backbone.pretrain_report
+
+    encoder = {k[len('backbone.'):] for k in state if k.startswith('backbone.')}
+    pretrain_only = {k for k in encoder if k.startswith(('proj_layers.', 'ln1.'))
+                     or k == 'proj_weights'}
+    assert pretrain_only  # the MFF checkpoint has fusion layers and the final norm
+    assert set(report.loaded) == encoder - pretrain_only
+    assert set(report.dropped) == set(state) - {'backbone.' + k for k in report.loaded}
+    assert 'target_generator.teacher.proj' in report.dropped
+    assert any(k.startswith('neck.decoder_blocks.') for k in report.dropped)
+    # New at fine-tune time: relative position bias and layer scale, nothing else.
+    assert {re.sub(r'layers\.\d+\.', '', k) for k in report.new_params} == {
+        'gamma_1', 'gamma_2', 'attn.relative_position_bias_table'}
+    grid = PRETRAIN_IMG // 16
+    assert report.resized['pos_embed'] == ((1, 1 + grid * grid, 64), (1, 1 + 16, 64))
+
+    own = backbone.state_dict()
+    for key in report.loaded:
+        if key != 'pos_embed':
+            torch.testing.assert_close(own[key], state['backbone.' + key])
+    torch.testing.assert_close(own['pos_embed'][:, 0], state['backbone.pos_embed'][:, 0])
+    # The report is logged with every key (layer indices folded into ranges).
+    text = report.format()
+    assert 'target_generator.teacher.proj' in text and 'backbone.proj_weights' in text
+    assert 'layers.{0-3}.gamma_1' in text
+
+
+def test_pretrained_mae_missing_checkpoint_names_the_field(tmp_path):
+    import deepmim_mm.seg  # noqa: F401
+    backbone = _tiny_backbone(str(tmp_path / 'nope.pth'))
+    with pytest.raises(FileNotFoundError, match='init_cfg.checkpoint'):
+        backbone.init_weights()
+
+
+def test_upernet_train_then_test_on_ade20k_format(tmp_path):
+    data_root = write_ade20k(str(tmp_path / 'ADEChallengeData2016'))
+    ckpt = str(tmp_path / 'pretrain.pth')
+    make_pretrain_checkpoint(ckpt)
+    work_dir = str(tmp_path / 'work')
+    crop = (CROP, CROP)
+    cfg = tmp_path / 'tiny_upernet_ade20k.py'
+    cfg.write_text(f'''
+_base_ = {SEG_CONFIG!r}
+crop_size = {crop}
+norm_cfg = dict(type='SyncBN', requires_grad=True)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(img_size=crop_size, embed_dims={TINY_VIT['embed_dims']},
+                  num_layers={TINY_VIT['num_layers']}, num_heads={TINY_VIT['num_heads']},
+                  out_indices=[0, 1, 2, 3], init_cfg=dict(checkpoint={ckpt!r})),
+    neck=dict(embed_dim={TINY_VIT['embed_dims']}),
+    decode_head=dict(in_channels=[{TINY_VIT['embed_dims']}] * 4, channels=32,
+                     pool_scales=(1, 2)),
+    auxiliary_head=dict(in_channels={TINY_VIT['embed_dims']}, channels=16),
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(43, 43)))
+optim_wrapper = dict(paramwise_cfg=dict(num_layers={TINY_VIT['num_layers']}))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(128, 64), ratio_range=(0.8, 1.2), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 64), keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root={data_root!r}, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root={data_root!r}, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=3, val_interval=3)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=3))
+''')
+    train = run_tool(['tools/train.py', str(cfg), '--work-dir', work_dir])
+    log = train.stdout + train.stderr
+    assert 'Loaded pretrained encoder from' in log
+    assert 'resized pos_embed: (1, 10, 64) -> (1, 17, 64)' in log
+    assert 'target_generator.teacher.proj' in log
+    assert re.search(r'Iter\(train\) \[3/3\].*loss', log)
+    assert 'mIoU' in log  # validation at the last iteration, mmseg's IoUMetric
+    ckpt_out = osp.join(work_dir, 'iter_3.pth')
+    assert osp.isfile(ckpt_out), glob.glob(work_dir + '/*')
+
+    test = run_tool(['tools/test.py', str(cfg), ckpt_out, '--work-dir', str(tmp_path / 'test')])
+    out = test.stdout + test.stderr
+    assert re.search(r'mIoU: \d+\.\d+', out), out[-3000:]
+    assert 'aAcc' in out and 'per class results' in out
