@@ -1,0 +1,13 @@
+# ViT-B/16 linear probing on ImageNet-1K (MAE paper, arXiv 2111.06377, Table 10: the standard
+# protocol for MIM encoders): frozen backbone, class token after the final norm, a
+# BatchNorm without affine (ClsBatchNormNeck) before the linear classifier, LARS, base lr 0.1 at
+# batch 16384 (here 8 GPUs x 2048 -> lr 6.4 as mmpretrain's config), 90 epochs, 10 warm-up,
+# RandomResizedCrop + flip only. Works for MAE and DeepMIM checkpoints alike (and MFF: its fusion
+# layers are dropped). mmpretrain's benchmark config is that recipe: only the backbone type
+# changes, so a checkpoint without encoder weights is an error. It trains with AMP
+# (AmpOptimWrapper, GPU only): on a CPU set optim_wrapper.type=OptimWrapper.
+_base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
+
+custom_imports = dict(imports=['deepmim_mm.classification'], allow_failed_imports=False)
+
+model = dict(backbone=dict(type='PretrainedVisionTransformer'))

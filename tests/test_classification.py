@@ -1,0 +1,193 @@
+"""Classification: fine-tune / linear-probe configs and the checked pretrained ViT backbone;
+an end-to-end fine-tune of a tiny pretraining checkpoint with tools/train.py."""
+import glob
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+from conftest import ROOT, run_tool, write_imagenet_folder
+from downstream_utils import PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint
+
+CLS_DIR = osp.join(ROOT, 'configs', 'classification')
+
+
+def _cfg(name):
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(CLS_DIR, name))
+
+
+@pytest.mark.parametrize('name,arch,lr,decay,epochs,dims', [
+    # DeepMIM (arXiv 2303.08817): base lr 1e-4 x 1024 / 256, layer decay 0.6, 100 epochs.
+    ('vit-base-p16_deepmim-pre_8xb128-coslr-100e_in1k.py', 'base', 4e-4, 0.6, 100, 768),
+    ('vit-small-p16_deepmim-pre_8xb128-coslr-100e_in1k.py', 'deit-s', 4e-4, 0.6, 100, 384),
+    ('vit-large-p16_deepmim-pre_8xb128-coslr-100e_in1k.py', 'large', 4e-4, 0.75, 100, 1024),
+    # MAE (arXiv 2111.06377): base lr 5e-4 x 1024 / 256, layer decay 0.65 (ViT-L: 1e-3, 0.75).
+    ('vit-base-p16_mae-pre_8xb128-coslr-100e_in1k.py', 'base', 2e-3, 0.65, 100, 768),
+    ('vit-small-p16_mae-pre_8xb128-coslr-100e_in1k.py', 'deit-s', 2e-3, 0.65, 100, 384),
+    ('vit-large-p16_mae-pre_8xb128-coslr-50e_in1k.py', 'large', 4e-3, 0.75, 50, 1024),
+])
+def test_finetune_configs(name, arch, lr, decay, epochs, dims):
+    cfg = _cfg(name)
+    bb = cfg.model.backbone
+    assert bb.type == 'PretrainedVisionTransformer' and bb.arch == arch
+    assert bb.out_type == 'avg_featmap' and not bb.final_norm
+    assert bb.init_cfg.type == 'Pretrained' and bb.init_cfg.prefix == 'backbone.'
+    assert cfg.model.head.in_channels == dims
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(lr)
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == decay
+    assert cfg.optim_wrapper.constructor == 'LearningRateDecayOptimWrapperConstructor'
+    assert cfg.train_cfg.max_epochs == epochs
+    assert cfg.param_scheduler[0].end == 5 and cfg.param_scheduler[1].end == epochs
+    assert cfg.train_dataloader.batch_size * 8 == 1024
+    assert [a.type for a in cfg.model.train_cfg.augments] == ['Mixup', 'CutMix']
+    assert [a.alpha for a in cfg.model.train_cfg.augments] == [0.8, 1.0]
+    assert cfg.model.head.loss.label_smooth_val == 0.1
+    steps = {t.type: t for t in cfg.train_dataloader.dataset.pipeline}
+    assert steps['RandAugment'].magnitude_level == 9 and steps['RandAugment'].magnitude_std == 0.5
+    assert steps['RandomErasing'].erase_prob == 0.25
+    assert 'deepmim_mm.classification' in cfg.custom_imports.imports
+
+
+@pytest.mark.parametrize('name,arch,dims', [
+    ('vit-small-p16_deepmim-pre_8xb2048-linear-coslr-90e_in1k.py', 'deit-s', 384),
+    ('vit-base-p16_deepmim-pre_8xb2048-linear-coslr-90e_in1k.py', 'base', 768),
+    ('vit-large-p16_deepmim-pre_8xb2048-linear-coslr-90e_in1k.py', 'large', 1024),
+])
+def test_linear_probe_configs(name, arch, dims):
+    cfg = _cfg(name)
+    bb = cfg.model.backbone
+    assert bb.type == 'PretrainedVisionTransformer' and bb.arch == arch
+    assert bb.out_type == 'cls_token' and bb.final_norm
+    assert bb.frozen_stages == {'deit-s': 12, 'base': 12, 'large': 24}[arch]
+    assert cfg.model.neck.type == 'ClsBatchNormNeck' and cfg.model.neck.input_features == dims
+    assert cfg.model.head.in_channels == dims
+    assert cfg.train_cfg.max_epochs == 90
+
+
+def _tiny_backbone(checkpoint, img_size=PRETRAIN_IMG, **kwargs):
+    import deepmim_mm.classification  # noqa: F401
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(dict(
+            type='PretrainedVisionTransformer', arch=dict(TINY_VIT), img_size=img_size,
+            patch_size=16, init_cfg=dict(type='Pretrained', checkpoint=checkpoint,
+                                         prefix='backbone.'), **kwargs))
+
+
+def test_pretrained_backbone_loads_every_encoder_key(tmp_path):
+    ckpt = str(tmp_path / 'pretrain.pth')
+    state = make_pretrain_checkpoint(ckpt)  # MFF: has proj_layers / proj_weights
+    backbone = _tiny_backbone(ckpt, out_type='avg_featmap', final_norm=False)
+    backbone.init_weights()
+    report = backbone.pretrain_report
+    own = backbone.state_dict()
+    encoder = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    # Every model key but the fine-tuning norm after pooling came from the checkpoint.
+    assert set(report.new) == {'ln2.weight', 'ln2.bias'}
+    assert set(report.loaded) == set(own) - set(report.new)
+    for key in report.loaded:
+        torch.testing.assert_close(own[key], encoder[key])
+    dropped = set(report.dropped)
+    assert {'backbone.ln1.weight', 'backbone.proj_weights', 'target_generator.teacher.proj'} \
+        <= dropped
+    assert any(k.startswith('backbone.proj_layers.') for k in dropped)
+    assert any(k.startswith('neck.decoder_blocks.') for k in dropped)
+    assert dropped | {'backbone.' + k for k in report.loaded} == set(state)
+
+
+def test_pretrained_backbone_resizes_pos_embed(tmp_path):
+    ckpt = str(tmp_path / 'pretrain.pth')
+    make_pretrain_checkpoint(ckpt)
+    backbone = _tiny_backbone(ckpt, img_size=32)
+    backbone.init_weights()
+    grid = PRETRAIN_IMG // 16
+    assert backbone.pretrain_report.resized['pos_embed'] == ((1, 1 + grid * grid, 64),
+                                                             (1, 1 + 4, 64))
+    assert 'ln1.weight' in backbone.pretrain_report.loaded  # final_norm=True keeps it
+
+
+def test_checkpoint_without_encoder_is_an_error(tmp_path):
+    ckpt = str(tmp_path / 'pretrain.pth')
+    state = make_pretrain_checkpoint(ckpt)
+    no_encoder = str(tmp_path / 'decoder_only.pth')
+    torch.save({'state_dict': {k: v for k, v in state.items() if not k.startswith('backbone.')},
+                'meta': {}}, no_encoder)
+    with pytest.raises(ValueError, match=r"no encoder weights: no key starts with 'backbone.'"):
+        _tiny_backbone(no_encoder).init_weights()
+
+    partial = str(tmp_path / 'partial.pth')
+    torch.save({'state_dict': {k: v for k, v in state.items()
+                               if not k.startswith('backbone.layers.3.')}}, partial)
+    with pytest.raises(ValueError, match=r'missing from the checkpoint: layers\.3\.'):
+        _tiny_backbone(partial).init_weights()
+
+    with pytest.raises(FileNotFoundError, match='model.backbone.init_cfg.checkpoint'):
+        _tiny_backbone(str(tmp_path / 'nope.pth')).init_weights()
+
+
+def test_checkpoint_of_another_architecture_is_an_error(tmp_path):
+    ckpt = str(tmp_path / 'pretrain.pth')
+    make_pretrain_checkpoint(ckpt)
+    import deepmim_mm.classification  # noqa: F401
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        shallow = MODELS.build(dict(  # 2 blocks: the checkpoint's blocks 2 and 3 are unknown
+            type='PretrainedVisionTransformer', arch=dict(TINY_VIT, num_layers=2), img_size=48,
+            init_cfg=dict(type='Pretrained', checkpoint=ckpt, prefix='backbone.')))
+    with pytest.raises(ValueError, match=r'model does not have .*layers\.\{2-3\}'):
+        shallow.init_weights()
+
+
+def test_finetune_one_epoch_with_tools_train(tmp_path):
+    """A tiny pretraining checkpoint fine-tuned for one epoch on a generated ImageNet-style
+    dataset through tools/train.py and the DeepMIM fine-tune config; validation accuracy comes
+    from mmpretrain's Accuracy evaluator."""
+    data = tmp_path / 'imagenet'
+    write_imagenet_folder(str(data / 'train'), num_classes=3, per_class=4, size=40)
+    write_imagenet_folder(str(data / 'val'), num_classes=3, per_class=2, size=40, seed=1)
+    ckpt = str(tmp_path / 'pretrain.pth')
+    make_pretrain_checkpoint(ckpt)
+    base = osp.join(CLS_DIR, 'vit-base-p16_deepmim-pre_8xb128-coslr-100e_in1k.py')
+    # Only what the command line cannot say (a dict arch, a tuple) goes in this shrunk config.
+    cfg = tmp_path / 'tiny_finetune.py'
+    cfg.write_text(f'''
+_base_ = {base!r}
+model = dict(backbone=dict(arch=dict(_delete_=True, **{dict(TINY_VIT)!r}), img_size=32))
+val_evaluator = dict(topk=(1, ))
+test_evaluator = val_evaluator
+''')
+    classes = '[class0,class1,class2]'
+    work_dir = str(tmp_path / 'work')
+    opts = [
+        f'model.backbone.init_cfg.checkpoint={ckpt}', 'model.head.num_classes=3',
+        'model.head.in_channels=64', 'data_preprocessor.num_classes=3',
+        'train_cfg.max_epochs=1', 'train_dataloader.batch_size=4',
+        'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'val_dataloader.batch_size=4', 'val_dataloader.num_workers=0',
+        'val_dataloader.persistent_workers=False',
+        f'train_dataloader.dataset.data_root={data}',
+        f'val_dataloader.dataset.data_root={data}',
+        f'train_dataloader.dataset.metainfo.classes={classes}',
+        f'val_dataloader.dataset.metainfo.classes={classes}',
+        'train_dataloader.dataset.pipeline.1.scale=32',
+        'val_dataloader.dataset.pipeline.1.scale=36',
+        'val_dataloader.dataset.pipeline.2.crop_size=32',
+        'default_hooks.logger.interval=1',
+    ]
+    proc = run_tool(['tools/train.py', str(cfg), '--work-dir', work_dir, '--cfg-options'] + opts)
+    logs = glob.glob(osp.join(work_dir, '*', '*.log'))
+    assert logs, proc.stdout[-3000:]
+    text = open(logs[0]).read()
+    assert 'Pretrained encoder from' in text and 'keys loaded' in text
+    assert 'resized pos_embed: (1, 10, 64) -> (1, 5, 64)' in text
+    scalars = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    records = [json.loads(line) for line in open(scalars[0])]
+    val = [r for r in records if 'accuracy/top1' in r]
+    assert val, records
+    assert 0.0 <= val[-1]['accuracy/top1'] <= 100.0
+    assert any('loss' in r for r in records)
+    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
