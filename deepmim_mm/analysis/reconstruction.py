@@ -1,0 +1,216 @@
+"""Per-level masked predictions of a DeepMIM (or MAE) model, turned into pictures and losses.
+
+Shared by ``tools/analysis/reconstruct.py`` and :class:`DeepMIMReconstructionHook`. Everything
+goes through the model's own pieces, in the order of ``DeepMIM.loss``: the backbone's masked
+forward (one mask for every level), the neck, the target (``get_targets`` then the head's
+``construct_target``) and the head's ``loss_module``.
+"""
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class MaskedPredictions:
+    """Everything one masked forward pass gives, per level (shallowest first)."""
+    names: List[str]
+    preds: List[torch.Tensor]  # (B, N, D) per level
+    targets: List[torch.Tensor]  # (B, N, D) per level, as the head scores them
+    mask: torch.Tensor  # (B, N), 1 = masked
+    kind: str  # 'pixel' (the target is the image) or 'feature' (a teacher's features)
+    losses: torch.Tensor = field(default=None)  # (B, L) masked loss per image and level
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DDP/FSDP wrapper (``.module``), or the model itself."""
+    from mmengine.model import is_model_wrapper
+    return model.module if is_model_wrapper(model) else model
+
+
+def level_names(model: nn.Module, num_levels: int) -> List[str]:
+    names = getattr(model, 'level_names', None)
+    if names is not None and len(names) == num_levels:
+        return list(names)
+    backbone = getattr(model, 'backbone', None)
+    if num_levels == 1 and backbone is not None and hasattr(backbone, 'layers'):
+        return [f'block{len(backbone.layers)}']  # plain MAE: the last block
+    return [f'level{k}' for k in range(num_levels)]
+
+
+@torch.no_grad()
+def masked_predictions(model: nn.Module, inputs: torch.Tensor,
+                       seed: Optional[int] = 0) -> MaskedPredictions:
+    """One masked forward of ``model`` on preprocessed ``inputs`` (``B x 3 x H x W``).
+
+    Works for :class:`deepmim_mm.models.DeepMIM` (every supervised level) and for mmpretrain's
+    ``MAE`` / ``MFF`` (one level). ``seed`` fixes the random mask (the global RNG state is
+    restored afterwards, so training randomness is untouched); ``None`` uses the current state.
+    """
+    model = unwrap(model)
+    for part in ('backbone', 'neck', 'head'):
+        if getattr(model, part, None) is None:
+            raise ValueError(f'masked_predictions: the model ({type(model).__name__}) has no '
+                             f'{part}; expected a DeepMIM / MAE-style self-supervisor')
+    devices = [inputs.device] if inputs.is_cuda else []
+    with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        out = model.backbone(inputs)
+    latent, mask, ids_restore = out[0], out[1], out[2]
+    preds = model.neck(latent, ids_restore)
+    preds = [preds] if isinstance(preds, torch.Tensor) else list(preds)
+    names = level_names(model, len(preds))
+
+    get_targets = getattr(model, 'get_targets', None)
+    raw = get_targets(inputs, mask, ids_restore) if get_targets is not None else inputs
+    kind = 'pixel' if isinstance(raw, torch.Tensor) and raw.dim() == 4 else 'feature'
+    raws = [raw] * len(preds) if isinstance(raw, torch.Tensor) else list(raw)
+    if len(raws) != len(preds):
+        raise ValueError(f'masked_predictions: {len(raws)} targets for {len(preds)} levels')
+    targets, cache = [], {}
+    for t in raws:
+        if t.dim() == 4:  # images: patchify (+ norm_pix) once, as DeepMIMHead does
+            if id(t) not in cache:
+                cache[id(t)] = model.head.construct_target(t)
+            t = cache[id(t)]
+        targets.append(t)
+    result = MaskedPredictions(names, preds, targets, mask.float(), kind)
+    result.losses = per_image_losses(model.head.loss_module, preds, targets, result.mask)
+    return result
+
+
+def per_image_losses(loss_module: nn.Module, preds: Sequence[torch.Tensor],
+                     targets: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """``(B, L)``: the head's (unweighted) masked loss for every image and level."""
+    B = mask.shape[0]
+    out = torch.empty(B, len(preds), dtype=torch.float64)
+    for j, (p, t) in enumerate(zip(preds, targets)):
+        for i in range(B):
+            out[i, j] = float(loss_module(p[i:i + 1], t[i:i + 1], mask[i:i + 1]))
+    return out
+
+
+def mask_to_image(mask: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """``(B, N)`` patch mask -> ``(B, 1, H, W)`` pixel mask (square grid)."""
+    B, N = mask.shape
+    g = int(round(N**0.5))
+    if g * g != N:
+        raise ValueError(f'mask_to_image: {N} patches do not form a square grid')
+    m = mask.reshape(B, 1, g, g).float()
+    return m.repeat_interleave(patch_size, dim=2).repeat_interleave(patch_size, dim=3)
+
+
+def pixel_reconstruction(head: nn.Module, inputs: torch.Tensor,
+                         pred: torch.Tensor) -> torch.Tensor:
+    """A pixel prediction ``(B, N, p*p*C)`` back in the (normalised) input space ``(B, C, H, W)``.
+
+    With ``norm_pix`` the prediction is per-patch normalised; as in MAE's visualisation
+    (facebookresearch/mae ``demo/mae_visualize.ipynb`` with norm-pix models, mmselfsup's
+    ``visualize_reconstruction.py``) it is de-normalised with each patch's true mean and variance.
+    """
+    if getattr(head, 'norm_pix', False):
+        patches = head.patchify(inputs)
+        mean = patches.mean(dim=-1, keepdim=True)
+        var = patches.var(dim=-1, keepdim=True)
+        pred = pred * (var + 1.e-6)**.5 + mean
+    return head.unpatchify(pred)
+
+
+def to_display(model: nn.Module, images: torch.Tensor) -> np.ndarray:
+    """Preprocessed images ``(B, 3, H, W)`` -> RGB ``uint8`` ``(B, H, W, 3)``.
+
+    Undoes the data preprocessor's normalisation (``mean``/``std``); channels are flipped when
+    the preprocessor did not convert BGR to RGB.
+    """
+    dp = getattr(unwrap(model), 'data_preprocessor', None)
+    x = images.detach().float()
+    if dp is not None and getattr(dp, '_enable_normalize', False):
+        x = x * dp.std.to(x) + dp.mean.to(x)
+    else:
+        x = x * 255.0 if x.max() <= 1.5 else x
+    if dp is not None and not getattr(dp, '_channel_conversion', False):
+        x = x.flip(1)  # mmcv loads BGR
+    return x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def cosine_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-token cosine similarity ``(B, N)`` of a prediction with the teacher's features."""
+    return F.cosine_similarity(pred.float(), target.float(), dim=-1)
+
+
+def patch_size_of(model: nn.Module) -> int:
+    head = unwrap(model).head
+    return int(getattr(head, 'patch_size', 16))
+
+
+def level_panels(model: nn.Module, inputs: torch.Tensor, result: MaskedPredictions) -> dict:
+    """The pictures of one forward pass, all ``uint8 (B, H, W, 3)`` except the cosine maps.
+
+    Returns ``dict(original, masked, levels)``: ``levels[j]`` is, for pixel targets, the
+    reconstruction of level ``j`` with the visible patches pasted in (as MAE's figures), and
+    ``raw[j]`` the bare reconstruction; for feature targets ``cosine[j]`` is the ``(B, h, w)``
+    cosine-similarity map of level ``j``'s prediction to the teacher's features.
+    """
+    model = unwrap(model)
+    p = patch_size_of(model)
+    m = mask_to_image(result.mask, p).to(inputs)
+    original = to_display(model, inputs)
+    masked = original.copy()
+    masked[m[:, 0].bool().cpu().numpy()] = 127  # grey where masked
+    out = dict(original=original, masked=masked)
+    if result.kind == 'pixel':
+        raw, pasted = [], []
+        for pred in result.preds:
+            rec = pixel_reconstruction(model.head, inputs, pred)
+            raw.append(to_display(model, rec))
+            pasted.append(to_display(model, inputs * (1 - m) + rec * m))
+        out.update(levels=pasted, raw=raw)
+    else:
+        g = int(round(result.mask.shape[1]**0.5))
+        out['cosine'] = [cosine_map(pr, t).reshape(-1, g, g).cpu().numpy()
+                         for pr, t in zip(result.preds, result.targets)]
+    return out
+
+
+def colorize(values: np.ndarray, size: int, vmin: float = -1.0, vmax: float = 1.0) -> np.ndarray:
+    """``(h, w)`` values -> ``(size, size, 3)`` uint8 RGB with matplotlib's viridis."""
+    from matplotlib import colormaps
+    v = (np.clip(values, vmin, vmax) - vmin) / (vmax - vmin)
+    rgb = (colormaps['viridis'](v)[..., :3] * 255).round().astype(np.uint8)
+    rep = max(size // values.shape[0], 1)
+    return rgb.repeat(rep, axis=0).repeat(rep, axis=1)
+
+
+def tile(rows: Sequence[Sequence[np.ndarray]], gap: int = 2) -> np.ndarray:
+    """A grid of equally sized ``(H, W, 3)`` uint8 images, white gaps between them."""
+    h, w = rows[0][0].shape[:2]
+    ncol = max(len(r) for r in rows)
+    canvas = np.full((len(rows) * (h + gap) - gap, ncol * (w + gap) - gap, 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            canvas[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = img
+    return canvas
+
+
+def level_grids(model: nn.Module, inputs: torch.Tensor,
+                result: MaskedPredictions) -> List[np.ndarray]:
+    """One ``uint8`` RGB grid per level: a row per image, columns original | masked |
+    reconstruction | reconstruction + visible (pixel targets) or original | masked | cosine map
+    to the teacher (feature targets, viridis, -1..1)."""
+    panels = level_panels(model, inputs, result)
+    grids = []
+    for j in range(len(result.names)):
+        rows = []
+        for i in range(inputs.shape[0]):
+            row = [panels['original'][i], panels['masked'][i]]
+            if result.kind == 'pixel':
+                row += [panels['raw'][j][i], panels['levels'][j][i]]
+            else:
+                row.append(colorize(panels['cosine'][j][i], inputs.shape[-1]))
+            rows.append(row)
+        grids.append(tile(rows))
+    return grids

@@ -1,0 +1,138 @@
+"""Mean attention distance per head and block, and head diversity per block, for one or several
+checkpoints side by side (e.g. MAE vs DeepMIM).
+
+Images are encoded *unmasked*. mmpretrain's attention runs fused SDPA and keeps no weights, so
+they are recomputed from every block's ``qkv`` (``deepmim_mm.analysis.capture_attention``).
+
+- mean attention distance (ViT, arXiv 2010.11929, Fig. 7): for each query patch, the
+  attention-weighted mean distance in pixels between its centre and the key patches' centres,
+  averaged over query patches and images; CLS left out, attention over patches renormalised;
+- diversity per block: ``distance_std_px``, the standard deviation over heads of their mean
+  distances (the spread of the dots in ViT's/DeepMIM's per-head plots), and
+  ``head_dissimilarity``, 1 - the mean pairwise cosine similarity of the heads' attention maps
+  (DeepViT, arXiv 2103.11886), averaged over images.
+
+Writes ``attention_distance.csv`` (model, block, head, mean_distance_px),
+``attention_diversity.csv`` (model, block, mean_distance_px, distance_std_px,
+head_dissimilarity), ``attention_distance.png`` (one panel per model, a dot per head) and
+``attention_diversity.png`` (both measures per block, one line per model).
+
+Example::
+
+    python tools/analysis/attention.py --config mae.py deepmim.py \
+        --checkpoint mae.pth deepmim.pth --name MAE DeepMIM --img val_images/ --out-dir out
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+
+from analysis_utils import (add_common_args, check_device, collect_images, iter_batches,
+                            load_model, model_names, write_csv)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--config', nargs='+', required=True, help='one config per model')
+    parser.add_argument('--checkpoint', nargs='+', required=True,
+                        help='one checkpoint per config, same order')
+    parser.add_argument('--name', nargs='+', help='display names (default: config file names)')
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    if len(args.config) != len(args.checkpoint):
+        parser.error(f'--config has {len(args.config)} files but --checkpoint '
+                     f'{len(args.checkpoint)}; give one checkpoint per config')
+    return args
+
+
+@torch.no_grad()
+def analyse(model, files, batch_size):
+    """Per-block ``(H,)`` mean distances and the image-averaged head dissimilarity."""
+    from deepmim_mm.analysis import (capture_attention, head_dissimilarity,
+                                     mean_attention_distance, vit_geometry)
+    backbone = model.backbone
+    grid, patch, extra = vit_geometry(backbone)
+    n_blocks = len(backbone.layers)
+    dist_sum = [0.0] * n_blocks
+    dis_sum = [0.0] * n_blocks
+    count = 0
+    with capture_attention(backbone.layers) as maps:
+        for _, inputs in iter_batches(model, files, batch_size):
+            backbone(inputs, mask=None)
+            for b in range(n_blocks):
+                dist_sum[b] = dist_sum[b] + mean_attention_distance(
+                    maps[b], grid, patch, extra).sum(dim=0).cpu()
+                if maps[b].shape[1] > 1:
+                    dis_sum[b] += float(head_dissimilarity(maps[b], grid, extra).sum())
+            count += inputs.shape[0]
+    per_head = [d / count for d in dist_sum]
+    dissim = [d / count if per_head[b].numel() > 1 else float('nan')
+              for b, d in enumerate(dis_sum)]
+    return per_head, dissim
+
+
+def plot(out_dir, names, results):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    n = len(names)
+    ymax = max(float(d.max()) for per_head, _ in results for d in per_head) * 1.1
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.8), squeeze=False, sharey=True)
+    for ax, name, (per_head, _) in zip(axes[0], names, results):
+        for b, d in enumerate(per_head):
+            ax.scatter([b + 1] * d.numel(), d.numpy(), s=14)
+        ax.set_title(name)
+        ax.set_xlabel('block (1-indexed)')
+        ax.set_ylim(0, ymax)
+        ax.grid(alpha=.3)
+    axes[0][0].set_ylabel('mean attention distance (px)')
+    fig.tight_layout()
+    fig.savefig(osp.join(out_dir, 'attention_distance.png'), dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, (per_head, dissim) in zip(names, results):
+        blocks = list(range(1, len(per_head) + 1))
+        axes[0].plot(blocks, [float(d.std(unbiased=False)) for d in per_head], 'o-', label=name)
+        axes[1].plot(blocks, dissim, 'o-', label=name)
+    axes[0].set_ylabel('std over heads of distance (px)')
+    axes[1].set_ylabel('1 - mean pairwise head cosine sim.')
+    for ax in axes:
+        ax.set_xlabel('block (1-indexed)')
+        ax.grid(alpha=.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(osp.join(out_dir, 'attention_diversity.png'), dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = check_device(args.device)
+    names = model_names(args.config, args.name)
+    files = collect_images(args.img, args.max_images)
+    os.makedirs(args.out_dir, exist_ok=True)
+    results = []
+    for name, cfg, ckpt in zip(names, args.config, args.checkpoint):
+        print(f'{name}: {cfg}, {ckpt}')
+        model = load_model(cfg, ckpt, device, args.cfg_options)
+        results.append(analyse(model, files, args.batch_size))
+        del model
+    dist_rows, div_rows = [], []
+    for name, (per_head, dissim) in zip(names, results):
+        for b, d in enumerate(per_head):
+            dist_rows += [[name, b + 1, h, float(v)] for h, v in enumerate(d)]
+            div_rows.append([name, b + 1, float(d.mean()), float(d.std(unbiased=False)),
+                             dissim[b]])
+    write_csv(osp.join(args.out_dir, 'attention_distance.csv'),
+              ['model', 'block', 'head', 'mean_distance_px'], dist_rows)
+    write_csv(osp.join(args.out_dir, 'attention_diversity.csv'),
+              ['model', 'block', 'mean_distance_px', 'distance_std_px', 'head_dissimilarity'],
+              div_rows)
+    plot(args.out_dir, names, results)
+    print(f'wrote attention_{{distance,diversity}}.{{csv,png}} to {args.out_dir}')
+
+
+if __name__ == '__main__':
+    main()

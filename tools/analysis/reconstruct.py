@@ -1,0 +1,118 @@
+"""Per-level reconstructions of a DeepMIM (or MAE) checkpoint.
+
+For every image: one PNG with the original, the masked input and, for every supervised level
+(shallowest first), the reconstruction with the visible patches pasted back (pixel targets; the
+per-patch normalisation of ``norm_pix`` is undone with each patch's true mean and variance, as
+MAE's visualisation does) or, for feature targets (a ``target_generator`` such as CLIPTeacher),
+the per-token cosine similarity of the level's prediction to the teacher's features. Plus
+``reconstruction_loss.csv``: the head's masked loss per image and level (unweighted).
+
+One random mask per image, drawn once (``--seed``) and shared by every level, exactly as in
+training (``DeepMIM.loss``: masked encoder pass, neck, ``get_targets``, head).
+
+Example::
+
+    python tools/analysis/reconstruct.py \
+        configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py epoch_1600.pth \
+        --img deepmim_mm/demo/images/val --out-dir work_dirs/recon
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+
+from analysis_utils import (add_common_args, check_device, collect_images, iter_batches,
+                            load_model, safe_name, write_csv)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config', help='model config file')
+    parser.add_argument('checkpoint', help='checkpoint file (mmengine .pth)')
+    add_common_args(parser)
+    parser.add_argument('--seed', type=int, default=0, help='seed of the random mask')
+    parser.add_argument('--mask-ratio', type=float, default=None,
+                        help='override the backbone mask ratio (default: the config\'s)')
+    return parser.parse_args(argv)
+
+
+def save_figure(path, name, panels, result, i):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    levels = result.names
+    ncol = 2 + len(levels)
+    fig, axes = plt.subplots(1, ncol, figsize=(2.4 * ncol, 2.8), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(panels['original'][i])
+    axes[0].set_title('original', fontsize=9)
+    ratio = float(result.mask[i].mean())
+    axes[1].imshow(panels['masked'][i])
+    axes[1].set_title(f'masked ({ratio:.0%})', fontsize=9)
+    for j, level in enumerate(levels):
+        ax = axes[2 + j]
+        loss = float(result.losses[i, j])
+        if result.kind == 'pixel':
+            ax.imshow(panels['levels'][j][i])
+            ax.set_title(f'{level}\nloss {loss:.3f}', fontsize=9)
+        else:
+            cos = panels['cosine'][j][i]
+            m = result.mask[i].reshape(cos.shape).cpu().numpy().astype(bool)
+            im = ax.imshow(cos, cmap='viridis', vmin=-1, vmax=1)
+            ax.set_title(f'{level} cos to teacher\nmasked mean {cos[m].mean():.2f}',
+                         fontsize=9)
+    if result.kind != 'pixel':
+        fig.colorbar(im, ax=list(axes[2:]), fraction=0.02, pad=0.01)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(name, fontsize=9)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    from deepmim_mm.analysis import level_panels, masked_predictions
+    from deepmim_mm.analysis.reconstruction import cosine_map
+    args = parse_args(argv)
+    device = check_device(args.device)
+    files = collect_images(args.img, args.max_images)
+    model = load_model(args.config, args.checkpoint, device, args.cfg_options)
+    if args.mask_ratio is not None:
+        if not 0 < args.mask_ratio < 1:
+            raise ValueError(f'--mask-ratio must be in (0, 1), got {args.mask_ratio}')
+        model.backbone.mask_ratio = args.mask_ratio
+    os.makedirs(args.out_dir, exist_ok=True)
+    rows, header, used = [], None, set()
+    for b, (paths, inputs) in enumerate(iter_batches(model, files, args.batch_size)):
+        # One seed per batch: the same images get the same mask whatever the checkpoint.
+        result = masked_predictions(model, inputs, seed=args.seed + b)
+        panels = level_panels(model, inputs, result)
+        if header is None:
+            header = ['image', 'level', 'masked_loss']
+            if result.kind != 'pixel':
+                header.append('masked_mean_cosine')
+        cos = ([cosine_map(p, t) for p, t in zip(result.preds, result.targets)]
+               if result.kind != 'pixel' else None)
+        for i, path in enumerate(paths):
+            stem = base = safe_name(osp.splitext(osp.basename(path))[0])
+            k = 1
+            while stem in used:  # same file name in two folders
+                stem, k = f'{base}_{k}', k + 1
+            used.add(stem)
+            save_figure(osp.join(args.out_dir, f'{stem}.png'), path, panels, result, i)
+            for j, level in enumerate(result.names):
+                row = [path, level, float(result.losses[i, j])]
+                if cos is not None:
+                    m = result.mask[i].bool()
+                    row.append(float(cos[j][i][m].mean()))
+                rows.append(row)
+    csv_path = osp.join(args.out_dir, 'reconstruction_loss.csv')
+    write_csv(csv_path, header, rows)
+    print(f'wrote {len(files)} figures and {csv_path} to {args.out_dir}')
+
+
+if __name__ == '__main__':
+    with torch.no_grad():
+        main()
