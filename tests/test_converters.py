@@ -1,0 +1,214 @@
+"""Converters in tools/model_converters/: plugin <-> timm (features match timm's own ViT) and
+official MAE / DeepMIM -> plugin (decoders match the official forward), with dropped-key reports."""
+import os.path as osp
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import ROOT
+from downstream_utils import PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint
+
+CONV = osp.join(ROOT, 'tools', 'model_converters')
+
+
+def _convert(script, args, capsys):
+    """Run a converter's ``main`` in this process (a subprocess per call costs seconds of
+    imports); returns its stdout. ``test_unmapped_keys_are_an_error_unless_allowed`` runs one as
+    a real command."""
+    import importlib
+    import sys
+    if CONV not in sys.path:
+        sys.path.insert(0, CONV)
+    capsys.readouterr()
+    importlib.import_module(script).main([str(a) for a in args])
+    return capsys.readouterr().out
+
+
+def _timm_vit(**kwargs):
+    from timm.models.vision_transformer import VisionTransformer
+    torch.manual_seed(0)
+    return VisionTransformer(img_size=PRETRAIN_IMG, patch_size=16,
+                             embed_dim=TINY_VIT['embed_dims'], depth=TINY_VIT['num_layers'],
+                             num_heads=TINY_VIT['num_heads'], mlp_ratio=4, **kwargs).eval()
+
+
+def _mm_vit(**kwargs):
+    import deepmim_mm  # noqa: F401
+    from mmpretrain.models.backbones import VisionTransformer
+    vit = VisionTransformer(arch=dict(TINY_VIT), img_size=PRETRAIN_IMG, patch_size=16, **kwargs)
+    vit.eval()  # (mmpretrain's BaseBackbone.train returns None)
+    return vit
+
+
+def _backbone_state(state):
+    return {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')
+            and not k.startswith(('backbone.proj_layers.', 'backbone.proj_weights'))}
+
+
+def test_plugin_to_timm_features_match_and_round_trip(tmp_path, capsys):
+    src = str(tmp_path / 'pretrain.pth')
+    state = make_pretrain_checkpoint(src)  # MFF: fusion layers, decoder, a teacher key
+    dst = str(tmp_path / 'timm.pth')
+    out = _convert('deepmim_to_timm', [src, dst], capsys)
+    # Every dropped key is listed with its reason.
+    assert 'dropped (pretraining only' in out
+    for key in ('backbone.proj_weights', 'backbone.proj_layers.{0-1}.weight',
+                'target_generator.teacher.proj', 'neck.decoder_embed.weight'):
+        assert key in out, out
+
+    timm_state = torch.load(dst)
+    timm_vit = _timm_vit(num_classes=0, global_pool='token')
+    timm_vit.load_state_dict(timm_state, strict=True)
+    mm_vit = _mm_vit(out_type='raw', final_norm=True)
+    mm_vit.load_state_dict(_backbone_state(state), strict=True)
+    x = torch.randn(2, 3, PRETRAIN_IMG, PRETRAIN_IMG)
+    with torch.no_grad():
+        ours = mm_vit(x)[0]
+        theirs = timm_vit.forward_features(x)
+    # Final-norm features: class token and every patch token.
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+    # And back: timm -> plugin gives the original encoder tensors.
+    back = str(tmp_path / 'back.pth')
+    _convert('timm_to_deepmim', [dst, back], capsys)
+    back_state = torch.load(back)['state_dict']
+    expected = {'backbone.' + k: v for k, v in _backbone_state(state).items()}
+    assert set(back_state) == set(expected)
+    for k, v in expected.items():
+        torch.testing.assert_close(back_state[k], v, rtol=0, atol=0)
+
+
+def test_timm_classifier_to_plugin_matches_logits(tmp_path, capsys):
+    """A fine-tuned timm ViT (global average pooling, fc_norm, head) -> plugin checkpoint that
+    PretrainedVisionTransformer + LinearClsHead load completely and that gives the same logits."""
+    timm_vit = _timm_vit(num_classes=5, global_pool='avg')
+    for p in timm_vit.parameters():  # non-trivial norms and head
+        nn.init.normal_(p, std=0.1) if p.dim() < 2 else None
+    src = str(tmp_path / 'timm_cls.pth')
+    torch.save(timm_vit.state_dict(), src)
+    dst = str(tmp_path / 'mm_cls.pth')
+    _convert('timm_to_deepmim', [src, dst], capsys)
+    state = torch.load(dst)['state_dict']
+    assert {'backbone.ln2.weight', 'head.fc.weight', 'head.fc.bias'} <= set(state)
+
+    import deepmim_mm.classification  # noqa: F401
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        backbone = MODELS.build(dict(
+            type='PretrainedVisionTransformer', arch=dict(TINY_VIT), img_size=PRETRAIN_IMG,
+            out_type='avg_featmap', final_norm=False,
+            init_cfg=dict(type='Pretrained', checkpoint=dst, prefix='backbone.')))
+    backbone.init_weights()
+    backbone.eval()
+    assert backbone.pretrain_report.new == []  # ln2 came from timm's fc_norm
+    fc = nn.Linear(TINY_VIT['embed_dims'], 5)
+    fc.load_state_dict({'weight': state['head.fc.weight'], 'bias': state['head.fc.bias']})
+    x = torch.randn(2, 3, PRETRAIN_IMG, PRETRAIN_IMG)
+    with torch.no_grad():
+        torch.testing.assert_close(fc(backbone(x)[0]), timm_vit(x), atol=1e-5,
+                                   rtol=1e-5)
+
+
+def test_unmapped_keys_are_an_error_unless_allowed(tmp_path, capsys):
+    src = str(tmp_path / 'pretrain.pth')
+    state = make_pretrain_checkpoint(src)
+    state['backbone.extra_adapter.weight'] = torch.zeros(3)
+    odd = str(tmp_path / 'odd.pth')
+    torch.save({'state_dict': state}, odd)
+    dst = str(tmp_path / 'timm.pth')
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, osp.join(CONV, 'deepmim_to_timm.py'), odd, dst],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert 'dropped (unmapped, 1 keys): backbone.extra_adapter.weight' in proc.stdout
+    assert '--allow-drop' in proc.stderr and not osp.exists(dst)
+    out = _convert('deepmim_to_timm', [odd, dst, '--allow-drop'], capsys)
+    assert 'backbone.extra_adapter.weight' in out and osp.isfile(dst)
+
+
+class _OfficialDecoders(nn.Module):
+    """The decoders of the official MAE / DeepMIM ``MaskedAutoencoderViT`` (timm blocks): one set
+    of unsuffixed names (MAE) or ``num`` numbered sets with a shared position embedding."""
+
+    def __init__(self, num, embed_dim=64, dim=32, depth=1, heads=2, pred=768, patches=9):
+        from timm.models.vision_transformer import Block
+        super().__init__()
+        norm = partial(nn.LayerNorm, eps=1e-6)
+        sfx = [''] if num is None else [str(k) for k in range(1, num + 1)]
+        self.sfx = sfx
+        self.decoder_pos_embed = nn.Parameter(torch.randn(1, patches + 1, dim))
+        for s in sfx:
+            setattr(self, 'decoder_embed' + s, nn.Linear(embed_dim, dim))
+            setattr(self, 'mask_token' + s, nn.Parameter(torch.randn(1, 1, dim)))
+            setattr(self, 'decoder_blocks' + s, nn.ModuleList(
+                Block(dim, heads, 4, qkv_bias=True, norm_layer=norm) for _ in range(depth)))
+            setattr(self, 'decoder_norm' + s, norm(dim))
+            setattr(self, 'decoder_pred' + s, nn.Linear(dim, pred))
+
+    def forward_decoder(self, s, x, ids_restore):  # official models_mae.forward_decoder{s}
+        x = getattr(self, 'decoder_embed' + s)(x)
+        mask_tokens = getattr(self, 'mask_token' + s).repeat(
+            x.shape[0], ids_restore.shape[1] + 1 - x.shape[1], 1)
+        x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+        x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).repeat(1, 1, x.shape[2]))
+        x = torch.cat([x[:, :1, :], x_], dim=1) + self.decoder_pos_embed
+        for blk in getattr(self, 'decoder_blocks' + s):
+            x = blk(x)
+        return getattr(self, 'decoder_pred' + s)(getattr(self, 'decoder_norm' + s)(x))
+
+
+@pytest.mark.parametrize('num_decoders', [None, 4], ids=['mae', 'deepmim'])
+def test_official_to_plugin(tmp_path, num_decoders, capsys):
+    import deepmim_mm  # noqa: F401
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    torch.manual_seed(0)
+    encoder = _timm_vit(num_classes=0, global_pool='token')
+    decoders = _OfficialDecoders(num_decoders).eval()
+    model = dict(encoder.state_dict(), **decoders.state_dict())
+    src = str(tmp_path / 'official.pth')
+    torch.save({'model': model, 'epoch': 1599, 'args': None}, src)
+    dst = str(tmp_path / 'plugin.pth')
+    out = _convert('official_to_deepmim', [src, dst], capsys)
+    assert 'dropped' not in out and 'auxiliary' in out, out
+    state = torch.load(dst)['state_dict']
+
+    # Encoder: the plugin's classification backbone loads all of it.
+    mm_vit = _mm_vit(out_type='raw', final_norm=True)
+    mm_vit.load_state_dict(_backbone_state(state), strict=True)
+    x = torch.randn(2, 3, PRETRAIN_IMG, PRETRAIN_IMG)
+    with torch.no_grad():
+        torch.testing.assert_close(mm_vit(x)[0], encoder.forward_features(x), atol=1e-5,
+                                   rtol=1e-5)
+
+    # Decoders: MAEPretrainDecoder (MAE) / MultiLevelDecoder (DeepMIM) load them strictly and
+    # give the official outputs.
+    levels = 1 if num_decoders is None else num_decoders
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        neck = MODELS.build(dict(
+            type='MultiLevelDecoder', num_levels=levels, num_patches=9, patch_size=16,
+            in_chans=3, embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
+            decoder_num_heads=2, mlp_ratio=4)).eval()
+    neck_state = {k[len('neck.'):]: v for k, v in state.items() if k.startswith('neck.')}
+    neck.load_state_dict(neck_state, strict=True)
+    latents = [torch.randn(2, 1 + 2, 64) for _ in range(levels)]
+    ids_restore = torch.stack([torch.randperm(9) for _ in range(2)])
+    with torch.no_grad():
+        preds = neck(latents, ids_restore)
+        for pred, latent, s in zip(preds, latents, decoders.sfx):
+            # (MAEPretrainDecoder drops the class token's prediction, the official code later)
+            official = decoders.forward_decoder(s, latent, ids_restore)[:, 1:]
+            torch.testing.assert_close(pred, official, atol=1e-5, rtol=1e-5)
+
+
+def test_official_unmapped_key_is_reported(tmp_path, capsys):
+    encoder = _timm_vit(num_classes=0, global_pool='token')
+    model = dict(encoder.state_dict(), teacher_proj=torch.zeros(2))
+    src = str(tmp_path / 'official.pth')
+    torch.save({'model': model}, src)
+    out = _convert('official_to_deepmim', [src, tmp_path / 'o.pth', '--allow-drop'], capsys)
+    assert 'dropped (unmapped, 1 keys): teacher_proj' in out

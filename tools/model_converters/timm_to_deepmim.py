@@ -1,0 +1,27 @@
+"""Convert a timm ``VisionTransformer`` state dict to this plugin's format (encoder under
+``backbone.`` with mmpretrain ``VisionTransformer`` names, a classifier ``head`` to ``head.fc``).
+
+    python tools/model_converters/timm_to_deepmim.py vit_base.pth vit_base_mm.pth
+
+The result feeds the classification configs (``init_cfg=dict(type='Pretrained',
+prefix='backbone.')``). timm keys that have no mmpretrain counterpart (e.g. register tokens,
+layer scale, a pre-norm) are listed; they are an error unless ``--allow-drop``.
+"""
+import argparse
+
+from _converter_utils import add_common_args, load, report_and_check, save
+
+from deepmim_mm.utils.checkpoint import timm_to_plugin
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    state, dropped = timm_to_plugin(load(args.src))
+    report_and_check(dropped, args.allow_drop, 'timm')
+    save(state, args.dst, meta=dict(converted_from=args.src, source_format='timm'))
+
+
+if __name__ == '__main__':
+    main()
