@@ -61,6 +61,30 @@ def test_pretrained_mae_loads_every_encoder_key(tmp_path):
     assert 'layers.{0-3}.gamma_1' in text
 
 
+def _expand(pattern):
+    m = re.search(r'\{([^}]*)\}', pattern)
+    if not m:
+        return [pattern]
+    values = []
+    for span in m.group(1).split(','):
+        lo, _, hi = span.partition('-')
+        values += range(int(lo), int(hi or lo) + 1)
+    return [k for v in values
+            for k in _expand(pattern[:m.start()] + str(v) + pattern[m.end():])]
+
+
+def test_compress_keys_represents_every_key():
+    from deepmim_mm.seg.pretrain_loading import compress_keys
+    keys = ([f'layers.{i}.ffn.layers.0.0.weight' for i in range(12)]
+            + [f'layers.{i}.ffn.layers.1.bias' for i in (0, 1, 2, 5, 7, 8)]
+            + [f'neck.aux_decoders.{k}.decoder_blocks.{i}.ln1.weight'
+               for k in range(3) for i in range(4)] + ['cls_token', 'proj_weights'])
+    folded = compress_keys(keys)
+    assert 'layers.{0-11}.ffn.layers.0.0.weight' in folded
+    assert 'layers.{0-2,5,7-8}.ffn.layers.1.bias' in folded
+    assert sorted(k for p in folded for k in _expand(p)) == sorted(keys)
+
+
 def test_pretrained_mae_missing_checkpoint_names_the_field(tmp_path):
     import deepmim_mm.seg  # noqa: F401
     backbone = _tiny_backbone(str(tmp_path / 'nope.pth'))
@@ -78,7 +102,6 @@ def test_upernet_train_then_test_on_ade20k_format(tmp_path):
     cfg.write_text(f'''
 _base_ = {SEG_CONFIG!r}
 crop_size = {crop}
-norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(img_size=crop_size, embed_dims={TINY_VIT['embed_dims']},

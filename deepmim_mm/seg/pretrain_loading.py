@@ -138,31 +138,38 @@ def resize_pos_embed(pos_embed: torch.Tensor, num_extra: int, new_hw: Tuple[int,
     return torch.cat([extra, grid], dim=1)
 
 
+def _is_square(n: int) -> bool:
+    return n > 0 and int(round(n ** 0.5)) ** 2 == n
+
+
 def _fit_pos_embed(value, target, num_extra_tokens, pos_grid, report):
-    """Resize a checkpoint ``pos_embed`` to the model's: token layout ``(1, extra + H*W, C)`` or
-    grid layout ``(1, H, W, C)`` (no extra tokens: the checkpoint's cls slot is dropped)."""
+    """Resize a checkpoint ``pos_embed`` to the model's layout and grid.
+
+    The checkpoint's is ``(1, extra + h*w, C)`` (``extra`` = ``num_extra_tokens`` if that leaves a
+    square grid, else 0) or ``(1, h, w, C)``. The model's is the token layout
+    ``(1, num_extra_tokens + H*W, C)`` (grid ``pos_grid`` or square) or the grid layout
+    ``(1, H, W, C)``, which has no extra tokens: the checkpoint's are dropped.
+    """
     old_shape = tuple(value.shape)
-    if value.dim() == 4:  # (1, h, w, C) grid checkpoint -> token layout without extra tokens
-        value = value.flatten(1, 2)
+    if value.dim() == 4:
+        value, ckpt_extra = value.flatten(1, 2), 0
+    elif _is_square(value.shape[1] - num_extra_tokens):
+        ckpt_extra = num_extra_tokens
+    elif _is_square(value.shape[1]):
         ckpt_extra = 0
     else:
-        ckpt_extra = num_extra_tokens if (value.shape[1] - num_extra_tokens) > 0 and int(round(
-            (value.shape[1] - num_extra_tokens) ** 0.5)) ** 2 == value.shape[1] - num_extra_tokens \
-            else 0
+        raise ValueError(f'pos_embed: cannot read a square grid from checkpoint shape {old_shape}')
     if target.dim() == 4:
-        grid = tuple(target.shape[1:3])
-        value = resize_pos_embed(value[:, ckpt_extra:], 0, grid).reshape(target.shape)
+        value = resize_pos_embed(value[:, ckpt_extra:], 0, tuple(target.shape[1:3]))
+        value = value.reshape(target.shape)
     else:
-        extra = target.shape[1] - (pos_grid[0] * pos_grid[1] if pos_grid else 0)
+        if ckpt_extra != num_extra_tokens:
+            raise ValueError(f'pos_embed: the checkpoint has {ckpt_extra} extra tokens, the '
+                             f'backbone {num_extra_tokens}')
         if pos_grid is None:
             side = int(round((target.shape[1] - num_extra_tokens) ** 0.5))
-            grid, extra = (side, side), num_extra_tokens
-        else:
-            grid = tuple(pos_grid)
-        if extra != ckpt_extra:
-            raise ValueError(f'pos_embed: the checkpoint has {ckpt_extra} extra tokens, the '
-                             f'backbone {extra}')
-        value = resize_pos_embed(value, extra, grid)
+            pos_grid = (side, side)
+        value = resize_pos_embed(value, num_extra_tokens, tuple(pos_grid))
     report.resized['pos_embed'] = (old_shape, tuple(value.shape))
     return value
 
