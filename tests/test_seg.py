@@ -150,3 +150,33 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=3))
     out = test.stdout + test.stderr
     assert re.search(r'mIoU: \d+\.\d+', out), out[-3000:]
     assert 'aAcc' in out and 'per class results' in out
+
+
+def test_pretrained_mae_loads_this_plugins_deepmim_checkpoint(tmp_path):
+    """The real format: a DeepMIM model of this plugin (4 supervised levels, one decoder each)."""
+    import deepmim_mm.seg  # noqa: F401
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain',
+                                   'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py'))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    state = model.state_dict()
+    ckpt = str(tmp_path / 'deepmim.pth')
+    torch.save({'state_dict': state, 'meta': {}}, ckpt)
+    arch = cfg.model.backbone.arch
+    from mmseg.registry import MODELS as SEG_MODELS
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        backbone = SEG_MODELS.build(dict(
+            type='PretrainedMAE', img_size=(CROP, CROP), embed_dims=arch.embed_dims,
+            num_layers=arch.num_layers, num_heads=arch.num_heads, init_values=1.0,
+            out_indices=[1, 3, 5], norm_cfg=dict(type='LN', eps=1e-6),
+            init_cfg=dict(type='Pretrained', checkpoint=ckpt, prefix='backbone.')))
+    backbone.init_weights()
+    report = backbone.pretrain_report
+    encoder = {k[len('backbone.'):] for k in state if k.startswith('backbone.')}
+    assert set(report.loaded) == {k for k in encoder if not k.startswith('ln1.')}
+    assert set(report.dropped) == set(state) - {'backbone.' + k for k in report.loaded}
+    assert any(k.startswith('neck.aux_decoders.') for k in report.dropped)
+    assert report.resized['pos_embed'][1] == (1, 1 + (CROP // 16) ** 2, arch.embed_dims)
