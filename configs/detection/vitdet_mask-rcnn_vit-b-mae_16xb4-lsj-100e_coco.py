@@ -95,9 +95,10 @@ val_dataloader = dict(collate_fn=dict(type='pseudo_collate'),
                       dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# ViTDet (arXiv 2203.16527, A.2): AdamW lr 1e-4, betas (0.9, 0.999), weight decay 0.1, layer-wise
-# lr decay 0.7 for ViT-B; no weight decay on norms and on the absolute position embedding
-# (detectron2's ViTDet config). Mixed precision.
+# ViTDet (arXiv 2203.16527; mmdetection's projects/ViTDet): AdamW lr 1e-4, betas (0.9, 0.999),
+# weight decay 0.1, layer-wise lr decay 0.7 for ViT-B; no weight decay on norms and on the
+# absolute position embedding (detectron2's ViTDet config). Mixed precision (tools/train.py runs
+# it in fp32 on a machine without a GPU).
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     constructor='ViTLayerDecayOptimWrapperConstructor',

@@ -1,4 +1,4 @@
-"""ViTDet's simple feature pyramid (Li et al., arXiv 2203.16527, Sec. 3 and Fig. 2)."""
+"""ViTDet's simple feature pyramid (Li et al., arXiv 2203.16527, Sec. 3)."""
 from typing import List, Sequence, Tuple
 
 import torch
