@@ -11,10 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import MMLogger
-from mmengine.model import BaseModule
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
+
+from .frozen_teacher import FrozenTeacher
 
 # OpenAI CLIP image towers (github.com/openai/CLIP, clip/model.py: heads = width // 64).
 CLIP_ARCHS: Dict[str, dict] = {
@@ -118,7 +119,7 @@ def load_clip_visual_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
 
 
 @MODELS.register_module()
-class CLIPTeacher(BaseModule):
+class CLIPTeacher(FrozenTeacher):
     """Frozen CLIP image tower producing DeepMIM-CLIP's per-patch feature targets.
 
     ``forward(inputs)`` takes the data preprocessor's output (``B x 3 x H x W``, normalised with
@@ -139,11 +140,12 @@ class CLIPTeacher(BaseModule):
     What this adds over those: loading of the three checkpoint formats with clear errors, the
     re-normalisation, the ``proj`` matrix, and being a *frozen, unsaved* teacher:
 
-    - the tower is held outside the registered submodules, so its weights are not in the parent
-      model's ``state_dict()`` (training checkpoints stay student-only; the config points to the
-      CLIP file), not seen by ``parameters()``/``named_children()`` (so by no optimizer wrapper
-      constructor, by DDP or by mmengine's ``init_weights``), while :meth:`_apply` still moves and
-      casts it with the model (``.to()``, ``.cuda()``, ``.half()``);
+    - the tower is held outside the registered submodules (:class:`FrozenTeacher`), so its
+      weights are not in the parent model's ``state_dict()`` (training checkpoints stay
+      student-only; the config points to the CLIP file), not seen by
+      ``parameters()``/``named_children()`` (so by no optimizer wrapper constructor, by DDP or by
+      mmengine's ``init_weights``), while :meth:`_apply` still moves and casts it with the model
+      (``.to()``, ``.cuda()``, ``.half()``);
     - ``requires_grad=False``, always in eval mode (:meth:`train` is a no-op), ``forward`` under
       ``torch.no_grad()``; under autocast it runs in the autocast dtype (fp32 weights).
 
@@ -204,11 +206,8 @@ class CLIPTeacher(BaseModule):
             tower.vit.init_weights()
             nn.init.normal_(tower.proj, std=self.arch['width']**-0.5)
             self._ckpt_pos_embed = tower.vit.pos_embed.detach().clone()
-        tower.requires_grad_(False)
-        tower.eval()
-        # Not registered as a submodule on purpose: see the class docstring.
-        self.__dict__['tower'] = tower
-        self.training = False
+        # Frozen and not registered as a submodule on purpose: see the class docstring.
+        self._freeze('tower', tower)
 
     # ------------------------------------------------------------------ building and loading
     def _build_tower(self, img_size: int) -> nn.Module:
@@ -359,19 +358,6 @@ class CLIPTeacher(BaseModule):
         vit.patch_resolution = grid
         vit.patch_embed.init_out_size = grid
         self.img_size = grid[0] * patch
-
-    # ------------------------------------------------------------------ frozen behaviour
-    def _apply(self, fn, *args, **kwargs):
-        # .to()/.cuda()/.half() reach the unregistered tower too.
-        self.tower._apply(fn, *args, **kwargs)
-        return super()._apply(fn, *args, **kwargs)
-
-    def train(self, mode: bool = True) -> 'CLIPTeacher':
-        """Always eval mode: the teacher is frozen."""
-        return super().train(False)
-
-    def init_weights(self) -> None:
-        """Nothing to initialise: the weights come from ``checkpoint``."""
 
     def extra_repr(self) -> str:
         return (f'arch={self.arch_name!r}, {self.arch}, img_size={self.img_size}, '

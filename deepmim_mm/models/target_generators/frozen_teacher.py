@@ -1,0 +1,55 @@
+"""Shared behaviour of frozen teachers whose weights are not part of the student model."""
+from typing import Iterator, Tuple
+
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+
+class FrozenTeacher(BaseModule):
+    """A target generator holding frozen networks that the parent model must not own.
+
+    Adds over mmengine's ``BaseModule``: :meth:`_freeze` stores a network *outside* the
+    registered submodules, so that
+
+    - its weights are not in the parent model's ``state_dict()`` (training checkpoints stay
+      student-only; the config points to the teacher's file), and not seen by ``parameters()`` /
+      ``named_children()`` (so by no optimizer wrapper constructor, by DDP or by mmengine's
+      ``init_weights``);
+    - :meth:`_apply` still moves and casts it with the model (``.to()``, ``.cuda()``,
+      ``.half()``);
+    - it has ``requires_grad=False`` and stays in eval mode (:meth:`train` is a no-op).
+
+    Subclasses load their weights in ``__init__``, hand each frozen network to :meth:`_freeze`
+    and run it under ``torch.no_grad()``; registered buffers of the subclass itself (e.g.
+    normalisation constants, ``persistent=False``) behave as usual.
+    """
+
+    def _freeze(self, name: str, module: nn.Module) -> nn.Module:
+        """Hold ``module`` as ``self.<name>``, frozen and unregistered (see the class doc)."""
+        module.requires_grad_(False)
+        module.eval()
+        frozen = self.__dict__.setdefault('_frozen_names', [])
+        if name not in frozen:
+            frozen.append(name)
+        # Not registered as a submodule on purpose: nn.Module.__setattr__ would register it.
+        self.__dict__[name] = module
+        self.training = False
+        return module
+
+    def frozen_modules(self) -> Iterator[Tuple[str, nn.Module]]:
+        """``(name, module)`` of every frozen network this teacher holds."""
+        for name in self.__dict__.get('_frozen_names', []):
+            yield name, self.__dict__[name]
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to()/.cuda()/.half() reach the unregistered networks too.
+        for _, module in self.frozen_modules():
+            module._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def train(self, mode: bool = True) -> 'FrozenTeacher':
+        """Always eval mode: the teacher is frozen."""
+        return super().train(False)
+
+    def init_weights(self) -> None:
+        """Nothing to initialise: the weights come from the teacher's checkpoint."""
