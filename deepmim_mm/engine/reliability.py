@@ -156,14 +156,65 @@ def _save_checkpoint_with_step(self, runner, step, meta):
             self.file_backend.rmtree(ckpt_path)  # DeepSpeed checkpoints are folders
 
 
+# --------------------------------------------------------------------------------------------
+# Distributed training without GPUs (gloo)
+# --------------------------------------------------------------------------------------------
+def _patch_cpu_distributed() -> None:
+    """Let ``--launcher pytorch`` / ``slurm`` runs train on CPUs with the gloo backend.
+
+    mmengine 0.10.7 calls ``torch.cuda.set_device(local_rank)`` unconditionally when it
+    initialises the process group, and wraps the model in DDP with ``device_ids=[local_rank]``,
+    which DDP rejects for a CPU module. On a machine without CUDA the first is skipped and the
+    second passes ``device_ids=None``; with GPUs nothing changes.
+    """
+    from mmengine.dist import utils as dist_utils
+    from mmengine.model.wrappers import distributed as ddp_module
+
+    if not getattr(dist_utils._init_dist_pytorch, '_deepmim_cpu', False):
+        upstream_init = dist_utils._init_dist_pytorch
+        upstream_slurm = dist_utils._init_dist_slurm
+
+        def _no_cuda_set_device(fn):
+            def wrapped(*args, **kwargs):
+                if torch.cuda.is_available():
+                    return fn(*args, **kwargs)
+                real = torch.cuda.set_device
+                torch.cuda.set_device = lambda *a, **k: None
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    torch.cuda.set_device = real
+            wrapped._deepmim_cpu = True
+            return wrapped
+
+        dist_utils._init_dist_pytorch = _no_cuda_set_device(upstream_init)
+        dist_utils._init_dist_slurm = _no_cuda_set_device(upstream_slurm)
+
+    cls = ddp_module.MMDistributedDataParallel
+    if not getattr(cls.__init__, '_deepmim_cpu', False):
+        upstream_ddp_init = cls.__init__
+
+        def __init__(self, module, detect_anomalous_params=False, **kwargs):
+            devices = {p.device.type for p in module.parameters()}
+            if devices == {'cpu'}:
+                kwargs['device_ids'] = None
+                kwargs.pop('output_device', None)
+            upstream_ddp_init(self, module=module,
+                              detect_anomalous_params=detect_anomalous_params, **kwargs)
+
+        __init__._deepmim_cpu = True
+        cls.__init__ = __init__
+
+
 _APPLIED = False
 
 
 def apply() -> None:
-    """Make mmengine's checkpoint writing crash-safe (idempotent)."""
+    """Make mmengine's checkpoint writing crash-safe and CPU-distributed runs work (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
+    _patch_cpu_distributed()
     from mmengine.runner import runner as _runner_module
     _ckpt_module.save_checkpoint = save_checkpoint
     _runner_module.save_checkpoint = save_checkpoint  # Runner.save_checkpoint's global
