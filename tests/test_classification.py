@@ -191,3 +191,37 @@ test_evaluator = val_evaluator
     assert 0.0 <= val[-1]['accuracy/top1'] <= 100.0
     assert any('loss' in r for r in records)
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
+
+
+@pytest.mark.parametrize('pretrain_config,fusion', [
+    ('deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py', False),
+    ('deepmim-mff_vit-base-p16_8xb512-amp-coslr-300e_in1k.py', True),
+])
+def test_plugin_pretraining_models_feed_the_finetune_backbone(tmp_path, pretrain_config, fusion):
+    """Checkpoints of the plugin's own DeepMIM models (pixel, MFF fusion; shrunk to a tiny ViT)
+    initialise the fine-tuning backbone completely; decoders and fusion layers are dropped."""
+    import deepmim_mm  # noqa: F401
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain', pretrain_config))
+    model_cfg = cfg.model
+    model_cfg.backbone.arch = dict(TINY_VIT)
+    model_cfg.backbone.out_indices = [1, 2, 3]
+    if fusion:
+        model_cfg.backbone.fusion_indices = [0, 1, 3]
+    model_cfg.neck.update(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
+                          decoder_num_heads=2)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(model_cfg)
+    ckpt = str(tmp_path / 'deepmim.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    backbone = _tiny_backbone(ckpt, img_size=224, out_type='avg_featmap', final_norm=False)
+    backbone.init_weights()
+    report = backbone.pretrain_report
+    assert set(report.new) == {'ln2.weight', 'ln2.bias'}
+    own = backbone.state_dict()
+    for key in report.loaded:
+        torch.testing.assert_close(own[key], model.state_dict()['backbone.' + key])
+    assert any(k.startswith('neck.aux_decoders.1.') for k in report.dropped)
+    assert ('backbone.proj_weights' in report.dropped) == fusion
