@@ -306,7 +306,8 @@ def timm_vit_to_mmpretrain(state: Dict[str, torch.Tensor]):
     return _map_keys(state, VIT_KEY_PAIRS, reverse=True)
 
 
-def plugin_to_timm(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+def plugin_to_timm(
+        state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """A plugin (or mmpretrain) checkpoint's state dict -> a timm ``VisionTransformer`` state dict.
 
     Maps the encoder (``backbone.``) and a ``LinearClsHead`` (``head.fc.`` -> ``head.``). Returns
@@ -331,7 +332,8 @@ def plugin_to_timm(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tens
     return out, dropped
 
 
-def timm_to_plugin(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+def timm_to_plugin(
+        state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """A timm ``VisionTransformer`` state dict -> this plugin's keys (``backbone.``, and a
     classifier ``head.`` -> ``head.fc.``). Returns ``(state, dropped)``; every key not converted
     is ``'unmapped'``."""

@@ -18,7 +18,7 @@ from deepmim_mm.utils.checkpoint import plugin_to_timm
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     add_common_args(parser)
     args = parser.parse_args(argv)
     state, dropped = plugin_to_timm(load(args.src))

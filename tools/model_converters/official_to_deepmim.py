@@ -11,7 +11,8 @@ shallowest level first, ``decoder_pos_embed`` shared).
 Output: an mmengine checkpoint: encoder under ``backbone.`` (mmpretrain names), the last level's
 decoder under ``neck.`` (``MAEPretrainDecoder`` names), DeepMIM's other decoders under
 ``neck.aux_decoders.{k}.`` (shallowest first). Keys that cannot be mapped are listed and are an
-error unless ``--allow-drop``.
+error unless ``--allow-drop``. (Official *fine-tuned* checkpoints, with ``fc_norm`` and ``head``,
+are timm ViTs: convert them with ``timm_to_deepmim.py``.)
 """
 import argparse
 
@@ -21,7 +22,7 @@ from deepmim_mm.utils.checkpoint import official_mae_to_plugin
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     add_common_args(parser)
     args = parser.parse_args(argv)
     state, dropped = official_mae_to_plugin(load(args.src))

@@ -15,7 +15,7 @@ from deepmim_mm.utils.checkpoint import timm_to_plugin
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     add_common_args(parser)
     args = parser.parse_args(argv)
     state, dropped = timm_to_plugin(load(args.src))
