@@ -7,8 +7,9 @@ The encoder (``backbone.``) maps to timm names (``patch_embed.proj``, ``blocks.{
 ``norm``; a fine-tuned ``ln2`` to ``fc_norm``) and a ``LinearClsHead`` (``head.fc``) to ``head``.
 Decoders (``neck.``), teachers and MFF's fusion layers are pretraining only: listed and dropped.
 Any other key that cannot be mapped is an error unless ``--allow-drop``. The output is a bare
-state dict: ``timm.create_model('vit_base_patch16_224', num_classes=0,
-pretrained_cfg_overlay=dict(file=...))`` or ``model.load_state_dict(torch.load(...))`` loads it.
+state dict (``.safetensors`` when DST ends so): ``timm.create_model('vit_base_patch16_224',
+pretrained=True, num_classes=0, global_pool='token', pretrained_cfg_overlay=dict(file=DST))`` or
+``model.load_state_dict(torch.load(DST))`` loads it.
 """
 import argparse
 
