@@ -1,0 +1,88 @@
+"""Reconstruction figures per supervised level, logged while pretraining runs."""
+from typing import Optional, Sequence
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+from ..analysis.reconstruction import level_grids, masked_predictions, unwrap
+
+
+@HOOKS.register_module()
+class DeepMIMReconstructionHook(Hook):
+    """Every ``interval`` training iterations, log one reconstruction figure per level.
+
+    mmpretrain's ``VisualizationHook`` draws classification predictions on validation images;
+    this hook adds what masked image modeling needs to watch: for the first ``num_images``
+    images of the first training batch (kept, so every figure shows the same images with the
+    same mask, ``seed``), one RGB grid per supervised level named ``reconstruction_block{n}``
+    (a row per image: original | masked | reconstruction | reconstruction + visible patches;
+    for feature targets: original | masked | per-token cosine similarity to the teacher,
+    viridis, -1..1), written with ``runner.visualizer.add_image`` — so to whichever
+    ``vis_backends`` the config sets: ``LocalVisBackend`` (PNG files under
+    ``<work_dir>/<timestamp>/vis_data/vis_image/``), ``TensorboardVisBackend``,
+    ``WandbVisBackend``...
+
+    The masked forward runs in eval mode without gradients, with the global RNG state saved
+    and restored, so training is unaffected. It is registered in mmengine's root ``HOOKS``
+    and therefore found from any default scope.
+
+    Args:
+        enable: off by default; switch it on from the command line with
+            ``--cfg-options custom_hooks.0.enable=True``.
+        interval: iterations between two figures.
+        num_images: images (rows) per figure.
+        seed: seed of the mask used for the figures.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self,
+                 enable: bool = False,
+                 interval: int = 1000,
+                 num_images: int = 4,
+                 seed: int = 0) -> None:
+        if not isinstance(interval, int) or interval < 1:
+            raise ValueError(f'DeepMIMReconstructionHook: interval must be a positive int '
+                             f'(iterations), got {interval!r}')
+        if not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f'DeepMIMReconstructionHook: num_images must be a positive int, '
+                             f'got {num_images!r}')
+        self.enable = bool(enable)
+        self.interval = interval
+        self.num_images = num_images
+        self.seed = seed
+        self._inputs: Optional[torch.Tensor] = None
+
+    def _cache_inputs(self, model: torch.nn.Module, data_batch) -> None:
+        data = model.data_preprocessor(data_batch, False)
+        inputs = data['inputs']
+        if isinstance(inputs, (list, tuple)):  # multi-view pipelines: the first view
+            inputs = inputs[0]
+        self._inputs = inputs[:self.num_images].detach().cpu()
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: Optional[Sequence[dict]] = None,
+                         outputs: Optional[dict] = None) -> None:
+        if not self.enable or not self.every_n_train_iters(runner, self.interval):
+            return
+        model = unwrap(runner.model)
+        if self._inputs is None:
+            if data_batch is None:
+                return
+            self._cache_inputs(model, data_batch)
+        device = next(model.parameters()).device
+        inputs = self._inputs.to(device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                result = masked_predictions(model, inputs, seed=self.seed)
+                grids = level_grids(model, inputs, result)
+        finally:
+            model.train(was_training)
+        step = runner.iter + 1
+        for name, grid in zip(result.names, grids):
+            runner.visualizer.add_image(f'reconstruction_{name}', grid, step=step)
