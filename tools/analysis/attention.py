@@ -76,6 +76,7 @@ def plot(out_dir, names, results):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     n = len(names)
     ymax = max(float(d.max()) for per_head, _ in results for d in per_head) * 1.1
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.8), squeeze=False, sharey=True)
@@ -85,6 +86,7 @@ def plot(out_dir, names, results):
         ax.set_title(name)
         ax.set_xlabel('block (1-indexed)')
         ax.set_ylim(0, ymax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=.3)
     axes[0][0].set_ylabel('mean attention distance (px)')
     fig.tight_layout()
@@ -100,6 +102,7 @@ def plot(out_dir, names, results):
     axes[1].set_ylabel('1 - mean pairwise head cosine sim.')
     for ax in axes:
         ax.set_xlabel('block (1-indexed)')
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=.3)
         ax.legend()
     fig.tight_layout()

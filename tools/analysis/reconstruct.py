@@ -7,8 +7,10 @@ MAE's visualisation does) or, for feature targets (a ``target_generator`` such a
 the per-token cosine similarity of the level's prediction to the teacher's features. Plus
 ``reconstruction_loss.csv``: the head's masked loss per image and level (unweighted).
 
-One random mask per image, drawn once (``--seed``) and shared by every level, exactly as in
-training (``DeepMIM.loss``: masked encoder pass, neck, ``get_targets``, head).
+One random mask per image, drawn once and shared by every level, exactly as in training
+(``DeepMIM.loss``: masked encoder pass, neck, ``get_targets``, head). The masks depend only on
+``--seed``, ``--batch-size``, the image list and the device (CPU and CUDA draw different random
+numbers), so two checkpoints analysed with the same options see the same masks.
 
 Example::
 
