@@ -291,6 +291,17 @@ def test_reconstruct_tool_feature_targets(tiny_checkpoints, tmp_path):
     assert len(grids) == 2 and grids[0].shape == (IMG, 3 * IMG + 2 * 2, 3)
 
 
+def test_reconstruct_tool_on_mmpretrain_mae(tiny_checkpoints, tmp_path):
+    """mmpretrain's own MAE (one level: the last block) goes through the same tool."""
+    import reconstruct
+    cfg, ckpt = tiny_checkpoints['mae']
+    reconstruct.main([cfg, ckpt, '--img', tiny_checkpoints['images'], '--out-dir',
+                      str(tmp_path), '--max-images', '3'])
+    rows = _read_csv(tmp_path / 'reconstruction_loss.csv')
+    assert [r['level'] for r in rows] == ['block3'] * 3
+    assert len(list(tmp_path.glob('*.png'))) == 3
+
+
 def test_attention_tool_side_by_side(tiny_checkpoints, tmp_path):
     import attention
     mae, deepmim = tiny_checkpoints['mae'], tiny_checkpoints['deepmim']
