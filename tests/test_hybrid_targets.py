@@ -1,8 +1,10 @@
 """MAEHybridTarget: alpha mixing, the student's visible patches, checkpoints, errors, frozen."""
+import logging
+
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.logging import HistoryBuffer, MessageHub
+from mmengine.logging import HistoryBuffer, MessageHub, MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner.checkpoint import get_state_dict
 from mmpretrain.registry import MODELS
@@ -149,7 +151,20 @@ def test_identical_teacher_reproduces_student_final_prediction(tmp_path):
     level predicts for the same mask."""
     student = _perturb(_student(seed=1), seed=1)
     path = _save(student, tmp_path / 'deepmim.pth', message_hub=True)
-    teacher = _teacher(path, alphas=(0.5, ))
+    logger = MMLogger.get_current_instance()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        teacher = _teacher(path, alphas=(0.5, ))
+    finally:
+        logger.removeHandler(handler)
+    # The auxiliary decoders' keys are dropped and reported.
+    n_aux = sum(1 for k in student.state_dict() if k.startswith('neck.aux_decoders.'))
+    assert n_aux > 0
+    assert any(f'dropped {n_aux} keys of auxiliary decoders (neck.aux_decoders.*)'
+               in r.getMessage() for r in records)
     x = _images(3, seed=2)
     with torch.no_grad():
         torch.manual_seed(5)
@@ -273,6 +288,25 @@ def test_cpu_autocast_bf16(mae_ckpt):
     for o, r in zip(out, ref):
         assert o.dtype == torch.float32
         torch.testing.assert_close(o, r, rtol=5e-2, atol=5e-2 * r.abs().max().item())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_cuda_amp(mae_ckpt):
+    _, path = mae_ckpt
+    model = _student(teacher=dict(type='MAEHybridTarget', checkpoint=path, alphas=(0.0, ),
+                                  encoder=ENC2, decoder=DECODER)).cuda()
+    teacher = model.target_generator
+    assert teacher.encoder.pos_embed.is_cuda and teacher.decoder.decoder_pred.weight.is_cuda
+    x = _images().cuda()
+    ids_restore = torch.stack([torch.randperm(N) for _ in range(2)]).cuda()
+    ref = teacher.reconstruct(x, ids_restore)
+    with torch.autocast('cuda', dtype=torch.float16):
+        out = teacher.reconstruct(x, ids_restore)
+        losses = model.loss(x, [])
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2 * ref.abs().max().item())
+    assert set(losses) == {'loss_block2', 'loss_block3'}
+    assert all(torch.isfinite(v) for v in losses.values())
 
 
 # ---------------------------------------------------------------------------------- errors
