@@ -43,7 +43,8 @@ default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
                      checkpoint=dict(type='CheckpointHook', interval={ckpt}, by_epoch=False,
                                      max_keep_ckpts=2))
 log_processor = dict(window_size=1, by_epoch=False)
-custom_hooks = [dict(type='RNGStateHook'), dict(type='NonFiniteLossHook')]{extra_hooks}
+custom_hooks = [dict(type='RNGStateHook'), dict(type='NonFiniteLossHook'),
+                dict(type='CheckpointMatchHook')]{extra_hooks}
 randomness = dict(seed=0, deterministic=True, diff_rank_seed={diff_rank})
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 '''

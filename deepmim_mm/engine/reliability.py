@@ -419,6 +419,8 @@ class NonFiniteLossHook(Hook):
         if not bad:
             self._amp_skips = 0
             return
+        if len(bad) > 1:  # name the levels, not the total they make non-finite
+            bad.pop('loss', None)
         iteration = runner.iter + 1
         levels = [k[len('loss_'):] for k in bad if k.startswith('loss_')]
         msg = (f'non-finite loss at iteration {iteration} (epoch {runner.epoch + 1}): '

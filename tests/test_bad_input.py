@@ -1,0 +1,268 @@
+"""Bad input gives a clear error at the earliest point, and nothing already written is lost.
+
+Configuration errors are checked through ``MODELS.build`` and through tools/train.py; file and
+training errors through a real mmengine Runner on a tiny DeepMIM (2 blocks, 32 px).
+"""
+import copy
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+import deepmim_mm  # noqa: F401  registers the models
+from conftest import ROOT
+from mmengine.config import Config
+from test_resume import make_data, tiny_config
+
+MODEL = dict(
+    type='DeepMIM',
+    backbone=dict(type='DeepMIMViT', img_size=32, patch_size=8, mask_ratio=0.75,
+                  arch=dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64),
+                  out_indices=[1, 3]),
+    neck=dict(type='MultiLevelDecoder', num_patches=16, patch_size=8, embed_dim=32,
+              decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2),
+    head=dict(type='DeepMIMHead', patch_size=8, norm_pix=True,
+              loss=dict(type='PixelReconstructionLoss', criterion='L2')))
+
+
+def model_cfg(**changes):
+    """MODEL with ``'backbone.mask_ratio': 0.5``-style changes."""
+    cfg = copy.deepcopy(MODEL)
+    for path, value in changes.items():
+        *parents, last = path.split('.')
+        d = cfg
+        for p in parents:
+            d = d[p]
+        d[last] = value
+    return cfg
+
+
+CONFIG_ERRORS = [
+    # (changes, message)
+    ({'backbone.out_indices': [1, 5]},
+     'out_indices contains block 5, beyond the encoder depth 4; accepted: 0..3'),
+    ({'backbone.out_indices': []}, 'out_indices is empty'),
+    ({'backbone.out_indices': [1, 2]}, 'must end with the last block (3, 0-indexed)'),
+    ({'head.level_weights': [1.0, 1.0, 1.0]},
+     "head.level_weights has 3 entries for 2 supervised levels ['block2', 'block4']"),
+    ({'head.level_weights': [1.0, -1.0]}, 'level_weights must be finite, non-negative'),
+    ({'neck.decoder_depth': 0}, 'decoder_depth must be a positive int (decoder blocks), got 0'),
+    ({'neck.aux_decoder_depth': 0}, 'aux_decoder_depth must be a positive int'),
+    ({'backbone.mask_ratio': 0.0}, 'mask_ratio must be in (0, 1), got 0.0'),
+    ({'backbone.mask_ratio': 1.0}, 'mask_ratio must be in (0, 1), got 1.0'),
+    ({'backbone.img_size': 36}, 'img_size 36 is not divisible by patch_size 8'),
+    ({'backbone.arch': 'vit-xxl'}, "unknown arch 'vit-xxl'; accepted:"),
+    ({'target_generator': dict(type='NoSuchTeacher')},
+     "target_generator.type='NoSuchTeacher' is not a registered model; this plugin provides"),
+]
+
+
+@pytest.mark.parametrize('changes,message', CONFIG_ERRORS,
+                         ids=[m[:30] for _, m in CONFIG_ERRORS])
+def test_config_errors_at_build(mmpretrain_scope, changes, message):
+    from mmpretrain.registry import MODELS
+    with pytest.raises(ValueError) as info:
+        MODELS.build(model_cfg(**changes))
+    assert message in str(info.value)
+
+
+def test_valid_model_builds(mmpretrain_scope):
+    """The base of the cases above is itself valid (each error comes from its one change)."""
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(model_cfg())
+    assert model.level_names == ['block2', 'block4']
+
+
+def run_train(args, env=None):
+    full = dict(os.environ, OMP_NUM_THREADS='2', **(env or {}))
+    return subprocess.run([sys.executable, 'tools/train.py', *args], cwd=ROOT, env=full,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_config_error_through_train_py(tmp_path):
+    """tools/train.py: the error names the field before anything is trained or saved."""
+    data = make_data(tmp_path, n_per_class=1)
+    cfg = tiny_config(tmp_path / 'tiny.py', data)
+    work = str(tmp_path / 'work')
+    proc = run_train([cfg, '--work-dir', work, '--cfg-options',
+                      'model.backbone.out_indices=[0,7]', 'model.backbone.mask_ratio=0.75'])
+    assert proc.returncode != 0
+    assert ('ValueError: DeepMIMViT: out_indices contains block 7, beyond the encoder depth 2'
+            in proc.stderr)
+    assert not glob.glob(osp.join(work, '*.pth'))
+
+
+def test_empty_dataset_folder_through_train_py(tmp_path):
+    empty = tmp_path / 'empty'
+    (empty / 'class0').mkdir(parents=True)
+    cfg = tiny_config(tmp_path / 'tiny.py', str(empty))
+    proc = run_train([cfg, '--work-dir', str(tmp_path / 'work')])
+    assert proc.returncode != 0
+    # mmpretrain's CustomDataset names the folder and the accepted extensions (a RuntimeError
+    # raised when the dataloader is built, before the first iteration).
+    assert f"Found 0 files in subfolders of: {{'img_path': '{empty}/'}}" in proc.stderr
+    assert 'Supported extensions are: ' in proc.stderr and '.jpg' in proc.stderr
+
+
+def test_missing_teacher_checkpoint(mmpretrain_scope, tmp_path):
+    from mmpretrain.registry import MODELS
+    missing = str(tmp_path / 'ViT-B-16.pt')
+    cfg = model_cfg(target_generator=dict(type='CLIPTeacher', checkpoint=missing))
+    with pytest.raises(FileNotFoundError, match='CLIPTeacher: checkpoint file not found: '
+                       + missing):
+        MODELS.build(cfg).init_weights()
+
+
+def test_corrupt_teacher_checkpoint(mmpretrain_scope, tmp_path):
+    from mmpretrain.registry import MODELS
+    bad = tmp_path / 'ViT-B-16.pt'
+    bad.write_bytes(b'not a checkpoint' * 64)
+    cfg = model_cfg(target_generator=dict(type='CLIPTeacher', checkpoint=str(bad)))
+    with pytest.raises(ValueError, match=f'CLIPTeacher: cannot read {bad}'):
+        MODELS.build(cfg).init_weights()
+
+
+# ------------------------------------------------------------------------------------------
+# Through a real Runner
+# ------------------------------------------------------------------------------------------
+def make_runner(tmp_path, data, name='work', **overrides):
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(tiny_config(tmp_path / f'{name}.py', data, iters=6, ckpt=2,
+                                      extra_imports=['deepmim_mm.datasets']))
+    cfg.work_dir = str(tmp_path / name)
+    cfg.merge_from_dict(overrides)
+    return Runner.from_cfg(cfg)
+
+
+def save_other_arch(path, embed_dims):
+    """A valid mmpretrain MAE checkpoint of another width (the stand-in for another model)."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        mae = MODELS.build(dict(
+            type='MAE',
+            backbone=dict(type='MAEViT', img_size=32, patch_size=8,
+                          arch=dict(embed_dims=embed_dims, num_layers=2, num_heads=2,
+                                    feedforward_channels=2 * embed_dims)),
+            neck=dict(type='MAEPretrainDecoder', num_patches=16, patch_size=8,
+                      embed_dim=embed_dims, decoder_embed_dim=32, decoder_depth=1,
+                      decoder_num_heads=2),
+            head=dict(type='MAEPretrainHead', patch_size=8,
+                      loss=dict(type='PixelReconstructionLoss', criterion='L2'))))
+    torch.save({'state_dict': mae.state_dict(), 'meta': {}}, path)
+
+
+def test_load_from_other_architecture(tmp_path):
+    data = make_data(tmp_path, n_per_class=1)
+    ckpt = str(tmp_path / 'mae_wide.pth')
+    save_other_arch(ckpt, embed_dims=48)
+    runner = make_runner(tmp_path, data, load_from=ckpt)
+    with pytest.raises(ValueError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert f'{ckpt} does not fit DeepMIM' in msg
+    assert 'backbone.cls_token: checkpoint (1, 1, 48) vs model (1, 1, 32)' in msg
+    assert not glob.glob(osp.join(runner.work_dir, '*.pth'))
+
+
+def test_same_architecture_loads(tmp_path):
+    """An MAE checkpoint of the same width loads (extra decoders start fresh): no error."""
+    data = make_data(tmp_path, n_per_class=1)
+    ckpt = str(tmp_path / 'mae.pth')
+    save_other_arch(ckpt, embed_dims=32)
+    runner = make_runner(tmp_path, data, load_from=ckpt, train_cfg=dict(max_iters=1))
+    runner.train()
+    assert osp.isfile(osp.join(runner.work_dir, 'iter_1.pth'))
+
+
+def test_load_from_checkpoint_without_encoder(tmp_path):
+    data = make_data(tmp_path, n_per_class=1)
+    ckpt = str(tmp_path / 'head_only.pth')
+    torch.save({'state_dict': {'head.fc.weight': torch.zeros(10, 32),
+                               'head.fc.bias': torch.zeros(10)}}, ckpt)
+    runner = make_runner(tmp_path, data, load_from=ckpt)
+    with pytest.raises(ValueError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert f'{ckpt} holds no encoder weights for DeepMIM' in msg
+    assert "its keys start ['head.fc.bias', 'head.fc.weight']" in msg
+
+
+def checked_pipeline(on_corrupt):
+    return [dict(type='LoadImageFromFileChecked', on_corrupt=on_corrupt),
+            dict(type='Resize', scale=(32, 32)), dict(type='PackInputs')]
+
+
+def test_corrupt_jpeg_is_named(tmp_path):
+    data = make_data(tmp_path)
+    bad = osp.join(data, 'class1', '2.JPEG')
+    with open(bad, 'wb') as f:
+        f.write(b'\xff\xd8\xff\xe0' + os.urandom(200))
+    runner = make_runner(
+        tmp_path, data, train_dataloader=dict(dataset=dict(pipeline=checked_pipeline('error'))))
+    with pytest.raises(ValueError) as info:
+        runner.train()
+    assert f'cannot decode image {bad}' in str(info.value)
+    assert 'on_corrupt="skip"' in str(info.value)
+
+
+def test_corrupt_jpeg_skipped_with_warning(tmp_path, capsys):
+    data = make_data(tmp_path)
+    bad = osp.join(data, 'class1', '2.JPEG')
+    with open(bad, 'wb') as f:
+        f.write(b'garbage')
+    runner = make_runner(
+        tmp_path, data, train_dataloader=dict(dataset=dict(pipeline=checked_pipeline('skip'))))
+    runner.train()  # 6 iterations of batch 2 = every image once: the bad one is met
+    out = capsys.readouterr()
+    assert f'cannot decode image {bad}' in out.out + out.err
+    assert 'skipped (on_corrupt="skip")' in out.out + out.err
+    assert osp.isfile(osp.join(runner.work_dir, 'iter_6.pth'))
+
+
+def test_bad_on_corrupt_value():
+    from deepmim_mm.datasets import LoadImageFromFileChecked
+    with pytest.raises(ValueError, match=r"on_corrupt='warn'; accepted: \['error', 'skip'\]"):
+        LoadImageFromFileChecked(on_corrupt='warn')
+
+
+def test_non_finite_loss_stops_with_level_and_iteration(tmp_path):
+    from mmengine.hooks import Hook
+
+    from deepmim_mm.engine.reliability import NonFiniteLossError
+
+    class PoisonLevel(Hook):
+        """Before iteration 5, the first auxiliary decoder's output layer becomes NaN."""
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if runner.iter + 1 == 5:
+                model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+                with torch.no_grad():
+                    model.neck.aux_decoders[0].decoder_pred.weight.fill_(float('nan'))
+
+    data = make_data(tmp_path)
+    runner = make_runner(tmp_path, data)
+    runner.register_hook(PoisonLevel())
+    with pytest.raises(NonFiniteLossError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert 'non-finite loss at iteration 5 (epoch 1): loss_block1=nan' in msg
+    assert '(level block1)' in msg and 'loss_block2' not in msg.split('(level')[0]
+    last = osp.join(runner.work_dir, 'iter_4.pth')
+    assert f'the last good checkpoint is {last}' in msg
+    # Nothing was written after the failure; the last checkpoint is complete and finite.
+    assert sorted(glob.glob(osp.join(runner.work_dir, '*.pth'))) == [
+        osp.join(runner.work_dir, 'iter_2.pth'), last]
+    with open(osp.join(runner.work_dir, 'last_checkpoint')) as f:
+        assert f.read().strip() == last
+    state = torch.load(last, weights_only=False)['state_dict']
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_non_finite_hook_interval_must_be_positive():
+    from deepmim_mm.engine.reliability import NonFiniteLossHook
+    with pytest.raises(ValueError, match='interval must be a positive int, got 0'):
+        NonFiniteLossHook(interval=0)
