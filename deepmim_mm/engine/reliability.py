@@ -165,7 +165,7 @@ def _patch_cpu_distributed() -> None:
     mmengine 0.10.7 calls ``torch.cuda.set_device(local_rank)`` unconditionally when it
     initialises the process group, and wraps the model in DDP with ``device_ids=[local_rank]``,
     which DDP rejects for a CPU module. On a machine without CUDA the first is skipped and the
-    second passes ``device_ids=None``; with GPUs nothing changes.
+    second passes ``device_ids=None`` (FSDP: ``device_id=cpu``); with GPUs nothing changes.
     """
     from mmengine.dist import utils as dist_utils
     from mmengine.model.wrappers import distributed as ddp_module
@@ -204,6 +204,20 @@ def _patch_cpu_distributed() -> None:
 
         __init__._deepmim_cpu = True
         cls.__init__ = __init__
+
+    from mmengine.model.wrappers import fully_sharded_distributed as fsdp_module
+    fsdp_cls = fsdp_module.MMFullyShardedDataParallel
+    if not getattr(fsdp_cls.__init__, '_deepmim_cpu', False):
+        upstream_fsdp_init = fsdp_cls.__init__
+
+        def fsdp_init(self, module, *args, **kwargs):
+            # FSDPStrategy passes device_id=LOCAL_RANK, i.e. a CUDA device.
+            if not torch.cuda.is_available() and isinstance(kwargs.get('device_id'), int):
+                kwargs['device_id'] = torch.device('cpu')
+            upstream_fsdp_init(self, module, *args, **kwargs)
+
+        fsdp_init._deepmim_cpu = True
+        fsdp_cls.__init__ = fsdp_init
 
 
 _APPLIED = False
