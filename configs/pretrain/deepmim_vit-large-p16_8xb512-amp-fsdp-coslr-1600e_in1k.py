@@ -1,4 +1,4 @@
-# DeepMIM ViT-L/16 (pixel targets) trained with mmengine's FlexibleRunner + FSDPStrategy: parameters,
+# DeepMIM ViT-L/16 (pixel targets) with mmengine's FlexibleRunner + FSDPStrategy: parameters,
 # gradients and optimizer states are sharded across the GPUs (PyTorch FSDP), for models whose
 # replicated optimizer state outgrows a GPU under plain data parallelism (ViT-L/H with four
 # decoders). Recipe, blocks and decoders as deepmim_vit-large-p16_8xb512-amp-coslr-1600e_in1k.py.

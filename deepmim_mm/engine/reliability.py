@@ -466,7 +466,7 @@ class CheckpointMatchHook(Hook):
     log mismatches): before the weights are copied, the checkpoint's ``state_dict`` is compared
     with the model's. A ``ValueError`` names the file and the keys when
 
-    - a parameter has a different shape (another width, depth of patch size, image size), or
+    - a parameter has a different shape (another width, patch size or image size), or
     - the checkpoint shares no encoder (``backbone.``) parameter with the model (a checkpoint of
       another model, or a fine-tune checkpoint that lacks the encoder weights).
 
