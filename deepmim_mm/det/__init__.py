@@ -8,7 +8,9 @@ mmdet's registries what mmdetection keeps in its ``projects/ViTDet`` (not in the
   SDPA, loading of this plugin's pretraining checkpoints with a report;
 - :class:`SimpleFPN` (``MODELS``): ViTDet's simple feature pyramid with channel LayerNorm;
 - ``'LN2d'`` (``MODELS``): mmpretrain's ``LayerNorm2d`` (channel LayerNorm), registered for mmdet;
-- :class:`ViTLayerDecayOptimWrapperConstructor` (``OPTIM_WRAPPER_CONSTRUCTORS``).
+- :class:`ViTLayerDecayOptimWrapperConstructor` (``OPTIM_WRAPPER_CONSTRUCTORS``);
+- :class:`PadKeepImgShape` (``TRANSFORMS``): test-time padding to the square canvas that keeps
+  boxes clipped to the image.
 
 It also applies the numpy 2 fixes for mmdet modules (see :func:`_numpy2_fixes`).
 Configs: ``configs/detection/``.
@@ -62,7 +64,8 @@ if 'LN2d' not in MODELS.module_dict:
 
 from .layer_decay import ViTLayerDecayOptimWrapperConstructor  # noqa: E402
 from .simple_fpn import SimpleFPN  # noqa: E402
+from .transforms import PadKeepImgShape  # noqa: E402
 from .vit import PlainViT, SDPARelPosAttention, ViTDetLayer  # noqa: E402
 
-__all__ = ['PlainViT', 'SDPARelPosAttention', 'ViTDetLayer', 'SimpleFPN',
+__all__ = ['PlainViT', 'SDPARelPosAttention', 'ViTDetLayer', 'SimpleFPN', 'PadKeepImgShape',
            'ViTLayerDecayOptimWrapperConstructor']
