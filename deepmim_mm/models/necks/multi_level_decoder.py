@@ -1,10 +1,16 @@
-"""One light MAE decoder per supervised level."""
+"""One light MAE decoder per supervised level, run as one batched computation."""
 from typing import List, Optional, Sequence, Union
 
 import torch
 from mmengine.model import ModuleList
+from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLayer
 from mmpretrain.models.necks import MAEPretrainDecoder
 from mmpretrain.registry import MODELS
+
+from ..utils.batched_transformer import (batched_encoder_layer, batched_layer_norm,
+                                         batched_linear, encoder_layer_supported,
+                                         layer_norm_supported, stack_params,
+                                         stacked_layer_params)
 
 
 @MODELS.register_module()
@@ -17,10 +23,30 @@ class MultiLevelDecoder(MAEPretrainDecoder):
     The module itself is the decoder of the deepest level, with exactly ``MAEPretrainDecoder``'s
     parameter names, so with ``num_levels=1`` mmpretrain's MAE / MFF checkpoints load unchanged.
 
+    Speed: the decoders have identical shapes, so by default (``batched=None`` or ``True``) they
+    run as ONE computation with a leading level dimension rather than a Python loop over levels:
+    one stacked GEMM per layer type, one fused ``scaled_dot_product_attention`` call per block
+    for all levels, one gather for every level's mask tokens (see
+    :mod:`deepmim_mm.models.utils.batched_transformer`). Parameters are not moved: every decoder
+    keeps its own modules and ``state_dict`` keys (``neck.*`` for the deepest level,
+    ``neck.aux_decoders.{k}.*`` for the others); they are stacked at each forward and their
+    gradients flow back to each of them. When ``aux_decoder_depth`` differs from
+    ``decoder_depth`` the common blocks run batched over every level and the remaining blocks
+    over the deeper decoders only. The result equals the per-level loop (``batched=False``,
+    mmpretrain's own forward for each decoder) up to float rounding.
+
+    The loop is used instead when a wrapper makes the decoders' parameters valid only inside
+    their own ``forward`` (FSDP units around single decoders or blocks, patched forwards such
+    as activation checkpointing), and for one level (mmpretrain's forward, exactly MAE).
+
     Args:
         num_levels: supervised levels, including the last. ``DeepMIM`` fills it in from the
             backbone when the config leaves it out.
         aux_decoder_depth: blocks of each auxiliary decoder; defaults to ``decoder_depth``.
+        batched: ``None`` (default): batched when there are several levels; ``True``: the same,
+            and a ``ValueError`` if the decoder layers are of a kind the batched path does not
+            compute (non-LayerNorm norms); ``False``: the per-level loop. The attribute
+            ``batched`` can also be switched at run time.
         **kwargs: ``MAEPretrainDecoder`` arguments, shared by every level.
     """
 
@@ -28,6 +54,7 @@ class MultiLevelDecoder(MAEPretrainDecoder):
                  num_levels: int = 1,
                  aux_decoder_depth: Optional[int] = None,
                  decoder_depth: int = 8,
+                 batched: Optional[bool] = None,
                  **kwargs) -> None:
         if not isinstance(num_levels, int) or num_levels < 1:
             raise ValueError(f'MultiLevelDecoder: num_levels must be a positive int, '
@@ -37,12 +64,43 @@ class MultiLevelDecoder(MAEPretrainDecoder):
             if not isinstance(depth, int) or depth < 1:
                 raise ValueError(f'MultiLevelDecoder: {name} must be a positive int '
                                  f'(decoder blocks), got {depth!r}')
+        if batched not in (None, True, False):
+            raise ValueError(f'MultiLevelDecoder: batched must be None (auto), True or False, '
+                             f'got {batched!r}')
         super().__init__(decoder_depth=decoder_depth, **kwargs)
         self.num_levels = num_levels
         # mmengine's ModuleList, so init_weights reaches every auxiliary decoder (sin-cos
         # position embedding, mask token).
         self.aux_decoders = ModuleList(
             MAEPretrainDecoder(decoder_depth=aux_depth, **kwargs) for _ in range(num_levels - 1))
+        supported = self._batch_supported()
+        if batched and not supported:
+            raise ValueError('MultiLevelDecoder: batched=True needs LayerNorm decoder norms '
+                             '(norm_cfg type "LN"); use batched=None (auto) or False for '
+                             f'norm_cfg={kwargs.get("norm_cfg")!r}')
+        self.batched = supported if batched is None else batched
+
+    def _decoders(self) -> List[MAEPretrainDecoder]:
+        """Every level's decoder, in level order (shallowest first, this module last)."""
+        return list(self.aux_decoders) + [self]
+
+    def _batch_supported(self) -> bool:
+        decs = self._decoders()
+        return all(
+            layer_norm_supported(d.decoder_norm) and d.decoder_norm.eps == decs[0].decoder_norm.eps
+            and all(encoder_layer_supported(b) and b.ln1.eps == decs[0].decoder_norm.eps
+                    for b in d.decoder_blocks) for d in decs)
+
+    def _batch_possible_now(self) -> bool:
+        """False when a wrapper (FSDP unit, patched forward) owns a decoder or a block."""
+        for dec in self.aux_decoders:
+            if type(dec) is not MAEPretrainDecoder or 'forward' in vars(dec):
+                return False
+        for dec in self._decoders():
+            for blk in dec.decoder_blocks:
+                if type(blk) is not TransformerEncoderLayer or 'forward' in vars(blk):
+                    return False
+        return True
 
     def forward(self, x: Union[torch.Tensor, Sequence[torch.Tensor]],
                 ids_restore: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
@@ -56,6 +114,69 @@ class MultiLevelDecoder(MAEPretrainDecoder):
         if len(x) != self.num_levels:
             raise ValueError(f'MultiLevelDecoder: got {len(x)} levels, built for '
                              f'{self.num_levels}')
+        if self.batched and self.num_levels > 1 and self._batch_possible_now():
+            return self.forward_batched(x, ids_restore)
+        return self.forward_loop(x, ids_restore)
+
+    def forward_loop(self, x: Sequence[torch.Tensor],
+                     ids_restore: torch.Tensor) -> List[torch.Tensor]:
+        """The straightforward implementation: mmpretrain's forward, one decoder at a time."""
         preds = [dec(lvl, ids_restore) for dec, lvl in zip(self.aux_decoders, x[:-1])]
         preds.append(super().forward(x[-1], ids_restore))
         return preds
+
+    def forward_batched(self, x: Sequence[torch.Tensor],
+                        ids_restore: torch.Tensor) -> List[torch.Tensor]:
+        """Every level at once, with a leading level dimension (same result as the loop)."""
+        decs = self._decoders()
+        L = len(decs)
+        eps = self.decoder_norm.eps
+        # Embed the visible tokens of every level: (L, B, T, C) -> (L, B, T, D).
+        h = batched_linear(
+            torch.stack(list(x)), stack_params([d.decoder_embed.weight for d in decs]),
+            stack_params([d.decoder_embed.bias for d in decs]))
+        _, B, T, D = h.shape
+        N = ids_restore.shape[1]
+        # Mask tokens and unshuffle, for every level with one gather (index broadcast, not
+        # copied), then the fixed position embedding.
+        mask_tokens = stack_params([d.mask_token for d in decs]).expand(L, B, N + 1 - T, D)
+        tokens = torch.cat([h[:, :, 1:], mask_tokens], dim=2)
+        tokens = torch.gather(tokens, 2, ids_restore.view(1, B, N, 1).expand(L, B, N, D))
+        h = torch.cat([h[:, :, :1], tokens], dim=2)
+        h = h + stack_params([d.decoder_pos_embed for d in decs])
+
+        depths = [len(d.decoder_blocks) for d in decs]
+        preds: List[Optional[torch.Tensor]] = [None] * L
+        active = list(range(L))  # levels held by h, in order
+        for j in range(max(depths)):
+            still = [i for i in active if depths[i] > j]
+            if len(still) < len(active):  # some decoders are done: finish them, go on
+                done = [p for p, i in enumerate(active) if depths[i] <= j]
+                self._predict([active[p] for p in done], _take(h, done), decs, eps, preds)
+                h = _take(h, [p for p, i in enumerate(active) if depths[i] > j])
+                active = still
+            blocks = [decs[i].decoder_blocks[j] for i in active]
+            h = batched_encoder_layer(h, stacked_layer_params(blocks),
+                                      blocks[0].attn.num_heads, eps)
+        self._predict(active, h, decs, eps, preds)
+        return preds
+
+    @staticmethod
+    def _predict(levels: List[int], h: torch.Tensor, decs: List[MAEPretrainDecoder],
+                 eps: float, preds: List[Optional[torch.Tensor]]) -> None:
+        """Final norm and prediction layer of ``levels`` (rows of ``h``); class token dropped
+        first (both are per token, so this equals mmpretrain's norm, predict, then drop)."""
+        group = [decs[i] for i in levels]
+        h = batched_layer_norm(h[:, :, 1:], stack_params([d.decoder_norm.weight for d in group]),
+                               stack_params([d.decoder_norm.bias for d in group]), eps)
+        out = batched_linear(h, stack_params([d.decoder_pred.weight for d in group]),
+                             stack_params([d.decoder_pred.bias for d in group]))
+        for i, o in zip(levels, out.unbind(0)):
+            preds[i] = o
+
+
+def _take(h: torch.Tensor, rows: List[int]) -> torch.Tensor:
+    """Rows of the level dimension: a view for a contiguous range, else a stacked copy."""
+    if rows == list(range(rows[0], rows[-1] + 1)):
+        return h[rows[0]:rows[-1] + 1]
+    return torch.stack([h[r] for r in rows])

@@ -1,0 +1,122 @@
+"""Several independent transformer stacks of identical shape, run as one batched computation.
+
+DeepMIM (arXiv 2303.08817) gives every supervised level its own light decoder; all of them have
+the same shapes. Running them one after the other launches ``num_levels`` times as many small
+kernels. The functions here run ``L`` copies at once: activations carry a leading level
+dimension ``(L, B, N, C)``, the ``L`` weight matrices of a layer are stacked into ``(L, out, in)``
+and multiplied with one ``baddbmm``; attention folds the level dimension into the batch and calls
+``F.scaled_dot_product_attention`` once (the fused kernel: flash / memory-efficient on GPUs, the
+fused flash kernel on CPUs). The computation is, operation for operation, mmpretrain's
+``TransformerEncoderLayer`` (pre-norm, qkv bias, GELU MLP, no dropout / drop path / layer scale),
+so results equal the per-level loop up to float rounding.
+
+The parameters stay where they are (in the per-level ``nn.Module`` s, with their own names in
+``state_dict``, seen as usual by optimizers, DDP and checkpoints): they are stacked at every
+forward (a copy of the decoder weights, small next to the activations at training batch sizes)
+and the stacking's backward hands every module its own gradient.
+"""
+from typing import List, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def stack_params(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack`` along a new level dimension 0 (differentiable)."""
+    return torch.stack(list(tensors))
+
+
+def batched_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``L`` linear layers at once: ``x`` (L, ..., in), ``weight`` (L, out, in), ``bias`` (L, out).
+
+    One ``baddbmm`` (bias fused into the GEMM's ``beta`` term).
+    """
+    L = x.shape[0]
+    shape = x.shape[1:-1]
+    out = torch.baddbmm(bias.unsqueeze(1), x.reshape(L, -1, x.shape[-1]), weight.transpose(1, 2))
+    return out.view(L, *shape, weight.shape[1])
+
+
+def batched_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                       eps: float) -> torch.Tensor:
+    """``L`` LayerNorms over the last dimension, each with its own affine ``(L, C)`` parameters."""
+    L, C = weight.shape
+    y = F.layer_norm(x, (C, ), eps=eps)
+    view = (L, ) + (1, ) * (x.dim() - 2) + (C, )
+    return torch.addcmul(bias.view(view), y, weight.view(view))
+
+
+def layer_norm_supported(norm: nn.Module) -> bool:
+    """True for an affine ``nn.LayerNorm`` over one dimension (what the batched path computes)."""
+    return (isinstance(norm, nn.LayerNorm) and norm.elementwise_affine
+            and len(norm.normalized_shape) == 1 and norm.bias is not None)
+
+
+def encoder_layer_supported(layer: nn.Module) -> bool:
+    """Whether a mmpretrain ``TransformerEncoderLayer`` is one the batched path computes exactly.
+
+    Pre-norm LayerNorms, ``MultiheadAttention`` with fused SDPA (no ``qk_scale``), qkv and proj
+    biases, no layer scale, no dropout or drop path, a two-layer GELU MLP with identity shortcut.
+    """
+    try:
+        attn, ffn = layer.attn, layer.ffn
+        fc1, act, drop1 = ffn.layers[0]
+        fc2 = ffn.layers[1]
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return False
+    from mmpretrain.models.utils.attention import scaled_dot_product_attention
+
+    def no_drop(m):
+        return isinstance(m, nn.Identity) or (isinstance(m, nn.Dropout) and m.p == 0) or \
+            (hasattr(m, 'drop_prob') and m.drop_prob == 0)
+
+    return (layer_norm_supported(layer.ln1) and layer_norm_supported(layer.ln2)
+            and layer.ln1.eps == layer.ln2.eps
+            and attn.scaled_dot_product_attention is scaled_dot_product_attention
+            and scaled_dot_product_attention is F.scaled_dot_product_attention
+            and attn.qkv.bias is not None and attn.proj.bias is not None
+            and attn.attn_drop == 0 and not attn.v_shortcut
+            and attn.input_dims == attn.embed_dims
+            and isinstance(attn.gamma1, nn.Identity) and no_drop(attn.proj_drop)
+            and no_drop(attn.out_drop)
+            and isinstance(fc1, nn.Linear) and isinstance(fc2, nn.Linear)
+            and fc1.bias is not None and fc2.bias is not None
+            and type(act) is nn.GELU and act.approximate == 'none' and no_drop(drop1)
+            and len(ffn.layers) == 3 and no_drop(ffn.layers[2])
+            and isinstance(ffn.gamma2, nn.Identity) and no_drop(ffn.dropout_layer)
+            and ffn.add_identity)
+
+
+def stacked_layer_params(layers: Sequence[nn.Module]) -> List[torch.Tensor]:
+    """The 12 parameters of ``L`` ``TransformerEncoderLayer`` s, each stacked to ``(L, ...)``."""
+    getters = (
+        lambda m: m.ln1.weight, lambda m: m.ln1.bias,
+        lambda m: m.attn.qkv.weight, lambda m: m.attn.qkv.bias,
+        lambda m: m.attn.proj.weight, lambda m: m.attn.proj.bias,
+        lambda m: m.ln2.weight, lambda m: m.ln2.bias,
+        lambda m: m.ffn.layers[0][0].weight, lambda m: m.ffn.layers[0][0].bias,
+        lambda m: m.ffn.layers[1].weight, lambda m: m.ffn.layers[1].bias,
+    )
+    return [stack_params([g(m) for m in layers]) for g in getters]
+
+
+def batched_encoder_layer(x: torch.Tensor, params: Sequence[torch.Tensor], num_heads: int,
+                          eps: float) -> torch.Tensor:
+    """``L`` pre-norm transformer layers on ``x`` (L, B, N, C), one per level.
+
+    ``params`` come from :func:`stacked_layer_params`. Computes, for each level,
+    ``x = x + proj(SDPA(qkv(ln1(x))))`` then ``x = x + fc2(gelu(fc1(ln2(x))))``, exactly as
+    mmpretrain's ``TransformerEncoderLayer`` (same head split, same fused attention call).
+    """
+    (ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w,
+     fc2_b) = params
+    L, B, N, C = x.shape
+    head_dims = C // num_heads
+    qkv = batched_linear(batched_layer_norm(x, ln1_w, ln1_b, eps), qkv_w, qkv_b)
+    qkv = qkv.reshape(L * B, N, 3, num_heads, head_dims).permute(2, 0, 3, 1, 4)
+    attn = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+    attn = attn.transpose(1, 2).reshape(L, B, N, C)
+    x = x + batched_linear(attn, proj_w, proj_b)
+    h = F.gelu(batched_linear(batched_layer_norm(x, ln2_w, ln2_b, eps), fc1_w, fc1_b))
+    return x + batched_linear(h, fc2_w, fc2_b)
