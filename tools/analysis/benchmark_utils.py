@@ -70,12 +70,12 @@ def _sdpa_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape,
 def flop_counter():
     """``FlopCounterMode`` that also counts the CPU flash-attention kernels (torch registers the
     CUDA ones only)."""
-    from torch.utils.flop_counter import FlopCounterMode, shape_wrapper
+    from torch.utils.flop_counter import FlopCounterMode
     custom = {}
     aten = torch.ops.aten
     if hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):
-        custom[aten._scaled_dot_product_flash_attention_for_cpu] = shape_wrapper(_sdpa_cpu_flop)
-        custom[aten._scaled_dot_product_flash_attention_for_cpu_backward] = shape_wrapper(
+        custom[aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_flop
+        custom[aten._scaled_dot_product_flash_attention_for_cpu_backward] = (
             _sdpa_cpu_backward_flop)
     return FlopCounterMode(display=False, custom_mapping=custom)
 

@@ -1,0 +1,106 @@
+"""tools/analysis/benchmark.py on tiny configs on the CPU: training-step mode against a tiny
+mmpretrain MAE baseline, and the input-pipeline mode over a folder of JPEGs. Checks that the
+output is well-formed (never the times)."""
+import json
+import os.path as osp
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import DEMO_IMAGES, ROOT, run_tool, write_imagenet_folder
+
+sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis'))
+import benchmark  # noqa: E402
+from benchmark_utils import flop_counter  # noqa: E402
+
+TOOL = osp.join('tools', 'analysis', 'benchmark.py')
+TINY_ARCH = ('arch=dict(_delete_=True, embed_dims=64, num_layers=4, num_heads=2, '
+             'feedforward_channels=128), img_size=32, patch_size=8')
+TINY_NECK = ('embed_dim=64, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, '
+             'num_patches=16, patch_size=8')
+
+
+def tiny_configs(tmp_path):
+    deepmim = tmp_path / 'deepmim_tiny.py'
+    deepmim.write_text(
+        f"_base_ = '{ROOT}/configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py'\n"
+        f"model = dict(backbone=dict({TINY_ARCH}, out_indices=None),\n"
+        f"             neck=dict({TINY_NECK}), head=dict(patch_size=8))\n")
+    mae = tmp_path / 'mae_tiny.py'
+    mae.write_text(
+        "_base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'\n"
+        f"model = dict(backbone=dict({TINY_ARCH}), neck=dict({TINY_NECK}),\n"
+        "             head=dict(patch_size=8))\n")
+    return str(deepmim), str(mae)
+
+
+def test_training_mode(tmp_path):
+    deepmim, mae = tiny_configs(tmp_path)
+    out = tmp_path / 'bench.json'
+    proc = run_tool([TOOL, deepmim, '--baseline', mae, '--labels', 'deepmim', '--batch-size',
+                     '2', '--warmup', '1', '--steps', '2', '--json', str(out)], timeout=600)
+    assert '| baseline: mae_tiny' in proc.stdout and '| deepmim ' in proc.stdout
+    assert 'img/s vs base' in proc.stdout and 'MFU' in proc.stdout
+    assert 'step 2/2' in proc.stderr  # progress display
+    res = json.loads(out.read_text())
+    assert res['mode'] == 'training' and res['device'] == 'cpu'
+    assert res['baseline'] == 'baseline: mae_tiny'
+    assert res['matmul_peak_tflops']['float32'] > 0
+    base, ours = res['results']
+    for r in (base, ours):
+        assert r['batch_size'] == 2 and r['img_size'] == 32 and r['optim_wrapper'] == 'OptimWrapper'
+        assert r['step_ms_p25'] <= r['step_ms_median'] <= r['step_ms_p75']
+        assert r['img_per_s'] == pytest.approx(2 / r['step_ms_median'] * 1e3)
+        assert r['gflop_per_img'] > 0 and 0 < r['mfu'] and r['state_mib'] > 0
+        assert r['mem_kind'] == 'RSS growth'
+        assert r['host_sync_ops'] == {}
+    # DeepMIM's 4 decoders cost more FLOPs than MAE's one (same encoder, same decoder size)
+    assert ours['gflop_per_img'] > base['gflop_per_img']
+    assert ours['params_m'] > base['params_m']
+
+
+def test_flops_include_cpu_attention():
+    q = torch.randn(2, 4, 16, 8, requires_grad=True)
+    with flop_counter() as fc:
+        F.scaled_dot_product_attention(q, q, q).sum().backward()
+    fwd = 2 * 2 * 4 * 16 * 16 * 8 * 2  # QK^T and AV
+    assert fc.get_total_flops() >= fwd + 2 * fwd  # + backward (2x forward at least)
+
+
+def test_data_pipeline_mode(tmp_path):
+    deepmim, _ = tiny_configs(tmp_path)
+    folder = write_imagenet_folder(str(tmp_path / 'imgs'), num_classes=2, per_class=3, size=48)
+    out = tmp_path / 'pipe.json'
+    proc = run_tool([TOOL, deepmim, '--data-pipeline', folder, '--workers', '0', '2',
+                     '--batches', '2', '--batch-size', '2', '--json', str(out)])
+    assert '| workers |' in proc.stdout
+    res = json.loads(out.read_text())
+    assert res['mode'] == 'data_pipeline'
+    assert [r['workers'] for r in res['results']] == [0, 2]
+    assert all(r['img_per_s'] > 0 and r['batch_size'] == 2 for r in res['results'])
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match='--amp bf16'):
+        benchmark.parse_args(['x.py', '--amp', 'bf16'])
+    with pytest.raises(FileNotFoundError, match='no_such.py'):
+        benchmark.main([str(tmp_path / 'no_such.py'), '--baseline', 'none'])
+    with pytest.raises(FileNotFoundError, match='--data-pipeline'):
+        benchmark.main([osp.join(ROOT, 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py'),
+                        '--data-pipeline', str(tmp_path / 'missing')])
+    assert osp.isdir(DEMO_IMAGES)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_training_mode_cuda_bf16(tmp_path):
+    deepmim, mae = tiny_configs(tmp_path)
+    out = tmp_path / 'bench.json'
+    run_tool([TOOL, deepmim, '--baseline', mae, '--device', 'cuda', '--amp', 'bf16',
+              '--fused-adamw', '--batch-size', '4', '--warmup', '2', '--steps', '3',
+              '--json', str(out)])
+    res = json.loads(out.read_text())
+    for r in res['results']:
+        assert r['mem_kind'] == 'cuda max allocated' and r['dtype'] == 'bfloat16'
+        assert r['fused_adamw'] and r['host_sync_ops'] == {}
