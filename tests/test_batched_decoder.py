@@ -74,7 +74,7 @@ def run_both(neck, xs, ids):
 @pytest.mark.parametrize('aux_depth', [None, 1, 3])
 def test_batched_neck_equals_loop(aux_depth):
     neck = tiny_neck(aux_decoder_depth=aux_depth)
-    assert neck.batched  # the default when shapes allow
+    assert neck.batched is None  # the default: auto
     B, N, T = 3, 16, 5
     torch.manual_seed(2)
     xs = [torch.randn(B, T, 48) for _ in range(4)]
@@ -148,6 +148,10 @@ def test_state_dict_keys_and_mae_checkpoint():
 
 
 def test_batched_true_needs_layernorm():
+    neck = MultiLevelDecoder(num_levels=2, decoder_depth=1, num_patches=16, embed_dim=32,
+                             decoder_embed_dim=32, decoder_num_heads=4,
+                             norm_cfg=dict(type='BN1d'))
+    assert neck.batched is False  # auto falls back to the loop
     with pytest.raises(ValueError, match='batched'):
         MultiLevelDecoder(num_levels=2, decoder_depth=1, num_patches=16, embed_dim=32,
                           decoder_embed_dim=32, decoder_num_heads=4,
@@ -179,7 +183,12 @@ def test_fused_attention_and_no_python_loop_kernels():
         with Ops() as ops:
             neck(xs, ids)
         counts[mode] = ops.c
+    neck.batched = None  # auto: the loop on the CPU
+    with Ops() as ops:
+        neck(xs, ids)
+    counts[None] = ops.c
     sdpa = [k for k in counts[True] if 'scaled_dot_product' in k]
+    assert sum(counts[None][k] for k in sdpa) == 8
     assert sdpa and sum(counts[True][k] for k in sdpa) == 2  # depth 2, all 4 levels at once
     assert sum(counts[False][k] for k in sdpa) == 8
     assert not any('softmax' in k for k in counts[True])
@@ -191,8 +200,8 @@ def test_fused_attention_and_no_python_loop_kernels():
 def test_deepmim_step_has_no_host_sync():
     """Forward + backward of DeepMIM (encoder, batched decoders, head) never waits for the
     device: no .item(), nonzero, boolean indexing, ... (audited with a dispatch mode)."""
-    for fusion in (None, [0, 3]):
-        model = tiny_deepmim(None, fusion=fusion)
+    for batched, fusion in ((True, None), (True, [0, 3]), (False, None)):
+        model = tiny_deepmim(batched, fusion=fusion)
         imgs = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
         with HostSyncRecorder() as rec:
             data = model.data_preprocessor(dict(inputs=imgs, data_samples=[None, None]), True)
@@ -206,3 +215,13 @@ def test_deepmim_step_has_no_host_sync():
         t.sum().item()
         t[t > 1]
     assert rec.counts['aten::_local_scalar_dense'] == 1 and rec.counts['aten::index'] == 1
+
+
+def test_batched_neck_compiles_without_graph_breaks():
+    neck = tiny_neck(aux_decoder_depth=1)
+    neck.batched = True
+    xs = [torch.randn(2, 5, 48) for _ in range(4)]
+    ids = torch.stack([torch.randperm(16) for _ in range(2)])
+    torch._dynamo.reset()
+    ex = torch._dynamo.explain(neck)(xs, ids)
+    assert ex.graph_count == 1 and ex.graph_break_count == 0, ex.break_reasons

@@ -33,23 +33,31 @@ def tiny_configs(tmp_path):
         "_base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'\n"
         f"model = dict(backbone=dict({TINY_ARCH}), neck=dict({TINY_NECK}),\n"
         "             head=dict(patch_size=8))\n")
-    return str(deepmim), str(mae)
+    compiled = tmp_path / 'deepmim_tiny_compile.py'
+    # the Runner's `compile` key; the eager backend keeps the CPU test short (no C++ build)
+    compiled.write_text("_base_ = './deepmim_tiny.py'\ncompile = dict(backend='eager')\n")
+    return str(deepmim), str(mae), str(compiled)
 
 
 def test_training_mode(tmp_path):
-    deepmim, mae = tiny_configs(tmp_path)
+    deepmim, mae, compiled = tiny_configs(tmp_path)
     out = tmp_path / 'bench.json'
-    proc = run_tool([TOOL, deepmim, '--baseline', mae, '--labels', 'deepmim', '--batch-size',
-                     '2', '--warmup', '1', '--steps', '2', '--json', str(out)], timeout=600)
+    proc = run_tool([TOOL, deepmim, compiled, '--baseline', mae, '--labels', 'deepmim',
+                     'deepmim compiled', '--fused-adamw', '--batch-size', '2', '--warmup', '1',
+                     '--steps', '2', '--json', str(out)], timeout=600)
     assert '| baseline: mae_tiny' in proc.stdout and '| deepmim ' in proc.stdout
+    assert '| deepmim compiled ' in proc.stdout
     assert 'img/s vs base' in proc.stdout and 'MFU' in proc.stdout
     assert 'step 2/2' in proc.stderr  # progress display
     res = json.loads(out.read_text())
     assert res['mode'] == 'training' and res['device'] == 'cpu'
     assert res['baseline'] == 'baseline: mae_tiny'
     assert res['matmul_peak_tflops']['float32'] > 0
-    base, ours = res['results']
-    for r in (base, ours):
+    base, ours, compiled = res['results']
+    assert compiled['compile'] and not ours['compile']
+    assert compiled['gflop_per_img'] == pytest.approx(ours['gflop_per_img'])
+    for r in (base, ours, compiled):
+        assert r['fused_adamw']
         assert r['batch_size'] == 2 and r['img_size'] == 32 and r['optim_wrapper'] == 'OptimWrapper'
         assert r['step_ms_p25'] <= r['step_ms_median'] <= r['step_ms_p75']
         assert r['img_per_s'] == pytest.approx(2 / r['step_ms_median'] * 1e3)
@@ -69,8 +77,23 @@ def test_flops_include_cpu_attention():
     assert fc.get_total_flops() >= fwd + 2 * fwd  # + backward (2x forward at least)
 
 
+def test_compile_config():
+    from mmengine.config import Config
+    base = Config.fromfile(osp.join(
+        ROOT, 'configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'))
+    fast = Config.fromfile(osp.join(
+        ROOT, 'configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k_compile.py'))
+    assert fast.compile is True and base.get('compile') is None
+    assert fast.optim_wrapper.type == 'AmpOptimWrapper' and fast.optim_wrapper.dtype == 'bfloat16'
+    assert fast.optim_wrapper.optimizer.fused is True
+    assert fast.model == base.model  # same function
+    for k in ('type', 'lr', 'betas', 'weight_decay'):
+        assert fast.optim_wrapper.optimizer[k] == base.optim_wrapper.optimizer[k]
+    assert fast.param_scheduler == base.param_scheduler
+
+
 def test_data_pipeline_mode(tmp_path):
-    deepmim, _ = tiny_configs(tmp_path)
+    deepmim, _, _ = tiny_configs(tmp_path)
     folder = write_imagenet_folder(str(tmp_path / 'imgs'), num_classes=2, per_class=3, size=48)
     out = tmp_path / 'pipe.json'
     proc = run_tool([TOOL, deepmim, '--data-pipeline', folder, '--workers', '0', '2',

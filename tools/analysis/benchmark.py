@@ -196,6 +196,12 @@ def benchmark_config(path, label, options, args, device):
     step = model.train_step
     compile_cfg = cfg.get('compile')
     if compile_cfg:  # as mmengine's Runner._maybe_compile
+        # mmengine's DefaultOptimWrapperConstructor, given a ConfigDict (as the Runner gives it)
+        # with paramwise_cfg, makes ConfigDict param groups, which dynamo (torch 2.14) cannot
+        # trace in optimizer.step ("UserDefinedDictVariable has no attribute items"): plain
+        # dicts, same values. tools/train.py needs the same conversion to train with compile.
+        opt = optim_wrapper.optimizer
+        opt.param_groups = [dict(g) for g in opt.param_groups]
         step = torch.compile(step, **({} if compile_cfg is True else dict(compile_cfg)))
     for i in range(args.warmup):
         progress(f'[{label}] warm-up {i + 1}/{args.warmup}')
@@ -312,6 +318,11 @@ def run_training(args):
     for path, _, _ in jobs:  # every file exists before anything is measured
         resolve_config_path(path)
     peaks, results = {}, []
+    dtypes = {torch.float32}
+    dtypes |= {compute_dtype(optim_wrapper_cfg(load_cfg(p, o), args)) for p, _, o in jobs}
+    for dt in dtypes:  # measured before and after the configs (best of both: less noise)
+        progress(f'measuring the {dt} matmul peak', end=True)
+        peaks[dt] = matmul_peak_tflops(device, dt)
     isolate = device.type == 'cpu' and not args.no_isolate
     for k, (path, label, opts) in enumerate(jobs):
         progress(f'config {k + 1}/{len(jobs)}: {label}', end=True)
@@ -319,13 +330,13 @@ def run_training(args):
             result = _in_subprocess(path, label, opts, args, device)
         else:
             result = benchmark_config(path, label, opts, args, device)
-        dtype = getattr(torch, result['dtype'])
-        if dtype not in peaks:
-            progress(f'measuring the {result["dtype"]} matmul peak', end=True)
-            peaks[dtype] = matmul_peak_tflops(device, dtype)
-        result['peak_tflops'] = peaks[dtype]
-        result['mfu'] = result['achieved_tflops'] / peaks[dtype]
         results.append(result)
+    for dt in dtypes:
+        peaks[dt] = max(peaks[dt], matmul_peak_tflops(device, dt))
+    for result in results:
+        peak = peaks[getattr(torch, result['dtype'])]
+        result['peak_tflops'] = peak
+        result['mfu'] = result['achieved_tflops'] / peak
     hw = hardware_summary(device)
     print(f'\nTraining step: {args.warmup} warm-up + {args.steps} timed steps, synthetic batch '
           f'on {device.type}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC')

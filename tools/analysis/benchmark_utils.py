@@ -88,7 +88,7 @@ def synchronize(device: torch.device) -> None:
 def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, size: Optional[int] = None,
                        reps: int = 5) -> float:
     """Best TFLOP/s of a square matmul on ``device`` in ``dtype`` (the MFU denominator)."""
-    size = size or (8192 if device.type == 'cuda' else 1024)
+    size = size or (8192 if device.type == 'cuda' else 2048)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     for _ in range(2):
