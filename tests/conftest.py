@@ -34,6 +34,22 @@ def write_imagenet_folder(root, num_classes=3, per_class=4, size=64, seed=0):
     return root
 
 
+def perturb_weights(model, seed=0, embeddings=()):
+    """Random biases and LayerNorm affines (and the parameters whose name contains one of
+    ``embeddings``), so no weight sits at a trivial value an equivalence test could not see."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if name.endswith('bias'):
+                p.copy_(0.1 * noise)
+            elif 'ln' in name and name.endswith('weight'):
+                p.copy_(1 + 0.2 * noise)
+            elif any(e in name for e in embeddings):
+                p.copy_(0.5 * noise)
+    return model
+
+
 @pytest.fixture
 def imagenet_folder(tmp_path):
     """A tiny ImageNet-style folder of real JPEGs (3 classes x 4 images, 64 px)."""
@@ -66,3 +82,18 @@ def mmpretrain_scope():
     from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_default_scope():
+    """Give every test the process's default-scope state from before it ran.
+
+    A Runner built in one test makes its ``default_scope`` current process-wide, so a later test
+    building from ``mmpretrain.registry.MODELS`` would otherwise look in another library's
+    registry (e.g. ``mmengine::model``) depending only on test order.
+    """
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)

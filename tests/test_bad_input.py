@@ -128,8 +128,12 @@ def test_corrupt_teacher_checkpoint(mmpretrain_scope, tmp_path):
 # ------------------------------------------------------------------------------------------
 # Through a real Runner
 # ------------------------------------------------------------------------------------------
-def make_runner(tmp_path, data, name='work', **overrides):
+def make_runner(tmp_path, data, name=None, **overrides):
     from mmengine.runner import Runner
+    # The experiment (and logger) name is the config's name plus a timestamp in seconds: two
+    # runners built within one second with the same name would share the first one's logger,
+    # whose output goes to the earlier test's captured stream.
+    name = name or f'work_{tmp_path.name}'
     cfg = Config.fromfile(tiny_config(tmp_path / f'{name}.py', data, iters=6, ckpt=2,
                                       extra_imports=['deepmim_mm.datasets']))
     cfg.work_dir = str(tmp_path / name)
