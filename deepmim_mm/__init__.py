@@ -10,6 +10,6 @@ from .utils import compat as _compat
 _compat.apply()
 _compat.import_mmpretrain_models()
 
-from . import engine, models  # noqa: E402,F401
+from . import datasets, engine, models  # noqa: E402,F401
 
 __version__ = '0.1.0'

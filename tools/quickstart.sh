@@ -41,4 +41,7 @@ print(f'{"level":<14}{"first iter":>12}{"last iter":>12}')
 for k in levels:
     print(f'{k:<14}{records[0][k]:>12.4f}{records[-1][k]:>12.4f}')
 print(f'{"total loss":<14}{records[0]["loss"]:>12.4f}{records[-1]["loss"]:>12.4f}')
+figures = sorted(glob.glob(os.path.join(os.path.dirname(runs[-1]), 'vis_image', '*.png')))
+if figures:
+    print(f'reconstructions per level ({len(figures)} PNG): {os.path.dirname(figures[-1])}')
 PY

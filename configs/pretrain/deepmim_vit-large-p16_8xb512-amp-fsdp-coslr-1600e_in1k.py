@@ -7,9 +7,6 @@
 # DDP configs, so they load downstream unchanged.
 _base_ = './deepmim_vit-large-p16_8xb512-amp-coslr-1600e_in1k.py'
 
-custom_imports = dict(imports=['deepmim_mm', 'deepmim_mm.engine.reliability'],
-                      allow_failed_imports=False)
-
 runner_type = 'FlexibleRunner'
 strategy = dict(
     type='FSDPStrategy',
@@ -23,5 +20,6 @@ strategy = dict(
 # mmengine's AmpOptimWrapper needs FSDP's ShardedGradScaler under FSDP.
 optim_wrapper = dict(use_fsdp=True)
 default_hooks = dict(checkpoint=dict(save_optimizer=True))
+# No DeepMIMReconstructionHook: its forward needs the full (unsharded) model.
 custom_hooks = [dict(type='RNGStateHook'), dict(type='NonFiniteLossHook'),
                 dict(type='CheckpointMatchHook')]

@@ -45,3 +45,11 @@ env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, diff_rank_seed=True)
 resume = False
 auto_scale_lr = dict(base_batch_size=8)
+# The demo draws the per-level reconstructions (vis_data/vis_image/reconstruction_block*.png)
+# every 60 of its 180 iterations; the other hooks as in _base_/deepmim_runtime.py.
+custom_hooks = [
+    dict(type='DeepMIMReconstructionHook', enable=True, interval=60, num_images=4),
+    dict(type='RNGStateHook'),
+    dict(type='NonFiniteLossHook'),
+    dict(type='CheckpointMatchHook'),
+]

@@ -1,7 +1,8 @@
 # Plain MAE ViT-L/16 (arXiv 2111.06377) with this plugin's classes; mmpretrain's recipe inherited.
-_base_ = 'mmpretrain::mae/mae_vit-large-p16_8xb512-amp-coslr-1600e_in1k.py'
-
-custom_imports = dict(imports=['deepmim_mm'], allow_failed_imports=False)
+_base_ = [
+    'mmpretrain::mae/mae_vit-large-p16_8xb512-amp-coslr-1600e_in1k.py',
+    './_base_/deepmim_runtime.py'
+]
 
 model = dict(
     type='DeepMIM',

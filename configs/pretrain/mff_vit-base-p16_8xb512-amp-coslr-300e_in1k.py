@@ -2,9 +2,10 @@
 # MFF recipe is inherited (seed 2, resize + random crop with reflect padding); the encoder fuses
 # blocks 0, 2, 4, 6, 8 and 11 (0-indexed) into the latent the 8-block MAE decoder sees. Loads
 # mmpretrain's MFF checkpoints with no missing keys. Paper: 83.0 / 83.7 top-1 at 300 / 800 epochs.
-_base_ = 'mmpretrain::mff/mff_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
-
-custom_imports = dict(imports=['deepmim_mm'], allow_failed_imports=False)
+_base_ = [
+    'mmpretrain::mff/mff_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    './_base_/deepmim_runtime.py'
+]
 
 model = dict(
     type='DeepMIM',

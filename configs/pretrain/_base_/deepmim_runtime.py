@@ -1,0 +1,16 @@
+# What every pretraining config of this plugin adds to mmpretrain's runtime: the plugin's import
+# and its training hooks. The first hook is off by default; switch it on with
+#   --cfg-options custom_hooks.0.enable=True  (and custom_hooks.0.interval=N)
+custom_imports = dict(imports=['deepmim_mm'], allow_failed_imports=False)
+
+custom_hooks = [
+    # Per-level reconstruction figures through the runner's visualizer (vis_backends).
+    dict(type='DeepMIMReconstructionHook', enable=False, interval=1000, num_images=4),
+    # Torch / numpy / python RNG states in every checkpoint: exact mid-epoch resume.
+    dict(type='RNGStateHook'),
+    # Stop at the first non-finite loss, naming the level and iteration (AMP: let the loss
+    # scaler skip the step first).
+    dict(type='NonFiniteLossHook'),
+    # A load_from / resume checkpoint of another architecture is an error, not a warning.
+    dict(type='CheckpointMatchHook'),
+]
