@@ -16,6 +16,7 @@ from deepmim_mm.models.target_generators.clip_teacher import CLIP_MEAN, CLIP_STD
 
 open_clip = pytest.importorskip('open_clip')  # requirements/tests.txt: open_clip_torch
 from open_clip.model import CLIP  # noqa: E402
+from conftest import perturb_weights  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings('ignore::FutureWarning'),  # torch.jit deprecation
               pytest.mark.usefixtures('mmpretrain_scope')]
@@ -27,18 +28,7 @@ TINY_IMG = 32
 
 
 def _perturb(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random LayerNorm affine / biases / embeddings too, so no parameter is at a trivial value."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if name.endswith('bias'):
-                p.copy_(0.1 * noise)
-            elif 'ln' in name and name.endswith('weight'):
-                p.copy_(1 + 0.2 * noise)
-            elif 'class_embedding' in name or 'positional_embedding' in name:
-                p.copy_(0.5 * noise)
-    return model
+    return perturb_weights(model, seed, embeddings=('class_embedding', 'positional_embedding'))
 
 
 def _tiny_open_clip(quick_gelu=True, image_size=TINY_IMG, seed=0):

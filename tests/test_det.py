@@ -50,7 +50,7 @@ def test_plain_vit_loads_every_encoder_key(tmp_path, mmdet_scope):
     grid, new = PRETRAIN_IMG // 16, IMG // 16
     assert report.resized['pos_embed'] == ((1, 1 + grid * grid, 64), (1, new, new, 64))
     # The checkpoint's grid tokens (class slot dropped) are what was resized.
-    from deepmim_mm.seg.pretrain_loading import resize_pos_embed
+    from deepmim_mm.utils.pretrain_loading import resize_pos_embed
     expected = resize_pos_embed(state['backbone.pos_embed'][:, 1:], 0, (new, new))
     torch.testing.assert_close(vit.pos_embed.detach().reshape(1, -1, 64), expected)
     torch.testing.assert_close(vit.layers[2].attn.qkv.weight.detach(),

@@ -73,13 +73,13 @@ def _expand(pattern):
             for k in _expand(pattern[:m.start()] + str(v) + pattern[m.end():])]
 
 
-def test_compress_keys_represents_every_key():
-    from deepmim_mm.seg.pretrain_loading import compress_keys
+def test_fold_keys_represents_every_key():
+    from deepmim_mm.utils.checkpoint import fold_keys
     keys = ([f'layers.{i}.ffn.layers.0.0.weight' for i in range(12)]
             + [f'layers.{i}.ffn.layers.1.bias' for i in (0, 1, 2, 5, 7, 8)]
             + [f'neck.aux_decoders.{k}.decoder_blocks.{i}.ln1.weight'
                for k in range(3) for i in range(4)] + ['cls_token', 'proj_weights'])
-    folded = compress_keys(keys)
+    folded = fold_keys(keys)
     assert 'layers.{0-11}.ffn.layers.0.0.weight' in folded
     assert 'layers.{0-2,5,7-8}.ffn.layers.1.bias' in folded
     assert sorted(k for p in folded for k in _expand(p)) == sorted(keys)

@@ -5,7 +5,8 @@ from mmengine.logging import print_log
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.registry import MODELS
 
-from ..utils.checkpoint import PRETRAIN_ONLY_ENCODER_KEYS, load_pretrained_encoder
+from ..utils.checkpoint import (PRETRAIN_ONLY_ENCODER_KEYS, load_pretrained_encoder,
+                                upstream_init_then_pretrained_cfg)
 
 
 @MODELS.register_module()
@@ -45,17 +46,11 @@ class PretrainedVisionTransformer(VisionTransformer):
         self.ignore_keys = tuple(ignore_keys)
 
     def init_weights(self):
-        cfg = self.init_cfg
-        if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
-            super().init_weights()
-            return
         # Initialise every weight the upstream way first (new modules such as ln2 keep it), then
         # load the checkpoint with the checks.
-        self.init_cfg = None
-        try:
-            super().init_weights()
-        finally:
-            self.init_cfg = cfg
+        cfg = upstream_init_then_pretrained_cfg(self, super().init_weights)
+        if cfg is None:
+            return
         allow_new = list(self.allow_new)
         ignore = list(PRETRAIN_ONLY_ENCODER_KEYS) + list(self.ignore_keys)
         if self.out_type == 'avg_featmap':

@@ -7,7 +7,8 @@ from mmpretrain.models.backbones.vit_sam import (Attention, TransformerEncoderLa
                                                  get_rel_pos, window_partition,
                                                  window_unpartition)
 
-from deepmim_mm.seg.pretrain_loading import load_pretrained_encoder
+from deepmim_mm.utils.checkpoint import upstream_init_then_pretrained_cfg
+from deepmim_mm.utils.pretrain_loading import load_pretrained_encoder
 
 
 class SDPARelPosAttention(Attention):
@@ -79,7 +80,7 @@ class PlainViT(ViTSAM):
       without its class slot resized to the ``img_size / patch_size`` grid (64x64 at 1024);
       relative positions and everything else new; the report is logged and kept in
       ``self.pretrain_report``
-      (:func:`~deepmim_mm.seg.pretrain_loading.load_pretrained_encoder`).
+      (:func:`~deepmim_mm.utils.pretrain_loading.load_pretrained_encoder`).
     """
 
     def __init__(self, arch='base', img_size=1024, out_channels=0, drop_path_rate=0.1,
@@ -98,15 +99,9 @@ class PlainViT(ViTSAM):
             layer.drop_path = DropPath(float(getattr(layer.ffn.dropout_layer, 'drop_prob', 0.)))
 
     def init_weights(self):
-        init_cfg = self.init_cfg
-        if not (isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'):
-            super().init_weights()
+        init_cfg = upstream_init_then_pretrained_cfg(self, super().init_weights)
+        if init_cfg is None:
             return
-        self.init_cfg = None
-        try:
-            super().init_weights()
-        finally:
-            self.init_cfg = init_cfg
         self.pretrain_report = load_pretrained_encoder(
             self, init_cfg.get('checkpoint'), prefix=init_cfg.get('prefix', 'backbone.'),
             num_extra_tokens=1)

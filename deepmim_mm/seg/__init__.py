@@ -7,6 +7,5 @@ Importing this package imports mmseg (configs do it with
 import deepmim_mm  # noqa: F401  compat fixes for the pinned stack
 
 from .mae_backbone import PretrainedMAE
-from .pretrain_loading import LoadReport, compress_keys, load_pretrained_encoder
 
-__all__ = ['PretrainedMAE', 'LoadReport', 'compress_keys', 'load_pretrained_encoder']
+__all__ = ['PretrainedMAE']

@@ -2,7 +2,8 @@
 from mmseg.models.backbones import MAE
 from mmseg.registry import MODELS
 
-from .pretrain_loading import load_pretrained_encoder
+from ..utils.checkpoint import upstream_init_then_pretrained_cfg
+from ..utils.pretrain_loading import load_pretrained_encoder
 
 
 @MODELS.register_module()
@@ -18,22 +19,16 @@ class PretrainedMAE(MAE):
     encoder keys are taken from under ``prefix``, decoder/head/teacher/MFF keys and the
     pretraining encoder's final norm are dropped, the position embedding is resized to the
     ``img_size / patch_size`` grid (32x32 at 512/16), and a report of every loaded, dropped and new
-    key is logged (:func:`~deepmim_mm.seg.pretrain_loading.load_pretrained_encoder`). The report
+    key is logged (:func:`~deepmim_mm.utils.pretrain_loading.load_pretrained_encoder`). The report
     is kept in ``self.pretrain_report``.
     """
 
     def init_weights(self):
-        init_cfg = self.init_cfg
-        if not (isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'):
-            super().init_weights()
-            return
         # Random initialisation of everything first (relative position bias, layer scale, ...),
         # exactly as mmseg's MAE does without a checkpoint, then the encoder from the file.
-        self.init_cfg = None
-        try:
-            super().init_weights()
-        finally:
-            self.init_cfg = init_cfg
+        init_cfg = upstream_init_then_pretrained_cfg(self, super().init_weights)
+        if init_cfg is None:
+            return
         self.pretrain_report = load_pretrained_encoder(
             self, init_cfg.get('checkpoint'), prefix=init_cfg.get('prefix', 'backbone.'),
             pos_grid=self.patch_shape, num_extra_tokens=1)

@@ -30,6 +30,7 @@ from torch import nn
 
 __all__ = [
     'read_state_dict', 'fold_keys', 'EncoderLoadReport', 'load_pretrained_encoder',
+    'upstream_init_then_pretrained_cfg',
     'extract_prefix', 'mmpretrain_vit_to_timm', 'timm_vit_to_mmpretrain', 'plugin_to_timm',
     'timm_to_plugin', 'official_mae_to_plugin', 'PRETRAIN_ONLY_ENCODER_KEYS'
 ]
@@ -52,7 +53,11 @@ def read_state_dict(path: str, field_name: str = 'checkpoint') -> Dict[str, torc
     if not isinstance(path, str) or not path:
         raise ValueError(f'{field_name} must be the path of a checkpoint file, got {path!r}')
     if '://' not in path and not osp.isfile(path):
-        raise FileNotFoundError(f'{field_name}: checkpoint not found: {path!r}')
+        raise FileNotFoundError(
+            f'{field_name}: checkpoint not found: {path!r} (set it with --cfg-options '
+            f'model.backbone.{field_name}=/path/to/epoch_N.pth)'
+            if field_name.startswith('init_cfg') else
+            f'{field_name}: checkpoint not found: {path!r}')
     from mmengine.runner.checkpoint import _load_checkpoint
     ckpt = _load_checkpoint(path, map_location='cpu')
     if not isinstance(ckpt, dict):
@@ -70,35 +75,50 @@ def read_state_dict(path: str, field_name: str = 'checkpoint') -> Dict[str, torc
 
 
 def fold_keys(keys: Iterable[str]) -> List[str]:
-    """Fold runs of numbered keys for reports: ``layers.{0-11}.ln1.weight``.
+    """Fold numeric path components into ranges for reports: ``layers.{0-3,5}.ln1.weight``.
 
-    Keys that differ only in their first numeric component are folded; expanding the ranges
-    gives back exactly the input keys.
+    Keys with the same non-numeric parts are grouped; in each group the first numeric component
+    that varies is folded. Every key is represented: expanding the ranges gives back exactly
+    ``keys``.
     """
-    groups: 'OrderedDict[Tuple[str, str], List[int]]' = OrderedDict()
-    plain = []
+    groups: 'OrderedDict[Tuple[str, ...], List[Tuple[int, ...]]]' = OrderedDict()
     for key in keys:
-        m = re.match(r'^(.*?\.)(\d+)(\..*)?$', key)
-        if m is None:
-            plain.append(key)
+        parts = key.split('.')
+        nums = tuple(int(p) for p in parts if p.isdigit())
+        pattern = tuple('{}' if p.isdigit() else p for p in parts)
+        groups.setdefault(pattern, []).append(nums)
+    out = []
+    for pattern, nums_list in groups.items():
+        if not nums_list[0]:
+            out.append('.'.join(pattern))
             continue
-        groups.setdefault((m.group(1), m.group(3) or ''), []).append(int(m.group(2)))
-    out = list(plain)
-    for (head, tail), nums in groups.items():
-        nums = sorted(set(nums))
-        if len(nums) == 1:
-            out.append(f'{head}{nums[0]}{tail}')
-            continue
-        spans, start, prev = [], nums[0], nums[0]
-        for v in nums[1:] + [None]:
-            if v is not None and v == prev + 1:
-                prev = v
-                continue
-            spans.append(str(start) if start == prev else f'{start}-{prev}')
-            if v is not None:
-                start = prev = v
-        out.append(f'{head}{{{",".join(spans)}}}{tail}')
+        varying = [i for i in range(len(nums_list[0]))
+                   if len({nums[i] for nums in nums_list}) > 1]
+        pos = varying[0] if varying else 0
+        by_rest: 'OrderedDict[Tuple[int, ...], List[int]]' = OrderedDict()
+        for nums in nums_list:
+            by_rest.setdefault(nums[:pos] + nums[pos + 1:], []).append(nums[pos])
+        for rest, folded in by_rest.items():
+            values = [str(v) for v in rest]
+            values.insert(pos, '{' + _ranges(folded) + '}' if len(folded) > 1
+                          else str(folded[0]))
+            it = iter(values)
+            out.append('.'.join(next(it) if p == '{}' else p for p in pattern))
     return out
+
+
+def _ranges(values: List[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``'0-2,5,7-8'``."""
+    values = sorted(set(values))
+    spans, start, prev = [], values[0], values[0]
+    for v in values[1:] + [None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        spans.append(str(start) if start == prev else f'{start}-{prev}')
+        if v is not None:
+            start = prev = v
+    return ','.join(spans)
 
 
 def _matches(key: str, patterns: Sequence[str]) -> bool:
@@ -150,6 +170,26 @@ class EncoderLoadReport:
             lines.append(f'  dropped ({reason}): ' + ', '.join(fold_keys(keys)))
         lines.append('  loaded: ' + ', '.join(fold_keys(self.loaded)))
         return '\n'.join(lines)
+
+
+def upstream_init_then_pretrained_cfg(module: nn.Module, upstream_init_weights) -> Optional[dict]:
+    """Run the upstream ``init_weights`` with a ``Pretrained`` ``init_cfg`` held back.
+
+    Every weight is first initialised the upstream way (new modules such as relative position
+    tables, layer scale or ``ln2`` keep that initialisation); the caller then loads the encoder
+    from the returned ``Pretrained`` config with its own checks. Returns ``None`` (after running
+    the upstream ``init_weights`` as it is) when ``init_cfg`` is not ``Pretrained``.
+    """
+    cfg = module.init_cfg
+    if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
+        upstream_init_weights()
+        return None
+    module.init_cfg = None
+    try:
+        upstream_init_weights()
+    finally:
+        module.init_cfg = cfg
+    return cfg
 
 
 def load_pretrained_encoder(module: nn.Module,

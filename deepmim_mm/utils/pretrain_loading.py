@@ -1,6 +1,9 @@
 """Load a pretraining checkpoint of this plugin into a downstream ViT backbone, with a report.
 
-Pure torch + mmengine (no mmseg): :mod:`deepmim_mm.det` uses it too. What it does, in order:
+Pure torch + mmengine (no mmseg / mmdet): :mod:`deepmim_mm.seg` and :mod:`deepmim_mm.det` use
+it. Unlike :func:`deepmim_mm.utils.checkpoint.load_pretrained_encoder` (fine-tuning: every
+weight must match), dense-task backbones add parameters (relative positions, layer scale) and
+change the grid, so new keys are reported, not errors. What it does, in order:
 
 1. reads the file (``FileNotFoundError`` naming the config field when it is missing) and takes its
    ``state_dict`` (or ``model``/``module``, or the dict itself);
@@ -17,7 +20,6 @@ Pure torch + mmengine (no mmseg): :mod:`deepmim_mm.det` uses it too. What it doe
    new (in the model, not in the checkpoint), layer indices folded into ranges so a ViT-B report
    stays readable (``neck.decoder_blocks.{0-7}.attn.qkv.weight``).
 """
-import os.path as osp
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .checkpoint import fold_keys, read_state_dict
 
 
 @dataclass
@@ -48,79 +52,15 @@ class LoadReport:
         for key, reason in self.dropped.items():
             by_reason.setdefault(reason, []).append(key)
         for reason, keys in by_reason.items():
-            lines.append(f'  dropped ({reason}): ' + ', '.join(compress_keys(keys)))
+            lines.append(f'  dropped ({reason}): ' + ', '.join(fold_keys(keys)))
         if self.new_params:
             lines.append('  new parameters (not in the checkpoint, initialised by the model): '
-                         + ', '.join(compress_keys(self.new_params)))
+                         + ', '.join(fold_keys(self.new_params)))
         if self.new_buffers:
             lines.append('  new buffers (computed by the model): '
-                         + ', '.join(compress_keys(self.new_buffers)))
-        lines.append('  loaded: ' + ', '.join(compress_keys(self.loaded)))
+                         + ', '.join(fold_keys(self.new_buffers)))
+        lines.append('  loaded: ' + ', '.join(fold_keys(self.loaded)))
         return '\n'.join(lines)
-
-
-def compress_keys(keys: List[str]) -> List[str]:
-    """Fold numeric path components into ranges: ``layers.{0-3,5}.ln1.weight``.
-
-    Every key is represented: expanding the ranges gives back exactly ``keys``.
-    """
-    groups: 'OrderedDict[Tuple[str, ...], List[Tuple[int, ...]]]' = OrderedDict()
-    for key in keys:
-        parts = key.split('.')
-        nums = tuple(int(p) for p in parts if p.isdigit())
-        pattern = tuple('{}' if p.isdigit() else p for p in parts)
-        groups.setdefault(pattern, []).append(nums)
-    out = []
-    for pattern, nums_list in groups.items():
-        if not nums_list[0]:
-            out.append('.'.join(pattern))
-            continue
-        # Fold the first numeric component that varies over keys that agree on the others.
-        varying = [i for i in range(len(nums_list[0]))
-                   if len({nums[i] for nums in nums_list}) > 1]
-        pos = varying[0] if varying else 0
-        by_rest: 'OrderedDict[Tuple[int, ...], List[int]]' = OrderedDict()
-        for nums in nums_list:
-            by_rest.setdefault(nums[:pos] + nums[pos + 1:], []).append(nums[pos])
-        for rest, folded in by_rest.items():
-            values = [str(v) for v in rest]
-            values.insert(pos, '{' + _ranges(folded) + '}' if len(folded) > 1
-                          else str(folded[0]))
-            it = iter(values)
-            out.append('.'.join(next(it) if p == '{}' else p for p in pattern))
-    return out
-
-
-def _ranges(values: List[int]) -> str:
-    values = sorted(set(values))
-    spans, start, prev = [], values[0], values[0]
-    for v in values[1:] + [None]:
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        spans.append(str(start) if start == prev else f'{start}-{prev}')
-        if v is not None:
-            start = prev = v
-    return ','.join(spans)
-
-
-def read_state_dict(path: str, field_name: str = 'init_cfg.checkpoint') -> Dict[str, torch.Tensor]:
-    """The state dict of a checkpoint file (mmengine format or a bare state dict)."""
-    if not isinstance(path, str) or not path:
-        raise ValueError(f'{field_name} must be the path of a pretraining checkpoint, got {path!r}')
-    if '://' not in path and not osp.isfile(path):
-        raise FileNotFoundError(
-            f'{field_name}: pretraining checkpoint not found: {path!r} (set it with '
-            f'--cfg-options model.backbone.init_cfg.checkpoint=/path/to/epoch_N.pth)')
-    from mmengine.runner.checkpoint import _load_checkpoint
-    ckpt = _load_checkpoint(path, map_location='cpu')
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{field_name}: {path!r} holds a {type(ckpt).__name__}, not a checkpoint '
-                         'dict')
-    for key in ('state_dict', 'model', 'module'):
-        if key in ckpt and isinstance(ckpt[key], dict):
-            return ckpt[key]
-    return ckpt
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, num_extra: int, new_hw: Tuple[int, int]) -> torch.Tensor:
@@ -202,7 +142,7 @@ def load_pretrained_encoder(model: nn.Module, path: str, prefix: str = 'backbone
         logger: an mmengine logger; ``'current'`` by default.
     """
     from mmengine.logging import print_log
-    raw = read_state_dict(path)
+    raw = read_state_dict(path, 'init_cfg.checkpoint')
     report = LoadReport(checkpoint=path)
     has_prefix = any(k.startswith(prefix) for k in raw)
     encoder = OrderedDict()
