@@ -12,6 +12,7 @@ from mmpretrain.registry import MODELS
 import deepmim_mm  # noqa: F401
 from deepmim_mm.models.target_generators import MAEHybridTarget
 from deepmim_mm.models.target_generators.mim_teacher import DEFAULT_ALPHAS
+from conftest import perturb_weights
 
 pytestmark = pytest.mark.usefixtures('mmpretrain_scope')
 
@@ -27,18 +28,7 @@ HEAD = dict(type='DeepMIMHead', norm_pix=True, patch_size=PATCH,
 
 
 def _perturb(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random biases, LayerNorm affines and tokens, so no weight sits at a trivial value."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if name.endswith('bias'):
-                p.copy_(0.1 * noise)
-            elif 'ln' in name and name.endswith('weight'):
-                p.copy_(1 + 0.2 * noise)
-            elif 'token' in name or 'proj_weights' in name:
-                p.copy_(0.5 * noise)
-    return model.eval()
+    return perturb_weights(model, seed, embeddings=('token', 'proj_weights')).eval()
 
 
 def _save(model: nn.Module, path, message_hub: bool = False) -> str:
@@ -70,12 +60,12 @@ def _mmpretrain_mae(seed=0, arch=ARCH, mff_blocks=None):
     return _perturb(model, seed)
 
 
-def _student(out_indices=(1, 2), img_size=IMG, teacher=None, seed=0):
+def _student(out_indices=(1, 2), img_size=IMG, teacher=None, seed=0, mask_ratio=0.75):
     torch.manual_seed(seed)
     model = MODELS.build(dict(
         type='DeepMIM',
         backbone=dict(type='DeepMIMViT', arch=ARCH, img_size=img_size, patch_size=PATCH,
-                      out_indices=list(out_indices)),
+                      out_indices=list(out_indices), mask_ratio=mask_ratio),
         neck=dict(type='MultiLevelDecoder', **dict(DECODER, num_patches=(img_size // PATCH)**2)),
         head=HEAD,
         target_generator=teacher))
@@ -363,3 +353,10 @@ def test_errors(mae_ckpt, tmp_path):
     _student(out_indices=(0, 1, 2), teacher=dict(cfg, alphas=(0, 0.5)))
     with pytest.raises(ValueError, match=r'student grid \(8, 8\)'):
         _student(img_size=64, teacher=dict(cfg, alphas=(0, )))
+    # The teacher sees the student's visible patches: it follows the student's mask ratio, and
+    # a different one given in its config is an error.
+    model = _student(mask_ratio=0.5, teacher=dict(cfg, alphas=(0, )))
+    assert model.target_generator.mask_ratio == 0.5
+    with pytest.raises(ValueError, match=r"mask_ratio=0.75 differs from the student backbone's "
+                                         r"mask_ratio=0.5"):
+        _student(mask_ratio=0.5, teacher=dict(cfg, alphas=(0, ), mask_ratio=0.75))

@@ -65,9 +65,11 @@ class DeepMIM(BaseSelfSupervisor):
         teacher = self.target_generator
         if teacher is not None:
             # A teacher knows its own constraints: the token grid it produces targets for, and
-            # (hybrid targets) how many levels it mixes for.
+            # (hybrid targets) how many levels it mixes for and which patches the student sees.
             if hasattr(teacher, 'match_token_grid'):
                 teacher.match_token_grid(self.backbone.patch_resolution)
+            if hasattr(teacher, 'match_mask_ratio'):
+                teacher.match_mask_ratio(self.backbone.mask_ratio)
             if hasattr(teacher, 'check_levels'):
                 teacher.check_levels(self.backbone.level_names)
 

@@ -165,8 +165,8 @@ class MAEHybridTarget(FrozenTeacher):
 
     Visible patches: ``keep = argsort(ids_restore)[:, :len_keep]`` with
     ``len_keep = int(N * (1 - mask_ratio))``, exactly the rule of mmpretrain's
-    ``MAEViT.random_masking``; ``mask_ratio`` must equal the student backbone's (DeepMIM does not
-    pass the mask, and counting it would cost a host sync per step).
+    ``MAEViT.random_masking``; ``mask_ratio`` is the student backbone's: DeepMIM sets it at build
+    time (:meth:`match_mask_ratio`), so the teacher never counts the mask (a host sync per step).
 
     Checkpoints: ``backbone.*`` fills the encoder and ``neck.*`` the decoder (a DeepMIM
     checkpoint's ``neck.aux_decoders.*`` and any other key are dropped and reported in the log);
@@ -183,7 +183,9 @@ class MAEHybridTarget(FrozenTeacher):
             of the teacher's final decoder. Default: MAE's ViT-B decoder (8 blocks, 512-d).
         alphas (sequence of float): one weight in [0, 1] per auxiliary level, shallowest first.
             Default ``(0, 1/3, 2/3)`` (DeepMIM paper, second-hand).
-        mask_ratio (float): the student's mask ratio (default 0.75, MAE's and DeepMIM's).
+        mask_ratio (float, optional): the student's mask ratio. ``None`` (default): the
+            student backbone's, set by DeepMIM at build time (0.75 before that, MAE's and
+            DeepMIM's); a value that differs from the student's is a ``ValueError`` then.
         random_init (bool): random weights without a checkpoint (tests only).
     """
 
@@ -195,11 +197,14 @@ class MAEHybridTarget(FrozenTeacher):
                  encoder: dict = MAE_VIT_B_ENCODER,
                  decoder: dict = MAE_VIT_B_DECODER,
                  alphas: Sequence[float] = DEFAULT_ALPHAS,
-                 mask_ratio: float = 0.75,
+                 mask_ratio: Optional[float] = None,
                  random_init: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.alphas = _check_alphas(alphas)
+        self._mask_ratio_given = mask_ratio is not None
+        if mask_ratio is None:
+            mask_ratio = 0.75
         if not isinstance(mask_ratio, (int, float)) or not 0 < mask_ratio < 1:
             raise ValueError(f'MAEHybridTarget: mask_ratio must be in (0, 1) and equal to the '
                              f"student backbone's, got {mask_ratio!r}")
@@ -277,6 +282,15 @@ class MAEHybridTarget(FrozenTeacher):
             raise ValueError(f'MAEHybridTarget: teacher patch grid {own} differs from the '
                              f'student grid {grid}; set encoder.img_size / patch_size (and '
                              'decoder.num_patches) to the student\'s')
+
+    def match_mask_ratio(self, mask_ratio: float) -> None:
+        """Use the student's mask ratio (visible patches = the student's); a ``mask_ratio``
+        given in the config that differs from it is a ``ValueError``."""
+        if self._mask_ratio_given and abs(self.mask_ratio - mask_ratio) > 1e-9:
+            raise ValueError(f'MAEHybridTarget: mask_ratio={self.mask_ratio} differs from the '
+                             f"student backbone's mask_ratio={mask_ratio}; leave it out to "
+                             "follow the student's")
+        self.mask_ratio = float(mask_ratio)
 
     def check_levels(self, level_names: Sequence[str]) -> None:
         """One alpha per auxiliary level: ``len(alphas) == len(level_names) - 1``."""
