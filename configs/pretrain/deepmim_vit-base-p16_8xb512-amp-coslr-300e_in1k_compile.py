@@ -9,8 +9,8 @@ _base_ = './deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 # mmengine's Runner compiles model.train_step with torch.compile(**compile) when this key is set
 # (mmengine 0.10.7 Runner._maybe_compile; True = default options, or a dict of torch.compile
 # arguments, e.g. dict(mode='max-autotune')). The first iterations are slow while it compiles.
-# NOTE: on torch 2.14 the compiled optimizer step needs plain-dict param groups (mmengine builds
-# ConfigDict ones from a config with paramwise_cfg); tools/analysis/benchmark.py converts them.
+# On torch 2.14 the compiled optimizer step needs plain-dict param groups (mmengine builds
+# ConfigDict ones from a config with paramwise_cfg): deepmim_mm.utils.compat converts them.
 compile = True
 
 optim_wrapper = dict(

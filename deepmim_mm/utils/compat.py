@@ -81,6 +81,13 @@ mmseg's and mmdet's numpy 2 breakages belong to ``deepmim_mm.seg``/``deepmim_mm.
    detection stack for a pretraining user. :func:`import_mmpretrain_models` imports mmpretrain's
    models with mmdet hidden, so the guard takes its ``except`` branch; the only thing skipped is
    mmpretrain's ``ResLayerExtraNorm`` for mmdet, which this plugin does not use.
+
+7. **``compile = True`` with ``paramwise_cfg``**: mmengine's ``DefaultOptimWrapperConstructor``
+   (and its subclasses: mmpretrain's layer decay, this plugin's ViTDet one) builds the optimizer
+   from a ``ConfigDict``, so every param group is a ``ConfigDict``; dynamo (torch 2.14) cannot
+   trace the optimizer step over them ("UserDefinedDictVariable has no attribute items") and the
+   Runner's ``torch.compile`` of ``train_step`` fails. :func:`_patch_plain_param_groups` gives the
+   constructor's result plain-dict param groups with the same values.
 """
 import functools
 import os
@@ -112,6 +119,7 @@ def apply() -> None:
     when_imported('mmcv.ops.pixel_group', _patch_mmcv_pixel_group)
     when_imported('mmpretrain.evaluation.metrics.retrieval', _patch_mmpretrain_retrieval)
     when_imported('mmengine.runner', _patch_runner_collate_scope)
+    when_imported('mmengine.optim.optimizer.default_constructor', _patch_plain_param_groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,6 +426,27 @@ def _patch_runner_collate_scope(module):
         fn = cls.__dict__['build_dataloader'].__func__
         if not getattr(fn, '_deepmim_patched', False):
             cls.build_dataloader = staticmethod(_strip_collate_scope(fn))
+
+
+def _plain_param_groups(call):
+    @functools.wraps(call)
+    def wrapper(self, *args, **kwargs):
+        optim_wrapper = call(self, *args, **kwargs)
+        optimizer = getattr(optim_wrapper, 'optimizer', None)
+        if optimizer is not None:
+            optimizer.param_groups = [g if type(g) is dict else dict(g)
+                                      for g in optimizer.param_groups]
+        return optim_wrapper
+
+    wrapper._deepmim_patched = True
+    return wrapper
+
+
+def _patch_plain_param_groups(module):
+    """Patch ``DefaultOptimWrapperConstructor.__call__`` (fix 7 above; idempotent)."""
+    cls = module.DefaultOptimWrapperConstructor
+    if not getattr(cls.__call__, '_deepmim_patched', False):
+        cls.__call__ = _plain_param_groups(cls.__call__)
 
 
 # ---------------------------------------------------------------------------------------------

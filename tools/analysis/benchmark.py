@@ -196,12 +196,7 @@ def benchmark_config(path, label, options, args, device):
     step = model.train_step
     compile_cfg = cfg.get('compile')
     if compile_cfg:  # as mmengine's Runner._maybe_compile
-        # mmengine's DefaultOptimWrapperConstructor, given a ConfigDict (as the Runner gives it)
-        # with paramwise_cfg, makes ConfigDict param groups, which dynamo (torch 2.14) cannot
-        # trace in optimizer.step ("UserDefinedDictVariable has no attribute items"): plain
-        # dicts, same values. tools/train.py needs the same conversion to train with compile.
-        opt = optim_wrapper.optimizer
-        opt.param_groups = [dict(g) for g in opt.param_groups]
+        # (param groups are plain dicts, which dynamo needs: deepmim_mm.utils.compat fix 7)
         step = torch.compile(step, **({} if compile_cfg is True else dict(compile_cfg)))
     for i in range(args.warmup):
         progress(f'[{label}] warm-up {i + 1}/{args.warmup}')
