@@ -143,6 +143,10 @@ def merge_args(cfg, args):
         pin_memory=True,
         collate_fn=dict(type='default_collate'),
     )
+    # mmpretrain batches with default_collate; mmseg and mmdet configs (default_scope mmseg /
+    # mmdet) keep the Runner's pseudo_collate, which their data preprocessors expect.
+    if cfg.get('default_scope', 'mmpretrain') != 'mmpretrain':
+        default_dataloader_cfg.pop('collate_fn')
 
     def set_default_dataloader_cfg(cfg, field):
         if cfg.get(field, None) is None:

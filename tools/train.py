@@ -117,6 +117,10 @@ def merge_args(cfg, args):
         persistent_workers=True,
         collate_fn=dict(type='default_collate'),
     )
+    # mmpretrain batches with default_collate; mmseg and mmdet configs (default_scope mmseg /
+    # mmdet) keep the Runner's pseudo_collate, which their data preprocessors expect.
+    if cfg.get('default_scope', 'mmpretrain') != 'mmpretrain':
+        default_dataloader_cfg.pop('collate_fn')
     if digit_version(TORCH_VERSION) < digit_version('1.8.0'):
         default_dataloader_cfg.persistent_workers = False
 

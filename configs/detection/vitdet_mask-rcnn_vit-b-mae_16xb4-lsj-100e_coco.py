@@ -85,16 +85,14 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
-# ViTDet: batch 64 = 16 GPUs x 4 images. mmdet batches detection samples as lists (its default
-# collate); tools/train.py's default_collate would try to stack them.
+# ViTDet: batch 64 = 16 GPUs x 4 images. Samples are batched as lists (mmdet's pseudo_collate;
+# tools/train.py keeps it for default_scope='mmdet').
 train_dataloader = dict(
     batch_size=4,
     num_workers=8,
     batch_sampler=None,
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(collate_fn=dict(type='pseudo_collate'),
-                      dataset=dict(pipeline=test_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # ViTDet (arXiv 2203.16527; mmdetection's projects/ViTDet): AdamW lr 1e-4, betas (0.9, 0.999),

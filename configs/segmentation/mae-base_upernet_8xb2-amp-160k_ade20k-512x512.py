@@ -48,8 +48,8 @@ optim_wrapper = dict(
     constructor='LayerDecayOptimizerConstructor')
 fp16 = None  # mmseg 0.x leftover in the base config; AmpOptimWrapper above does mixed precision
 
-# mmseg's datasets yield images of different sizes: batch them as lists (mmseg's default
-# collate), not with tools/train.py's default_collate, which stacks tensors.
-train_dataloader = dict(batch_size=2, collate_fn=dict(type='pseudo_collate'))
-val_dataloader = dict(batch_size=1, collate_fn=dict(type='pseudo_collate'))
+# Batch 16 = 8 GPUs x 2 (mmseg's UperNet recipe). Samples are batched as lists (mmseg's
+# pseudo_collate; tools/train.py keeps it for default_scope='mmseg').
+train_dataloader = dict(batch_size=2)
+val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
