@@ -17,7 +17,7 @@ import deepmim_mm  # noqa: E402,F401  registers the models, applies the compat f
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
 
-def add_common_args(parser, multi_model: bool = False) -> None:
+def add_common_args(parser) -> None:
     """``--img``, ``--out-dir``, ``--device``, ``--batch-size``, ``--cfg-options``."""
     from mmengine.config import DictAction
     parser.add_argument('--img', nargs='+', required=True,
@@ -31,6 +31,14 @@ def add_common_args(parser, multi_model: bool = False) -> None:
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings (applied to every config), as in tools/train.py')
+
+
+def add_model_args(parser, config_help: str = 'one config per model') -> None:
+    """``--config`` (one or more), ``--checkpoint`` (one per config) and ``--name``."""
+    parser.add_argument('--config', nargs='+', required=True, help=config_help)
+    parser.add_argument('--checkpoint', nargs='+', required=True,
+                        help='one checkpoint per config, same order')
+    parser.add_argument('--name', nargs='+', help='display names (default: config file names)')
 
 
 def check_device(device: str) -> torch.device:

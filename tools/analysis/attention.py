@@ -28,16 +28,13 @@ import os.path as osp
 
 import torch
 
-from analysis_utils import (add_common_args, check_device, collect_images, iter_batches,
-                            load_model, model_names, write_csv)
+from analysis_utils import (add_common_args, add_model_args, check_device, collect_images,
+                            iter_batches, load_model, model_names, write_csv)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--config', nargs='+', required=True, help='one config per model')
-    parser.add_argument('--checkpoint', nargs='+', required=True,
-                        help='one checkpoint per config, same order')
-    parser.add_argument('--name', nargs='+', help='display names (default: config file names)')
+    add_model_args(parser)
     add_common_args(parser)
     args = parser.parse_args(argv)
     if len(args.config) != len(args.checkpoint):

@@ -28,18 +28,15 @@ import os.path as osp
 
 import torch
 
-from analysis_utils import (add_common_args, check_device, collect_images, iter_batches,
-                            load_model, model_names, safe_name, write_csv)
+from analysis_utils import (add_common_args, add_model_args, check_device, collect_images,
+                            iter_batches, load_model, model_names, safe_name, write_csv)
 
 POOLS = ('tokens', 'mean', 'cls')
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--config', nargs='+', required=True, help='one or two configs')
-    parser.add_argument('--checkpoint', nargs='+', required=True,
-                        help='one checkpoint per config, same order')
-    parser.add_argument('--name', nargs='+', help='display names (default: config file names)')
+    add_model_args(parser, 'one or two configs')
     parser.add_argument('--pool', default='tokens', choices=POOLS,
                         help='what one example is (see the module docstring); default tokens')
     add_common_args(parser)
