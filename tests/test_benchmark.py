@@ -116,6 +116,26 @@ def test_bad_arguments(tmp_path):
     assert osp.isdir(DEMO_IMAGES)
 
 
+
+def test_random_teachers_time_a_clip_config_without_its_file(tmp_path):
+    """--random-teachers: the DeepMIM-CLIP config (tiny student and teacher) is measured without
+    the CLIP checkpoint file, which does not exist here; without the flag that file is needed."""
+    clip = tmp_path / 'deepmim_clip_tiny.py'
+    clip.write_text(
+        f"_base_ = '{ROOT}/configs/pretrain/deepmim-clip_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'\n"
+        f"model = dict(backbone=dict({TINY_ARCH}, out_indices=None),\n"
+        f"             neck=dict({TINY_NECK}),\n"
+        "             target_generator=dict(checkpoint='/nonexistent/ViT-B-16.pt', img_size=32,\n"
+        "                 arch=dict(_delete_=True, width=32, layers=1, heads=2, patch_size=8,\n"
+        "                           output_dim=512)))\n")
+    args = [TOOL, str(clip), '--baseline', 'none', '--batch-size', '2', '--warmup', '1',
+            '--steps', '1', '--no-isolate']
+    res = benchmark.main(args[1:] + ['--random-teachers'])
+    (r, ) = res['results']
+    assert r['gflop_per_img'] > 0 and r['img_per_s'] > 0
+    with pytest.raises(FileNotFoundError, match='/nonexistent/ViT-B-16.pt'):
+        benchmark.main(args[1:])
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
 def test_training_mode_cuda_bf16(tmp_path):
     deepmim, mae = tiny_configs(tmp_path)

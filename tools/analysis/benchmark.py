@@ -72,6 +72,9 @@ def parse_args(argv=None):
                         '--baseline-cfg-options is given)')
     p.add_argument('--baseline-cfg-options', nargs='+', action=DictAction,
                    help='overrides for the baseline config only')
+    p.add_argument('--random-teachers', action='store_true',
+                   help='build frozen teachers (CLIP, hybrid) with random weights instead of '
+                        'loading their checkpoint files: same cost, no file needed')
     p.add_argument('--no-isolate', action='store_true',
                    help='on the CPU, measure every config in this process (default: each in a '
                         'fresh process, so that its RSS growth is its own)')
@@ -168,6 +171,9 @@ def benchmark_config(path, label, options, args, device):
     model_cfg = cfg.model.copy()
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    if args.random_teachers and model_cfg.get('target_generator') is not None:
+        model_cfg['target_generator'] = dict(model_cfg['target_generator'], checkpoint=None,
+                                             random_init=True)
     model = MODELS.build(model_cfg)
     model.init_weights()
     model.to(device).train()
