@@ -116,13 +116,14 @@ def test_bad_arguments(tmp_path):
     assert osp.isdir(DEMO_IMAGES)
 
 
-
 def test_random_teachers_time_a_clip_config_without_its_file(tmp_path):
     """--random-teachers: the DeepMIM-CLIP config (tiny student and teacher) is measured without
     the CLIP checkpoint file, which does not exist here; without the flag that file is needed."""
     clip = tmp_path / 'deepmim_clip_tiny.py'
+    base = osp.join(ROOT, 'configs', 'pretrain',
+                    'deepmim-clip_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py')
     clip.write_text(
-        f"_base_ = '{ROOT}/configs/pretrain/deepmim-clip_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'\n"
+        f"_base_ = '{base}'\n"
         f"model = dict(backbone=dict({TINY_ARCH}, out_indices=None),\n"
         f"             neck=dict({TINY_NECK}),\n"
         "             target_generator=dict(checkpoint='/nonexistent/ViT-B-16.pt', img_size=32,\n"

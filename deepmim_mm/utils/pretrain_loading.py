@@ -63,7 +63,8 @@ class LoadReport:
         return '\n'.join(lines)
 
 
-def resize_pos_embed(pos_embed: torch.Tensor, num_extra: int, new_hw: Tuple[int, int]) -> torch.Tensor:
+def resize_pos_embed(pos_embed: torch.Tensor, num_extra: int,
+                     new_hw: Tuple[int, int]) -> torch.Tensor:
     """Bicubically resize ``(1, num_extra + h*w, C)`` (square ``h*w``) to ``num_extra + H*W``."""
     extra, grid = pos_embed[:, :num_extra], pos_embed[:, num_extra:]
     old = int(round(grid.shape[1] ** 0.5))
