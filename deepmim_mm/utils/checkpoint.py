@@ -53,11 +53,10 @@ def read_state_dict(path: str, field_name: str = 'checkpoint') -> Dict[str, torc
     if not isinstance(path, str) or not path:
         raise ValueError(f'{field_name} must be the path of a checkpoint file, got {path!r}')
     if '://' not in path and not osp.isfile(path):
-        raise FileNotFoundError(
-            f'{field_name}: checkpoint not found: {path!r} (set it with --cfg-options '
-            f'model.backbone.{field_name}=/path/to/epoch_N.pth)'
-            if field_name.startswith('init_cfg') else
-            f'{field_name}: checkpoint not found: {path!r}')
+        # A config field (``model.backbone.init_cfg.checkpoint``) says how to set it.
+        hint = (f' (set it with --cfg-options {field_name}=/path/to/epoch_N.pth)'
+                if field_name.startswith('model.') else '')
+        raise FileNotFoundError(f'{field_name}: checkpoint not found: {path!r}{hint}')
     from mmengine.runner.checkpoint import _load_checkpoint
     ckpt = _load_checkpoint(path, map_location='cpu')
     if not isinstance(ckpt, dict):

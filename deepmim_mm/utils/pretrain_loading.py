@@ -143,7 +143,7 @@ def load_pretrained_encoder(model: nn.Module, path: str, prefix: str = 'backbone
         logger: an mmengine logger; ``'current'`` by default.
     """
     from mmengine.logging import print_log
-    raw = read_state_dict(path, 'init_cfg.checkpoint')
+    raw = read_state_dict(path, 'model.backbone.init_cfg.checkpoint')
     report = LoadReport(checkpoint=path)
     has_prefix = any(k.startswith(prefix) for k in raw)
     encoder = OrderedDict()
