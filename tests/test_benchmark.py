@@ -35,7 +35,9 @@ def tiny_configs(tmp_path):
         "             head=dict(patch_size=8))\n")
     compiled = tmp_path / 'deepmim_tiny_compile.py'
     # the Runner's `compile` key; the eager backend keeps the CPU test short (no C++ build)
-    compiled.write_text("_base_ = './deepmim_tiny.py'\ncompile = dict(backend='eager')\n")
+    # (with the constructor that gives dynamo plain-dict param groups, as the compile config)
+    compiled.write_text("_base_ = './deepmim_tiny.py'\ncompile = dict(backend='eager')\n"
+                        "optim_wrapper = dict(constructor='PlainGroupsOptimWrapperConstructor')\n")
     return str(deepmim), str(mae), str(compiled)
 
 

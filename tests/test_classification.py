@@ -121,7 +121,7 @@ def test_checkpoint_without_encoder_is_an_error(tmp_path):
     partial = str(tmp_path / 'partial.pth')
     torch.save({'state_dict': {k: v for k, v in state.items()
                                if not k.startswith('backbone.layers.3.')}}, partial)
-    with pytest.raises(ValueError, match=r'missing from the checkpoint: layers\.3\.'):
+    with pytest.raises(ValueError, match=r'missing from the checkpoint: backbone\.layers\.3\.'):
         _tiny_backbone(partial).init_weights()
 
     with pytest.raises(FileNotFoundError, match='model.backbone.init_cfg.checkpoint'):
@@ -182,7 +182,7 @@ test_evaluator = val_evaluator
     logs = glob.glob(osp.join(work_dir, '*', '*.log'))
     assert logs, proc.stdout[-3000:]
     text = open(logs[0]).read()
-    assert 'Pretrained encoder from' in text and 'keys loaded' in text
+    assert 'Loaded pretrained encoder from' in text and 'keys loaded' in text
     assert 'resized pos_embed: (1, 10, 64) -> (1, 5, 64)' in text
     scalars = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
     records = [json.loads(line) for line in open(scalars[0])]

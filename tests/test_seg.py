@@ -44,9 +44,10 @@ def test_pretrained_mae_loads_every_encoder_key(tmp_path):
     assert set(report.dropped) == set(state) - {'backbone.' + k for k in report.loaded}
     assert 'target_generator.teacher.proj' in report.dropped
     assert any(k.startswith('neck.decoder_blocks.') for k in report.dropped)
-    # New at fine-tune time: relative position bias and layer scale, nothing else.
-    assert {re.sub(r'layers\.\d+\.', '', k) for k in report.new_params} == {
-        'gamma_1', 'gamma_2', 'attn.relative_position_bias_table'}
+    # New at fine-tune time: relative position bias (and its index buffer) and layer scale,
+    # nothing else.
+    assert {re.sub(r'layers\.\d+\.', '', k) for k in report.new} == {
+        'gamma_1', 'gamma_2', 'attn.relative_position_bias_table', 'attn.relative_position_index'}
     grid = PRETRAIN_IMG // 16
     assert report.resized['pos_embed'] == ((1, 1 + grid * grid, 64), (1, 1 + 16, 64))
 
@@ -74,7 +75,7 @@ def _expand(pattern):
 
 
 def test_fold_keys_represents_every_key():
-    from deepmim_mm.utils.checkpoint import fold_keys
+    from deepmim_mm.checkpoint import fold_keys
     keys = ([f'layers.{i}.ffn.layers.0.0.weight' for i in range(12)]
             + [f'layers.{i}.ffn.layers.1.bias' for i in (0, 1, 2, 5, 7, 8)]
             + [f'neck.aux_decoders.{k}.decoder_blocks.{i}.ln1.weight'

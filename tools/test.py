@@ -1,7 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-# Adapted from mmpretrain 1.2.0 tools/test.py: imports deepmim_mm first (module registration and
-# the torch 2.14 / numpy 2 fixes). Works for mmpretrain, mmseg and mmdet configs alike: the
-# config's default_scope selects the registries.
+# Adapted from mmpretrain 1.2.0 tools/test.py. Added: the plugin's modules are registered and its
+# opt-in fixes for the pinned stack (deepmim_mm.compat) applied before the checkpoint is loaded;
+# distributed runs on machines without CUDA (gloo); the process group is destroyed before exit.
+# Works for mmpretrain, mmseg and mmdet configs alike: the config's default_scope selects the
+# registries.
 import argparse
 import os
 import os.path as osp
@@ -13,7 +15,10 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import deepmim_mm  # noqa: F401  registers modules, applies compat fixes
+import deepmim_mm  # noqa: F401  registers the plugin's modules
+from deepmim_mm.compat import apply_all as apply_compat_fixes
+from deepmim_mm.engine.launcher import (check_launcher_env, finish_distributed,
+                                        init_cpu_distributed)
 
 
 def parse_args():
@@ -172,11 +177,17 @@ def main():
         raise ValueError('Please use `--out` argument to specify the '
                          'path of the output file before using `--out-item`.')
 
+    check_launcher_env(args.launcher)
+    apply_compat_fixes()
+
     # load config
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file not found: {args.config}')
     cfg = Config.fromfile(args.config)
 
     # merge cli arguments to config
     cfg = merge_args(cfg, args)
+    init_cpu_distributed(cfg, args.launcher)
 
     # build the runner from config
     if 'runner_type' not in cfg:
@@ -192,7 +203,10 @@ def main():
             DumpResults(out_file_path=args.out))
 
     # start testing
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    finally:
+        finish_distributed()
 
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)

@@ -8,8 +8,9 @@
 #   tools/dist_train.sh configs/detection/vitdet_mask-rcnn_vit-b-mae_16xb4-lsj-100e_coco.py 16 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/<pretrain>/epoch_1600.pth
 # The log then reports every checkpoint key loaded, dropped (class token, final norm, decoders,
-# MFF fusion, teacher) or new (relative positions), and the resize of the position embedding
-# from the pretraining grid (14x14 at 224) to 64x64 (1024 / 16).
+# MFF fusion, teacher) or new (relative positions). As in ViTDet, the position embedding keeps the
+# pretraining grid (14x14 at 224) and is interpolated to the input's grid (64x64 at 1024) at every
+# forward.
 # Data: COCO 2017 in mmdet's layout under data/coco/ (override the dataloaders' data_root and
 # val_evaluator.ann_file / test_evaluator.ann_file).
 # The backbone (PlainViT), the pyramid (SimpleFPN), 'LN2d' and the layer-decay constructor are
@@ -20,7 +21,10 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 
-custom_imports = dict(imports=['deepmim_mm.det'], allow_failed_imports=False)
+# The plugin's det modules and its opt-in fix for loading mmengine checkpoints on
+# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe checkpoints.
+custom_imports = dict(imports=['deepmim_mm.det', 'deepmim_mm.compat.mmengine_checkpoint'],
+                      allow_failed_imports=False)
 
 pretrained_checkpoint = 'work_dirs/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k/epoch_1600.pth'
 
@@ -41,6 +45,7 @@ model = dict(
         # drop path 0.1.
         arch='base',
         img_size=image_size[0],
+        pretrain_img_size=224,  # ViTDet (projects/ViTDet/vit.py): MAE's 224-px pretraining
         patch_size=16,
         window_size=14,
         use_rel_pos=True,
@@ -127,7 +132,7 @@ test_cfg = dict(type='TestLoop')
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, save_last=True, interval=interval,
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, save_last=True, interval=interval,
                     max_keep_ckpts=5))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 

@@ -14,7 +14,11 @@
 # train_dataloader.dataset.data_root / val_dataloader.dataset.data_root).
 _base_ = 'mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py'
 
-custom_imports = dict(imports=['deepmim_mm.seg'], allow_failed_imports=False)
+# The plugin's seg modules and its opt-in fix for loading mmengine checkpoints on
+# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe checkpoints.
+custom_imports = dict(imports=['deepmim_mm.seg', 'deepmim_mm.compat.mmengine_checkpoint'],
+                      allow_failed_imports=False)
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 pretrained_checkpoint = 'work_dirs/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k/epoch_1600.pth'
 

@@ -190,8 +190,7 @@ def extract(encoder, ds, preprocessor, args, desc):
 
 def layer_features(ckpt, label, settings, datasets, preprocessor, args, cache_dir):
     """``{split: [per-block dict(cls, avg, labels)]}``, from the cache when it is complete."""
-    from deepmim_mm.utils.checkpoint import (PRETRAIN_ONLY_ENCODER_KEYS,
-                                             load_pretrained_encoder)
+    from deepmim_mm.checkpoint import load_pretrained_encoder
     ckey = checkpoint_key(ckpt, settings, args.prefix)
     num = settings['num_layers']
     out, todo = {}, []
@@ -206,9 +205,8 @@ def layer_features(ckpt, label, settings, datasets, preprocessor, args, cache_di
     if not todo:
         return out
     encoder = build_encoder(settings)
-    report = load_pretrained_encoder(
-        encoder, ckpt, prefix=args.prefix or None,
-        ignore=list(PRETRAIN_ONLY_ENCODER_KEYS) + [r'ln1\..*'], field_name='checkpoints')
+    report = load_pretrained_encoder(encoder, ckpt, prefix=args.prefix or None,
+                                     field_name='checkpoints', resizable=('pos_embed', ))
     print(f'[{label}] ' + report.format().split('\n')[0])
     encoder.to(args.device).eval()
     for split, ds, files in todo:

@@ -1,6 +1,6 @@
 """Shared command-line plumbing of the converters: load, report dropped keys, save.
 
-The key mappings themselves live in :mod:`deepmim_mm.utils.checkpoint`.
+The key mappings themselves live in :mod:`deepmim_mm.checkpoint`.
 """
 import os
 import os.path as osp
@@ -8,9 +8,7 @@ import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from deepmim_mm.utils.checkpoint import fold_keys, read_state_dict  # noqa: E402
+from deepmim_mm.checkpoint import fold_keys, read_state_dict
 
 
 def add_common_args(parser):

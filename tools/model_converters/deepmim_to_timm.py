@@ -15,7 +15,7 @@ import argparse
 
 from _converter_utils import add_common_args, load, report_and_check, save
 
-from deepmim_mm.utils.checkpoint import plugin_to_timm
+from deepmim_mm.checkpoint import plugin_to_timm
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ import argparse
 
 from _converter_utils import add_common_args, load, report_and_check, save
 
-from deepmim_mm.utils.checkpoint import timm_to_plugin
+from deepmim_mm.checkpoint import timm_to_plugin
 
 
 def main(argv=None):

@@ -1,0 +1,12 @@
+"""Training hooks, one per file, registered in mmengine's root ``HOOKS`` (found from the
+mmpretrain, mmseg and mmdet scopes alike)."""
+from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend
+from .checkpoint_match_hook import CheckpointMatchHook
+from .non_finite_loss_hook import NonFiniteLossError, NonFiniteLossHook
+from .reconstruction_hook import DeepMIMReconstructionHook
+from .rng_state_hook import RNGStateHook
+
+__all__ = [
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointMatchHook', 'NonFiniteLossError',
+    'NonFiniteLossHook', 'DeepMIMReconstructionHook', 'RNGStateHook'
+]
