@@ -19,8 +19,7 @@ convert a pretraining checkpoint, not a fine-tuned one).
 import argparse
 import re
 
-from _converter_utils import (add_common_args, check_not_near_empty, load, report_and_check,
-                              save)
+from _converter_utils import add_common_args, check_not_near_empty, load, report_and_check, save
 
 from deepmim_mm.utils.checkpoint import PRETRAIN_ONLY_ENCODER_KEYS, plugin_to_timm
 

@@ -9,8 +9,7 @@ layer scale, a pre-norm) are listed; they are an error unless ``--allow-drop``.
 """
 import argparse
 
-from _converter_utils import (add_common_args, check_not_near_empty, load, report_and_check,
-                              save)
+from _converter_utils import add_common_args, check_not_near_empty, load, report_and_check, save
 
 from deepmim_mm.utils.checkpoint import timm_to_plugin
 
