@@ -2,7 +2,7 @@
 plugin's configs (pretraining and fine-tuning alike).
 
     python tools/misc/browse_dataset.py \\
-        configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py --output-dir work_dirs/browse \\
+        configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py -o work_dirs/browse \\
         --not-show --show-number 8 [--mode pipeline]
 
 The arguments and figures are those of mmpretrain 1.2.0's ``tools/visualization/
