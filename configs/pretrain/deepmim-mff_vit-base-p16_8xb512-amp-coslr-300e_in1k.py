@@ -1,6 +1,7 @@
-# DeepMIM + MFF: deep supervision of blocks 6, 8, 10 (1-indexed, DeepMIM arXiv 2303.08817) on top of
-# MFF's fusion of blocks 0, 2, 4, 6, 8, 11 (0-indexed) into the last level (arXiv 2308.00261). The two
-# are orthogonal; no paper reports this combination, so there is no reference number.
+# DeepMIM + MFF: deep supervision of blocks 6, 8, 10 (1-indexed, DeepMIM arXiv 2303.08817) on top
+# of MFF's fusion of blocks 0, 2, 4, 6, 8, 11 (0-indexed) into the last level (arXiv 2308.00261).
+# The two are orthogonal; no paper reports this combination (this project's), so there is no
+# reference number.
 _base_ = './mff_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 
 model = dict(
