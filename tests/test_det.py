@@ -1,8 +1,11 @@
 """Detection: a pretraining checkpoint of this plugin -> Mask R-CNN with PlainViT + SimpleFPN
 (ViTDet style) in mmdet, trained and tested with tools/train.py and tools/test.py on a tiny
 COCO-format dataset, through mmcv's compiled RoIAlign and NMS on the CPU."""
+import glob
 import os.path as osp
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -216,3 +219,25 @@ log_processor = dict(window_size=1)
     assert re.search(r'coco/segm_mAP: -?\d+\.\d+', out), out[-3000:]
     assert 'Evaluating bbox' in out and 'Evaluating segm' in out
     assert 'results of the whole dataset is empty' not in out
+
+    # --show-dir as mmdet's tools/test.py does it: DetVisualizationHook(draw=True,
+    # test_out_dir), a relative directory under <work_dir>/<timestamp>/.
+    test_work = tmp_path / 'test_vis'
+    run_tool(['tools/test.py', str(cfg), ckpt_out, '--work-dir', str(test_work),
+              '--show-dir', 'vis'])
+    drawn = glob.glob(str(test_work / '*' / 'vis' / '*.jpg'))
+    assert len(drawn) == 2, glob.glob(str(test_work / '**'), recursive=True)
+
+    # --tta: mmdet's DetTTAModel (flip, NMS) merges boxes and refuses masks: a clear error for
+    # Mask R-CNN before anything is built, and a TTA run of the same detector without its mask
+    # head.
+    proc = subprocess.run([sys.executable, 'tools/test.py', str(cfg), ckpt_out, '--tta'],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0 and 'roi_head.mask_head' in proc.stderr, proc.stderr[-2000:]
+    test = run_tool(['tools/test.py', str(cfg), ckpt_out, '--work-dir', str(tmp_path / 'tta'),
+                     '--tta', '--cfg-options', 'model.roi_head.mask_head=None',
+                     'model.roi_head.mask_roi_extractor=None', 'test_evaluator.metric=bbox'])
+    out = test.stdout + test.stderr
+    assert re.search(r'coco/bbox_mAP: -?\d+\.\d+', out), out[-3000:]
+    dumped = (tmp_path / 'tta' / cfg.name).read_text()
+    assert "type='DetTTAModel'" in dumped and "type='TestTimeAug'" in dumped

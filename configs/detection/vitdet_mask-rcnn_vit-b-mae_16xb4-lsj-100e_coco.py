@@ -1,7 +1,9 @@
 # Mask R-CNN on COCO with a plain ViT-B/16 backbone pretrained by this plugin (MAE, DeepMIM or MFF
 # checkpoint), ViTDet style, with ViTDet's recipe for MAE ViT-B (Li et al., "Exploring Plain
-# Vision Transformer Backbones for Object Detection", arXiv 2203.16527; mmdetection's
-# projects/ViTDet reproduces it at 51.6 box AP / 45.7 mask AP for MAE ViT-B).
+# Vision Transformer Backbones for Object Detection", arXiv 2203.16527; its numbers are those of
+# detectron2's projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py, which mmdetection's
+# projects/ViTDet (configs/vitdet_mask-rcnn_vit-b-mae_lsj-100e.py, lsj-100e_coco-instance.py)
+# reproduces at 51.6 box AP / 45.7 mask AP for MAE ViT-B).
 #
 # The pretraining checkpoint: set it on the command line (the variable below is only the default;
 # mmengine resolves it when the file is read, so override the field itself):
@@ -100,10 +102,11 @@ train_dataloader = dict(
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# ViTDet (arXiv 2203.16527; mmdetection's projects/ViTDet): AdamW lr 1e-4, betas (0.9, 0.999),
-# weight decay 0.1, layer-wise lr decay 0.7 for ViT-B; no weight decay on norms and on the
-# absolute position embedding (detectron2's ViTDet config). Mixed precision (tools/train.py runs
-# it in fp32 on a machine without a GPU).
+# detectron2's mask_rcnn_vitdet_b_100ep.py (common/optim.py AdamW): lr 1e-4, betas (0.9, 0.999),
+# weight decay 0.1, layer-wise lr decay 0.7 for ViT-B; no weight decay on norms
+# (weight_decay_norm 0) and on the absolute position embedding (overrides pos_embed); biases
+# are decayed there (mmdetection's projects/ViTDet constructor exempts them). Mixed precision
+# (tools/train.py runs it in fp32 on a machine without a GPU).
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     constructor='ViTLayerDecayOptimWrapperConstructor',

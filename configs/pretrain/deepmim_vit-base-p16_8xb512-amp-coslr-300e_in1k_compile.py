@@ -2,8 +2,10 @@
 # and loss): bf16 autocast instead of fp16, fused AdamW, and torch.compile of the training step.
 # The per-level decoders already run as one batched computation (MultiLevelDecoder, batched by
 # default). Measure it against mmpretrain's MAE with
-#   python tools/analysis/benchmark.py configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \
-#       configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k_compile.py --device cuda --batch-size 256
+#   python tools/analysis/benchmark.py \
+#       configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \
+#       configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k_compile.py \
+#       --device cuda --batch-size 256
 _base_ = './deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 
 # mmengine's Runner compiles model.train_step with torch.compile(**compile) when this key is set

@@ -1,6 +1,7 @@
-# Plain MAE (He et al., arXiv 2111.06377) expressed with this plugin's classes: one supervised level
-# (the last block), one 8-block decoder. Everything else (data, schedule, AdamW, AMP) is mmpretrain's
-# own recipe, inherited unchanged. Loads mmpretrain's MAE checkpoints with no missing keys.
+# Plain MAE (He et al., arXiv 2111.06377) expressed with this plugin's classes: one supervised
+# level (the last block), one 8-block decoder. Everything else (data, schedule, AdamW, AMP) is
+# mmpretrain's own recipe, inherited unchanged. Loads mmpretrain's MAE checkpoints with no
+# missing keys.
 _base_ = [
     'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py',
     './_base_/deepmim_runtime.py'

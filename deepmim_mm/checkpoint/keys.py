@@ -22,10 +22,13 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
+#: MFF's fusion layers and weights (relative to ``backbone.``; arXiv 2308.00261).
+MFF_FUSION_KEYS = r'proj_layers\..*|proj_weights'
+
 #: Encoder keys (relative to ``backbone.``) that only pretraining uses, with the reason a
 #: downstream backbone that lacks them drops them: ``(regex, reason)``.
 PRETRAIN_ONLY_KEYS = (
-    (r'proj_layers\..*|proj_weights', 'MFF fusion, pretraining only'),
+    (MFF_FUSION_KEYS, 'MFF fusion, pretraining only'),
     (r'mask_token', 'mask token, pretraining only'),
     (r'cls_token', 'class token; the backbone uses none'),
     (r'ln1\..*', 'final norm of the pretraining encoder; the backbone has none'),
