@@ -14,6 +14,7 @@ from mmengine.utils import digit_version
 from mmengine.utils.dl_utils import TORCH_VERSION
 
 import deepmim_mm  # noqa: F401  registers modules, applies compat fixes
+from deepmim_mm.engine.amp import fall_back_to_fp32_without_gpu
 
 
 def parse_args():
@@ -144,26 +145,6 @@ def merge_args(cfg, args):
 
     fall_back_to_fp32_without_gpu(cfg)
     return cfg
-
-
-def fall_back_to_fp32_without_gpu(cfg):
-    """Run AMP configs in fp32 on a machine without a GPU, with a warning.
-
-    mmengine's AmpOptimWrapper refuses to start without a GPU/NPU/MLU; the pretraining configs
-    ask for it (the papers train with AMP). On a CPU-only machine (tests, a first try) the same
-    config then trains in fp32 instead of failing.
-    """
-    from mmengine.device import get_device
-    optim = cfg.get('optim_wrapper')
-    if (optim is None or optim.get('type') != 'AmpOptimWrapper'
-            or get_device() != 'cpu'):
-        return
-    from mmengine.logging import print_log
-    print_log('No GPU: AmpOptimWrapper needs one, so this run trains in fp32 with '
-              'OptimWrapper.', logger='current', level=30)
-    optim.type = 'OptimWrapper'
-    for key in ('loss_scale', 'dtype', 'use_fsdp'):
-        optim.pop(key, None)
 
 
 def main():
