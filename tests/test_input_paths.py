@@ -19,7 +19,7 @@ from PIL import Image
 import deepmim_mm  # noqa: F401
 from deepmim_mm.datasets import image_bytes_collate
 from deepmim_mm.datasets.data_preprocessor import torchcodec_decode_jpeg
-from deepmim_mm.datasets.image_codec import decode_crop_resize, decode_rgb, dct_scale, read_header
+from deepmim_mm.datasets.image_codec import dct_scale, decode_crop_resize, decode_rgb, read_header
 
 from conftest import DEMO_IMAGES, ROOT, run_tool
 

@@ -11,7 +11,7 @@ by at most one grey level. Since Pillow 13 the order of the passes depends on th
 (:func:`vertical_first`); both orders are implemented.
 """
 import math
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import PIL
 import torch

@@ -18,8 +18,9 @@ gradients, optimizer state, activations); on the CPU the growth of the process's
 size (RSS, sampled every 2 ms) from before the model was built to the peak of the timed steps:
 an estimate that includes allocator caching; each config runs in its own fresh process on the
 CPU (``--no-isolate`` to disable) so one config's memory does not count for another. ``state``
-is the exact size of parameters + gradients + optimizer state. ``compile=True`` in a config (mmengine's Runner key) compiles
-``train_step`` as the Runner does; its compile time is part of the warm-up.
+is the exact size of parameters + gradients + optimizer state. ``compile=True`` in a config
+(mmengine's Runner key) compiles ``train_step`` as the Runner does; its compile time is part of
+the warm-up.
 
 The input side (data pipeline per worker, end-to-end training from image files next to this
 model-only rate) is measured by ``tools/analysis/benchmark_data.py``.
@@ -33,9 +34,8 @@ from datetime import datetime, timezone
 import torch
 from benchmark_utils import (HostSyncRecorder, RSSPeak, build_for_training, compute_dtype,
                              compute_dtype_of, flop_counter, format_table, hardware_summary,
-                             label_of, load_cfg, matmul_peak_tflops, progress,
-                             release_host_memory, resolve_config_path, rss_bytes, synchronize,
-                             synthetic_batch)
+                             label_of, load_cfg, matmul_peak_tflops, progress, release_host_memory,
+                             resolve_config_path, rss_bytes, synchronize, synthetic_batch)
 
 DEFAULT_BASELINE = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 AMP_CHOICES = ('config', 'fp32', 'bf16', 'fp16')

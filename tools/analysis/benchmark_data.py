@@ -32,9 +32,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 import torch
-from benchmark import maybe_compile, timed_steps
-from benchmark_utils import (build_for_training, format_table, hardware_summary, load_cfg,
-                             progress, synchronize, synthetic_batch)
+from benchmark import maybe_compile
+from benchmark_utils import (build_for_training, format_table, hardware_summary, load_cfg, progress,
+                             synchronize, synthetic_batch)
 
 DEMO_IMAGES = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
                        'deepmim_mm', 'demo', 'images')
@@ -180,8 +180,9 @@ def crop_pair(data, box, out_hw, interpolation):
 
 
 def run_quality(args):
-    from deepmim_mm.datasets.image_codec import read_header
     from mmpretrain.registry import TRANSFORMS
+
+    from deepmim_mm.datasets.image_codec import read_header
     cfg = load_cfg(args.config, args.cfg_options)
     rrc_cfg = next(t for t in train_pipeline(cfg, 'crop-aware')
                    if t['type'] == 'RandomResizedCropBox')
@@ -235,11 +236,11 @@ def run_end_to_end(args):
     loader = build_loader(args.data, train_pipeline(cfg, 'standard'), collate_of(cfg, 'standard'),
                           bs, args.workers, pin_memory=device.type == 'cuda')
     model_only = [steps_per_s(step, lambda: synthetic, optim_wrapper, args, device, 'model')]
-    it = iter(loader)
-    e2e = steps_per_s(step, lambda: next(it), optim_wrapper, args, device, 'end-to-end')
+    batches = iter(loader)
+    e2e = steps_per_s(step, batches.__next__, optim_wrapper, args, device, 'end-to-end')
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
     model_only.append(steps_per_s(step, lambda: synthetic, optim_wrapper, args, device, 'model'))
-    del it
+    del batches
     res = dict(path=args.path, batch_size=bs, workers=args.workers,
                optim_wrapper=ow_cfg['type'], compile=bool(cfg.get('compile')),
                model_only_img_per_s=bs * max(model_only), end_to_end_img_per_s=bs * e2e,
@@ -327,13 +328,14 @@ def time_decoder(fn, files, batches, device):
 def preprocessor_rate(args, device):
     """img/s of the whole device path in the main process: bytes + boxes -> normalised batch."""
     from mmengine.dataset import Compose
-    from mmpretrain.registry import MODELS
+    from mmpretrain.registry import MODELS, TRANSFORMS
 
     from deepmim_mm.datasets import image_bytes_collate
-    pipe = Compose([dict(type='LoadImageBytes'),
-                    dict(type='RandomResizedCropBox', scale=224, crop_ratio_range=(0.2, 1.0),
-                         interpolation='bicubic'),
-                    dict(type='RandomFlipFlag', prob=0.5), dict(type='PackImageBytes')])
+    pipe = Compose([TRANSFORMS.build(t) for t in (
+        dict(type='LoadImageBytes'),
+        dict(type='RandomResizedCropBox', scale=224, crop_ratio_range=(0.2, 1.0),
+             interpolation='bicubic'),
+        dict(type='RandomFlipFlag', prob=0.5), dict(type='PackImageBytes'))])
     batch = image_bytes_collate([pipe(dict(img_path=f))
                                  for f in list_images(args.data)[:args.batch_size]])
     pre = MODELS.build(dict(type='DecodeDataPreprocessor', mean=[123.675, 116.28, 103.53],

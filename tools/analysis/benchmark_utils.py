@@ -211,9 +211,10 @@ def label_of(path: str) -> str:
 def load_cfg(path: str, options=None):
     """The config (file or ``pkg::path``) with ``--cfg-options`` merged, its default scope made
     current and its ``custom_imports`` imported (as the Runner does)."""
-    import deepmim_mm  # noqa: F401  registers the plugin's modules
     from mmengine.config import Config
     from mmengine.registry import DefaultScope, init_default_scope
+
+    import deepmim_mm  # noqa: F401  registers the plugin's modules
     cfg = Config.fromfile(resolve_config_path(path))
     if options:
         cfg.merge_from_dict(options)
