@@ -189,7 +189,9 @@ def test_crop_aware_path(tmp_path):
     assert all(s['inputs'].shape == (3, 224, 224) for s in got)
     got = default_collate(got)
     mse = ((ref['inputs'].double() - got['inputs'].double())**2).mean((1, 2, 3))
-    assert 10 * torch.log10(255**2 / mse.clamp(min=1e-9)).min() > 30
+    exact = mse == 0  # DCT scale 1: the standard operations, bit for bit
+    assert 0 < exact.sum() < len(mse)
+    assert 10 * torch.log10(255**2 / mse[~exact]).min() > 30
     data = open(files[0], 'rb').read()
     for box, scale in [((10, 20, 300, 300), 1), ((0, 0, 750, 700), 2)]:
         img, used = decode_crop_resize(data, box, (224, 224))
@@ -324,7 +326,8 @@ def test_device_path_trains_and_resumes_exactly_after_sigkill(tmp_path):
     trains through tools/train.py on the CPU; killed mid-epoch and resumed, every loss and the
     final weights equal the uninterrupted run's; and its first losses are the standard
     pipeline's (same crops and flips, pixels within one grey level)."""
-    from test_resume import KILL_PLUGIN, losses, make_data, run_killed, tiny_config
+    from test_resume import (KILL_PLUGIN, assert_resumed_exactly, losses, make_data, run_killed,
+                             tiny_config)
     data = make_data(tmp_path)
     piece = osp.join(ROOT, 'configs', 'pretrain', '_base_', 'device_decode.py')
     std_cfg = tiny_config(tmp_path / 'tiny.py', data, workers=2)
@@ -343,15 +346,8 @@ def test_device_path_trains_and_resumes_exactly_after_sigkill(tmp_path):
                env={'PYTHONPATH': f'{tmp_path}{os.pathsep}{os.environ.get("PYTHONPATH", "")}'})
     proc = run_tool(['tools/train.py', str(cfg), '--work-dir', work, '--resume'] + SCALE_32)
     assert 'resumed epoch: 0, iter: 8' in proc.stdout + proc.stderr
-    ref_losses, got, std_losses = losses(ref), losses(work), losses(std)
-    assert sorted(got) == sorted(ref_losses) == list(range(1, 17))
-    for it in range(1, 17):
-        for key, value in ref_losses[it].items():
-            assert got[it][key] == pytest.approx(value, rel=1e-6, abs=1e-6), (it, key)
-    a = torch.load(osp.join(ref, 'iter_16.pth'), weights_only=False)['state_dict']
-    b = torch.load(osp.join(work, 'iter_16.pth'), weights_only=False)['state_dict']
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+    assert_resumed_exactly(ref, work, iters=16)
+    ref_losses, std_losses = losses(ref), losses(std)
     for key, value in std_losses[1].items():
         assert ref_losses[1][key] == pytest.approx(value, rel=1e-2), key
 

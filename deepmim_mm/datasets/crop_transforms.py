@@ -3,6 +3,7 @@
 device path crop exactly what the standard pipeline would (same distribution, same RNG draws)."""
 from typing import Sequence, Union
 
+import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform, RandomFlip
@@ -11,7 +12,7 @@ from mmengine.registry import FUNCTIONS
 from mmpretrain.datasets.transforms import PackInputs, RandomResizedCrop
 from mmpretrain.registry import TRANSFORMS
 
-from .image_codec import PIL_FILTERS, decode_crop_resize
+from .image_codec import JPEG_FORMATS, PIL_FILTERS, dct_scale, decode_crop_resize
 from .transforms import check_on_corrupt, corrupt_image
 
 #: the meta keys the device path's data preprocessor reads
@@ -59,11 +60,11 @@ class DecodeCropResize(BaseTransform):
     Replaces ``LoadImageFromFile`` + ``RandomResizedCrop`` (with ``LoadImageBytes`` +
     ``RandomResizedCropBox`` before it): a JPEG is decoded at the largest libjpeg DCT scale
     (1/2, 1/4, 1/8, Pillow's ``draft``) that leaves at least the output resolution inside the
-    crop, which skips most of the inverse DCT and of the resize; other formats are decoded in
-    full. ``img`` is set as ``LoadImageFromFile`` sets it (BGR uint8 ``(H, W, 3)``, the order
-    mmpretrain's data preprocessor converts with ``to_rgb=True``) unless
-    ``channel_order='rgb'``. A file that cannot be decoded is handled by ``on_corrupt`` as in
-    ``LoadImageFromFileChecked``.
+    crop, which skips most of the inverse DCT and of the resize. Where no DCT scaling applies
+    (small crops, other formats) it runs the standard pipeline's operations, bit for bit. ``img``
+    is set as ``LoadImageFromFile`` sets it (BGR uint8 ``(H, W, 3)``, the order mmpretrain's
+    data preprocessor converts with ``to_rgb=True``) unless ``channel_order='rgb'``. A file that
+    cannot be decoded is handled by ``on_corrupt`` as in ``LoadImageFromFileChecked``.
     """
 
     def __init__(self, channel_order: str = 'bgr', on_corrupt: str = 'error') -> None:
@@ -74,17 +75,32 @@ class DecodeCropResize(BaseTransform):
         self.on_corrupt = check_on_corrupt(on_corrupt, 'DecodeCropResize')
 
     def transform(self, results: dict) -> Union[dict, None]:
+        box, out_hw = results['crop_box'], results['img_shape']
+        scale = dct_scale(box[2:], out_hw) if results.get('img_format') in JPEG_FORMATS else 1
         try:
-            img, scale = decode_crop_resize(results['img_bytes'], results['crop_box'],
-                                            results['img_shape'], results['interpolation'])
-            img = np.asarray(img)
+            if scale == 1:
+                img = self._standard(results['img_bytes'], box, out_hw, results['interpolation'])
+            else:
+                img = np.asarray(decode_crop_resize(results['img_bytes'], box, out_hw,
+                                                    results['interpolation'])[0])[..., ::-1]
         except Exception as e:  # truncated or corrupt data behind a valid header
             corrupt_image(results['img_path'], e, self.on_corrupt, 'DecodeCropResize')
             return None
-        results['img'] = img[..., ::-1] if self.channel_order == 'bgr' else img
+        results['img'] = img[..., ::-1] if self.channel_order == 'rgb' else img
         results['dct_scale'] = scale
         del results['img_bytes']
         return results
+
+    @staticmethod
+    def _standard(data: bytes, box, out_hw, interpolation: str) -> np.ndarray:
+        """No DCT scaling applies: the standard pipeline's own operations (cv2 decode, crop,
+        Pillow resize), so the result is the standard one, bit for bit (BGR)."""
+        img = mmcv.imfrombytes(data, flag='color', backend='cv2')
+        if img is None:
+            raise ValueError('the decoder returned no image')
+        top, left, h, w = box
+        return mmcv.imresize(img[top:top + h, left:left + w], tuple(out_hw[::-1]),
+                             interpolation=interpolation, backend='pillow')
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(channel_order='{self.channel_order}', "

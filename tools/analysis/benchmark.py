@@ -26,7 +26,6 @@ The input side (data pipeline per worker, end-to-end training from image files n
 model-only rate) is measured by ``tools/analysis/benchmark_data.py``.
 """
 import argparse
-import json
 import statistics
 import time
 from datetime import datetime, timezone
@@ -35,7 +34,8 @@ import torch
 from benchmark_utils import (HostSyncRecorder, RSSPeak, build_for_training, compute_dtype,
                              compute_dtype_of, flop_counter, format_table, hardware_summary,
                              label_of, load_cfg, matmul_peak_tflops, progress, release_host_memory,
-                             resolve_config_path, rss_bytes, synchronize, synthetic_batch)
+                             resolve_config_path, rss_bytes, synchronize, synthetic_batch,
+                             write_json)
 
 DEFAULT_BASELINE = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 AMP_CHOICES = ('config', 'fp32', 'bf16', 'fp16')
@@ -280,12 +280,7 @@ def run_training(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    out = run_training(args)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(out, f, indent=2)
-        print(f'results written to {args.json}')
-    return out
+    return write_json(run_training(args), getattr(args, 'json', None))
 
 
 if __name__ == '__main__':

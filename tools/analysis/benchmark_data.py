@@ -18,12 +18,11 @@ pipeline (mmpretrain's: decode in the worker, RandomResizedCrop, flip); ``crop-a
 crop box from the JPEG header first and decodes at the DCT scale the crop needs; ``device``
 (``bytes-only`` in the pipeline mode, which times the workers only) reads the files in the
 workers and decodes, crops and flips in the data preprocessor on the model's device. Ratios are
-taken within one run, the paths interleaved repeat by repeat, so a shared machine's load
-affects all of them alike.
+taken within one run, the paths interleaved (batch by batch with 0 workers, repeat by repeat
+with workers), so a shared machine's load affects all of them alike.
 """
 import argparse
 import glob
-import json
 import os
 import os.path as osp
 import statistics
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 from benchmark import maybe_compile
 from benchmark_utils import (build_for_training, format_table, hardware_summary, load_cfg, progress,
-                             synchronize, synthetic_batch)
+                             synchronize, synthetic_batch, write_json)
 
 DEMO_IMAGES = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
                        'deepmim_mm', 'demo', 'images')
@@ -120,20 +119,53 @@ def time_loader(loader, batches):
     return loader.batch_size * batches / dt
 
 
+def rates_in_process(loaders, batches, repeats):
+    """0 workers: the paths take turns batch by batch in this process (no prefetching), so a
+    change of the machine's load falls on all of them alike; img/s per repeat and path."""
+    its = {name: iter(loader) for name, loader in loaders.items()}
+    for it in its.values():
+        next(it)
+    rates = {name: [] for name in loaders}
+    for r in range(repeats):
+        spent = dict.fromkeys(loaders, 0.0)
+        for _ in range(batches):
+            for name, it in its.items():
+                t0 = time.perf_counter()
+                next(it)
+                spent[name] += time.perf_counter() - t0
+        for name, loader in loaders.items():
+            rates[name].append(loader.batch_size * batches / spent[name])
+        progress(f'[0 workers] repeat {r + 1}/{repeats}: ' + ', '.join(
+            f'{n} {v[-1]:.1f} img/s' for n, v in rates.items()))
+    return rates
+
+
+def rates_with_workers(cfg, args, workers):
+    """``workers`` > 0: each path in turn, a fresh dataloader per repeat; img/s per worker."""
+    rates = {name: [] for name in args.paths}
+    for r in range(args.repeats):
+        for name in args.paths:
+            path = PIPELINE_PATHS[name]
+            loader = build_loader(args.data, train_pipeline(cfg, path), collate_of(cfg, path),
+                                  args.batch_size, workers)
+            rates[name].append(time_loader(loader, args.batches) / workers)
+            progress(f'[{workers} workers] repeat {r + 1}/{args.repeats} {name}: '
+                     f'{rates[name][-1]:.1f} img/s per worker')
+    return rates
+
+
 def run_pipeline(args):
     cfg = load_cfg(args.config, args.cfg_options)
     check_folder(args.data)
     rows, results = [], []
     for w in args.workers:
-        rates = {p: [] for p in args.paths}
-        for r in range(args.repeats):  # interleaved: every path once per repeat
-            for name in args.paths:
-                path = PIPELINE_PATHS[name]
-                loader = build_loader(args.data, train_pipeline(cfg, path), collate_of(cfg, path),
-                                      args.batch_size, w)
-                rates[name].append(time_loader(loader, args.batches) / max(w, 1))
-                progress(f'[{w} workers] repeat {r + 1}/{args.repeats} {name}: '
-                         f'{rates[name][-1]:.1f} img/s per worker')
+        if w == 0:
+            rates = rates_in_process(
+                {name: build_loader(args.data, train_pipeline(cfg, PIPELINE_PATHS[name]),
+                                    collate_of(cfg, PIPELINE_PATHS[name]), args.batch_size, 0)
+                 for name in args.paths}, args.batches, args.repeats)
+        else:
+            rates = rates_with_workers(cfg, args, w)
         for name in args.paths:
             res = summarise_rates(name, w, rates)
             results.append(res)
@@ -143,8 +175,8 @@ def run_pipeline(args):
     progress('done', end=True)
     hw = hardware_summary(torch.device('cpu'))
     print(f'\nInput pipeline of {args.config} over {args.data} (batch {args.batch_size}, '
-          f'{args.batches} timed batches x {args.repeats} interleaved repeats), {hw["cpu"]}, '
-          f'{hw["cores"]} cores')
+          f'{args.batches} timed batches x {args.repeats} repeats; 0 workers: the paths take '
+          f'turns batch by batch), {hw["cpu"]}, {hw["cores"]} cores')
     print(format_table(rows, ['workers', 'path', 'img/s per worker (median)',
                               'vs standard (median of paired ratios)', 'each repeat']))
     return dict(mode='pipeline', date=now(), config=args.config, folder=args.data,
@@ -394,7 +426,9 @@ def parse_args(argv=None):
         if name == 'pipeline':
             q.add_argument('--paths', nargs='+', choices=list(PIPELINE_PATHS),
                            default=list(PIPELINE_PATHS))
-            q.add_argument('--workers', type=int, nargs='+', default=[1])
+            q.add_argument('--workers', type=int, nargs='+', default=[0],
+                           help='0: in this process, the paths taking turns batch by batch '
+                                '(the per-worker rate, robust to load changes)')
             q.add_argument('--batch-size', type=positive, default=32)
             q.add_argument('--batches', type=positive, default=10)
             q.add_argument('--repeats', type=positive, default=3)
@@ -433,12 +467,7 @@ MODES = {'make-set': run_make_set, 'pipeline': run_pipeline, 'quality': run_qual
 
 def main(argv=None):
     args = parse_args(argv)
-    out = MODES[args.mode](args)
-    if getattr(args, 'json', None):
-        with open(args.json, 'w') as f:
-            json.dump(out, f, indent=2)
-        print(f'results written to {args.json}')
-    return out
+    return write_json(MODES[args.mode](args), getattr(args, 'json', None))
 
 
 if __name__ == '__main__':

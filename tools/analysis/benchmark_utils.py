@@ -2,6 +2,7 @@
 detection, FLOP counting, matmul peak, memory, config loading, building a model for training
 steps, progress and tables."""
 import ctypes
+import json
 import importlib.util
 import os
 import os.path as osp
@@ -293,3 +294,12 @@ def synthetic_batch(batch_size: int, size: int, device: torch.device) -> dict:
     g = torch.Generator().manual_seed(0)
     inputs = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8, generator=g)
     return dict(inputs=inputs.to(device), data_samples=[DataSample() for _ in range(batch_size)])
+
+
+def write_json(out: dict, path: Optional[str]) -> dict:
+    """Write ``out`` to ``path`` (if given) and return it."""
+    if path:
+        with open(path, 'w') as f:
+            json.dump(out, f, indent=2)
+        print(f'results written to {path}')
+    return out
