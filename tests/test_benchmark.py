@@ -203,3 +203,26 @@ def test_training_mode_cuda_bf16(tmp_path):
     for r in res['results']:
         assert r['mem_kind'] == 'cuda max allocated' and r['dtype'] == 'bfloat16'
         assert r['fused_adamw'] and r['host_sync_ops'] == {}
+
+
+def test_gpu_script_parses_and_summarises(tmp_path):
+    """tools/analysis/gpu_benchmarks.sh is valid bash; its summary computes the ratios the
+    README reports from the parts' JSON (as benchmark.py / benchmark_data.py write them)."""
+    import subprocess
+    subprocess.run(['bash', '-n', osp.join(ROOT, 'tools', 'analysis', 'gpu_benchmarks.sh')],
+                   check=True)
+    import gpu_summary
+    parts = tmp_path / 'parts'
+    parts.mkdir()
+    base = 'baseline: mae_vit-base-p16_8xb512-amp-coslr-300e_in1k'
+    (parts / 'train.json').write_text(json.dumps(dict(results=[
+        dict(label=base, img_per_s=100.0, peak_mem_mib=10.0),
+        dict(label='deepmim-pixel', img_per_s=110.0, peak_mem_mib=12.0)])))
+    (parts / 'e2e_device.json').write_text(json.dumps(dict(results=[
+        dict(path='device', ratio=0.95)])))
+    gpu_summary.main(str(tmp_path))
+    text = (tmp_path / 'summary.md').read_text()
+    assert '| deepmim-pixel / MAE img/s (plain) | 1.100 | >= 1.0 |' in text
+    assert '| deepmim-pixel / MAE peak memory (plain) | 1.200 | <= 1.3 |' in text
+    assert '| end-to-end / model-only, device path | 0.950 | >= 0.90 |' in text
+    assert set(json.loads((tmp_path / 'results.json').read_text())) == {'train', 'e2e_device'}
