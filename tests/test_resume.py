@@ -135,14 +135,19 @@ def test_sigkill_mid_epoch_resumes_exactly(tmp_path, workers=2):
         assert f.read().strip().endswith('iter_8.pth')
     proc = run_tool(['tools/train.py', cfg, '--work-dir', work, '--resume'])
     assert 'resumed epoch: 0, iter: 8' in proc.stdout + proc.stderr
-    got = losses(work)
-    assert sorted(got) == list(range(1, 17))
-    for it in range(1, 17):
+    assert_resumed_exactly(ref, work, iters=16)
+
+
+def assert_resumed_exactly(ref, work, iters):
+    """Every loss of the resumed run in ``work`` equals the uninterrupted run's in ``ref``, and
+    so do the final checkpoint's weights."""
+    ref_losses, got = losses(ref), losses(work)
+    assert sorted(got) == sorted(ref_losses) == list(range(1, iters + 1))
+    for it in range(1, iters + 1):
         for key, value in ref_losses[it].items():
             assert got[it][key] == pytest.approx(value, rel=1e-6, abs=1e-6), (it, key)
-    # Checkpoint content is identical too: same final weights.
-    a = torch.load(osp.join(ref, 'iter_16.pth'), weights_only=False)['state_dict']
-    b = torch.load(osp.join(work, 'iter_16.pth'), weights_only=False)['state_dict']
+    a = torch.load(osp.join(ref, f'iter_{iters}.pth'), weights_only=False)['state_dict']
+    b = torch.load(osp.join(work, f'iter_{iters}.pth'), weights_only=False)['state_dict']
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
 

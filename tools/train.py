@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 
 import deepmim_mm  # noqa: F401  registers the plugin's modules
 from deepmim_mm.compat import apply_all as apply_compat_fixes
+from deepmim_mm.engine.amp import fall_back_to_fp32_without_gpu
 from deepmim_mm.engine.launcher import (check_launcher_env, finish_distributed,
                                         init_cpu_distributed)
 
@@ -144,26 +145,6 @@ def merge_args(cfg, args):
 
     fall_back_to_fp32_without_gpu(cfg)
     return cfg
-
-
-def fall_back_to_fp32_without_gpu(cfg):
-    """Run AMP configs in fp32 on a machine without a GPU, with a warning.
-
-    mmengine's AmpOptimWrapper refuses to start without a GPU/NPU/MLU; the pretraining configs
-    ask for it (the papers train with AMP). On a CPU-only machine (tests, a first try) the same
-    config then trains in fp32 instead of failing.
-    """
-    from mmengine.device import get_device
-    optim = cfg.get('optim_wrapper')
-    if (optim is None or optim.get('type') != 'AmpOptimWrapper'
-            or get_device() != 'cpu'):
-        return
-    from mmengine.logging import print_log
-    print_log('No GPU: AmpOptimWrapper needs one, so this run trains in fp32 with '
-              'OptimWrapper.', logger='current', level=30)
-    optim.type = 'OptimWrapper'
-    for key in ('loss_scale', 'dtype', 'use_fsdp'):
-        optim.pop(key, None)
 
 
 def main():
