@@ -274,7 +274,8 @@ def _build_and_load(cfg, config, checkpoint, state, device, encoder_only):
                                     field_name=_field(config))
     except ValueError as e:
         raise InputError(str(e)) from e
-    unused = f', {len(report.dropped)} outside backbone. unused' if report.dropped else ''
+    unused = (f' ({len(report.dropped)} outside "backbone." not used)' if report.dropped
+              else '')
     print(f'{osp.basename(config)}: loaded {len(report.loaded)} tensors from {checkpoint}{unused}')
     return model.to(device).eval()
 
