@@ -4,12 +4,14 @@
   ``RNGStateHook``, ``NonFiniteLossHook`` and ``CheckpointMatchHook`` hooks.
 - :mod:`.visualization_hook`: ``DeepMIMReconstructionHook``, per-level reconstruction figures
   through the runner's visualizer.
+- :mod:`.hooks`: one hook per file in mmengine's root ``HOOKS`` (``KNNMonitorHook``).
 """
+from .hooks import KNNMonitorHook
 from .reliability import (CheckpointMatchHook, NonFiniteLossError, NonFiniteLossHook,
                           RNGStateHook)
 from .visualization_hook import DeepMIMReconstructionHook
 
 __all__ = [
     'CheckpointMatchHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'RNGStateHook',
-    'DeepMIMReconstructionHook'
+    'DeepMIMReconstructionHook', 'KNNMonitorHook'
 ]
