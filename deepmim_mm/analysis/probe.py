@@ -143,7 +143,7 @@ def fit_logistic_minibatch(x: torch.Tensor,
                            l2: float,
                            max_steps: int = 20000,
                            batch_size: int = 4096,
-                           lr: float = 1e-3,
+                           lr: float = 1e-2,
                            eval_every: int = 100,
                            tol: float = 1e-4,
                            lr_decays: int = 2,
@@ -255,11 +255,12 @@ class ProbeResult:
                     converged=self.converged, reason=self.reason, l2=self.l2)
 
 
-def _fitter(method: str, num_classes: int, options: dict) -> Callable:
+def _fitter(method: str, num_classes: int, options: dict, seed: int) -> Callable:
     if method == 'lbfgs':
         return lambda x, y, l2, init=None: fit_logistic_lbfgs(x, y, num_classes, l2, init=init,
                                                               **options)
     if method == 'minibatch':
+        options = dict(dict(seed=seed), **options)
         return lambda x, y, l2, init=None: fit_logistic_minibatch(
             x, y, num_classes, l2, init=init, **options)
     if method == 'ridge':
@@ -284,14 +285,16 @@ def linear_probe(x_train: torch.Tensor,
     ``l2=None`` chooses it from ``l2_grid`` by top-1 on a stratified ``holdout`` part of the
     *training* split (ties: the larger ``l2``), fitting from the largest value down with warm
     starts; the chosen value is then refitted on the whole training split. The evaluation split
-    is only scored. ``options`` go to the fitting function of ``method`` (``lbfgs``:
+    is only scored. ``seed`` draws the held-out part (and the mini-batches). ``options`` go
+    to the fitting function of ``method`` (``lbfgs``:
     :func:`fit_logistic_lbfgs`, ``minibatch``: :func:`fit_logistic_minibatch`, ``ridge``:
     :func:`fit_ridge`).
     """
-    x_train, x_eval = standardize(x_train.float(), x_eval.float())
+    dtype = x_train.dtype if x_train.dtype in (torch.float32, torch.float64) else torch.float32
+    x_train, x_eval = standardize(x_train.to(dtype), x_eval.to(dtype))
     x_train, x_eval = x_train.to(device), x_eval.to(device)
     y_train, y_eval = y_train.long().to(device), y_eval.long().to(device)
-    fit = _fitter(method, num_classes, options)
+    fit = _fitter(method, num_classes, options, seed)
     scores: Dict[float, float] = {}
     init = None
     if l2 is None:

@@ -145,9 +145,9 @@ class KNNMonitorHook(Hook):
                 raise ValueError(f'{type(self).__name__}.data_root: train/ and val/ have '
                                  f'different classes: {classes} vs {ds.metainfo["classes"]}')
             classes = list(ds.metainfo['classes'])
-            batches = [default_collate([ds[i] for i in range(s, min(s + self.batch_size,
-                                                                     len(ds)))])
-                       for s in range(0, len(ds), self.batch_size)]
+            bs = self.batch_size
+            batches = [default_collate([ds[i] for i in range(s, min(s + bs, len(ds)))])
+                       for s in range(0, len(ds), bs)]
             labels = torch.tensor([int(ds.get_data_info(i)['gt_label']) for i in range(len(ds))])
             self._data[split] = (batches, labels)
         self._num_classes = len(classes)
@@ -238,4 +238,3 @@ class KNNMonitorHook(Hook):
         img = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
         plt.close(fig)
         return img
-
