@@ -77,7 +77,9 @@ def init_encoder(config: Union[str, Config],
     else:
         model.encoder_load_report = load_pretrained_encoder(
             model.backbone, checkpoint, prefix=prefix or None, ignore=(), field_name='checkpoint')
-    return model.to(device).eval()
+    model.to(device)
+    model.eval()  # some backbones' train() returns None
+    return model
 
 
 def level_names(model: nn.Module, blocks: str = 'supervised') -> List[str]:
