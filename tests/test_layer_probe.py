@@ -79,7 +79,7 @@ def test_layer_probe_two_checkpoints(tmp_path, setup, capsys):
     for r in linear:
         assert r['converged'] and r['reason'] in ('gradient', 'loss change'), r
         assert 0 < r['iterations'] < 1000 and r['train_acc'] >= 90.0 and r['train_loss'] > 0
-        assert r['l2'] in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+        assert r['l2'] in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     assert all(r['k'] == 20 for r in rows if r['probe'] == 'knn')  # 30 training images
 
     with open(work / 'layer_probe.csv') as f:
@@ -96,7 +96,7 @@ def test_layer_probe_two_checkpoints(tmp_path, setup, capsys):
     with open(work / 'layer_probe.json') as f:
         js = json.load(f)
     # The L2 was chosen on the held-out part of the training split: one score per value tried.
-    assert all(len(r['holdout_top1']) == 6 for r in js if r['probe'] == 'linear')
+    assert all(len(r['holdout_top1']) == 7 for r in js if r['probe'] == 'linear')
     png = work / 'layer_probe.png'
     with open(png, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'

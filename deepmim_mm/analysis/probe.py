@@ -28,7 +28,7 @@ FEATURES = ('cls', 'avg')
 #: ``l2`` values tried on the held-out part of the training split (our choice: one value per
 #: decade; CLIP, arXiv 2103.00020, App. A.3, sweeps a wider range for its logistic-regression
 #: probes). ``l2 = 1 / (C * n)`` in terms of scikit-learn's ``C`` on ``n`` samples.
-DEFAULT_L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+DEFAULT_L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
 def pool_tokens(tokens: torch.Tensor, feature: str, num_extra_tokens: int = 1) -> torch.Tensor:
