@@ -9,48 +9,11 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, write_imagenet_folder
+from conftest import write_imagenet_folder
+from test_resume import losses as _losses
+from test_resume import tiny_config
 
-DEMO = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
-
-TINY = '''
-_base_ = {demo!r}
-model = dict(
-    backbone=dict(arch=dict(_delete_=True, embed_dims=32, num_layers=3, num_heads=2,
-                            feedforward_channels=64),
-                  img_size=32, patch_size=8, out_indices=[1, 2]),
-    neck=dict(embed_dim=32, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
-              patch_size=8, num_patches=16),
-    head=dict(patch_size=8))
-train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(_delete_=True, type='CustomDataset', data_root={data!r}, with_label=False,
-                 pipeline=[dict(type='LoadImageFromFile'),
-                           dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.2, 1.0),
-                                backend='pillow', interpolation='bicubic'),
-                           dict(type='RandomFlip', prob=0.5),
-                           dict(type='PackInputs')]))
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=12)
-param_scheduler = [dict(type='CosineAnnealingLR', T_max=12, by_epoch=False, begin=0, end=12)]
-default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
-                     checkpoint=dict(type='CheckpointHook', interval=4, by_epoch=False,
-                                     max_keep_ckpts=3))
-log_processor = dict(window_size=1, by_epoch=False)
-custom_hooks = [dict(type='RNGStateHook'), dict(type='NonFiniteLossHook'),
-                dict(type='CheckpointMatchHook')]
-randomness = dict(seed=0)
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
-'''
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """A tiny model: one thread is several times faster than two on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture
@@ -63,16 +26,17 @@ def data(tmp_path):
     return train, monitor
 
 
-def _run(tmp_path, name, data_root, hooks=(), resume_from=None, **overrides):
+def _run(tmp_path, name, data_root, hooks=(), resume_from=None, options=None):
+    """Train test_resume's tiny DeepMIM (2 blocks, IterBasedTrainLoop, 12 iterations, a
+    checkpoint every 4) in this process; returns the work dir."""
     from mmengine.config import Config
     from mmengine.runner import Runner
-    path = tmp_path / f'{name}.py'
-    path.write_text(TINY.format(demo=DEMO, data=data_root))
-    cfg = Config.fromfile(str(path))
+    cfg = Config.fromfile(tiny_config(tmp_path / f'{name}.py', data_root, iters=12, ckpt=4))
+    cfg.randomness.deterministic = False  # in-process: leave torch's global flags alone
     cfg.custom_hooks = list(cfg.custom_hooks) + list(hooks)
     cfg.work_dir = str(tmp_path / name)
     cfg.experiment_name = name
-    cfg.merge_from_dict(overrides)
+    cfg.merge_from_dict(options or {})
     if resume_from:
         cfg.resume, cfg.load_from = True, resume_from
     runner = Runner.from_cfg(cfg)
@@ -84,11 +48,6 @@ def _records(work_dir):
     (path, ) = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def _losses(work_dir):
-    return {r['iter']: {k: v for k, v in r.items() if k.startswith('loss')}
-            for r in _records(work_dir) if 'loss' in r}
 
 
 def _knn(work_dir):
@@ -121,7 +80,7 @@ def test_hook_logs_levels_and_leaves_training_and_resume_exact(tmp_path, data, m
     assert sorted(knn) == [3, 6, 9, 12]
     for rec in knn.values():
         levels = sorted(k for k in rec if k.startswith('knn_top1/'))
-        assert levels == ['knn_top1/block2', 'knn_top1/block3']  # the supervised blocks
+        assert levels == ['knn_top1/block1', 'knn_top1/block2']  # the supervised blocks
         # Colour-separable classes: far above chance (33%) for every level.
         assert all(60.0 <= rec[k] <= 100.0 for k in levels), rec
         assert rec['knn_monitor/seconds'] > 0 and rec['knn_monitor/epoch_fraction'] > 0
@@ -140,29 +99,32 @@ def test_hook_logs_levels_and_leaves_training_and_resume_exact(tmp_path, data, m
     assert all(got[i] == ref_losses[i] for i in got)
     assert sorted(_knn(resumed)) == [9, 12]
     for step in (9, 12):
-        assert _knn(resumed)[step]['knn_top1/block3'] == pytest.approx(
-            knn[step]['knn_top1/block3'], abs=1e-6)
+        assert _knn(resumed)[step]['knn_top1/block2'] == pytest.approx(
+            knn[step]['knn_top1/block2'], abs=1e-6)
     ckpt = torch.load(osp.join(resumed, 'iter_12.pth'), weights_only=False)
     assert [h['step'] for h in ckpt['knn_monitor']['history']] == [3, 6, 9, 12]
 
 
 def test_hook_by_epoch_every_block(tmp_path, data):
     """The default schedule (after epochs) in an EpochBasedTrainLoop, every block's raw output
-    (``blocks='all'``), the cost as a fraction of the epoch measured in the same run."""
+    (``blocks='all'``: block 1 too, which is not supervised here), the cost as a fraction of the
+    epoch measured in the same run."""
     train, monitor = data
     hook = dict(type='KNNMonitorHook', enable=True, data_root=monitor, blocks='all',
                 feature='cls', k=5, max_per_class=4)
-    work = _run(tmp_path, 'epochs', train, hooks=[hook],
-                train_cfg=dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=2),
-                param_scheduler=[dict(type='ConstantLR', factor=1.0, by_epoch=True)],
-                default_hooks=dict(checkpoint=dict(by_epoch=True, interval=1)),
-                log_processor=dict(by_epoch=True))
+    work = _run(tmp_path, 'epochs', train, hooks=[hook], options={
+        'model.backbone.out_indices': [1],
+        'train_cfg': dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=2),
+        'param_scheduler': [dict(type='ConstantLR', factor=1.0, by_epoch=True)],
+        'default_hooks.checkpoint': dict(by_epoch=True, interval=1),
+        'log_processor.by_epoch': True})
     knn = _knn(work)
     assert sorted(knn) == [6, 12]  # 12 images / batch 2 per epoch
     for rec in knn.values():
         assert sorted(k for k in rec if k.startswith('knn_top1/')) == [
-            'knn_top1/block1', 'knn_top1/block2', 'knn_top1/block3']
+            'knn_top1/block1', 'knn_top1/block2']
         assert 0 < rec['knn_monitor/epoch_fraction']
+    assert sorted(_losses(work)[1]) == ['loss', 'loss_block2']  # one supervised level
 
 
 def test_hook_arguments(tmp_path, data):

@@ -10,7 +10,6 @@ import os.path as osp
 import sys
 
 import pytest
-import torch
 
 from conftest import ROOT, write_imagenet_folder
 from downstream_utils import TINY_VIT, make_pretrain_checkpoint
@@ -20,13 +19,7 @@ BASE = osp.join(ROOT, 'configs', 'classification',
                 'vit-base-p16_deepmim-pre_8xb128-coslr-100e_in1k.py')
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices: one thread is many times faster than two on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _probe(argv):
@@ -122,7 +115,7 @@ def test_layer_probe_minibatch_smaller_than_one_batch(tmp_path, setup, capsys):
     data, ckpts, cfg = setup
     common = [cfg, ckpts[0], '--data-root', data, '--work-dir', tmp_path / 'mb', '--device',
               'cpu', '--batch-size', '8', '--num-workers', '0', '--probe', 'linear',
-              '--classifier', 'minibatch', '--features', 'avg', '--l2', '1e-3']
+              '--classifier', 'minibatch', '--features', 'avg', '--l2', '0.1']
     rows = _probe(common)
     assert all(r['converged'] and r['reason'] == 'plateau' and r['iterations'] > 100
                for r in rows), rows

@@ -17,13 +17,7 @@ from deepmim_mm.analysis.probe import (fit_logistic_lbfgs, fit_logistic_minibatc
                                        standardize)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one thread is many times faster than two on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def gaussian_classes(num_classes, dim, separation, seed=123):
