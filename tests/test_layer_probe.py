@@ -72,6 +72,7 @@ def test_layer_probe_two_checkpoints(tmp_path, setup, capsys):
     for r in linear:
         assert r['converged'] and r['reason'] in ('gradient', 'loss change'), r
         assert 0 < r['iterations'] < 1000 and r['train_acc'] >= 90.0 and r['train_loss'] > 0
+        assert r['reason'] == 'loss change' or r['grad_max'] <= 1e-5
         assert r['l2'] in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     assert all(r['k'] == 20 for r in rows if r['probe'] == 'knn')  # 30 training images
 
@@ -79,7 +80,7 @@ def test_layer_probe_two_checkpoints(tmp_path, setup, capsys):
         table = list(csv.DictReader(f))
     assert list(table[0]) == ['label', 'checkpoint', 'block', 'feature', 'probe', 'top1',
                               'train_loss', 'train_acc', 'iterations', 'converged', 'reason',
-                              'l2', 'k']
+                              'grad_max', 'l2', 'k']
     assert len(table) == len(rows)
     assert {(r['label'], int(r['block']), r['feature'], r['probe']) for r in table} == {
         (lab, b, f, p) for lab in ('MAE', 'DeepMIM') for b in range(1, nblocks + 1)

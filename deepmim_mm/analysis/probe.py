@@ -238,7 +238,8 @@ def topk_accuracy(scores: torch.Tensor, y: torch.Tensor, k: int = 1) -> float:
 
 @dataclass
 class ProbeResult:
-    """Accuracy on the evaluation split and the evidence that the classifier converged."""
+    """Accuracy on the evaluation split and the evidence that the classifier converged
+    (``grad_max``: the largest entry of the objective's gradient at the end, L-BFGS only)."""
     top1: float
     top5: Optional[float]
     train_loss: float
@@ -247,12 +248,14 @@ class ProbeResult:
     converged: bool
     reason: str
     l2: float
+    grad_max: Optional[float] = None
     holdout_top1: Dict[float, float] = field(default_factory=dict)
 
     def as_row(self) -> dict:
         return dict(top1=self.top1, top5=self.top5, train_loss=self.train_loss,
                     train_acc=self.train_acc, iterations=self.iterations,
-                    converged=self.converged, reason=self.reason, l2=self.l2)
+                    converged=self.converged, reason=self.reason, l2=self.l2,
+                    grad_max=self.grad_max)
 
 
 def _fitter(method: str, num_classes: int, options: dict, seed: int) -> Callable:
@@ -320,7 +323,8 @@ def linear_probe(x_train: torch.Tensor,
         top1=topk_accuracy(logits, y_eval),
         top5=topk_accuracy(logits, y_eval, 5) if num_classes > 5 else None,
         train_loss=result.loss, train_acc=train_acc, iterations=result.iterations,
-        converged=result.converged, reason=result.reason, l2=l2, holdout_top1=scores)
+        converged=result.converged, reason=result.reason, l2=l2,
+        grad_max=None if math.isnan(result.grad_max) else result.grad_max, holdout_top1=scores)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -278,13 +278,14 @@ def describe(row):
     if row['probe'] != 'linear':
         return f"kNN (k={row['k']}) top-1 {row['top1']:.2f}"
     flag = 'converged' if row['converged'] else 'NOT converged'
+    grad = f", max|grad| {row['grad_max']:.1e}" if row.get('grad_max') is not None else ''
     return (f"linear top-1 {row['top1']:.2f} | train loss {row['train_loss']:.4f}, train acc "
-            f"{row['train_acc']:.2f} | {row['iterations']} it, {flag} ({row['reason']}), "
+            f"{row['train_acc']:.2f} | {row['iterations']} it, {flag} ({row['reason']}{grad}), "
             f"l2={row['l2']:g}")
 
 
 CSV_FIELDS = ['label', 'checkpoint', 'block', 'feature', 'probe', 'top1', 'top5', 'train_loss',
-              'train_acc', 'iterations', 'converged', 'reason', 'l2', 'k']
+              'train_acc', 'iterations', 'converged', 'reason', 'grad_max', 'l2', 'k']
 
 
 def _fmt(key, value):
@@ -292,7 +293,7 @@ def _fmt(key, value):
         return ''
     if key in ('top1', 'top5', 'train_acc'):
         return f'{value:.2f}'
-    if key == 'train_loss':
+    if key in ('train_loss', 'grad_max'):
         return f'{value:.6g}'
     if key == 'l2':
         return f'{value:g}'

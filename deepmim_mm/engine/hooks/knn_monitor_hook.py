@@ -184,15 +184,16 @@ class KNNMonitorHook(Hook):
         finally:
             model.train(was_training)
             _set_rng_state(state)
-        seconds = time.perf_counter() - t0
-        epoch = self._epoch_seconds_estimate(runner, t0)
         self.history.append(dict(step=step, top1=top1))
+        image = self._plot()
+        seconds = time.perf_counter() - t0  # all of the hook's work but writing the logs
+        epoch = self._epoch_seconds_estimate(runner, t0)
         scalars = {f'knn_top1/{name}': v for name, v in top1.items()}
         scalars['knn_monitor/seconds'] = seconds
         if epoch:
             scalars['knn_monitor/epoch_fraction'] = seconds / epoch
         runner.visualizer.add_scalars(scalars, step=step)
-        runner.visualizer.add_image('knn_top1', self._plot(), step=step)
+        runner.visualizer.add_image('knn_top1', image, step=step)
         cost = f', {seconds / epoch:.3f} of an epoch' if epoch else ''
         runner.logger.info(
             f'kNN top-1 (k={min(self.k, len(self._data["train"][1]))}, T={self.temperature}, '
