@@ -60,8 +60,7 @@ def init_encoder(config: Union[str, Config],
     as dropped) — use the model for features, not for the pretraining loss. The load report is
     ``model.encoder_load_report``. ``checkpoint=None`` keeps the random initialisation.
     """
-    import deepmim_mm  # noqa: F401  registers the plugin's models
-    from ..utils.checkpoint import load_pretrained_encoder
+    from ..utils.checkpoint import load_pretrained_encoder  # one loader for the plugin
     cfg = load_config(config, cfg_options)
     if 'model' not in cfg:
         raise ValueError(f'config {config!r} has no `model` field')
