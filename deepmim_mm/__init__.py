@@ -1,15 +1,12 @@
 """deepmim_mm: DeepMIM and MFF masked image modeling for OpenMMLab 2.x.
 
-Importing the package applies the compatibility fixes for the pinned stack on torch 2.14 / numpy 2
-(:mod:`deepmim_mm.utils.compat`) and registers the pretraining models in mmpretrain's ``MODELS``.
-It never imports mmseg or mmdet: ``deepmim_mm.seg`` and ``deepmim_mm.det`` do, when a config asks
-for them through ``custom_imports``.
+Importing the package only registers modules: the pretraining models in mmpretrain's ``MODELS``,
+the training hooks and the optimizer wrapper constructor in mmengine's root registries, the data
+transforms in mmpretrain's ``TRANSFORMS``. It changes nothing in torch, mmengine, mmcv or the task
+libraries, and imports neither mmseg nor mmdet itself: ``deepmim_mm.seg`` and ``deepmim_mm.det`` do,
+when a config asks for them through ``custom_imports``. Fixes for defects of the pinned stack are
+opt-in: :mod:`deepmim_mm.compat`.
 """
-from .utils import compat as _compat
-
-_compat.apply()
-_compat.import_mmpretrain_models()
-
-from . import datasets, engine, models  # noqa: E402,F401
+from . import datasets, engine, models  # noqa: F401
 
 __version__ = '0.1.0'

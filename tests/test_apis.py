@@ -131,7 +131,8 @@ def test_loading_is_strict(tmp_path, tiny):
     cfg, ckpt, state, files = tiny
     partial = {k: v for k, v in state.items() if k != 'backbone.layers.1.attn.qkv.weight'}
     torch.save({'state_dict': partial}, tmp_path / 'partial.pth')
-    with pytest.raises(ValueError, match=r'missing from the checkpoint: layers\.1\.attn\.qkv'):
+    with pytest.raises(ValueError,
+                       match=r'missing from the checkpoint: backbone\.layers\.1\.attn\.qkv'):
         init_encoder(cfg, str(tmp_path / 'partial.pth'))
     deeper = _config(tmp_path, layers=4, name='deeper.py')
     _checkpoint(deeper, str(tmp_path / 'deeper.pth'))

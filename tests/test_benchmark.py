@@ -1,7 +1,9 @@
-"""tools/analysis/benchmark.py on tiny configs on the CPU: training-step mode against a tiny
-mmpretrain MAE baseline, and the input-pipeline mode over a folder of JPEGs. Checks that the
-output is well-formed (never the times)."""
+"""tools/analysis/benchmark.py (training steps) and benchmark_data.py (input side) on tiny
+configs on the CPU: training steps against a tiny mmpretrain MAE baseline; the data-pipeline,
+quality, end-to-end, decoder and make-set modes over folders of JPEGs. Checks that the output is
+well-formed (never the times)."""
 import json
+import os
 import os.path as osp
 import sys
 
@@ -13,9 +15,11 @@ from conftest import DEMO_IMAGES, ROOT, run_tool, write_imagenet_folder
 
 sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis'))
 import benchmark  # noqa: E402
+import benchmark_data  # noqa: E402
 from benchmark_utils import flop_counter  # noqa: E402
 
 TOOL = osp.join('tools', 'analysis', 'benchmark.py')
+DATA_TOOL = osp.join('tools', 'analysis', 'benchmark_data.py')
 TINY_ARCH = ('arch=dict(_delete_=True, embed_dims=64, num_layers=4, num_heads=2, '
              'feedforward_channels=128), img_size=32, patch_size=8')
 TINY_NECK = ('embed_dim=64, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, '
@@ -35,7 +39,9 @@ def tiny_configs(tmp_path):
         "             head=dict(patch_size=8))\n")
     compiled = tmp_path / 'deepmim_tiny_compile.py'
     # the Runner's `compile` key; the eager backend keeps the CPU test short (no C++ build)
-    compiled.write_text("_base_ = './deepmim_tiny.py'\ncompile = dict(backend='eager')\n")
+    # (with the constructor that gives dynamo plain-dict param groups, as the compile config)
+    compiled.write_text("_base_ = './deepmim_tiny.py'\ncompile = dict(backend='eager')\n"
+                        "optim_wrapper = dict(constructor='PlainGroupsOptimWrapperConstructor')\n")
     return str(deepmim), str(mae), str(compiled)
 
 
@@ -96,13 +102,60 @@ def test_data_pipeline_mode(tmp_path):
     deepmim, _, _ = tiny_configs(tmp_path)
     folder = write_imagenet_folder(str(tmp_path / 'imgs'), num_classes=2, per_class=3, size=48)
     out = tmp_path / 'pipe.json'
-    proc = run_tool([TOOL, deepmim, '--data-pipeline', folder, '--workers', '0', '2',
-                     '--batches', '2', '--batch-size', '2', '--json', str(out)])
-    assert '| workers |' in proc.stdout
+    proc = run_tool([DATA_TOOL, 'pipeline', deepmim, '--data', folder, '--workers', '0', '2',
+                     '--batches', '2', '--batch-size', '2', '--repeats', '2', '--json', str(out)])
+    assert '| workers |' in proc.stdout and '| bytes-only ' in proc.stdout
     res = json.loads(out.read_text())
-    assert res['mode'] == 'data_pipeline'
-    assert [r['workers'] for r in res['results']] == [0, 2]
-    assert all(r['img_per_s'] > 0 and r['batch_size'] == 2 for r in res['results'])
+    assert res['mode'] == 'pipeline'
+    assert [(r['workers'], r['path']) for r in res['results']] == [
+        (w, p) for w in (0, 2) for p in ('standard', 'crop-aware', 'bytes-only')]
+    assert all(r['img_per_s_per_worker'] > 0 and len(r['repeats']) == 2
+               for r in res['results'])
+    assert all(r['ratio_to_standard'] > 0 for r in res['results'] if r['path'] != 'standard')
+    assert res['batch_size'] == 2
+
+
+def test_make_set_and_quality_modes(tmp_path):
+    deepmim, _, _ = tiny_configs(tmp_path)
+    folder = str(tmp_path / 'set')
+    proc = run_tool([DATA_TOOL, 'make-set', folder, '--size', '500', '375', '--count', '4'])
+    assert '4 JPEGs of 500x375' in proc.stdout
+    assert len(os.listdir(folder)) == 4
+    out = tmp_path / 'quality.json'
+    # the pipeline's RandomResizedCrop at 224 (its own), so crops of 500x375 use scale 1 or 2
+    run_tool([DATA_TOOL, 'quality', deepmim, '--data', folder, '--draws', '3', '--json',
+              str(out)])
+    res = json.loads(out.read_text())
+    assert res['mode'] == 'quality' and res['crops'] == 12
+    assert res['results'][-1]['dct_scale'] == 'all'
+    assert sum(r['fraction'] for r in res['results'][:-1]) == pytest.approx(1)
+    assert all(r['psnr_db'] > 25 for r in res['results'])
+
+
+@pytest.mark.parametrize('path', ['device', 'standard'])
+def test_end_to_end_mode(tmp_path, path):
+    """Training from files through the real dataloader next to the model-only rate."""
+    deepmim, _, _ = tiny_configs(tmp_path)
+    folder = write_imagenet_folder(str(tmp_path / 'imgs'), num_classes=2, per_class=3, size=48)
+    out = tmp_path / 'e2e.json'
+    proc = run_tool([DATA_TOOL, 'end-to-end', deepmim, '--data', folder, '--path', path,
+                     '--workers', '1', '--batch-size', '2', '--warmup', '1', '--steps', '2',
+                     '--cfg-options', 'train_dataloader.dataset.dataset.pipeline.1.scale=32',
+                     '--json', str(out)])
+    assert 'end-to-end / model-only' in proc.stdout
+    (r, ) = json.loads(out.read_text())['results']
+    assert r['path'] == path and r['batch_size'] == 2 and r['optim_wrapper'] == 'OptimWrapper'
+    assert r['model_only_img_per_s'] > 0 and r['end_to_end_img_per_s'] > 0
+    assert r['ratio'] == pytest.approx(r['end_to_end_img_per_s'] / r['model_only_img_per_s'])
+
+
+def test_decoders_mode_on_the_cpu(tmp_path):
+    res = benchmark_data.main(['decoders', '--data', DEMO_IMAGES, '--batch-size', '4',
+                               '--batches', '1'])
+    names = [r['decoder'] for r in res['results']]
+    assert names[:3] == ['torchcodec', 'torchvision.io', 'pillow (1 CPU thread)']
+    assert names[3].startswith('DecodeDataPreprocessor (torchcodec')
+    assert all(r.get('img_per_s', 0) > 0 for r in res['results'])
 
 
 def test_bad_arguments(tmp_path):
@@ -110,9 +163,12 @@ def test_bad_arguments(tmp_path):
         benchmark.parse_args(['x.py', '--amp', 'bf16'])
     with pytest.raises(FileNotFoundError, match='no_such.py'):
         benchmark.main([str(tmp_path / 'no_such.py'), '--baseline', 'none'])
-    with pytest.raises(FileNotFoundError, match='--data-pipeline'):
-        benchmark.main([osp.join(ROOT, 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py'),
-                        '--data-pipeline', str(tmp_path / 'missing')])
+    with pytest.raises(FileNotFoundError, match='--data: no such folder'):
+        benchmark_data.main(['pipeline', osp.join(
+            ROOT, 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py'),
+            '--data', str(tmp_path / 'missing')])
+    with pytest.raises(ValueError, match='--workers'):
+        benchmark_data.parse_args(['pipeline', 'x.py', '--data', '.', '--workers', '-1'])
     assert osp.isdir(DEMO_IMAGES)
 
 
@@ -137,9 +193,10 @@ def test_random_teachers_time_a_clip_config_without_its_file(tmp_path):
     with pytest.raises(FileNotFoundError, match='/nonexistent/ViT-B-16.pt'):
         benchmark.main(args[1:])
 
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
 def test_training_mode_cuda_bf16(tmp_path):
-    deepmim, mae = tiny_configs(tmp_path)
+    deepmim, mae, _ = tiny_configs(tmp_path)
     out = tmp_path / 'bench.json'
     run_tool([TOOL, deepmim, '--baseline', mae, '--device', 'cuda', '--amp', 'bf16',
               '--fused-adamw', '--batch-size', '4', '--warmup', '2', '--steps', '3',
@@ -148,3 +205,26 @@ def test_training_mode_cuda_bf16(tmp_path):
     for r in res['results']:
         assert r['mem_kind'] == 'cuda max allocated' and r['dtype'] == 'bfloat16'
         assert r['fused_adamw'] and r['host_sync_ops'] == {}
+
+
+def test_gpu_script_parses_and_summarises(tmp_path):
+    """tools/analysis/gpu_benchmarks.sh is valid bash; its summary computes the ratios the
+    README reports from the parts' JSON (as benchmark.py / benchmark_data.py write them)."""
+    import subprocess
+    subprocess.run(['bash', '-n', osp.join(ROOT, 'tools', 'analysis', 'gpu_benchmarks.sh')],
+                   check=True)
+    import gpu_summary
+    parts = tmp_path / 'parts'
+    parts.mkdir()
+    base = 'baseline: mae_vit-base-p16_8xb512-amp-coslr-300e_in1k'
+    (parts / 'train.json').write_text(json.dumps(dict(results=[
+        dict(label=base, img_per_s=100.0, peak_mem_mib=10.0),
+        dict(label='deepmim-pixel', img_per_s=110.0, peak_mem_mib=12.0)])))
+    (parts / 'e2e_device.json').write_text(json.dumps(dict(results=[
+        dict(path='device', ratio=0.95)])))
+    gpu_summary.main(str(tmp_path))
+    text = (tmp_path / 'summary.md').read_text()
+    assert '| deepmim-pixel / MAE img/s (plain) | 1.100 | >= 1.0 |' in text
+    assert '| deepmim-pixel / MAE peak memory (plain) | 1.200 | <= 1.3 |' in text
+    assert '| end-to-end / model-only, device path | 0.950 | >= 0.90 |' in text
+    assert set(json.loads((tmp_path / 'results.json').read_text())) == {'train', 'e2e_device'}

@@ -19,11 +19,13 @@ def _cfg(name):
 
 
 @pytest.mark.parametrize('name,arch,lr,decay,epochs,dims', [
-    # DeepMIM (arXiv 2303.08817): base lr 1e-4 x 1024 / 256, layer decay 0.6, 100 epochs.
+    # Official DeepMIM-CLIP command (OliverRensu/DeepMIM README.md): base lr 1e-4 x 1024 / 256,
+    # layer decay 0.6, 100 epochs.
     ('vit-base-p16_deepmim-pre_8xb128-coslr-100e_in1k.py', 'base', 4e-4, 0.6, 100, 768),
     ('vit-small-p16_deepmim-pre_8xb128-coslr-100e_in1k.py', 'deit-s', 4e-4, 0.6, 100, 384),
     ('vit-large-p16_deepmim-pre_8xb128-coslr-100e_in1k.py', 'large', 4e-4, 0.75, 100, 1024),
-    # MAE (arXiv 2111.06377): base lr 5e-4 x 1024 / 256, layer decay 0.65 (ViT-L: 1e-3, 0.75).
+    # MAE (facebookresearch/mae FINETUNE.md): base lr 5e-4 x 1024 / 256, layer decay 0.65
+    # (ViT-L: 1e-3, 0.75).
     ('vit-base-p16_mae-pre_8xb128-coslr-100e_in1k.py', 'base', 2e-3, 0.65, 100, 768),
     ('vit-small-p16_mae-pre_8xb128-coslr-100e_in1k.py', 'deit-s', 2e-3, 0.65, 100, 384),
     ('vit-large-p16_mae-pre_8xb128-coslr-50e_in1k.py', 'large', 4e-3, 0.75, 50, 1024),
@@ -54,6 +56,7 @@ def test_finetune_configs(name, arch, lr, decay, epochs, dims):
     ('vit-small-p16_deepmim-pre_8xb2048-linear-coslr-90e_in1k.py', 'deit-s', 384),
     ('vit-base-p16_deepmim-pre_8xb2048-linear-coslr-90e_in1k.py', 'base', 768),
     ('vit-large-p16_deepmim-pre_8xb2048-linear-coslr-90e_in1k.py', 'large', 1024),
+    ('vit-base-p16_mff-pre_8xb2048-linear-coslr-90e_in1k.py', 'base', 768),
 ])
 def test_linear_probe_configs(name, arch, dims):
     cfg = _cfg(name)
@@ -64,6 +67,31 @@ def test_linear_probe_configs(name, arch, dims):
     assert cfg.model.neck.type == 'ClsBatchNormNeck' and cfg.model.neck.input_features == dims
     assert cfg.model.head.in_channels == dims
     assert cfg.train_cfg.max_epochs == 90
+
+
+def test_linear_probe_crops():
+    """The MAE linear configs keep mmpretrain's MAE benchmark crop (bilinear RandomResizedCrop);
+    the MFF one is mmpretrain's MFF benchmark config, behind MFF's published linear numbers:
+    MAERandomResizedCrop, bicubic (MAE's main_linprobe.py crop)."""
+    from mmengine.config import Config
+    mae = _cfg('vit-base-p16_deepmim-pre_8xb2048-linear-coslr-90e_in1k.py')
+    mff = _cfg('vit-base-p16_mff-pre_8xb2048-linear-coslr-90e_in1k.py')
+    crop = {t.type: t for t in mae.train_dataloader.dataset.pipeline}['RandomResizedCrop']
+    assert crop.get('interpolation', 'bilinear') == 'bilinear'
+    crop = {t.type: t for t in mff.train_dataloader.dataset.pipeline}['MAERandomResizedCrop']
+    assert crop.interpolation == 3  # torchvision's bicubic
+    upstream = Config.fromfile(osp.join(
+        osp.dirname(__import__('mmpretrain').__file__), '.mim', 'configs', 'mff', 'benchmarks',
+        'vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'))
+
+    def plain(value):  # without the `_scope_` an mmpretrain:: base adds
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items() if k != '_scope_'}
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+    for key in ('train_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg'):
+        assert plain(mff[key]) == plain(upstream[key]), key
+    for key in ('neck', 'head'):
+        assert plain(mff.model[key]) == plain(upstream.model[key]), key
 
 
 def _tiny_backbone(checkpoint, img_size=PRETRAIN_IMG, **kwargs):
@@ -121,7 +149,7 @@ def test_checkpoint_without_encoder_is_an_error(tmp_path):
     partial = str(tmp_path / 'partial.pth')
     torch.save({'state_dict': {k: v for k, v in state.items()
                                if not k.startswith('backbone.layers.3.')}}, partial)
-    with pytest.raises(ValueError, match=r'missing from the checkpoint: layers\.3\.'):
+    with pytest.raises(ValueError, match=r'missing from the checkpoint: backbone\.layers\.3\.'):
         _tiny_backbone(partial).init_weights()
 
     with pytest.raises(FileNotFoundError, match='model.backbone.init_cfg.checkpoint'):
@@ -182,7 +210,7 @@ test_evaluator = val_evaluator
     logs = glob.glob(osp.join(work_dir, '*', '*.log'))
     assert logs, proc.stdout[-3000:]
     text = open(logs[0]).read()
-    assert 'Pretrained encoder from' in text and 'keys loaded' in text
+    assert 'Loaded pretrained encoder from' in text and 'keys loaded' in text
     assert 'resized pos_embed: (1, 10, 64) -> (1, 5, 64)' in text
     scalars = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
     records = [json.loads(line) for line in open(scalars[0])]

@@ -52,3 +52,70 @@ def test_config_builds_and_names_its_losses(name, blocks):
     with torch.no_grad():
         losses = model.loss(torch.randn(1, 3, 224, 224), None)
     assert [k for k in losses if k.startswith('loss')] == [f'loss_block{b}' for b in blocks]
+
+
+def test_aux4_ablation_keeps_maes_final_decoder():
+    """DeepMIM vs MAE by deep supervision alone: MAE's 8-block final decoder (its state_dict keys
+    are mmpretrain MAE's neck keys), 4-block auxiliary decoders for blocks 6, 8, 10."""
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain',
+                                   'deepmim-aux4_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'))
+    mae = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain',
+                                   'mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'))
+    for c in (cfg, mae):  # a narrow ViT: only depths and names matter here
+        c.model.backbone.arch = 'deit-t'
+        c.model.neck.embed_dim = 192
+    model = MODELS.build(cfg.model)
+    assert len(model.neck.decoder_blocks) == 8
+    assert [len(d.decoder_blocks) for d in model.neck.aux_decoders] == [4, 4, 4]
+    final = {k for k in model.neck.state_dict() if not k.startswith('aux_decoders.')}
+    assert final == set(MODELS.build(mae.model).neck.state_dict())
+    with torch.no_grad():
+        losses = model.loss(torch.randn(1, 3, 224, 224), None)
+    assert [k for k in losses if k.startswith('loss')] == [f'loss_block{b}' for b in (6, 8, 10, 12)]
+    # Everything else is MAE's recipe.
+    assert cfg.optim_wrapper == mae.optim_wrapper and cfg.param_scheduler == mae.param_scheduler
+    assert cfg.train_dataloader == mae.train_dataloader
+
+
+def _weight_decay_of_every_parameter(cfg):
+    from mmengine.optim import build_optim_wrapper
+    cfg.model.backbone.arch = dict(embed_dims=64, num_layers=6, num_heads=2,
+                                   feedforward_channels=128)
+    cfg.model.backbone.update(out_indices=None, img_size=32)
+    cfg.model.neck.update(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
+                          decoder_num_heads=2, num_patches=4)
+    if cfg.model.get('target_generator'):
+        cfg.model.target_generator.update(checkpoint=None, random_init=True, img_size=32, arch=dict(
+            width=32, layers=1, heads=2, patch_size=16, output_dim=512))
+    model = MODELS.build(cfg.model)
+    optim = dict(cfg.optim_wrapper, type='OptimWrapper')  # (AmpOptimWrapper needs a GPU)
+    optim.pop('loss_scale', None)
+    wrapper = build_optim_wrapper(model, optim)
+    decay = {}
+    by_param = {id(p): n for n, p in model.named_parameters()}
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            decay[by_param[id(p)]] = group['weight_decay']
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    return {n: decay[n] for n in trainable}, trainable
+
+
+def test_deepmim_clip_decays_parameters_as_the_official_code():
+    """Official DeepMIM main_pretrain.py (timm 0.3.2 add_weight_decay, no skip list): no decay
+    exactly for 1-D parameters and biases; cls_token and the mask tokens are decayed. The pixel
+    configs keep mmpretrain's MAE rule, which exempts the tokens."""
+    clip = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain',
+                                    'deepmim-clip_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'))
+    decay, params = _weight_decay_of_every_parameter(clip)
+    assert not any(n.startswith('target_generator') for n in decay)  # the teacher is frozen
+    for name, p in params.items():
+        official = not (p.ndim == 1 or name.endswith('.bias'))
+        assert decay[name] == (0.05 if official else 0.0), name
+    tokens = [n for n in decay if n.endswith(('cls_token', 'mask_token'))]
+    assert len(tokens) == 1 + 4 and all(decay[n] == 0.05 for n in tokens)
+
+    pixel = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain',
+                                     'deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'))
+    decay, _ = _weight_decay_of_every_parameter(pixel)
+    assert all(decay[n] == 0.0 for n in tokens)
+    assert decay['backbone.layers.0.attn.qkv.weight'] == 0.05

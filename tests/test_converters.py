@@ -212,3 +212,176 @@ def test_official_unmapped_key_is_reported(tmp_path, capsys):
     torch.save({'model': model}, src)
     out = _convert('official_to_deepmim', [src, tmp_path / 'o.pth', '--allow-drop'], capsys)
     assert 'dropped (unmapped, 1 keys): teacher_proj' in out
+
+
+# ------------------------------------------------------------------------------------------------
+# Safety: no overwritten input, no near-empty output, atomic writes with the umask's mode
+# ------------------------------------------------------------------------------------------------
+def _sha(path):
+    import hashlib
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _inputs(tmp_path):
+    """One valid input per converter: plugin, timm and official checkpoints."""
+    plugin = str(tmp_path / 'plugin.pth')
+    make_pretrain_checkpoint(plugin)
+    timm_file = str(tmp_path / 'timm.pth')
+    torch.save(_timm_vit(num_classes=0).state_dict(), timm_file)
+    official = str(tmp_path / 'official.pth')
+    torch.save({'model': dict(_timm_vit(num_classes=0).state_dict(),
+                              **_OfficialDecoders(None).state_dict())}, official)
+    return {'deepmim_to_timm': plugin, 'timm_to_deepmim': timm_file,
+            'official_to_deepmim': official}
+
+
+@pytest.mark.parametrize('link', ['same path', 'symlink', 'hardlink'])
+def test_converters_refuse_to_overwrite_their_input(tmp_path, link, capsys):
+    import os
+    for script, src in _inputs(tmp_path).items():
+        before = _sha(src)
+        dst = src
+        if link != 'same path':
+            dst = str(tmp_path / f'{script}_link.pth')
+            (os.symlink if link == 'symlink' else os.link)(src, dst)
+        with pytest.raises(SystemExit, match='is the input') as err:
+            _convert(script, [src, dst, '--allow-drop'], capsys)
+        assert dst in str(err.value)
+        assert _sha(src) == before, script
+
+
+def test_overwrite_refusal_is_exit_code_1_with_the_paths(tmp_path):
+    import subprocess
+    import sys
+    src = str(tmp_path / 'pretrain.pth')
+    make_pretrain_checkpoint(src)
+    proc = subprocess.run([sys.executable, osp.join(CONV, 'deepmim_to_timm.py'), src, src],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert f'the output {src} is the input {src}' in proc.stderr
+    assert 'at least half' not in proc.stderr
+    help_text = subprocess.run([sys.executable, osp.join(CONV, 'timm_to_deepmim.py'), '-h'],
+                               capture_output=True, text=True, cwd=ROOT).stdout
+    assert 'fewer than half of the input' in ' '.join(help_text.split())
+
+
+def test_converters_refuse_empty_or_near_empty_results(tmp_path, capsys):
+    inputs = _inputs(tmp_path)
+    dst = str(tmp_path / 'out.pth')
+    # A plugin checkpoint given to the timm and official converters: every key unmapped, so
+    # --allow-drop would write 0 tensors.
+    for script in ('timm_to_deepmim', 'official_to_deepmim'):
+        with pytest.raises(SystemExit, match=r'only 0 of the \d+ encoder tensors'):
+            _convert(script, [inputs['deepmim_to_timm'], dst, '--allow-drop'], capsys)
+    # A checkpoint whose encoder is mostly under foreign names: more than half dropped.
+    state = torch.load(inputs['deepmim_to_timm'])['state_dict']
+    renamed = {(k.replace('.layers.', '.adapter_layers.') if k.startswith('backbone.') else k): v
+               for k, v in state.items()}
+    odd = str(tmp_path / 'mostly_foreign.pth')
+    torch.save({'state_dict': renamed}, odd)
+    with pytest.raises(SystemExit, match='at least half are required'):
+        _convert('deepmim_to_timm', [odd, dst, '--allow-drop'], capsys)
+    # No encoder at all (decoder only).
+    neck_only = str(tmp_path / 'neck_only.pth')
+    torch.save({'state_dict': {k: v for k, v in state.items() if k.startswith('neck.')}},
+               neck_only)
+    with pytest.raises(SystemExit, match='has no encoder keys'):
+        _convert('deepmim_to_timm', [neck_only, dst, '--allow-drop'], capsys)
+    assert not osp.exists(dst)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o002])
+def test_output_mode_honours_the_umask(tmp_path, umask, capsys):
+    import os
+    src = _inputs(tmp_path)['deepmim_to_timm']
+    old = os.umask(umask)
+    try:
+        for dst in ('timm.pth', 'timm.safetensors'):
+            _convert('deepmim_to_timm', [src, tmp_path / dst], capsys)
+            assert os.stat(tmp_path / dst).st_mode & 0o777 == 0o666 & ~umask
+    finally:
+        os.umask(old)
+
+
+def test_failed_write_keeps_the_previous_output(tmp_path, capsys, monkeypatch):
+    """A write that fails (here: fsync reports a full disk) leaves the previous output intact
+    and no temporary file."""
+    import errno
+    import os
+    src = _inputs(tmp_path)['deepmim_to_timm']
+    dst = str(tmp_path / 'timm.pth')
+    _convert('deepmim_to_timm', [src, dst], capsys)
+    before = _sha(dst)
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(os, 'fsync', full_disk)
+    with pytest.raises(OSError, match='No space left'):
+        _convert('deepmim_to_timm', [src, dst, '--layout', 'mae'], capsys)
+    monkeypatch.undo()
+    assert _sha(dst) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if 'timm' in p.name) == ['timm.pth']
+
+
+def test_mae_layout_loads_as_the_official_finetuning_script_does(tmp_path, capsys):
+    """--layout mae: ``checkpoint['model']`` as facebookresearch/mae / OliverRensu/DeepMIM
+    main_finetune.py read it: strict=False into a global-pool ViT, whose missing keys must be
+    exactly the new classifier and fc_norm (their assertion), every encoder weight loaded."""
+    src = str(tmp_path / 'pretrain.pth')
+    state = make_pretrain_checkpoint(src)
+    dst = str(tmp_path / 'official_ft_input.pth')
+    _convert('deepmim_to_timm', [src, dst, '--layout', 'mae'], capsys)
+    checkpoint = torch.load(dst, map_location='cpu')
+    assert set(checkpoint) == {'model'}
+    model = _timm_vit(num_classes=5, global_pool='avg')
+    msg = model.load_state_dict(checkpoint['model'], strict=False)
+    assert set(msg.missing_keys) == {'head.weight', 'head.bias', 'fc_norm.weight',
+                                     'fc_norm.bias'}
+    assert msg.unexpected_keys == ['norm.weight', 'norm.bias']  # no final norm with global pool
+    torch.testing.assert_close(model.blocks[1].attn.qkv.weight,
+                               state['backbone.layers.1.attn.qkv.weight'])
+    with pytest.raises(SystemExit, match="'model' layout needs a .pth"):
+        _convert('deepmim_to_timm', [src, tmp_path / 'x.safetensors', '--layout', 'mae'], capsys)
+
+
+# ------------------------------------------------------------------------------------------------
+# publish_model.py
+# ------------------------------------------------------------------------------------------------
+def test_publish_model_loads_with_weights_only_without_the_plugin(tmp_path):
+    """A real training checkpoint (the demo config, one short epoch: optimizer, message hub,
+    schedulers, RNG states) -> <name>-<sha8>.pth that a fresh interpreter loads with
+    weights_only=True without importing deepmim_mm or mmengine; weights unchanged."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from conftest import run_tool
+    work = tmp_path / 'work'
+    run_tool(['tools/train.py', 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py',
+              '--work-dir', str(work), '--cfg-options', 'train_cfg.max_epochs=1',
+              'train_dataloader.dataset.times=1', 'train_dataloader.num_workers=0',
+              'custom_hooks.0.enable=False'])
+    ckpt = str(work / 'epoch_1.pth')
+    proc = run_tool([osp.join(CONV, 'publish_model.py'), ckpt, str(tmp_path / 'pub' / 'demo.pth')])
+    (final, ) = [p for p in (tmp_path / 'pub').iterdir()]
+    assert final.name == f'demo-{hashlib.sha256(final.read_bytes()).hexdigest()[:8]}.pth'
+    assert f'wrote {final}' in proc.stdout
+    for key in ('optimizer', 'message_hub', 'param_schedulers', 'rng_state'):
+        assert key in proc.stdout.split('dropped: ')[1].splitlines()[0]
+    assert final.stat().st_size < osp.getsize(ckpt) / 2  # no AdamW moments
+
+    check = ('import sys, torch\n'
+             f'ck = torch.load({str(final)!r}, weights_only=True)\n'
+             "assert not [m for m in sys.modules if m.startswith(('deepmim_mm', 'mmengine'))]\n"
+             "print(sorted(ck), ck['meta']['epoch'], len(ck['state_dict']))\n")
+    out = subprocess.run([sys.executable, '-c', check], capture_output=True, text=True,
+                         cwd=str(tmp_path), env={'PATH': '/usr/bin:/bin'})
+    assert out.returncode == 0, out.stderr
+    original = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
+    assert out.stdout.split() == ["['meta',", "'state_dict']", '1', str(len(original))]
+    published = torch.load(str(final), weights_only=True)['state_dict']
+    assert published.keys() == original.keys()
+    for k, v in original.items():
+        assert torch.equal(published[k], v), k

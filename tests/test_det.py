@@ -1,8 +1,11 @@
 """Detection: a pretraining checkpoint of this plugin -> Mask R-CNN with PlainViT + SimpleFPN
 (ViTDet style) in mmdet, trained and tested with tools/train.py and tools/test.py on a tiny
 COCO-format dataset, through mmcv's compiled RoIAlign and NMS on the CPU."""
+import glob
 import os.path as osp
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -28,7 +31,8 @@ def _tiny_vit(checkpoint=None, **kwargs):
     from mmdet.registry import MODELS
     init_cfg = None if checkpoint is None else dict(type='Pretrained', checkpoint=checkpoint,
                                                     prefix='backbone.')
-    return MODELS.build(dict(type='PlainViT', arch=TINY_ARCH, img_size=IMG, window_size=4,
+    return MODELS.build(dict(type='PlainViT', arch=TINY_ARCH, img_size=IMG,
+                             pretrain_img_size=PRETRAIN_IMG, window_size=4,
                              drop_path_rate=0.1, init_cfg=init_cfg, **kwargs))
 
 
@@ -45,14 +49,22 @@ def test_plain_vit_loads_every_encoder_key(tmp_path, mmdet_scope):
     assert set(report.dropped) == set(state) - {'backbone.' + k for k in report.loaded}
     assert 'backbone.cls_token' in report.dropped
     # New: the decomposed relative positions of every block (window and global), nothing else.
-    assert {re.sub(r'layers\.\d+\.', '', k) for k in report.new_params} == {
+    assert {re.sub(r'layers\.\d+\.', '', k) for k in report.new} == {
         'attn.rel_pos_h', 'attn.rel_pos_w'}
+    # ViTDet's position embedding: the pretraining one (class slot included) as it is,
+    # interpolated to the input's grid at every forward.
     grid, new = PRETRAIN_IMG // 16, IMG // 16
-    assert report.resized['pos_embed'] == ((1, 1 + grid * grid, 64), (1, new, new, 64))
-    # The checkpoint's grid tokens (class slot dropped) are what was resized.
-    from deepmim_mm.utils.pretrain_loading import resize_pos_embed
-    expected = resize_pos_embed(state['backbone.pos_embed'][:, 1:], 0, (new, new))
-    torch.testing.assert_close(vit.pos_embed.detach().reshape(1, -1, 64), expected)
+    assert not report.resized
+    torch.testing.assert_close(vit.pos_embed.detach(), state['backbone.pos_embed'])
+    from mmpretrain.models.utils import resize_pos_embed
+    expected = resize_pos_embed(state['backbone.pos_embed'], (grid, grid), (new, new),
+                                'bicubic', 1)[:, 1:]
+    seen = {}
+    vit.drop_after_pos.register_forward_hook(lambda m, i, o: seen.setdefault('x', i[0]))
+    images = torch.randn(1, 3, IMG, IMG)
+    vit(images)
+    patches = vit.patch_embed(images)[0].view(1, new, new, 64)
+    torch.testing.assert_close(seen['x'], patches + expected.view(1, new, new, 64))
     torch.testing.assert_close(vit.layers[2].attn.qkv.weight.detach(),
                                state['backbone.layers.2.attn.qkv.weight'])
 
@@ -116,14 +128,6 @@ def test_pad_keeps_img_shape(mmdet_scope):
     assert (out['img'][100, 0] == 114).all()
 
 
-def test_numpy2_fixes_for_mmdet():
-    import deepmim_mm.det  # noqa: F401
-    from mmdet.evaluation.functional import ytviseval
-    assert ytviseval.np.float is float
-    import numpy as np
-    assert not hasattr(np, 'float')  # the global numpy is untouched
-
-
 def test_mask_rcnn_train_then_test_on_coco_format(tmp_path):
     # The compiled mmcv ops the RoI heads and the RPN go through, on the CPU.
     from mmcv.ops import RoIAlign, nms
@@ -146,6 +150,7 @@ model = dict(
     data_preprocessor=dict(batch_augments=[
         dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
     backbone=dict(_delete_=True, type='PlainViT', arch={TINY_ARCH!r}, img_size={IMG},
+                  pretrain_img_size={PRETRAIN_IMG},
                   patch_size=16, window_size=4, use_rel_pos=True, drop_path_rate=0.1,
                   init_cfg=dict(type='Pretrained', checkpoint={ckpt!r}, prefix='backbone.')),
     neck=dict(backbone_channel=64, in_channels=[16, 32, 64, 64], out_channels=32),
@@ -201,7 +206,8 @@ log_processor = dict(window_size=1)
     train = run_tool(['tools/train.py', str(cfg), '--work-dir', work_dir, '--no-validate'])
     log = train.stdout + train.stderr
     assert 'Loaded pretrained encoder from' in log
-    assert 'resized pos_embed: (1, 10, 64) -> (1, 8, 8, 64)' in log
+    # ViTDet's position embedding: loaded at the pretraining grid, interpolated per forward.
+    assert 'resized pos_embed' not in log and 'pos_embed' in log
     assert 'backbone.cls_token' in log and 'target_generator.teacher.proj' in log
     assert re.search(r'Iter\(train\) \[2/2\].*loss_rpn_cls.*loss_mask', log), log[-3000:]
     ckpt_out = osp.join(work_dir, 'iter_2.pth')
@@ -213,3 +219,25 @@ log_processor = dict(window_size=1)
     assert re.search(r'coco/segm_mAP: -?\d+\.\d+', out), out[-3000:]
     assert 'Evaluating bbox' in out and 'Evaluating segm' in out
     assert 'results of the whole dataset is empty' not in out
+
+    # --show-dir as mmdet's tools/test.py does it: DetVisualizationHook(draw=True,
+    # test_out_dir), a relative directory under <work_dir>/<timestamp>/.
+    test_work = tmp_path / 'test_vis'
+    run_tool(['tools/test.py', str(cfg), ckpt_out, '--work-dir', str(test_work),
+              '--show-dir', 'vis'])
+    drawn = glob.glob(str(test_work / '*' / 'vis' / '*.jpg'))
+    assert len(drawn) == 2, glob.glob(str(test_work / '**'), recursive=True)
+
+    # --tta: mmdet's DetTTAModel (flip, NMS) merges boxes and refuses masks: a clear error for
+    # Mask R-CNN before anything is built, and a TTA run of the same detector without its mask
+    # head.
+    proc = subprocess.run([sys.executable, 'tools/test.py', str(cfg), ckpt_out, '--tta'],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0 and 'roi_head.mask_head' in proc.stderr, proc.stderr[-2000:]
+    test = run_tool(['tools/test.py', str(cfg), ckpt_out, '--work-dir', str(tmp_path / 'tta'),
+                     '--tta', '--cfg-options', 'model.roi_head.mask_head=None',
+                     'model.roi_head.mask_roi_extractor=None', 'test_evaluator.metric=bbox'])
+    out = test.stdout + test.stderr
+    assert re.search(r'coco/bbox_mAP: -?\d+\.\d+', out), out[-3000:]
+    dumped = (tmp_path / 'tta' / cfg.name).read_text()
+    assert "type='DetTTAModel'" in dumped and "type='TestTimeAug'" in dumped

@@ -1,4 +1,5 @@
-"""Argument handling of tools/dist_train.sh (single and multi node) and tools/slurm_train.sh.
+"""Argument handling of tools/dist_train.sh (single and multi node), tools/slurm_train.sh and
+tools/slurm_test.sh.
 
 ``PYTHON`` and ``SRUN`` point at fake executables that print their arguments, so the command lines
 the scripts build are checked exactly, without launching anything.
@@ -92,14 +93,35 @@ def test_slurm_train_multi_node_and_srun_args(fake):
     assert args[i + 1] == '--time=1:00:00' and args[i + 2] == 'py'
 
 
+def test_slurm_test_defaults_and_test_args(fake):
+    proc = run('slurm_test.sh', ['part', 'job', 'cfg.py', 'ckpt.pth', '--show-dir', 'vis',
+                                 '--tta'], {'SRUN': fake, 'PYTHON': 'py'})
+    assert argv(proc) == [
+        '-p', 'part', '--job-name=job', '--gres=gpu:8', '--ntasks=8', '--ntasks-per-node=8',
+        '--cpus-per-task=5', '--kill-on-bad-exit=1', 'py', '-u',
+        osp.join(ROOT, 'tools', 'test.py'), 'cfg.py', 'ckpt.pth', '--launcher=slurm',
+        '--show-dir', 'vis', '--tta']
+    assert f'PYTHONPATH {osp.join(ROOT, "tools")}/..' in proc.stdout
+
+
+def test_slurm_test_multi_node(fake):
+    env = {'SRUN': fake, 'PYTHON': 'py', 'GPUS': '16', 'CPUS_PER_TASK': '10',
+           'SRUN_ARGS': '--quotatype=auto'}
+    args = argv(run('slurm_test.sh', ['p', 'j', 'c.py', 'k.pth'], env))
+    assert '--ntasks=16' in args and '--ntasks-per-node=8' in args
+    assert '--cpus-per-task=10' in args and args[args.index('--quotatype=auto') + 1] == 'py'
+
+
+@pytest.mark.parametrize('script', ['slurm_train.sh', 'slurm_test.sh'])
 @pytest.mark.parametrize('env,message', [
     ({}, 'usage:'),
     ({'GPUS': 'x'}, "GPUS must be a positive integer, got 'x'"),
     ({'GPUS_PER_NODE': '0'}, "GPUS_PER_NODE must be a positive integer, got '0'"),
+    ({'CPUS_PER_TASK': '4x'}, "CPUS_PER_TASK must be a positive integer, got '4x'"),
 ])
-def test_slurm_train_bad_arguments(fake, env, message):
+def test_slurm_bad_arguments(fake, script, env, message):
     args = ['p', 'j', 'c.py'] if message == 'usage:' else ['p', 'j', 'c.py', 'w']
-    proc = run('slurm_train.sh', args, dict(env, SRUN=fake))
+    proc = run(script, args, dict(env, SRUN=fake))
     assert proc.returncode == 2
     assert message in proc.stderr
     assert 'ARG' not in proc.stdout

@@ -1,4 +1,5 @@
-"""Exact resume after SIGKILL, and crash-safe checkpoint writing (deepmim_mm.engine.reliability).
+"""Exact resume after SIGKILL (RNGStateHook), and crash-safe checkpoint writing
+(AtomicCheckpointHook).
 
 Runs tools/train.py on a tiny DeepMIM (2 blocks, 32 px, random crops and flips) with an
 IterBasedTrainLoop; the interrupted run is killed with SIGKILL by a hook in a throwaway plugin.
@@ -18,7 +19,7 @@ DEMO = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20
 
 TINY = '''
 _base_ = {demo!r}
-custom_imports = dict(imports=['deepmim_mm.engine.reliability'{extra_imports}],
+custom_imports = dict(imports=['deepmim_mm', 'deepmim_mm.compat.mmengine_checkpoint'{extra_imports}],
                       allow_failed_imports=False)
 model = dict(
     backbone=dict(arch=dict(_delete_=True, embed_dims=32, num_layers=2, num_heads=2,
@@ -40,8 +41,8 @@ train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={iters})
 param_scheduler = [dict(type='CosineAnnealingLR', T_max={iters}, by_epoch=False, begin=0,
                         end={iters})]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
-                     checkpoint=dict(type='CheckpointHook', interval={ckpt}, by_epoch=False,
-                                     max_keep_ckpts=2))
+                     checkpoint=dict(type='AtomicCheckpointHook', interval={ckpt},
+                                     by_epoch=False, max_keep_ckpts=2))
 log_processor = dict(window_size=1, by_epoch=False)
 custom_hooks = [dict(type='RNGStateHook'), dict(type='NonFiniteLossHook'),
                 dict(type='CheckpointMatchHook')]{extra_hooks}
@@ -134,25 +135,27 @@ def test_sigkill_mid_epoch_resumes_exactly(tmp_path, workers=2):
         assert f.read().strip().endswith('iter_8.pth')
     proc = run_tool(['tools/train.py', cfg, '--work-dir', work, '--resume'])
     assert 'resumed epoch: 0, iter: 8' in proc.stdout + proc.stderr
-    got = losses(work)
-    assert sorted(got) == list(range(1, 17))
-    for it in range(1, 17):
+    assert_resumed_exactly(ref, work, iters=16)
+
+
+def assert_resumed_exactly(ref, work, iters):
+    """Every loss of the resumed run in ``work`` equals the uninterrupted run's in ``ref``, and
+    so do the final checkpoint's weights."""
+    ref_losses, got = losses(ref), losses(work)
+    assert sorted(got) == sorted(ref_losses) == list(range(1, iters + 1))
+    for it in range(1, iters + 1):
         for key, value in ref_losses[it].items():
             assert got[it][key] == pytest.approx(value, rel=1e-6, abs=1e-6), (it, key)
-    # Checkpoint content is identical too: same final weights.
-    a = torch.load(osp.join(ref, 'iter_16.pth'), weights_only=False)['state_dict']
-    b = torch.load(osp.join(work, 'iter_16.pth'), weights_only=False)['state_dict']
+    a = torch.load(osp.join(ref, f'iter_{iters}.pth'), weights_only=False)['state_dict']
+    b = torch.load(osp.join(work, f'iter_{iters}.pth'), weights_only=False)['state_dict']
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
 
 
 CRASH_PLUGIN = '''
 import os, signal
-import torch
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
-
-_real_save = torch.save
 
 
 @HOOKS.register_module()
@@ -166,17 +169,22 @@ class CrashDuringSave(Hook):
     def before_save_checkpoint(self, runner, checkpoint):
         if runner.iter + 1 != self.at:
             return
+        import io
+        real_open = io.open
 
-        def partial_save(obj, f, *args, **kwargs):
-            import io
-            buf = io.BytesIO()
-            _real_save(obj, buf)
-            data = buf.getvalue()
-            f.write(data[:len(data) // 2])
-            f.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+        class HalfThenDie(io.FileIO):
+            def write(self, data):
+                super().write(bytes(data)[:len(data) // 2])
+                self.flush()
+                os.fsync(self.fileno())
+                os.kill(os.getpid(), signal.SIGKILL)
 
-        torch.save = partial_save
+        def fdopen(fd, mode='r', *args, **kwargs):  # how the atomic writer opens its file
+            if 'w' in mode:
+                return HalfThenDie(fd, mode.replace('b', ''), closefd=True)
+            return real_open(fd, mode, *args, **kwargs)
+
+        os.fdopen = fdopen
 '''
 
 
@@ -207,9 +215,9 @@ def test_crash_while_writing_checkpoint_keeps_last_good(tmp_path):
 
 def test_atomic_save_leaves_old_file_on_failure(tmp_path, monkeypatch):
     """In-process: a torch.save that fails half-way leaves the previous file untouched."""
-    from deepmim_mm.engine import reliability
+    from deepmim_mm.checkpoint import atomic_save
     path = str(tmp_path / 'ckpt.pth')
-    reliability.atomic_save({'a': torch.ones(3)}, path)
+    atomic_save({'a': torch.ones(3)}, path)
 
     def broken(obj, f, *args, **kwargs):
         f.write(b'PK\x03\x04 half a zip')
@@ -217,18 +225,20 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, 'save', broken)
     with pytest.raises(OSError, match='disk full'):
-        reliability.atomic_save({'a': torch.zeros(3)}, path)
+        atomic_save({'a': torch.zeros(3)}, path)
     monkeypatch.undo()
     assert torch.equal(torch.load(path)['a'], torch.ones(3))
     assert os.listdir(tmp_path) == ['ckpt.pth']  # the temporary file was removed
 
 
-def test_checkpoint_hook_saves_before_removing(tmp_path):
-    """Applied at import: mmengine's save path and CheckpointHook go through the atomic code."""
-    from mmengine.hooks import CheckpointHook
-    from mmengine.runner import checkpoint, runner
-
-    from deepmim_mm.engine import reliability
-    assert checkpoint.save_checkpoint is reliability.save_checkpoint
-    assert runner.save_checkpoint is reliability.save_checkpoint
-    assert CheckpointHook._save_checkpoint_with_step is reliability._save_checkpoint_with_step
+def test_shipped_configs_select_the_atomic_checkpoint_hook():
+    """Every shipped training config saves through AtomicCheckpointHook (save, then pointer,
+    then removal of old checkpoints; atomic writes)."""
+    from mmengine.config import Config
+    configs = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+                     if '_base_' not in p)
+    assert len(configs) > 30
+    for path in configs:
+        cfg = Config.fromfile(path)
+        assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook', path
+        assert 'deepmim_mm.compat.mmengine_checkpoint' in cfg.custom_imports.imports, path

@@ -44,9 +44,10 @@ def test_pretrained_mae_loads_every_encoder_key(tmp_path):
     assert set(report.dropped) == set(state) - {'backbone.' + k for k in report.loaded}
     assert 'target_generator.teacher.proj' in report.dropped
     assert any(k.startswith('neck.decoder_blocks.') for k in report.dropped)
-    # New at fine-tune time: relative position bias and layer scale, nothing else.
-    assert {re.sub(r'layers\.\d+\.', '', k) for k in report.new_params} == {
-        'gamma_1', 'gamma_2', 'attn.relative_position_bias_table'}
+    # New at fine-tune time: relative position bias (and its index buffer) and layer scale,
+    # nothing else.
+    assert {re.sub(r'layers\.\d+\.', '', k) for k in report.new} == {
+        'gamma_1', 'gamma_2', 'attn.relative_position_bias_table', 'attn.relative_position_index'}
     grid = PRETRAIN_IMG // 16
     assert report.resized['pos_embed'] == ((1, 1 + grid * grid, 64), (1, 1 + 16, 64))
 
@@ -74,7 +75,7 @@ def _expand(pattern):
 
 
 def test_fold_keys_represents_every_key():
-    from deepmim_mm.utils.checkpoint import fold_keys
+    from deepmim_mm.checkpoint import fold_keys
     keys = ([f'layers.{i}.ffn.layers.0.0.weight' for i in range(12)]
             + [f'layers.{i}.ffn.layers.1.bias' for i in (0, 1, 2, 5, 7, 8)]
             + [f'neck.aux_decoders.{k}.decoder_blocks.{i}.ln1.weight'
@@ -133,6 +134,18 @@ train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
 val_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
                       dataset=dict(data_root={data_root!r}, pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# tools/test.py --tta: two scales (both >= the slide crop) x two flips, merged by mmseg's
+# SegTTAModel (the config's tta_model, from mmseg's default_runtime).
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale=(128, 64), keep_ratio=True),
+         dict(type='Resize', scale=(160, 80), keep_ratio=True)],
+        [dict(type='RandomFlip', prob=0., direction='horizontal'),
+         dict(type='RandomFlip', prob=1., direction='horizontal')],
+        [dict(type='LoadAnnotations', reduce_zero_label=True)],
+        [dict(type='PackSegInputs')]]),
+]
 # No validation while training (--no-validate; tools/test.py evaluates the checkpoint).
 train_cfg = dict(max_iters=2, val_interval=2)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
@@ -152,6 +165,18 @@ randomness = dict(seed=0)
     out = test.stdout + test.stderr
     assert re.search(r'mIoU: \d+\.\d+', out), out[-3000:]
     assert 'aAcc' in out and 'per class results' in out
+
+    # --show-dir and --tta as mmseg's tools/test.py does them: SegVisualizationHook(draw=True)
+    # writing through the visualizer (save_dir), the config's tta_model / tta_pipeline.
+    vis = tmp_path / 'vis'
+    test = run_tool(['tools/test.py', str(cfg), ckpt_out, '--work-dir', str(tmp_path / 'test2'),
+                     '--show-dir', str(vis), '--tta'])
+    out = test.stdout + test.stderr
+    assert re.search(r'mIoU: \d+\.\d+', out), out[-3000:]
+    drawn = sorted(glob.glob(str(vis / 'vis_data' / 'vis_image' / '*.png')))
+    assert len(drawn) == 2, (drawn, glob.glob(str(vis / '**'), recursive=True))
+    dumped = (tmp_path / 'test2' / cfg.name).read_text()  # the config the Runner ran
+    assert "type='SegTTAModel'" in dumped and "type='TestTimeAug'" in dumped
 
 
 def test_pretrained_mae_loads_this_plugins_deepmim_checkpoint(tmp_path):

@@ -9,7 +9,8 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
-import deepmim_mm  # noqa: F401  (also lets torch.load read mmengine checkpoints)
+import deepmim_mm  # noqa: F401
+from deepmim_mm.checkpoint import load_file
 from conftest import ROOT, run_tool, write_imagenet_folder
 
 CLIP_CFG = 'configs/pretrain/deepmim-clip_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
@@ -221,7 +222,7 @@ def _train(tmp_path, imagenet, config, teacher):
     for p in sorted(glob.glob(str(work / '*' / 'vis_data' / 'scalars.json'))):
         with open(p) as f:
             records += [json.loads(line) for line in f if 'loss' in line]
-    ckpt = torch.load(work / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    ckpt = load_file(str(work / 'epoch_1.pth'))
     return proc.stdout + proc.stderr, records, ckpt['state_dict']
 
 

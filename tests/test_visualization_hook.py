@@ -15,7 +15,7 @@ IMG = 64
 # configs would carry it: off.
 HOOK_CFG = f"""
 _base_ = {DEMO_CFG!r}
-custom_imports = dict(imports=['deepmim_mm', 'deepmim_mm.engine.visualization_hook'],
+custom_imports = dict(imports=['deepmim_mm', 'deepmim_mm.engine.hooks.reconstruction_hook'],
                       allow_failed_imports=False)
 model = dict(
     backbone=dict(arch=dict(_delete_=True, embed_dims=64, num_layers=2, num_heads=2,
@@ -83,7 +83,7 @@ def test_hook_writes_figures_only_when_enabled(tmp_path):
 def test_hook_arguments(mmpretrain_scope):
     from mmengine.registry import HOOKS
 
-    from deepmim_mm.engine.visualization_hook import DeepMIMReconstructionHook
+    from deepmim_mm.engine.hooks import DeepMIMReconstructionHook
     hook = HOOKS.build(dict(type='DeepMIMReconstructionHook', interval=5))
     assert isinstance(hook, DeepMIMReconstructionHook) and not hook.enable
     with pytest.raises(ValueError, match='interval'):

@@ -9,27 +9,5 @@ if [ $# -lt 4 ]; then
 fi
 PARTITION=$1
 JOB_NAME=$2
-CONFIG=$3
-WORK_DIR=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-SRUN=${SRUN:-srun}
-PYTHON=${PYTHON:-python}
-TOOLS="$(cd "$(dirname "$0")" && pwd)"
-for v in GPUS GPUS_PER_NODE CPUS_PER_TASK; do
-  case "${!v}" in ''|*[!0-9]*|0) echo "$0: $v must be a positive integer, got '${!v}'" >&2; exit 2;; esac
-done
-
-set -x
-PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \
-$SRUN -p "$PARTITION" \
-    --job-name="$JOB_NAME" \
-    --gres=gpu:"$GPUS_PER_NODE" \
-    --ntasks="$GPUS" \
-    --ntasks-per-node="$GPUS_PER_NODE" \
-    --cpus-per-task="$CPUS_PER_TASK" \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    "$PYTHON" -u "$TOOLS/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm "${@:5}"
+source "$(dirname "$0")/_slurm_launch.sh"
+slurm_launch train.py "$3" --work-dir="$4" --launcher=slurm "${@:5}"

@@ -1,7 +1,9 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-# Adapted from mmpretrain 1.2.0 tools/test.py: imports deepmim_mm first (module registration and
-# the torch 2.14 / numpy 2 fixes). Works for mmpretrain, mmseg and mmdet configs alike: the
-# config's default_scope selects the registries.
+# Adapted from mmpretrain 1.2.0 tools/test.py. Added: the plugin's modules are registered and its
+# opt-in fixes for the pinned stack (deepmim_mm.compat) applied before the checkpoint is loaded;
+# distributed runs on machines without CUDA (gloo); the process group is destroyed before exit.
+# Works for mmpretrain, mmseg and mmdet configs alike: the config's default_scope selects the
+# registries.
 import argparse
 import os
 import os.path as osp
@@ -13,7 +15,10 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import deepmim_mm  # noqa: F401  registers modules, applies compat fixes
+import deepmim_mm  # noqa: F401  registers the plugin's modules
+from deepmim_mm.compat import apply_all as apply_compat_fixes
+from deepmim_mm.engine.launcher import (check_launcher_env, finish_distributed,
+                                        init_cpu_distributed)
 
 
 def parse_args():
@@ -106,38 +111,6 @@ def merge_args(cfg, args):
     if args.amp:
         cfg.test_cfg.fp16 = True
 
-    # -------------------- visualization --------------------
-    if args.show or (args.show_dir is not None):
-        assert 'visualization' in cfg.default_hooks, \
-            'VisualizationHook is not set in the `default_hooks` field of ' \
-            'config. Please set `visualization=dict(type="VisualizationHook")`'
-
-        cfg.default_hooks.visualization.enable = True
-        cfg.default_hooks.visualization.show = args.show
-        cfg.default_hooks.visualization.wait_time = args.wait_time
-        cfg.default_hooks.visualization.out_dir = args.show_dir
-        cfg.default_hooks.visualization.interval = args.interval
-
-    # -------------------- TTA related args --------------------
-    if args.tta:
-        if 'tta_model' not in cfg:
-            cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
-        if 'tta_pipeline' not in cfg:
-            test_pipeline = cfg.test_dataloader.dataset.pipeline
-            cfg.tta_pipeline = deepcopy(test_pipeline)
-            flip_tta = dict(
-                type='TestTimeAug',
-                transforms=[
-                    [
-                        dict(type='RandomFlip', prob=1.),
-                        dict(type='RandomFlip', prob=0.)
-                    ],
-                    [test_pipeline[-1]],
-                ])
-            cfg.tta_pipeline[-1] = flip_tta
-        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
-        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-
     # ----------------- Default dataloader args -----------------
     default_dataloader_cfg = ConfigDict(
         pin_memory=True,
@@ -162,7 +135,93 @@ def merge_args(cfg, args):
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
 
+    # After --cfg-options (as mmseg's and mmdet's tools do): TTA wraps the final model and test
+    # pipeline.
+    apply_show_and_tta(cfg, args)
     return cfg
+
+
+def apply_show_and_tta(cfg, args):
+    """``--show`` / ``--show-dir`` / ``--interval`` / ``--wait-time`` and ``--tta``, done as the
+    config's own library does in its ``tools/test.py`` (its ``default_scope`` decides):
+
+    - mmpretrain: ``VisualizationHook(enable, show, wait_time, out_dir, interval)``; TTA with the
+      config's ``tta_model`` / ``tta_pipeline`` or flip TTA averaging the class scores;
+    - mmseg 1.2.2: ``SegVisualizationHook(draw=True, show, wait_time)`` and the visualizer's
+      ``save_dir`` (images under ``<show-dir>/vis_data/vis_image/``); TTA with the config's
+      ``tta_model`` and ``tta_pipeline`` (mmseg's ADE20K configs: multi-scale + flip);
+    - mmdet 3.3.0: ``DetVisualizationHook(draw=True, show, wait_time, test_out_dir)`` (images
+      under ``<work_dir>/<timestamp>/<show-dir>`` for a relative path, as mmdet does); TTA with
+      the config's ``tta_model`` / ``tta_pipeline`` or mmdet's defaults (``DetTTAModel``, NMS
+      0.5, flip), which merge boxes only (mmdet asserts on instance masks).
+
+    ``--interval`` is passed to every scope's hook (mmseg's and mmdet's tools leave the hook's
+    default of 50).
+    """
+    scope = cfg.get('default_scope', 'mmpretrain')
+    if args.show or args.show_dir is not None:
+        hook = cfg.get('default_hooks', {}).get('visualization')
+        if hook is None:
+            raise ValueError(f'{args.config}: --show/--show-dir need a visualization hook in '
+                             'default_hooks (e.g. default_hooks.visualization='
+                             f'dict(type={_VIS_HOOKS.get(scope, "VisualizationHook")!r}))')
+        hook.interval = args.interval
+        if scope == 'mmpretrain':
+            hook.update(enable=True, show=args.show, wait_time=args.wait_time,
+                        out_dir=args.show_dir)
+        else:
+            hook.draw = True
+            if args.show:
+                hook.update(show=True, wait_time=args.wait_time)
+            if args.show_dir is not None:
+                if scope == 'mmdet':
+                    hook.test_out_dir = args.show_dir
+                else:  # mmseg: its hook writes through the visualizer's backends
+                    cfg.visualizer.save_dir = args.show_dir
+
+    if not args.tta:
+        return
+    test_dataset = cfg.test_dataloader.dataset
+    while 'dataset' in test_dataset:  # dataset wrappers
+        test_dataset = test_dataset.dataset
+    if scope == 'mmseg':
+        missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
+        if missing:
+            raise ValueError(f'{args.config}: --tta needs {" and ".join(missing)} in the config '
+                             "(mmseg's _base_/default_runtime.py and _base_/datasets/*.py "
+                             'define them)')
+    elif scope == 'mmdet':
+        if 'tta_model' not in cfg:
+            cfg.tta_model = dict(type='DetTTAModel', tta_cfg=dict(
+                nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+        if 'tta_pipeline' not in cfg:
+            cfg.tta_pipeline = deepcopy(test_dataset.pipeline)
+            cfg.tta_pipeline[-1] = dict(type='TestTimeAug', transforms=[
+                [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+                [dict(type='PackDetInputs', meta_keys=(
+                    'img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
+                    'flip_direction'))]])
+        if cfg.tta_model.get('type') in ('DetTTAModel', 'mmdet.DetTTAModel') and \
+                cfg.model.get('roi_head', {}).get('mask_head') is not None:
+            raise ValueError(f'{args.config}: --tta: mmdet 3.3\'s DetTTAModel merges boxes only '
+                             'and refuses instance masks, and this model (roi_head.mask_head) '
+                             'predicts masks; set a tta_model that merges masks, or test '
+                             'without --tta')
+    else:
+        if 'tta_model' not in cfg:
+            cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
+        if 'tta_pipeline' not in cfg:
+            test_pipeline = test_dataset.pipeline
+            cfg.tta_pipeline = deepcopy(test_pipeline)
+            cfg.tta_pipeline[-1] = dict(type='TestTimeAug', transforms=[
+                [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+                [test_pipeline[-1]]])
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    test_dataset.pipeline = cfg.tta_pipeline
+
+
+_VIS_HOOKS = dict(mmpretrain='VisualizationHook', mmseg='SegVisualizationHook',
+                  mmdet='DetVisualizationHook')
 
 
 def main():
@@ -172,11 +231,17 @@ def main():
         raise ValueError('Please use `--out` argument to specify the '
                          'path of the output file before using `--out-item`.')
 
+    check_launcher_env(args.launcher)
+    apply_compat_fixes()
+
     # load config
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file not found: {args.config}')
     cfg = Config.fromfile(args.config)
 
     # merge cli arguments to config
     cfg = merge_args(cfg, args)
+    init_cpu_distributed(cfg, args.launcher)
 
     # build the runner from config
     if 'runner_type' not in cfg:
@@ -192,7 +257,10 @@ def main():
             DumpResults(out_file_path=args.out))
 
     # start testing
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    finally:
+        finish_distributed()
 
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)

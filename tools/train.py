@@ -1,7 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-# Adapted from mmpretrain 1.2.0 tools/train.py: imports deepmim_mm first, so its models are
-# registered and its compatibility fixes for torch 2.14 / numpy 2 are applied before the Runner
-# loads or resumes a checkpoint.
+# Adapted from mmpretrain 1.2.0 tools/train.py. Added: the plugin's modules are registered and its
+# opt-in fixes for the pinned stack (deepmim_mm.compat) applied before the Runner loads or resumes
+# a checkpoint; distributed runs on machines without CUDA (gloo); AMP configs in fp32 without a
+# GPU; the process group is destroyed before exit.
 import argparse
 import os
 import os.path as osp
@@ -10,10 +11,12 @@ from copy import deepcopy
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
-from mmengine.utils import digit_version
-from mmengine.utils.dl_utils import TORCH_VERSION
 
-import deepmim_mm  # noqa: F401  registers modules, applies compat fixes
+import deepmim_mm  # noqa: F401  registers the plugin's modules
+from deepmim_mm.compat import apply_all as apply_compat_fixes
+from deepmim_mm.engine.amp import fall_back_to_fp32_without_gpu
+from deepmim_mm.engine.launcher import (check_launcher_env, finish_distributed,
+                                        init_cpu_distributed)
 
 
 def parse_args():
@@ -121,8 +124,6 @@ def merge_args(cfg, args):
     # mmdet) keep the Runner's pseudo_collate, which their data preprocessors expect.
     if cfg.get('default_scope', 'mmpretrain') != 'mmpretrain':
         default_dataloader_cfg.pop('collate_fn')
-    if digit_version(TORCH_VERSION) < digit_version('1.8.0'):
-        default_dataloader_cfg.persistent_workers = False
 
     def set_default_dataloader_cfg(cfg, field):
         if cfg.get(field, None) is None:
@@ -146,28 +147,10 @@ def merge_args(cfg, args):
     return cfg
 
 
-def fall_back_to_fp32_without_gpu(cfg):
-    """Run AMP configs in fp32 on a machine without a GPU, with a warning.
-
-    mmengine's AmpOptimWrapper refuses to start without a GPU/NPU/MLU; the pretraining configs
-    ask for it (the papers train with AMP). On a CPU-only machine (tests, a first try) the same
-    config then trains in fp32 instead of failing.
-    """
-    from mmengine.device import get_device
-    optim = cfg.get('optim_wrapper')
-    if (optim is None or optim.get('type') != 'AmpOptimWrapper'
-            or get_device() != 'cpu'):
-        return
-    from mmengine.logging import print_log
-    print_log('No GPU: AmpOptimWrapper needs one, so this run trains in fp32 with '
-              'OptimWrapper.', logger='current', level=30)
-    optim.type = 'OptimWrapper'
-    for key in ('loss_scale', 'dtype', 'use_fsdp'):
-        optim.pop(key, None)
-
-
 def main():
     args = parse_args()
+    check_launcher_env(args.launcher)
+    apply_compat_fixes()
 
     # load config
     if not osp.isfile(args.config):
@@ -176,6 +159,7 @@ def main():
 
     # merge cli arguments to config
     cfg = merge_args(cfg, args)
+    init_cpu_distributed(cfg, args.launcher)
 
     # build the runner from config
     if 'runner_type' not in cfg:
@@ -187,7 +171,10 @@ def main():
         runner = RUNNERS.build(cfg)
 
     # start training
-    runner.train()
+    try:
+        runner.train()
+    finally:
+        finish_distributed()
 
 
 if __name__ == '__main__':

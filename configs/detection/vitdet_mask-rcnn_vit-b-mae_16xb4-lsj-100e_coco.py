@@ -1,15 +1,18 @@
 # Mask R-CNN on COCO with a plain ViT-B/16 backbone pretrained by this plugin (MAE, DeepMIM or MFF
 # checkpoint), ViTDet style, with ViTDet's recipe for MAE ViT-B (Li et al., "Exploring Plain
-# Vision Transformer Backbones for Object Detection", arXiv 2203.16527; mmdetection's
-# projects/ViTDet reproduces it at 51.6 box AP / 45.7 mask AP for MAE ViT-B).
+# Vision Transformer Backbones for Object Detection", arXiv 2203.16527; its numbers are those of
+# detectron2's projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py, which mmdetection's
+# projects/ViTDet (configs/vitdet_mask-rcnn_vit-b-mae_lsj-100e.py, lsj-100e_coco-instance.py)
+# reproduces at 51.6 box AP / 45.7 mask AP for MAE ViT-B).
 #
 # The pretraining checkpoint: set it on the command line (the variable below is only the default;
 # mmengine resolves it when the file is read, so override the field itself):
 #   tools/dist_train.sh configs/detection/vitdet_mask-rcnn_vit-b-mae_16xb4-lsj-100e_coco.py 16 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/<pretrain>/epoch_1600.pth
 # The log then reports every checkpoint key loaded, dropped (class token, final norm, decoders,
-# MFF fusion, teacher) or new (relative positions), and the resize of the position embedding
-# from the pretraining grid (14x14 at 224) to 64x64 (1024 / 16).
+# MFF fusion, teacher) or new (relative positions). As in ViTDet, the position embedding keeps the
+# pretraining grid (14x14 at 224) and is interpolated to the input's grid (64x64 at 1024) at every
+# forward.
 # Data: COCO 2017 in mmdet's layout under data/coco/ (override the dataloaders' data_root and
 # val_evaluator.ann_file / test_evaluator.ann_file).
 # The backbone (PlainViT), the pyramid (SimpleFPN), 'LN2d' and the layer-decay constructor are
@@ -20,7 +23,10 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 
-custom_imports = dict(imports=['deepmim_mm.det'], allow_failed_imports=False)
+# The plugin's det modules and its opt-in fix for loading mmengine checkpoints on
+# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe checkpoints.
+custom_imports = dict(imports=['deepmim_mm.det', 'deepmim_mm.compat.mmengine_checkpoint'],
+                      allow_failed_imports=False)
 
 pretrained_checkpoint = 'work_dirs/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k/epoch_1600.pth'
 
@@ -41,6 +47,7 @@ model = dict(
         # drop path 0.1.
         arch='base',
         img_size=image_size[0],
+        pretrain_img_size=224,  # ViTDet (projects/ViTDet/vit.py): MAE's 224-px pretraining
         patch_size=16,
         window_size=14,
         use_rel_pos=True,
@@ -95,10 +102,11 @@ train_dataloader = dict(
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# ViTDet (arXiv 2203.16527; mmdetection's projects/ViTDet): AdamW lr 1e-4, betas (0.9, 0.999),
-# weight decay 0.1, layer-wise lr decay 0.7 for ViT-B; no weight decay on norms and on the
-# absolute position embedding (detectron2's ViTDet config). Mixed precision (tools/train.py runs
-# it in fp32 on a machine without a GPU).
+# detectron2's mask_rcnn_vitdet_b_100ep.py (common/optim.py AdamW): lr 1e-4, betas (0.9, 0.999),
+# weight decay 0.1, layer-wise lr decay 0.7 for ViT-B; no weight decay on norms
+# (weight_decay_norm 0) and on the absolute position embedding (overrides pos_embed); biases
+# are decayed there (mmdetection's projects/ViTDet constructor exempts them). Mixed precision
+# (tools/train.py runs it in fp32 on a machine without a GPU).
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     constructor='ViTLayerDecayOptimWrapperConstructor',
@@ -127,7 +135,7 @@ test_cfg = dict(type='TestLoop')
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, save_last=True, interval=interval,
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, save_last=True, interval=interval,
                     max_keep_ckpts=5))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 

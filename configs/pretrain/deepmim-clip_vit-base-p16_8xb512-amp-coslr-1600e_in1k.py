@@ -15,15 +15,16 @@
 # an open_clip state dict (.bin/.pt/.safetensors). The teacher is frozen, runs under AMP and is not
 # saved in the training checkpoints.
 #
-# Inherited unchanged from DeepMIM / MAE (all equal to the official DeepMIM-CLIP recipe):
+# Inherited from DeepMIM / MAE, each equal to the official DeepMIM-CLIP recipe:
 # - blocks 5, 7, 9 (raw) and 11 (after the final norm), 0-indexed; 4-block, 512-d, 16-head
-#   decoders, one per level (official models_mae.py: decoder_depth=4);
+#   decoders, one per level (official models_mae.py: forward_encoder, decoder_depth=4);
 # - one random 75% mask shared by every level (official README: --mask_ratio 0.75);
-# - batch 4096 = 8 GPUs x 512 (official: 128/GPU x 32 V100, README), AdamW betas (0.9, 0.95),
-#   weight decay 0.05 (none on norms, biases, tokens), lr 1.5e-4 x 4096 / 256 = 2.4e-3 (README:
-#   --blr 1.5e-4), 40 linear warm-up epochs then cosine to 0 (README: --warmup_epochs 40, min_lr 0),
-#   1600 epochs (README: --epochs 1600);
+# - batch 4096 = 8 GPUs x 512 (official: 128/GPU x 32 V100, README), AdamW betas (0.9, 0.95)
+#   (main_pretrain.py), weight decay 0.05, lr 1.5e-4 x 4096 / 256 = 2.4e-3 (README:
+#   --blr 1.5e-4 --weight_decay 0.05), 40 linear warm-up epochs then cosine to 0 (README:
+#   --warmup_epochs 40; main_pretrain.py: min_lr 0), 1600 epochs (README: --epochs 1600);
 # - RandomResizedCrop(224, scale 0.2-1, bicubic) + horizontal flip only (main_pretrain.py), AMP.
+# Changed here to follow the official code: which parameters are decayed (optim_wrapper below).
 _base_ = './deepmim_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
 
 # Local path of the OpenAI CLIP ViT-B/16 weights (see the header).
@@ -40,3 +41,10 @@ model = dict(
     # images re-normalised from ImageNet to CLIP statistics, run under no_grad in AMP.
     target_generator=dict(
         type='CLIPTeacher', checkpoint=clip_checkpoint, arch='ViT-B/16', img_size=224))
+
+# Official main_pretrain.py: timm 0.3.2's optim_factory.add_weight_decay(model, 0.05) with no skip
+# list, i.e. no weight decay only for 1-D parameters (norm weights, biases): cls_token and every
+# level's mask token ARE decayed. mmpretrain's MAE rule, which the pixel configs inherit, exempts
+# them (custom_keys cls_token / mask_token). flat_decay_mult=0 is timm's rule in mmengine terms.
+# (pos_embed and the decoders' position embeddings are fixed sin-cos, not trained, in both.)
+optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, flat_decay_mult=0.0))

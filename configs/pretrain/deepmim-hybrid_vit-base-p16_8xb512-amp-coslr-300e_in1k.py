@@ -1,5 +1,6 @@
 # DeepMIM with hybrid targets (Ren et al., arXiv 2303.08817; described in the paper, not in the
-# official code): pixel DeepMIM where a frozen, pretrained MAE ViT-B/16 (encoder + decoder) sees the
+# official code, whose main_pretrain.py declares --hybrid / --teacher_path but never uses them):
+# pixel DeepMIM where a frozen, pretrained MAE ViT-B/16 (encoder + decoder) sees the
 # same visible patches as the student and reconstructs every patch, x_hat. The target of auxiliary
 # level m (blocks 6, 8, 10, 1-indexed) is alpha_m * (norm-pix patches) + (1 - alpha_m) * x_hat;
 # the last level (block 12) keeps the raw target. Second-hand: 83.6 top-1 at 300 epochs (pixel

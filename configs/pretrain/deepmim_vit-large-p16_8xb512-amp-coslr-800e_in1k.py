@@ -4,5 +4,6 @@ _base_ = './mae_vit-large-p16_8xb512-amp-coslr-800e_in1k.py'
 
 model = dict(
     backbone=dict(out_indices=[11, 15, 19, 23]),
-    # DeepMIM official code: 4-block decoders.
+    # This project's choice, as for ViT-B: 4-block decoders for every level, the last included
+    # (the official DeepMIM-CLIP code's ViT-B depth; MAE's ViT-L decoder has 8 blocks).
     neck=dict(decoder_depth=4))

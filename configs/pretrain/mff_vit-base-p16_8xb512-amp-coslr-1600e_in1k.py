@@ -1,5 +1,6 @@
-# MFF (arXiv 2308.00261) at 1600 epochs: the 800-epoch recipe with MAE's 1600-epoch schedule
-# (40 warm-up epochs, cosine to 0; MAE, arXiv 2111.06377). mmpretrain ships no 1600e MFF config.
+# MFF (arXiv 2308.00261) at 1600 epochs: the 800-epoch recipe with the 1600-epoch schedule of
+# mmpretrain's mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py (40 warm-up epochs, cosine to 0).
+# mmpretrain ships no 1600e MFF config and MFF published none: this project's choice.
 _base_ = './mff_vit-base-p16_8xb512-amp-coslr-800e_in1k.py'
 
 param_scheduler = [

@@ -1,6 +1,7 @@
 # UperNet on ADE20K with a ViT-B/16 pretrained by this plugin (MAE, DeepMIM or MFF checkpoint),
-# fine-tuned with the MAE recipe: mmseg's own MAE config (48.13 mIoU in mmseg's model zoo for
-# MAE ViT-B 1600e), whose backbone is swapped for `PretrainedMAE` (same network as mmseg's `MAE`,
+# fine-tuned with the MAE recipe: mmseg's own MAE config, configs/mae/mae-base_upernet_8xb2-amp-
+# 160k_ade20k-512x512.py (48.13 mIoU in mmseg's configs/mae/metafile.yaml, from the official MAE
+# ViT-B release), whose backbone is swapped for `PretrainedMAE` (same network as mmseg's `MAE`,
 # plus loading of this plugin's pretraining checkpoints: see deepmim_mm/seg/mae_backbone.py).
 #
 # The pretraining checkpoint: set it on the command line (the variable below is only the default;
@@ -14,7 +15,11 @@
 # train_dataloader.dataset.data_root / val_dataloader.dataset.data_root).
 _base_ = 'mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py'
 
-custom_imports = dict(imports=['deepmim_mm.seg'], allow_failed_imports=False)
+# The plugin's seg modules and its opt-in fix for loading mmengine checkpoints on
+# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe checkpoints.
+custom_imports = dict(imports=['deepmim_mm.seg', 'deepmim_mm.compat.mmengine_checkpoint'],
+                      allow_failed_imports=False)
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 pretrained_checkpoint = 'work_dirs/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k/epoch_1600.pth'
 
@@ -24,9 +29,9 @@ model = dict(
     pretrained=None,
     backbone=dict(
         type='PretrainedMAE',
-        # MAE paper (arXiv 2111.06377, A.4) / BEiT semantic segmentation recipe, as in mmseg:
-        # relative position bias and layer scale (init 1.0) added at fine-tune, drop path 0.1,
-        # features of blocks 3, 5, 7, 11 (0-indexed) for the simple feature pyramid.
+        # mmseg's MAE config (the BEiT / MAE segmentation recipe it reproduces): relative
+        # position bias and layer scale (init 1.0) added at fine-tune, drop path 0.1, features
+        # of blocks 3, 5, 7, 11 (0-indexed) for the feature pyramid.
         init_values=1.0,
         drop_path_rate=0.1,
         out_indices=[3, 5, 7, 11],
@@ -35,10 +40,9 @@ model = dict(
     # Slide inference, 512 crops with stride 341 (mmseg's MAE config).
     test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)))
 
-# MAE recipe (MAE paper, arXiv 2111.06377, A.4; mmseg's MAE config): AdamW lr 1e-4,
-# wd 0.05, layer decay 0.65, 1500 warm-up iterations then poly decay over 160k iterations at
-# batch 16 (8 GPUs x 2). Mixed precision with mmengine's AmpOptimWrapper (tools/train.py runs it
-# in fp32 on a machine without a GPU).
+# mmseg's MAE config: AdamW lr 1e-4, wd 0.05, layer decay 0.65, 1500 warm-up iterations then
+# poly decay over 160k iterations at batch 16 (8 GPUs x 2). Mixed precision with mmengine's
+# AmpOptimWrapper (tools/train.py runs it in fp32 on a machine without a GPU).
 optim_wrapper = dict(
     _delete_=True,
     type='AmpOptimWrapper',

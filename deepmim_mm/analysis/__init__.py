@@ -1,6 +1,6 @@
 """Analysis of pretrained encoders: per-level reconstructions, attention distance and head
 diversity, linear CKA between blocks. Used by ``tools/analysis/`` and by
-:class:`deepmim_mm.engine.visualization_hook.DeepMIMReconstructionHook`; importable on its own
+:class:`deepmim_mm.engine.hooks.DeepMIMReconstructionHook`; importable on its own
 (no mmseg / mmdet)."""
 from .attention import (capture_attention, capture_block_outputs, head_dissimilarity,
                         mean_attention_distance, patch_distances, vit_geometry)

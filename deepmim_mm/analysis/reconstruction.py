@@ -66,7 +66,7 @@ def masked_predictions(model: nn.Module, inputs: torch.Tensor,
     names = level_names(model, len(preds))
 
     get_targets = getattr(model, 'get_targets', None)
-    raw = get_targets(inputs, mask, ids_restore) if get_targets is not None else inputs
+    raw = get_targets(inputs, ids_restore) if get_targets is not None else inputs
     kind = 'pixel' if isinstance(raw, torch.Tensor) and raw.dim() == 4 else 'feature'
     raws = [raw] * len(preds) if isinstance(raw, torch.Tensor) else list(raw)
     if len(raws) != len(preds):

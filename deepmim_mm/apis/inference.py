@@ -54,13 +54,13 @@ def init_encoder(config: Union[str, Config],
     Built with mmpretrain's ``get_model`` (``model._config`` is the config). A frozen teacher
     (``model.target_generator``) is left out: features do not need it and its weights are not in
     pretraining checkpoints. The encoder (``model.backbone``) is loaded strictly with
-    :func:`deepmim_mm.utils.checkpoint.load_pretrained_encoder`: a missing, unknown or
+    :func:`deepmim_mm.checkpoint.load_pretrained_encoder`: a missing, unknown or
     mis-shaped encoder key is a ``ValueError`` naming the keys (so is an MFF checkpoint in a
     config without MFF fusion); the decoders and heads are not loaded (their keys are reported
     as dropped) — use the model for features, not for the pretraining loss. The load report is
     ``model.encoder_load_report``. ``checkpoint=None`` keeps the random initialisation.
     """
-    from ..utils.checkpoint import load_pretrained_encoder  # one loader for the plugin
+    from ..checkpoint import load_pretrained_encoder  # the plugin's one loader
     cfg = load_config(config, cfg_options)
     if 'model' not in cfg:
         raise ValueError(f'config {config!r} has no `model` field')
@@ -75,7 +75,8 @@ def init_encoder(config: Union[str, Config],
         model.encoder_load_report = None
     else:
         model.encoder_load_report = load_pretrained_encoder(
-            model.backbone, checkpoint, prefix=prefix or None, ignore=(), field_name='checkpoint')
+            model.backbone, checkpoint, prefix=prefix or None, ignore=(),
+            resizable=('pos_embed', ), field_name='checkpoint')
     model.to(device)
     model.eval()  # some backbones' train() returns None
     return model

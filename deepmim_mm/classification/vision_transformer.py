@@ -1,16 +1,14 @@
 """mmpretrain's VisionTransformer with a checked pretrained initialisation."""
 from typing import Sequence
 
-from mmengine.logging import print_log
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.registry import MODELS
 
-from ..utils.checkpoint import (PRETRAIN_ONLY_ENCODER_KEYS, load_pretrained_encoder,
-                                upstream_init_then_pretrained_cfg)
+from ..checkpoint import PRETRAIN_ONLY_KEYS, PretrainedEncoderMixin
 
 
 @MODELS.register_module()
-class PretrainedVisionTransformer(VisionTransformer):
+class PretrainedVisionTransformer(PretrainedEncoderMixin, VisionTransformer):
     """mmpretrain ``VisionTransformer`` whose ``init_cfg=dict(type='Pretrained', ...)`` must load
     every encoder weight.
 
@@ -18,7 +16,7 @@ class PretrainedVisionTransformer(VisionTransformer):
     ``strict=False`` and only *warns* about missing keys, silently fine-tuning a randomly
     initialised encoder when the checkpoint or ``prefix`` is wrong):
 
-    - the pretrained load goes through :func:`deepmim_mm.utils.checkpoint.load_pretrained_encoder`,
+    - the pretrained load goes through :func:`deepmim_mm.checkpoint.load_pretrained_encoder`,
       which raises ``ValueError`` naming the missing keys when the checkpoint has no encoder under
       ``prefix`` or lacks any encoder weight the model has, when it has encoder keys the model does
       not know (another architecture) or a shape differs; ``FileNotFoundError`` when the file is
@@ -45,20 +43,9 @@ class PretrainedVisionTransformer(VisionTransformer):
         self.allow_new = tuple(allow_new)
         self.ignore_keys = tuple(ignore_keys)
 
-    def init_weights(self):
-        # Initialise every weight the upstream way first (new modules such as ln2 keep it), then
-        # load the checkpoint with the checks.
-        cfg = upstream_init_then_pretrained_cfg(self, super().init_weights)
-        if cfg is None:
-            return
+    def encoder_load_policy(self) -> dict:
         allow_new = list(self.allow_new)
-        ignore = list(PRETRAIN_ONLY_ENCODER_KEYS) + list(self.ignore_keys)
         if self.out_type == 'avg_featmap':
             allow_new.append(r'ln2\..*')
-        if not self.final_norm:
-            ignore.append(r'ln1\..*')
-        report = load_pretrained_encoder(
-            self, cfg.get('checkpoint'), prefix=cfg.get('prefix'), allow_new=allow_new,
-            ignore=ignore, field_name='model.backbone.init_cfg.checkpoint')
-        self.pretrain_report = report
-        print_log(report.format(), logger='current')
+        ignore = list(PRETRAIN_ONLY_KEYS) + [(k, 'ignore_keys') for k in self.ignore_keys]
+        return dict(allow_new=allow_new, ignore=ignore, resizable=('pos_embed', ))

@@ -1,14 +1,17 @@
 """Plain ViT backbone for detection, ViTDet style (Li et al., arXiv 2203.16527)."""
+from typing import Dict, Tuple
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import DropPath
 from mmdet.registry import MODELS
 from mmpretrain.models.backbones.vit_sam import (Attention, TransformerEncoderLayer, ViTSAM,
                                                  get_rel_pos, window_partition,
                                                  window_unpartition)
+from mmpretrain.models.utils import resize_pos_embed
 
-from deepmim_mm.utils.checkpoint import upstream_init_then_pretrained_cfg
-from deepmim_mm.utils.pretrain_loading import load_pretrained_encoder
+from ..checkpoint import DENSE_NEW_KEYS, PretrainedEncoderMixin
 
 
 class SDPARelPosAttention(Attention):
@@ -60,48 +63,83 @@ class ViTDetLayer(TransformerEncoderLayer):
 
 
 @MODELS.register_module()
-class PlainViT(ViTSAM):
-    """ViTDet's plain ViT backbone for mmdet: mmpretrain's ``ViTSAM`` without its neck, plus
-    pretraining-checkpoint loading, SDPA attention and drop path on both branches.
+class PlainViT(PretrainedEncoderMixin, ViTSAM):
+    """ViTDet's plain ViT backbone for mmdet: mmpretrain's ``ViTSAM`` without its neck, with
+    ViTDet's position embedding, checked loading of pretraining checkpoints, SDPA attention and
+    drop path on both branches.
 
     mmpretrain's ``ViTSAM`` is ViTDet's backbone (Li et al., arXiv 2203.16527, Sec. 3): window
     attention (``window_size=14``) with global attention in blocks ``global_attn_indexes``
-    ([2, 5, 8, 11] for ViT-B), decomposed relative positions, an absolute position embedding on
-    the patch grid, no class token, one output map at stride 16. mmdet 3.3.0 ships no ViTDet
-    (it lives in mmdetection's ``projects/``, outside the wheel), so this class registers it in
-    mmdet's ``MODELS``. What it changes over ``ViTSAM``:
+    ([2, 5, 8, 11] for ViT-B), decomposed relative positions, no class token, one output map at
+    stride 16. mmdet 3.3.0 ships no ViTDet (it lives in mmdetection's ``projects/``, outside the
+    wheel), so this class registers it in mmdet's ``MODELS``. What it changes over ``ViTSAM``:
 
     - ``out_channels=0`` (no SAM neck): the last block's map goes to :class:`SimpleFPN`;
+    - the absolute position embedding is ViTDet's (mmdetection ``projects/ViTDet/vit.py``,
+      ``get_abs_pos``): the pretraining one, class slot included, ``(1, 1 + (pretrain_img_size /
+      patch)^2, C)``, interpolated (bicubic) to the input's patch grid at every forward, so the
+      14x14 parameters of a 224-px pretraining are what fine-tuning trains;
     - attention through :class:`SDPARelPosAttention` and layers :class:`ViTDetLayer` (same
       parameter names, so checkpoints and ``get_layer_depth`` for layer decay are unchanged);
     - ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` loads a
-      DeepMIM/MFF/MAE pretraining checkpoint: encoder keys from under ``prefix``; class token,
-      final norm, MFF and decoder/teacher keys dropped; the (1, 1+N, C) position embedding
-      without its class slot resized to the ``img_size / patch_size`` grid (64x64 at 1024);
-      relative positions and everything else new; the report is logged and kept in
-      ``self.pretrain_report``
-      (:func:`~deepmim_mm.utils.pretrain_loading.load_pretrained_encoder`).
+      DeepMIM/MFF/MAE pretraining checkpoint through
+      :func:`deepmim_mm.checkpoint.load_pretrained_encoder`: every encoder weight must load; the
+      relative positions are new; class token, final norm, MFF and decoder/teacher keys are
+      dropped with their reason; a checkpoint of another pretraining resolution has its position
+      embedding resized to ``pretrain_img_size``. The report is logged and kept in
+      ``self.pretrain_report``.
     """
 
-    def __init__(self, arch='base', img_size=1024, out_channels=0, drop_path_rate=0.1,
-                 **kwargs):
+    def __init__(self, arch='base', img_size=1024, pretrain_img_size=224, patch_size=16,
+                 out_channels=0, drop_path_rate=0.1, **kwargs):
         if out_channels != 0:
             raise ValueError('PlainViT: out_channels must be 0 (the feature pyramid is the '
                              f'neck, SimpleFPN), got {out_channels}')
         if isinstance(arch, dict) and 'global_attn_indexes' not in arch:
             raise ValueError('PlainViT: a custom arch needs global_attn_indexes (list of block '
                              'indices with global attention)')
-        super().__init__(arch=arch, img_size=img_size, out_channels=0,
+        if pretrain_img_size % patch_size:
+            raise ValueError(f'PlainViT: pretrain_img_size={pretrain_img_size} is not a multiple '
+                             f'of patch_size={patch_size}')
+        super().__init__(arch=arch, img_size=img_size, patch_size=patch_size, out_channels=0,
                          drop_path_rate=drop_path_rate, **kwargs)
         for layer in self.layers:
             layer.__class__ = ViTDetLayer
             layer.attn.__class__ = SDPARelPosAttention
             layer.drop_path = DropPath(float(getattr(layer.ffn.dropout_layer, 'drop_prob', 0.)))
+        self.pretrain_grid = (pretrain_img_size // patch_size, ) * 2
+        if self.use_abs_pos:
+            self.pos_embed = nn.Parameter(
+                torch.zeros(1, 1 + self.pretrain_grid[0] * self.pretrain_grid[1],
+                            self.embed_dims))
 
-    def init_weights(self):
-        init_cfg = upstream_init_then_pretrained_cfg(self, super().init_weights)
-        if init_cfg is None:
-            return
-        self.pretrain_report = load_pretrained_encoder(
-            self, init_cfg.get('checkpoint'), prefix=init_cfg.get('prefix', 'backbone.'),
-            num_extra_tokens=1)
+    def encoder_load_policy(self) -> dict:
+        return dict(allow_new=DENSE_NEW_KEYS, prepare=self._fit_pos_embed)
+
+    def _fit_pos_embed(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """A checkpoint position embedding of another grid, resized to the pretraining one."""
+        pos = state.get('pos_embed')
+        if pos is None or not self.use_abs_pos or pos.shape == self.pos_embed.shape:
+            return state
+        side = int(round((pos.shape[1] - 1) ** 0.5))
+        if pos.dim() != 3 or side * side != pos.shape[1] - 1:
+            raise ValueError(f'PlainViT: cannot read a (1, 1 + h*w, C) position embedding with a '
+                             f'square grid from checkpoint shape {tuple(pos.shape)}')
+        state['pos_embed'] = resize_pos_embed(pos, (side, side), self.pretrain_grid,
+                                              self.interpolate_mode, 1)
+        return state
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
+        B = x.shape[0]
+        x, patch_resolution = self.patch_embed(x)
+        x = x.view(B, patch_resolution[0], patch_resolution[1], self.embed_dims)
+        if self.use_abs_pos:
+            pos = resize_pos_embed(self.pos_embed, self.pretrain_grid, patch_resolution,
+                                   mode=self.interpolate_mode, num_extra_tokens=1)[:, 1:]
+            x = self.drop_after_pos(x + pos.view(1, *patch_resolution, self.embed_dims))
+        outs = []
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i in self.out_indices:
+                outs.append(self._format_output(x.permute(0, 3, 1, 2)))
+        return tuple(outs)

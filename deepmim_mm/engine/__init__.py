@@ -1,17 +1,7 @@
-"""Training-time additions to mmengine, registered in mmpretrain's ``HOOKS`` on import.
+"""Training-time additions to mmengine: hooks (:mod:`.hooks`) and optimizer wrapper
+constructors (:mod:`.optimizers`)."""
+from .hooks import *  # noqa: F401,F403
+from .hooks import __all__ as _hooks
+from .optimizers import PlainGroupsOptimWrapperConstructor
 
-- :mod:`.reliability`: atomic checkpoint writes, CPU (gloo) distributed runs, and the
-  ``RNGStateHook``, ``NonFiniteLossHook`` and ``CheckpointMatchHook`` hooks.
-- :mod:`.visualization_hook`: ``DeepMIMReconstructionHook``, per-level reconstruction figures
-  through the runner's visualizer.
-- :mod:`.hooks`: one hook per file in mmengine's root ``HOOKS`` (``KNNMonitorHook``).
-"""
-from .hooks import KNNMonitorHook
-from .reliability import (CheckpointMatchHook, NonFiniteLossError, NonFiniteLossHook,
-                          RNGStateHook)
-from .visualization_hook import DeepMIMReconstructionHook
-
-__all__ = [
-    'CheckpointMatchHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'RNGStateHook',
-    'DeepMIMReconstructionHook', 'KNNMonitorHook'
-]
+__all__ = list(_hooks) + ['PlainGroupsOptimWrapperConstructor']

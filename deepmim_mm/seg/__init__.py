@@ -4,8 +4,6 @@ Importing this package imports mmseg (configs do it with
 ``custom_imports=dict(imports=['deepmim_mm.seg'], allow_failed_imports=False)``) and registers
 :class:`PretrainedMAE` in mmseg's ``MODELS``. Configs: ``configs/segmentation/``.
 """
-import deepmim_mm  # noqa: F401  compat fixes for the pinned stack
-
 from .mae_backbone import PretrainedMAE
 
 __all__ = ['PretrainedMAE']

@@ -8,11 +8,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if ROOT not in sys.path:  # run from anywhere without installing the package
-    sys.path.insert(0, ROOT)
-
-import deepmim_mm  # noqa: E402,F401  registers the models, applies the compat fixes
+import deepmim_mm  # noqa: F401  registers the models
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -68,15 +64,19 @@ def collect_images(paths: Sequence[str], max_images: Optional[int] = None) -> Li
 
 def load_model(config: str, checkpoint: Optional[str], device: torch.device,
                cfg_options: Optional[dict] = None) -> torch.nn.Module:
-    """Build ``cfg.model`` in its registry scope and load ``checkpoint`` (eval mode).
+    """Build ``cfg.model`` in its registry scope and load ``checkpoint`` into it (eval mode).
 
-    Works for this plugin's ``DeepMIM`` and for mmpretrain's ``MAE`` / ``MFF`` configs. Missing or
-    unexpected keys are logged by mmengine; a missing file is a FileNotFoundError.
+    Works for this plugin's ``DeepMIM`` and for mmpretrain's ``MAE`` / ``MFF`` configs. The
+    checkpoint must fit the model exactly (:func:`deepmim_mm.checkpoint.load_checked_state`
+    with nothing allowed to be new or dropped): a file of another format, size or model is an
+    error naming the keys, not figures drawn from random weights. A missing file is a
+    ``FileNotFoundError``, a file that is no checkpoint a ``NotACheckpointError``.
     """
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmengine.runner import load_checkpoint
     from mmpretrain.registry import MODELS
+
+    from deepmim_mm.checkpoint import load_checked_state, read_state_dict
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file not found: {config}')
     cfg = Config.fromfile(config)
@@ -87,9 +87,9 @@ def load_model(config: str, checkpoint: Optional[str], device: torch.device,
         cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
-        if not osp.isfile(checkpoint):
-            raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=False)
+        state = read_state_dict(checkpoint, 'checkpoint')
+        load_checked_state(model, state, checkpoint, prefix=None, ignore=(),
+                           field_name=f'checkpoint (for {osp.basename(config)})')
     else:
         model.init_weights()
     return model.to(device).eval()

@@ -1,6 +1,6 @@
-"""Training-step benchmark of pretraining configs, and input-pipeline benchmark.
+"""Training-step benchmark of pretraining configs (model only, synthetic batch).
 
-Mode 1 (default): for every CONFIG (and a baseline, mmpretrain's own MAE by default) build the
+For every CONFIG (and a baseline, mmpretrain's own MAE by default) build the
 real model and optimizer wrapper (``MODELS.build`` + mmengine's ``build_optim_wrapper``, as the
 Runner does), run warm-up then timed training steps (``model.train_step``: data preprocessor,
 forward, backward, optimizer step) on a synthetic uint8 batch already on the device, and print:
@@ -17,31 +17,25 @@ Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the timed steps (p
 gradients, optimizer state, activations); on the CPU the growth of the process's resident set
 size (RSS, sampled every 2 ms) from before the model was built to the peak of the timed steps:
 an estimate that includes allocator caching; each config runs in its own fresh process on the
-CPU (``--no-isolate`` to disable) so one config's memory does not count for another. ``state`` is the exact size of parameters +
-gradients + optimizer state. ``compile=True`` in a config (mmengine's Runner key) compiles
-``train_step`` as the Runner does; its compile time is part of the warm-up.
+CPU (``--no-isolate`` to disable) so one config's memory does not count for another. ``state``
+is the exact size of parameters + gradients + optimizer state. ``compile=True`` in a config
+(mmengine's Runner key) compiles ``train_step`` as the Runner does; its compile time is part of
+the warm-up.
 
-Mode 2 (``--data-pipeline DIR``): the first config's training pipeline over the images in DIR
-(mmpretrain ``CustomDataset``, mmengine's dataloader builder with the config's collate function),
-images/s for each ``--workers`` count, to see whether data loading keeps up with the model.
+The input side (data pipeline per worker, end-to-end training from image files next to this
+model-only rate) is measured by ``tools/analysis/benchmark_data.py``.
 """
 import argparse
-import json
-import os.path as osp
 import statistics
-import sys
 import time
 from datetime import datetime, timezone
 
 import torch
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-import deepmim_mm  # noqa: E402,F401
-from benchmark_utils import (HostSyncRecorder, RSSPeak, flop_counter,  # noqa: E402
-                             hardware_summary, matmul_peak_tflops, release_host_memory,
-                             resolve_config_path, rss_bytes, synchronize)
+from benchmark_utils import (HostSyncRecorder, RSSPeak, build_for_training, compute_dtype,
+                             compute_dtype_of, flop_counter, format_table, hardware_summary,
+                             label_of, load_cfg, matmul_peak_tflops, progress, release_host_memory,
+                             resolve_config_path, rss_bytes, synchronize, synthetic_batch,
+                             write_json)
 
 DEFAULT_BASELINE = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 AMP_CHOICES = ('config', 'fp32', 'bf16', 'fp16')
@@ -58,7 +52,7 @@ def parse_args(argv=None):
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     p.add_argument('--batch-size', type=int, default=None,
                    help='images per step (default: the config\'s train_dataloader.batch_size; '
-                        'training mode on the CPU: 8)')
+                        'on the CPU: 8)')
     p.add_argument('--amp', default='config', choices=AMP_CHOICES,
                    help='config: the config\'s optimizer wrapper (on the CPU an AmpOptimWrapper '
                         'becomes fp32 OptimWrapper); fp32; bf16 / fp16: AmpOptimWrapper with '
@@ -79,12 +73,6 @@ def parse_args(argv=None):
                    help='on the CPU, measure every config in this process (default: each in a '
                         'fresh process, so that its RSS growth is its own)')
     p.add_argument('--json', help='also write the results to this JSON file')
-    p.add_argument('--data-pipeline', metavar='DIR',
-                   help='mode 2: measure the first config\'s train pipeline over images in DIR')
-    p.add_argument('--workers', type=int, nargs='+', default=[0, 1, 2, 4],
-                   help='mode 2: dataloader worker counts to measure')
-    p.add_argument('--batches', type=int, default=10,
-                   help='mode 2: timed batches per worker count (after one untimed batch)')
     args = p.parse_args(argv)
     if args.labels and len(args.labels) != len(args.configs):
         p.error(f'--labels: {len(args.labels)} labels for {len(args.configs)} configs')
@@ -93,7 +81,7 @@ def parse_args(argv=None):
     if args.device == 'cpu' and args.amp in ('bf16', 'fp16'):
         raise ValueError(f'--amp {args.amp}: mmengine\'s AmpOptimWrapper needs a GPU; '
                          'accepted on --device cpu: config, fp32')
-    for name in ('warmup', 'steps', 'batches'):
+    for name in ('warmup', 'steps'):
         if getattr(args, name) < (0 if name == 'warmup' else 1):
             raise ValueError(f'--{name} must be positive, got {getattr(args, name)}')
     if args.batch_size is not None and args.batch_size < 1:
@@ -101,109 +89,29 @@ def parse_args(argv=None):
     return args
 
 
-def progress(msg: str, end: bool = False) -> None:
-    """One status line on stderr (rewritten in place on a terminal)."""
-    if sys.stderr.isatty():
-        sys.stderr.write('\r\033[K' + msg + ('\n' if end else ''))
-    else:
-        sys.stderr.write(msg + '\n')
-    sys.stderr.flush()
-
-
-def load_cfg(path: str, options=None):
-    from mmengine.config import Config
-    cfg = Config.fromfile(resolve_config_path(path))
-    if options:
-        cfg.merge_from_dict(options)
-    return cfg
-
-
-def optim_wrapper_cfg(cfg, args):
-    ow = cfg.optim_wrapper.copy()
-    if args.amp == 'fp32' or (args.amp == 'config' and args.device == 'cpu'
-                              and ow.get('type') == 'AmpOptimWrapper'):
-        ow['type'] = 'OptimWrapper'
-        for k in ('loss_scale', 'dtype', 'use_fsdp'):
-            ow.pop(k, None)
-    elif args.amp in ('bf16', 'fp16'):
-        ow['type'] = 'AmpOptimWrapper'
-        ow['dtype'] = 'bfloat16' if args.amp == 'bf16' else 'float16'
-        ow.setdefault('loss_scale', 'dynamic')
-    if args.fused_adamw:
-        ow['optimizer'] = dict(ow['optimizer'], fused=True)
-    return ow
-
-
-def compute_dtype(ow: dict) -> torch.dtype:
-    if ow.get('type') == 'AmpOptimWrapper':
-        return {'bfloat16': torch.bfloat16, 'float32': torch.float32}.get(
-            str(ow.get('dtype')), torch.float16)
-    return torch.float32
-
-
-def img_size_of(cfg) -> int:
-    size = cfg.model.get('backbone', {}).get('img_size', 224)
-    return size if isinstance(size, int) else size[0]
-
-
-def benchmark_config(path, label, options, args, device):
-    """Build, measure, free. Returns a result dict (MFU is filled in by the caller)."""
-    import logging
-    from mmengine.logging import MMLogger
-    MMLogger.get_current_instance().setLevel(logging.ERROR)  # per-parameter init reports
-    from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import DefaultScope, init_default_scope
-    from mmpretrain.registry import MODELS
-    from mmpretrain.structures import DataSample
-
-    cfg = load_cfg(path, options)
-    scope = cfg.get('default_scope', 'mmpretrain')
-    if DefaultScope.get_current_instance() is None or \
-            DefaultScope.get_current_instance().scope_name != scope:
-        init_default_scope(scope)
-    if cfg.get('custom_imports'):
-        from mmengine.utils import import_modules_from_strings
-        import_modules_from_strings(**cfg.custom_imports)
-    bs = args.batch_size or (cfg.train_dataloader.batch_size if device.type == 'cuda' else 8)
-    release_host_memory()
-    rss0 = rss_bytes()
-    progress(f'[{label}] build')
-    model_cfg = cfg.model.copy()
-    if cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    if args.random_teachers and model_cfg.get('target_generator') is not None:
-        model_cfg['target_generator'] = dict(model_cfg['target_generator'], checkpoint=None,
-                                             random_init=True)
-    model = MODELS.build(model_cfg)
-    model.init_weights()
-    model.to(device).train()
-    ow_cfg = optim_wrapper_cfg(cfg, args)
-    optim_wrapper = build_optim_wrapper(model, ow_cfg)
-    size = img_size_of(cfg)
-    g = torch.Generator().manual_seed(0)
-    data = dict(inputs=torch.randint(0, 256, (bs, 3, size, size), dtype=torch.uint8,
-                                     generator=g).to(device),
-                data_samples=[DataSample() for _ in range(bs)])
-
-    # FLOPs and host-sync audit on one eager step each (before compiling).
-    progress(f'[{label}] count FLOPs')
+def audit_step(model, data, optim_wrapper):
+    """FLOPs of one training step, and the host-synchronising operators of forward+backward."""
     with flop_counter() as fc:
         model.train_step(data, optim_wrapper)
-    flops = fc.get_total_flops()
     with HostSyncRecorder() as rec:
         with optim_wrapper.optim_context(model):
-            d = model.data_preprocessor(data, True)
-            losses = model._run_forward(d, mode='loss')
-        loss, _ = model.parse_losses(losses)
-        optim_wrapper.backward(loss)
+            losses = model._run_forward(model.data_preprocessor(data, True), mode='loss')
+        optim_wrapper.backward(model.parse_losses(losses)[0])
     optim_wrapper.zero_grad()
-    syncs = dict(rec.counts)
+    return fc.get_total_flops(), dict(rec.counts)
 
-    step = model.train_step
+
+def maybe_compile(step, cfg):
+    """``torch.compile`` of the step when the config sets mmengine's ``compile`` key (as the
+    Runner's ``_maybe_compile``)."""
     compile_cfg = cfg.get('compile')
-    if compile_cfg:  # as mmengine's Runner._maybe_compile
-        # (param groups are plain dicts, which dynamo needs: deepmim_mm.utils.compat fix 7)
-        step = torch.compile(step, **({} if compile_cfg is True else dict(compile_cfg)))
+    if not compile_cfg:
+        return step
+    return torch.compile(step, **({} if compile_cfg is True else dict(compile_cfg)))
+
+
+def timed_steps(step, data, optim_wrapper, args, device, label):
+    """Warm-up, then ``args.steps`` timed steps; returns (seconds per step, peak bytes, kind)."""
     for i in range(args.warmup):
         progress(f'[{label}] warm-up {i + 1}/{args.warmup}')
         step(data, optim_wrapper)
@@ -219,24 +127,48 @@ def benchmark_config(path, label, options, args, device):
             times.append(time.perf_counter() - t)
             progress(f'[{label}] step {i + 1}/{args.steps}: {times[-1] * 1e3:.1f} ms')
     if device.type == 'cuda':
-        peak_mem, mem_kind = torch.cuda.max_memory_allocated(device), 'cuda max allocated'
-    else:
-        peak_mem, mem_kind = rss.peak - rss0, 'RSS growth'
+        return times, torch.cuda.max_memory_allocated(device), 'cuda max allocated'
+    return times, rss.peak, 'RSS growth'
+
+
+def state_bytes(model, optim_wrapper) -> int:
+    """Parameters + gradients + optimizer state."""
     state = sum(p.numel() * p.element_size() * (2 if p.requires_grad else 1)
                 for p in model.parameters())
     for st in optim_wrapper.optimizer.state.values():
         state += sum(v.numel() * v.element_size() for v in st.values()
                      if isinstance(v, torch.Tensor))
+    return state
+
+
+def benchmark_config(path, label, options, args, device):
+    """Build, measure, free. Returns a result dict (MFU is filled in by the caller)."""
+    cfg = load_cfg(path, options)
+    bs = args.batch_size or (cfg.train_dataloader.batch_size if device.type == 'cuda' else 8)
+    release_host_memory()
+    rss0 = rss_bytes()
+    progress(f'[{label}] build')
+    model, optim_wrapper, ow_cfg, size = build_for_training(cfg, device, args.amp,
+                                                            args.fused_adamw,
+                                                            args.random_teachers)
+    data = synthetic_batch(bs, size, device)
+    progress(f'[{label}] count FLOPs')
+    flops, syncs = audit_step(model, data, optim_wrapper)  # eager, before compiling
+    step = maybe_compile(model.train_step, cfg)
+    times, peak_mem, mem_kind = timed_steps(step, data, optim_wrapper, args, device, label)
+    if mem_kind == 'RSS growth':
+        peak_mem -= rss0
     med = statistics.median(times)
-    dtype = compute_dtype(ow_cfg)
     progress(f'[{label}] done: {med * 1e3:.1f} ms/step', end=True)
     result = dict(
         label=label, config=path, batch_size=bs, img_size=size, steps=args.steps,
-        optim_wrapper=ow_cfg.get('type'), dtype=str(dtype).replace('torch.', ''),
-        fused_adamw=bool(ow_cfg['optimizer'].get('fused', False)), compile=bool(compile_cfg),
+        optim_wrapper=ow_cfg.get('type'), dtype=compute_dtype(ow_cfg),
+        fused_adamw=bool(ow_cfg['optimizer'].get('fused', False)),
+        compile=bool(cfg.get('compile')),
         step_ms_median=med * 1e3, step_ms_p25=_q(times, 0.25) * 1e3,
         step_ms_p75=_q(times, 0.75) * 1e3, img_per_s=bs / med,
-        peak_mem_mib=peak_mem / 2**20, mem_kind=mem_kind, state_mib=state / 2**20,
+        peak_mem_mib=peak_mem / 2**20, mem_kind=mem_kind,
+        state_mib=state_bytes(model, optim_wrapper) / 2**20,
         gflop_per_img=flops / bs / 1e9, achieved_tflops=flops / med / 1e12,
         host_sync_ops=syncs,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6)
@@ -274,15 +206,6 @@ def _q(xs, q):
     return xs[min(len(xs) - 1, int(q * (len(xs) - 1) + 0.5))]
 
 
-def format_table(rows, headers):
-    cols = [[h] + [r[i] for r in rows] for i, h in enumerate(headers)]
-    widths = [max(len(c) for c in col) for col in cols]
-    line = lambda cells: '| ' + ' | '.join(c.ljust(w) for c, w in zip(cells, widths)) + ' |'  # noqa
-    out = [line(headers), '|' + '|'.join('-' * (w + 2) for w in widths) + '|']
-    out += [line(r) for r in rows]
-    return '\n'.join(out)
-
-
 def training_table(results, baseline_label):
     base = next((r for r in results if r['label'] == baseline_label), None)
     rows = []
@@ -304,14 +227,14 @@ def training_table(results, baseline_label):
 
 def run_training(args):
     device = torch.device(args.device)
-    labels = args.labels or [_label(c) for c in args.configs]
+    labels = args.labels or [label_of(c) for c in args.configs]
     jobs = []
     base_label = None
     if args.baseline and args.baseline.lower() != 'none':
         if args.baseline in args.configs:
             base_label = labels[args.configs.index(args.baseline)]
         else:
-            base_label = 'baseline: ' + _label(args.baseline)
+            base_label = 'baseline: ' + label_of(args.baseline)
             jobs.append((args.baseline, base_label,
                          args.baseline_cfg_options
                          if args.baseline_cfg_options is not None else args.cfg_options))
@@ -320,7 +243,8 @@ def run_training(args):
         resolve_config_path(path)
     peaks, results = {}, []
     dtypes = {torch.float32}
-    dtypes |= {compute_dtype(optim_wrapper_cfg(load_cfg(p, o), args)) for p, _, o in jobs}
+    dtypes |= {getattr(torch, compute_dtype_of(load_cfg(p, o), args, device))
+               for p, _, o in jobs}
     for dt in dtypes:  # measured before and after the configs (best of both: less noise)
         progress(f'measuring the {dt} matmul peak', end=True)
         peaks[dt] = matmul_peak_tflops(device, dt)
@@ -354,73 +278,9 @@ def run_training(args):
                 results=results)
 
 
-def find_pipeline(cfg):
-    ds = cfg.train_dataloader.dataset
-    while 'pipeline' not in ds and 'dataset' in ds:
-        ds = ds.dataset
-    if 'pipeline' not in ds:
-        raise ValueError('--data-pipeline: the config has no train_dataloader.dataset.pipeline')
-    return ds.pipeline
-
-
-def run_pipeline(args):
-    from mmengine.registry import init_default_scope
-    from mmengine.runner import Runner
-    if not osp.isdir(args.data_pipeline):
-        raise FileNotFoundError(f'--data-pipeline: no such folder: {args.data_pipeline}')
-    cfg = load_cfg(args.configs[0], args.cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    bs = args.batch_size or cfg.train_dataloader.batch_size
-    results = []
-    for w in args.workers:
-        if w < 0:
-            raise ValueError(f'--workers: counts must be >= 0, got {w}')
-        loader = Runner.build_dataloader(dict(
-            batch_size=bs, num_workers=w, persistent_workers=False,
-            sampler=dict(type='InfiniteSampler', shuffle=True),
-            collate_fn=cfg.train_dataloader.get('collate_fn', dict(type='pseudo_collate')),
-            dataset=dict(type='CustomDataset', data_root=args.data_pipeline, with_label=False,
-                         pipeline=find_pipeline(cfg))), seed=0)
-        if len(loader.dataset) == 0:
-            raise FileNotFoundError(f'--data-pipeline: no images in {args.data_pipeline}')
-        it = iter(loader)
-        t0 = time.perf_counter()
-        next(it)
-        first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for i in range(args.batches):
-            next(it)
-            progress(f'[{w} workers] batch {i + 1}/{args.batches}')
-        dt = time.perf_counter() - t0
-        del it, loader
-        results.append(dict(workers=w, batch_size=bs, batches=args.batches,
-                            img_per_s=bs * args.batches / dt, batch_ms=dt / args.batches * 1e3,
-                            first_batch_s=first))
-    progress('done', end=True)
-    hw = hardware_summary(torch.device('cpu'))
-    print(f'\nInput pipeline of {args.configs[0]} over {args.data_pipeline} '
-          f'(batch {bs}, {args.batches} timed batches), {hw["cpu"]}, {hw["cores"]} cores')
-    print(format_table([[str(r['workers']), f"{r['img_per_s']:.1f}", f"{r['batch_ms']:.1f}",
-                         f"{r['first_batch_s']:.2f}"] for r in results],
-                       ['workers', 'img/s', 'ms/batch', 'first batch s']))
-    print('Data loading keeps up when img/s here >= img/s of the training step on this machine.')
-    return dict(mode='data_pipeline', date=datetime.now(timezone.utc).isoformat(),
-                config=args.configs[0], folder=args.data_pipeline, hardware=hw,
-                results=results)
-
-
-def _label(path):
-    return osp.splitext(osp.basename(path.split('::')[-1]))[0]
-
-
 def main(argv=None):
     args = parse_args(argv)
-    out = run_pipeline(args) if args.data_pipeline else run_training(args)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(out, f, indent=2)
-        print(f'results written to {args.json}')
-    return out
+    return write_json(run_training(args), getattr(args, 'json', None))
 
 
 if __name__ == '__main__':

@@ -1,13 +1,16 @@
-"""Measurement helpers of tools/analysis/benchmark.py: host-sync detection, FLOP counting,
-matmul peak, memory, config loading."""
+"""Measurement helpers of tools/analysis/benchmark.py and benchmark_data.py: host-sync
+detection, FLOP counting, matmul peak, memory, config loading, building a model for training
+steps, progress and tables."""
 import ctypes
+import json
 import importlib.util
 import os
 import os.path as osp
+import sys
 import threading
 import time
 from collections import Counter
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -179,3 +182,124 @@ def _cpu_name() -> str:
         pass
     import platform
     return platform.processor() or 'unknown'
+
+
+def progress(msg: str, end: bool = False) -> None:
+    """One status line on stderr (rewritten in place on a terminal)."""
+    if sys.stderr.isatty():
+        sys.stderr.write('\r\033[K' + msg + ('\n' if end else ''))
+    else:
+        sys.stderr.write(msg + '\n')
+    sys.stderr.flush()
+
+
+def format_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
+    """A Markdown table."""
+    cols = [[h] + [r[i] for r in rows] for i, h in enumerate(headers)]
+    widths = [max(len(c) for c in col) for col in cols]
+
+    def line(cells):
+        return '| ' + ' | '.join(c.ljust(w) for c, w in zip(cells, widths)) + ' |'
+
+    out = [line(headers), '|' + '|'.join('-' * (w + 2) for w in widths) + '|']
+    return '\n'.join(out + [line(r) for r in rows])
+
+
+def label_of(path: str) -> str:
+    return osp.splitext(osp.basename(path.split('::')[-1]))[0]
+
+
+def load_cfg(path: str, options=None):
+    """The config (file or ``pkg::path``) with ``--cfg-options`` merged, its default scope made
+    current and its ``custom_imports`` imported (as the Runner does)."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope, init_default_scope
+
+    import deepmim_mm  # noqa: F401  registers the plugin's modules
+    cfg = Config.fromfile(resolve_config_path(path))
+    if options:
+        cfg.merge_from_dict(options)
+    scope = cfg.get('default_scope', 'mmpretrain')
+    current = DefaultScope.get_current_instance()
+    if current is None or current.scope_name != scope:
+        init_default_scope(scope)
+    if cfg.get('custom_imports'):
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**cfg.custom_imports)
+    return cfg
+
+
+def optim_wrapper_cfg(cfg, amp: str, device: torch.device, fused_adamw: bool = False) -> dict:
+    """The config's optimizer wrapper for ``--amp`` (config | fp32 | bf16 | fp16): 'config' keeps
+    it (AMP becomes fp32 on the CPU, as tools/train.py does)."""
+    from deepmim_mm.engine.amp import fall_back_to_fp32_without_gpu, to_fp32_optim_wrapper
+    ow = cfg.optim_wrapper.copy()
+    if amp == 'fp32' and ow.get('type') == 'AmpOptimWrapper':
+        to_fp32_optim_wrapper(ow)
+    elif amp == 'config':
+        fall_back_to_fp32_without_gpu(dict(optim_wrapper=ow), device=device.type)
+    elif amp in ('bf16', 'fp16'):
+        ow['type'] = 'AmpOptimWrapper'
+        ow['dtype'] = 'bfloat16' if amp == 'bf16' else 'float16'
+        ow.setdefault('loss_scale', 'dynamic')
+    if fused_adamw:
+        ow['optimizer'] = dict(ow['optimizer'], fused=True)
+    return ow
+
+
+def compute_dtype(ow: dict) -> str:
+    """The autocast dtype of an optimizer wrapper config: 'float32', 'bfloat16', 'float16'."""
+    if ow.get('type') == 'AmpOptimWrapper':
+        return 'bfloat16' if str(ow.get('dtype')) == 'bfloat16' else (
+            'float32' if str(ow.get('dtype')) == 'float32' else 'float16')
+    return 'float32'
+
+
+def compute_dtype_of(cfg, args, device: torch.device) -> str:
+    return compute_dtype(optim_wrapper_cfg(cfg, args.amp, device, args.fused_adamw))
+
+
+def img_size_of(cfg) -> int:
+    size = cfg.model.get('backbone', {}).get('img_size', 224)
+    return size if isinstance(size, int) else size[0]
+
+
+def build_for_training(cfg, device: torch.device, amp: str = 'config', fused_adamw: bool = False,
+                       random_teachers: bool = False):
+    """The real model and optimizer wrapper (``MODELS.build`` + mmengine's
+    ``build_optim_wrapper``, as the Runner does): (model, optim wrapper, its config, img size).
+    ``random_teachers``: frozen teachers get random weights instead of their checkpoint file."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    from mmengine.optim import build_optim_wrapper
+    from mmpretrain.registry import MODELS
+    MMLogger.get_current_instance().setLevel(logging.ERROR)  # per-parameter init reports
+    model_cfg = cfg.model.copy()
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    if random_teachers and model_cfg.get('target_generator') is not None:
+        model_cfg['target_generator'] = dict(model_cfg['target_generator'], checkpoint=None,
+                                             random_init=True)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    model.to(device).train()
+    ow_cfg = optim_wrapper_cfg(cfg, amp, device, fused_adamw)
+    return model, build_optim_wrapper(model, ow_cfg), ow_cfg, img_size_of(cfg)
+
+
+def synthetic_batch(batch_size: int, size: int, device: torch.device) -> dict:
+    """A uint8 image batch already on the device, as a dataloader would deliver it."""
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8, generator=g)
+    return dict(inputs=inputs.to(device), data_samples=[DataSample() for _ in range(batch_size)])
+
+
+def write_json(out: dict, path: Optional[str]) -> dict:
+    """Write ``out`` to ``path`` (if given) and return it."""
+    if path:
+        with open(path, 'w') as f:
+            json.dump(out, f, indent=2)
+        print(f'results written to {path}')
+    return out

@@ -13,7 +13,7 @@ this tool measures it on your own checkpoints, e.g. MAE against DeepMIM:
   unless ``--img-size``) of any ViT config of this plugin or mmpretrain (fine-tuning, linear
   probing or pretraining; a file or ``mmpretrain::<dir>/<name>.py``). The encoder is built as
   mmpretrain's ``VisionTransformer`` and loads each checkpoint's ``backbone.`` weights through
-  :func:`deepmim_mm.utils.checkpoint.load_pretrained_encoder` (every encoder weight must load;
+  :func:`deepmim_mm.checkpoint.load_pretrained_encoder` (every encoder weight must load;
   decoders and MFF fusion layers are dropped and reported).
 - The dataset is in ImageNet layout: ``DATA_ROOT/train/<class>/*`` and ``DATA_ROOT/val/<class>/*``
   (mmpretrain's ``CustomDataset``; ``--max-per-class`` takes a class-balanced subset). Images
@@ -208,8 +208,7 @@ def extract(encoder, ds, preprocessor, args, desc):
 
 def layer_features(ckpt, label, settings, datasets, preprocessor, args, cache_dir):
     """``{split: [per-block dict(cls, avg, labels)]}``, from the cache when it is complete."""
-    from deepmim_mm.utils.checkpoint import (PRETRAIN_ONLY_ENCODER_KEYS,
-                                             load_pretrained_encoder)
+    from deepmim_mm.checkpoint import load_pretrained_encoder
     ckey = checkpoint_key(ckpt, settings, args.prefix)
     num = settings['num_layers']
     out, todo = {}, []
@@ -224,9 +223,8 @@ def layer_features(ckpt, label, settings, datasets, preprocessor, args, cache_di
     if not todo:
         return out
     encoder = build_encoder(settings)
-    report = load_pretrained_encoder(
-        encoder, ckpt, prefix=args.prefix or None,
-        ignore=list(PRETRAIN_ONLY_ENCODER_KEYS) + [r'ln1\..*'], field_name='checkpoints')
+    report = load_pretrained_encoder(encoder, ckpt, prefix=args.prefix or None,
+                                     field_name='checkpoints', resizable=('pos_embed', ))
     print(f'[{label}] ' + report.format().split('\n')[0])
     encoder.to(args.device).eval()
     for split, ds, files in todo:

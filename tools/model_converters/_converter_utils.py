@@ -1,16 +1,28 @@
-"""Shared command-line plumbing of the converters: load, report dropped keys, save.
+"""Shared command-line plumbing of the converters: load, report dropped keys, check, save.
 
-The key mappings themselves live in :mod:`deepmim_mm.utils.checkpoint`.
+The key mappings themselves live in :mod:`deepmim_mm.checkpoint`. What every converter
+guarantees (one implementation here, so each tool behaves the same):
+
+- it never overwrites its input: the destination may not be the source file, by path or
+  through a symbolic or hard link (``os.path.samefile``);
+- it never writes an empty or near-empty result (:data:`SAFETY_RULE`);
+- it writes atomically: a temporary file next to the destination, ``fsync``, then
+  ``os.replace``, so an interrupted run leaves the old destination (or none), never a truncated
+  one. The file's mode honours the umask, as ``torch.save`` does (``0o666 & ~umask``).
 """
+import io
 import os
 import os.path as osp
 import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from deepmim_mm.checkpoint import atomic_write_bytes, fold_keys, read_state_dict
 
-from deepmim_mm.utils.checkpoint import fold_keys, read_state_dict  # noqa: E402
+#: The near-empty rule, shown in every converter's ``--help``.
+SAFETY_RULE = ('Nothing is written (exit code 1) when DST is SRC (also through a symbolic or '
+               'hard link), or when the result would hold no tensor or fewer than half of the '
+               "input's encoder tensors, --allow-drop or not.")
 
 
 def add_common_args(parser):
@@ -19,10 +31,23 @@ def add_common_args(parser):
     parser.add_argument('--allow-drop', action='store_true',
                         help='write the output even when some keys could not be mapped (they '
                         'are listed and left out); by default that is an error (exit code 1)')
+    parser.epilog = SAFETY_RULE
 
 
-def load(path):
-    return read_state_dict(path, field_name='src')
+def refuse_overwriting_input(src, dst):
+    """Exit with an error when ``dst`` is ``src`` itself (same path, symlink or hard link)."""
+    same = osp.abspath(src) == osp.abspath(dst)
+    if not same and osp.exists(src) and osp.exists(dst):
+        same = osp.samefile(src, dst)
+    if same:
+        raise SystemExit(f'error: the output {dst} is the input {src}; a converter never '
+                         'overwrites its input: choose another output path')
+
+
+def load(src, dst):
+    """The state dict of ``src``, after checking that ``dst`` does not overwrite it."""
+    refuse_overwriting_input(src, dst)
+    return read_state_dict(src, field_name='src')
 
 
 def report_and_check(dropped, allow_drop, what):
@@ -40,15 +65,41 @@ def report_and_check(dropped, allow_drop, what):
         sys.exit(1)
 
 
-def save(state, dst, meta=None, wrap=True):
-    """Save ``state``: wrapped as an mmengine checkpoint (``state_dict`` + ``meta``) or bare."""
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+def check_not_near_empty(num_out, num_in, src, expected):
+    """Refuse a result with no tensor or fewer than half of the input's ``num_in`` encoder
+    tensors (:data:`SAFETY_RULE`); ``expected`` says what an encoder key of the input format
+    looks like."""
+    if num_in == 0:
+        raise SystemExit(f'error: {src} has no encoder keys ({expected}): not a checkpoint of '
+                         'the format this converter reads; nothing written')
+    if num_out == 0 or 2 * num_out < num_in:
+        raise SystemExit(f'error: only {num_out} of the {num_in} encoder tensors of {src} were '
+                         f'converted (at least half are required; expected {expected}); '
+                         'nothing written')
+
+
+def serialize(obj):
+    """``torch.save(obj)`` into bytes."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def save(state, dst, meta=None, wrap=True, layout=None):
+    """Save ``state`` atomically: as an mmengine checkpoint (``state_dict`` + ``meta``), bare, or
+    under ``layout`` (e.g. ``'model'``, the key the official MAE / DeepMIM scripts read)."""
     state = {k: v.contiguous() for k, v in state.items()}
     if dst.endswith('.safetensors'):
-        from safetensors.torch import save_file
-        save_file(state, dst, metadata={k: str(v) for k, v in (meta or {}).items()})
+        if layout is not None:
+            raise SystemExit(f'error: {dst}: safetensors files hold a flat dict of tensors; '
+                             f'the {layout!r} layout needs a .pth output')
+        from safetensors.torch import save as safetensors_bytes
+        data = safetensors_bytes(state, metadata={k: str(v) for k, v in (meta or {}).items()})
+    elif layout is not None:
+        data = serialize({layout: state})
     elif wrap:
-        torch.save({'state_dict': state, 'meta': dict(meta or {})}, dst)
+        data = serialize({'state_dict': state, 'meta': dict(meta or {})})
     else:
-        torch.save(state, dst)
+        data = serialize(state)
+    atomic_write_bytes(dst, data)
     print(f'wrote {len(state)} tensors to {dst}')

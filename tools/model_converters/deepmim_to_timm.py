@@ -10,24 +10,36 @@ Any other key that cannot be mapped is an error unless ``--allow-drop``. The out
 state dict (``.safetensors`` when DST ends so): ``timm.create_model('vit_base_patch16_224',
 pretrained=True, num_classes=0, global_pool='token', pretrained_cfg_overlay=dict(file=DST))`` or
 ``model.load_state_dict(torch.load(DST))`` loads it.
+
+``--layout mae`` writes ``{'model': state_dict}`` instead, the layout the official fine-tuning
+scripts read (``main_finetune.py --finetune DST`` of facebookresearch/mae and OliverRensu/DeepMIM:
+``checkpoint['model']``, loaded with ``strict=False``; they expect no ``fc_norm`` / ``head``, so
+convert a pretraining checkpoint, not a fine-tuned one).
 """
 import argparse
+import re
 
-from _converter_utils import add_common_args, load, report_and_check, save
+from _converter_utils import add_common_args, check_not_near_empty, load, report_and_check, save
 
-from deepmim_mm.utils.checkpoint import plugin_to_timm
+from deepmim_mm.checkpoint import MFF_FUSION_KEYS, plugin_to_timm
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     add_common_args(parser)
+    parser.add_argument('--layout', choices=['timm', 'mae'], default='timm',
+                        help="timm: a bare state dict (default); mae: {'model': state dict}, for "
+                        "the official MAE / DeepMIM main_finetune.py --finetune")
     args = parser.parse_args(argv)
-    state, dropped = plugin_to_timm(load(args.src))
-    if not state:
-        raise SystemExit(f'error: {args.src} has no backbone.* (encoder) keys: not a '
-                         'checkpoint of this plugin or mmpretrain')
+    src = load(args.src, args.dst)
+    state, dropped = plugin_to_timm(src)
     report_and_check(dropped, args.allow_drop, 'plugin')
-    save(state, args.dst, wrap=False)
+    # Encoder tensors: backbone.* less MFF's pretraining-only fusion layers.
+    encoder_in = [k for k in src if k.startswith('backbone.')
+                  and not re.fullmatch(MFF_FUSION_KEYS, k[len('backbone.'):])]
+    check_not_near_empty(sum(not k.startswith('head.') for k in state), len(encoder_in),
+                         args.src, 'backbone.* keys of this plugin or mmpretrain')
+    save(state, args.dst, wrap=False, layout='model' if args.layout == 'mae' else None)
 
 
 if __name__ == '__main__':

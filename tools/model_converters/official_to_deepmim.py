@@ -16,20 +16,21 @@ are timm ViTs: convert them with ``timm_to_deepmim.py``.)
 """
 import argparse
 
-from _converter_utils import add_common_args, load, report_and_check, save
+from _converter_utils import add_common_args, check_not_near_empty, load, report_and_check, save
 
-from deepmim_mm.utils.checkpoint import official_mae_to_plugin
+from deepmim_mm.checkpoint import official_mae_to_plugin
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     add_common_args(parser)
     args = parser.parse_args(argv)
-    state, dropped = official_mae_to_plugin(load(args.src))
-    if not any(k.startswith('backbone.') for k in state):
-        raise SystemExit(f'error: {args.src} has no encoder keys (patch_embed.proj, blocks.N, '
-                         '...): not an official MAE / DeepMIM checkpoint')
+    src = load(args.src, args.dst)
+    state, dropped = official_mae_to_plugin(src)
     report_and_check(dropped, args.allow_drop, 'official')
+    encoder_in = [k for k in src if not k.startswith(('decoder', 'mask_token'))]
+    check_not_near_empty(sum(k.startswith('backbone.') for k in state), len(encoder_in),
+                         args.src, 'timm names: patch_embed.proj, blocks.N, ...')
     aux = {k.split('.')[2] for k in state if k.startswith('neck.aux_decoders.')}
     print(f'encoder: {sum(k.startswith("backbone.") for k in state)} keys; decoders: '
           f'{int(any(k.startswith("neck.") and "aux_decoders" not in k for k in state))} final '

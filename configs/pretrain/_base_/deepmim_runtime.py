@@ -1,7 +1,12 @@
-# What every pretraining config of this plugin adds to mmpretrain's runtime: the plugin's import
-# and its training hooks. The first hook is off by default; switch it on with
+# What every pretraining config of this plugin adds to mmpretrain's runtime: the plugin's import,
+# its opt-in fix for loading mmengine checkpoints on torch >= 2.6 (deepmim_mm.compat; it does
+# nothing where mmengine loads them itself), and its training hooks. The first hook is off by
+# default; switch it on with
 #   --cfg-options custom_hooks.0.enable=True  (and custom_hooks.0.interval=N)
-custom_imports = dict(imports=['deepmim_mm'], allow_failed_imports=False)
+# (Leaves that inherit an mmpretrain:: config directly also select the AtomicCheckpointHook in
+# default_hooks: mmengine allows no key in two bases.)
+custom_imports = dict(imports=['deepmim_mm', 'deepmim_mm.compat.mmengine_checkpoint'],
+                      allow_failed_imports=False)
 
 custom_hooks = [
     # Per-level reconstruction figures through the runner's visualizer (vis_backends).

@@ -1,9 +1,13 @@
-"""Training hooks, one per file, registered in mmengine's root ``HOOKS`` (found from every
-scope).
-
-- :mod:`.knn_monitor_hook`: ``KNNMonitorHook``, kNN top-1 of every supervised level on a small
-  labelled folder while pretraining runs.
-"""
+"""Training hooks, one per file, registered in mmengine's root ``HOOKS`` (found from the
+mmpretrain, mmseg and mmdet scopes alike)."""
+from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend
+from .checkpoint_match_hook import CheckpointMatchHook
 from .knn_monitor_hook import KNNMonitorHook
+from .non_finite_loss_hook import NonFiniteLossError, NonFiniteLossHook
+from .reconstruction_hook import DeepMIMReconstructionHook
+from .rng_state_hook import RNGStateHook
 
-__all__ = ['KNNMonitorHook']
+__all__ = [
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointMatchHook', 'KNNMonitorHook',
+    'NonFiniteLossError', 'NonFiniteLossHook', 'DeepMIMReconstructionHook', 'RNGStateHook'
+]

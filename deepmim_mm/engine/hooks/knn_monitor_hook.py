@@ -11,7 +11,7 @@ from mmengine.runner import IterBasedTrainLoop
 from ...analysis.probe import FEATURES, knn_probe, pool_tokens
 from ...analysis.reconstruction import unwrap
 from ...apis.inference import BLOCKS, labelled_folder, level_features, model_img_size
-from ..reliability import _get_rng_state, _set_rng_state
+from .rng_state_hook import _get_rng_state, _set_rng_state
 
 
 @HOOKS.register_module()

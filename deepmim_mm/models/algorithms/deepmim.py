@@ -7,6 +7,8 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from ..target_generators import FrozenTeacher
+
 
 @MODELS.register_module()
 class DeepMIM(BaseSelfSupervisor):
@@ -62,16 +64,42 @@ class DeepMIM(BaseSelfSupervisor):
         if weights is not None and len(weights) != num_levels:
             raise ValueError(f'DeepMIM: head.level_weights has {len(weights)} entries for '
                              f'{num_levels} supervised levels {self.backbone.level_names}')
+        self._check_shapes()
+        if isinstance(self.target_generator, FrozenTeacher):
+            self.target_generator.match_student(self.backbone)
+
+    def _check_shapes(self) -> None:
+        """Widths, patch grid and prediction size of backbone, neck and head agree (ValueError
+        naming both fields otherwise, instead of a tensor-shape error at the first step)."""
+        backbone, neck, head = self.backbone, self.neck, self.head
+        patch = backbone.patch_embed.projection.kernel_size[0]
+        grid = tuple(backbone.patch_resolution)
+        embed = getattr(neck, 'decoder_embed', None)
+        if embed is not None and embed.in_features != backbone.embed_dims:
+            raise ValueError(f'DeepMIM: neck.embed_dim={embed.in_features} but the backbone is '
+                             f'{backbone.embed_dims} wide (model.backbone.arch); set '
+                             f'model.neck.embed_dim={backbone.embed_dims}')
+        num_patches = getattr(neck, 'num_patches', None)
+        if num_patches is not None and num_patches != grid[0] * grid[1]:
+            raise ValueError(f'DeepMIM: neck.num_patches={num_patches} but the backbone cuts '
+                             f'its images into {grid[0]}x{grid[1]} patches (model.backbone.'
+                             f'img_size / patch_size); set model.neck.num_patches='
+                             f'{grid[0] * grid[1]}')
         teacher = self.target_generator
-        if teacher is not None:
-            # A teacher knows its own constraints: the token grid it produces targets for, and
-            # (hybrid targets) how many levels it mixes for and which patches the student sees.
-            if hasattr(teacher, 'match_token_grid'):
-                teacher.match_token_grid(self.backbone.patch_resolution)
-            if hasattr(teacher, 'match_mask_ratio'):
-                teacher.match_mask_ratio(self.backbone.mask_ratio)
-            if hasattr(teacher, 'check_levels'):
-                teacher.check_levels(self.backbone.level_names)
+        head_patch = getattr(head, 'patch_size', None)
+        pixels = teacher is None or getattr(teacher, 'pixel_targets', False)
+        if pixels and head_patch is not None and head_patch != patch:
+            raise ValueError(f'DeepMIM: head.patch_size={head_patch} but model.backbone.'
+                             f'patch_size={patch}; they must be equal')
+        pred = getattr(neck, 'decoder_pred', None)
+        want = (getattr(teacher, 'out_channels', None) if teacher is not None
+                else head_patch ** 2 * head.in_channels if head_patch else None)
+        if pred is not None and want is not None and pred.out_features != want:
+            what = (f'the teacher\'s {want}-d features' if teacher is not None else
+                    f'{head_patch}x{head_patch}x{head.in_channels} pixels per patch')
+            raise ValueError(f'DeepMIM: the neck predicts {pred.out_features} values per patch '
+                             f'(model.neck.predict_feature_dim / patch_size) but the target is '
+                             f'{what}; set model.neck.predict_feature_dim={want}')
 
     @property
     def level_names(self) -> List[str]:
@@ -82,22 +110,19 @@ class DeepMIM(BaseSelfSupervisor):
         """Unmasked features of every supervised block (see ``DeepMIMViT``)."""
         return self.backbone(inputs, mask=None)
 
-    def get_targets(self, inputs: torch.Tensor, mask: torch.Tensor,
-                    ids_restore: torch.Tensor):
+    def get_targets(self, inputs: torch.Tensor, ids_restore: torch.Tensor):
         """The reconstruction target(s) for this batch.
 
         - no ``target_generator``: the images (the head patchifies them once);
-        - a feature teacher (e.g. ``CLIPTeacher``): ``teacher(inputs)``, shared by every level;
-        - a teacher with ``needs_student_mask = True`` (hybrid targets): it sees the student's
-          visible patches (``ids_restore``) and the raw target, and returns one target per
-          level.
+        - a :class:`FrozenTeacher`: its ``targets`` (one tensor shared by every level, or one
+          per level, e.g. hybrid targets mixed from the student's visible patches);
+        - any other target generator of mmpretrain's: ``target_generator(inputs)``.
         """
         teacher = self.target_generator
         if teacher is None:
             return inputs
-        if getattr(teacher, 'needs_student_mask', False):
-            return teacher(inputs, ids_restore=ids_restore,
-                           raw_target=self.head.construct_target(inputs))
+        if isinstance(teacher, FrozenTeacher):
+            return teacher.targets(inputs, ids_restore, self.head)
         return teacher(inputs)
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
@@ -105,7 +130,7 @@ class DeepMIM(BaseSelfSupervisor):
         """One mask, one encoder pass, one decoder and one loss per supervised level."""
         levels, mask, ids_restore, fusion_weights = self.backbone(inputs)
         preds = self.neck(levels, ids_restore)
-        target = self.get_targets(inputs, mask, ids_restore)
+        target = self.get_targets(inputs, ids_restore)
         losses = self.head.loss(preds, target, mask, self.level_names)
         if fusion_weights is not None:
             blocks = self.backbone.fusion_indices

@@ -179,14 +179,46 @@ class DeepMIMViT(MAEViT):
         """
         if not mask:
             return self._extract(x)
-        B = x.shape[0]
-        x = self.patch_embed(x)[0]
-        x = x + self.pos_embed[:, 1:, :]
+        x = self._embed_patches(x)
         x, mask, ids_restore = self.random_masking(x, self.mask_ratio)
-        cls_token = (self.cls_token + self.pos_embed[:, :1, :]).expand(B, -1, -1)
-        x = torch.cat((cls_token, x), dim=1)
-        levels, weights = self._blocks(x)
+        levels, weights = self._encode_kept(x)
         return levels, mask, ids_restore, weights
+
+    def encode_visible(self, x: torch.Tensor, ids_restore: torch.Tensor
+                       ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
+        """Encode the patches a given mask keeps: those ``ids_restore`` puts first.
+
+        ``ids_restore`` is what :meth:`forward` (``MAEViT.random_masking``) returns; the kept
+        patches are ``argsort(ids_restore)[:, :len_keep]`` with ``len_keep = int(N * (1 -
+        mask_ratio))``, random_masking's own rule. A frozen teacher thus sees exactly the
+        student's visible patches. Returns ``(levels, fusion_weights)`` as :meth:`forward`.
+        """
+        x = self._embed_patches(x)
+        B, N = ids_restore.shape
+        if x.shape[1] != N:
+            raise ValueError(f'DeepMIMViT.encode_visible: the images give {x.shape[1]} patches, '
+                             f'ids_restore orders {N}')
+        len_keep = int(N * (1 - self.mask_ratio))
+        ids_keep = torch.argsort(ids_restore, dim=1)[:, :len_keep]
+        x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        return self._encode_kept(x)
+
+    def _embed_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens plus position embedding; images of another size are a ValueError."""
+        tokens, grid = self.patch_embed(x)
+        if tuple(grid) != tuple(self.patch_resolution):
+            raise ValueError(f'DeepMIMViT: {x.shape[-2]}x{x.shape[-1]} images give a '
+                             f'{grid[0]}x{grid[1]} patch grid, but the model was built for '
+                             f'{self.patch_resolution[0]}x{self.patch_resolution[1]} '
+                             '(model.backbone.img_size / patch_size): make the train pipeline\'s '
+                             'crop size and model.backbone.img_size equal')
+        return tokens + self.pos_embed[:, 1:, :]
+
+    def _encode_kept(self, x: torch.Tensor
+                     ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
+        """Prepend the class token to the kept patch tokens and run every block."""
+        cls_token = (self.cls_token + self.pos_embed[:, :1, :]).expand(x.shape[0], -1, -1)
+        return self._blocks(torch.cat((cls_token, x), dim=1))
 
     def _extract(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         B = x.shape[0]

@@ -43,13 +43,12 @@ class MultiLevelDecoder(MAEPretrainDecoder):
         num_levels: supervised levels, including the last. ``DeepMIM`` fills it in from the
             backbone when the config leaves it out.
         aux_decoder_depth: blocks of each auxiliary decoder; defaults to ``decoder_depth``.
-        batched: ``None`` (default, auto): batched on accelerators (GPU: fewer, larger kernels),
-            the loop on the CPU, where the GEMMs are compute-bound and batching measured no gain
-            (-6% to +2%, ViT-S-sized decoders, batch 8, 2 cores) and ~15% more memory in fp32
-            (stacked weights saved for backward); ``True``: always batched (a
-            ``ValueError`` if the decoder layers are of a kind the batched path does not compute,
-            e.g. non-LayerNorm norms); ``False``: always the loop. The attribute ``batched`` can
-            be switched at run time.
+        batched: ``None`` (default, auto): batched on accelerators (fewer, larger kernels), the
+            loop on the CPU, where the GEMMs are compute-bound and batching gains nothing while
+            the stacked weights saved for backward cost memory (measurements: README,
+            Performance); ``True``: always batched (a ``ValueError`` if the decoder layers are of
+            a kind the batched path does not compute, e.g. non-LayerNorm norms); ``False``:
+            always the loop. The attribute ``batched`` can be switched at run time.
         **kwargs: ``MAEPretrainDecoder`` arguments, shared by every level.
     """
 

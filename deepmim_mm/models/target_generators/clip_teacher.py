@@ -1,9 +1,5 @@
 """Frozen OpenAI-CLIP image tower as the DeepMIM-CLIP feature target."""
-import os
-import pickle
 import re
-import warnings
-import zipfile
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -15,6 +11,7 @@ from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
+from ...checkpoint import load_checked_state, read_checkpoint, state_dict_of
 from .frozen_teacher import FrozenTeacher
 
 # OpenAI CLIP image towers (github.com/openai/CLIP, clip/model.py: heads = width // 64).
@@ -61,56 +58,18 @@ def _normalise_arch(arch: Union[str, dict]) -> Tuple[str, dict]:
                      f'got {type(arch).__name__}')
 
 
-def _is_torchscript(path: str) -> bool:
-    """TorchScript archives are zip files holding ``constants.pkl`` and ``code/``."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return any(n.endswith('/constants.pkl') or n == 'constants.pkl' for n in zf.namelist())
-
-
 def load_clip_visual_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
     """Read the ``visual.*`` tensors of a CLIP checkpoint, prefix stripped.
 
     Accepts OpenAI's TorchScript ``.pt`` archives, plain state dicts with ``visual.*`` keys
     (OpenAI's converted form, what the official DeepMIM code loads) and open_clip state dicts
     (same keys; optionally nested under ``state_dict``/``model`` and prefixed ``module.``;
-    ``.bin``/``.pt`` or ``.safetensors``).
+    ``.bin``/``.pt`` or ``.safetensors``), through the plugin's one reader.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'CLIPTeacher: checkpoint file not found: {path}')
-    if _is_torchscript(path):
-        with warnings.catch_warnings():  # torch.jit is deprecated, OpenAI's files are not
-            warnings.simplefilter('ignore', FutureWarning)
-            state = torch.jit.load(path, map_location='cpu').state_dict()
-    elif path.endswith('.safetensors'):  # open_clip's files on the Hugging Face hub
-        try:
-            from safetensors.torch import load_file
-        except ImportError as e:
-            raise ValueError(f'CLIPTeacher: reading {path} needs the safetensors package '
-                             '(pip install safetensors)') from e
-        state = load_file(path, device='cpu')
-    else:
-        try:
-            state = torch.load(path, map_location='cpu', weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(
-                f'CLIPTeacher: cannot read {path} as a TorchScript archive or as a state dict '
-                f'(torch.load weights_only=True: {first}); accepted: OpenAI .pt, a torch.save-d '
-                'state dict with visual.* keys, an open_clip state dict or .safetensors') from e
-        for key in ('state_dict', 'model'):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        if not isinstance(state, dict):
-            raise ValueError(f'CLIPTeacher: {path} holds a {type(state).__name__}, not a state '
-                             'dict or a TorchScript archive')
-    visual = OrderedDict()
-    for k, v in state.items():
-        k = k[len('module.'):] if k.startswith('module.') else k
-        if (k.startswith('visual.') and isinstance(v, torch.Tensor)
-                and (v.dim() > 0 or v.is_floating_point())):  # no int metadata
-            visual[k[len('visual.'):]] = v
+    field = 'CLIPTeacher: model.target_generator.checkpoint'
+    state = state_dict_of(read_checkpoint(path, field))
+    visual = OrderedDict((k[len('visual.'):], v) for k, v in state.items()
+                         if k.startswith('visual.') and (v.dim() > 0 or v.is_floating_point()))
     if not visual:
         raise ValueError(f'CLIPTeacher: {path} has no visual.* keys: it looks like a text-only '
                          'checkpoint; the teacher needs the CLIP image tower (OpenAI .pt, a state '
@@ -326,13 +285,15 @@ class CLIPTeacher(FrozenTeacher):
                     f'{g * self.arch["patch_size"]} or interpolate_pos=True')
             new_sd['vit.pos_embed'] = resize_pos_embed(pos.float(), (g, g), self.grid_size,
                                                        'bicubic', 1).to(pos.dtype)
-        missing, unexpected = tower.load_state_dict(new_sd, strict=False)
-        if missing or unexpected:
-            raise ValueError(f'CLIPTeacher: {path} does not fill the tower of {name}: missing '
-                             f'{[f"visual.{k}" for k in missing][:8]}, unexpected {unexpected[:8]}')
+        load_checked_state(tower, new_sd, path, prefix='', ignore=(),
+                           field_name=f'model.target_generator.checkpoint (CLIP {name})')
         MMLogger.get_current_instance().info(
             f'CLIPTeacher: loaded the {name} image tower ({len(sd)} tensors) from {path}; '
             f'frozen, not saved in checkpoints')
+
+    def match_student(self, backbone: nn.Module) -> None:
+        """The teacher's tokens must line up with the student's patch grid."""
+        self.match_token_grid(backbone.patch_resolution)
 
     def match_token_grid(self, grid: Union[int, Sequence[int]]) -> None:
         """Make sure the teacher's tokens line up with the student's ``grid`` (e.g. (14, 14)).

@@ -1,6 +1,7 @@
 """Shared behaviour of frozen teachers whose weights are not part of the student model."""
-from typing import Iterator, Tuple
+from typing import Iterator, List, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
@@ -22,7 +23,30 @@ class FrozenTeacher(BaseModule):
     Subclasses load their weights in ``__init__``, hand each frozen network to :meth:`_freeze`
     and run it under ``torch.no_grad()``; registered buffers of the subclass itself (e.g.
     normalisation constants, ``persistent=False``) behave as usual.
+
+    The protocol with :class:`~deepmim_mm.models.algorithms.DeepMIM`: at build time it calls
+    :meth:`match_student` with the student backbone (a teacher checks or adapts to its token
+    grid, mask ratio and supervised levels); at every step :meth:`targets`, which returns one
+    target for every level, or a list with one per level (shallowest first).
+    ``pixel_targets = True`` says the targets are (mixed from) the head's patchified pixels, so
+    the head's ``patch_size`` must be the backbone's.
     """
+
+    pixel_targets = False
+
+    def match_student(self, backbone: nn.Module) -> None:
+        """Check (or adapt to) the student backbone at build time; nothing by default."""
+
+    def targets(self, inputs: torch.Tensor, ids_restore: torch.Tensor,
+                head: nn.Module) -> Union[torch.Tensor, List[torch.Tensor]]:
+        """The targets of a batch: ``self(inputs)`` by default, shared by every level.
+
+        Args:
+            inputs: the preprocessed images the student sees, ``B x 3 x H x W``.
+            ids_restore: the student's patch order (``MAEViT.random_masking``).
+            head: the student's head, for teachers that mix its raw target in.
+        """
+        return self(inputs)
 
     def _freeze(self, name: str, module: nn.Module) -> nn.Module:
         """Hold ``module`` as ``self.<name>``, frozen and unregistered (see the class doc)."""

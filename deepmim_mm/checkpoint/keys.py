@@ -1,8 +1,5 @@
-"""Reusable checkpoint helpers: read a checkpoint, load a pretrained encoder with a checked report,
-and map ViT keys between mmpretrain, timm and the official MAE / DeepMIM code.
-
-Pure torch + mmengine: nothing here imports mmpretrain, mmseg or mmdet, so any part of the plugin
-(and the converters in ``tools/model_converters/``) can use it.
+"""Checkpoint key names: the pretraining-only encoder keys, report folding, and the key maps
+between mmpretrain, timm and the official MAE / DeepMIM code.
 
 Key conventions
 ---------------
@@ -19,58 +16,28 @@ Key conventions
 Every mapping function returns ``(mapped, unmapped)``: nothing is dropped silently; callers
 report ``unmapped`` (and decide whether it is an error).
 """
-import os.path as osp
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
-from torch import nn
 
-__all__ = [
-    'read_state_dict', 'fold_keys', 'EncoderLoadReport', 'load_pretrained_encoder',
-    'upstream_init_then_pretrained_cfg',
-    'extract_prefix', 'mmpretrain_vit_to_timm', 'timm_vit_to_mmpretrain', 'plugin_to_timm',
-    'timm_to_plugin', 'official_mae_to_plugin', 'PRETRAIN_ONLY_ENCODER_KEYS'
-]
+#: MFF's fusion layers and weights (relative to ``backbone.``; arXiv 2308.00261).
+MFF_FUSION_KEYS = r'proj_layers\..*|proj_weights'
 
-#: Encoder keys (relative to ``backbone.``) that only pretraining uses: MFF's fusion layers and
-#: weights (arXiv 2308.00261). Downstream loaders drop them.
-PRETRAIN_ONLY_ENCODER_KEYS = (r'proj_layers\..*', r'proj_weights')
+#: Encoder keys (relative to ``backbone.``) that only pretraining uses, with the reason a
+#: downstream backbone that lacks them drops them: ``(regex, reason)``.
+PRETRAIN_ONLY_KEYS = (
+    (MFF_FUSION_KEYS, 'MFF fusion, pretraining only'),
+    (r'mask_token', 'mask token, pretraining only'),
+    (r'cls_token', 'class token; the backbone uses none'),
+    (r'ln1\..*', 'final norm of the pretraining encoder; the backbone has none'),
+)
 
-
-# ------------------------------------------------------------------------------------------------
-# Reading and reporting
-# ------------------------------------------------------------------------------------------------
-def read_state_dict(path: str, field_name: str = 'checkpoint') -> Dict[str, torch.Tensor]:
-    """The state dict of a checkpoint file: its ``state_dict`` (mmengine), ``model`` (official
-    MAE / DeepMIM / DeiT), ``module``, or the dict itself (a bare state dict).
-
-    Raises ``FileNotFoundError`` naming ``field_name`` when the file is missing and ``ValueError``
-    when it does not hold a dict of tensors.
-    """
-    if not isinstance(path, str) or not path:
-        raise ValueError(f'{field_name} must be the path of a checkpoint file, got {path!r}')
-    if '://' not in path and not osp.isfile(path):
-        # A config field (``model.backbone.init_cfg.checkpoint``) says how to set it.
-        hint = (f' (set it with --cfg-options {field_name}=/path/to/epoch_N.pth)'
-                if field_name.startswith('model.') else '')
-        raise FileNotFoundError(f'{field_name}: checkpoint not found: {path!r}{hint}')
-    from mmengine.runner.checkpoint import _load_checkpoint
-    ckpt = _load_checkpoint(path, map_location='cpu')
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'{field_name}: {path!r} holds a {type(ckpt).__name__}, not a '
-                         'checkpoint dict')
-    for key in ('state_dict', 'model', 'module'):
-        if isinstance(ckpt.get(key), dict):
-            ckpt = ckpt[key]
-            break
-    state = OrderedDict((k, v) for k, v in ckpt.items() if isinstance(v, torch.Tensor))
-    if not state:
-        raise ValueError(f'{field_name}: {path!r} holds no tensors (keys: '
-                         f'{sorted(ckpt)[:10]})')
-    return state
+#: Model keys that dense-task backbones add at fine-tune time (relative position tables and
+#: their index buffers, layer scale): new by design, initialised by the backbone.
+DENSE_NEW_KEYS = (r'.*relative_position_bias_table', r'.*relative_position_index',
+                  r'.*rel_pos_[hw]', r'.*gamma_[12]')
 
 
 def fold_keys(keys: Iterable[str]) -> List[str]:
@@ -120,8 +87,14 @@ def _ranges(values: List[int]) -> str:
     return ','.join(spans)
 
 
-def _matches(key: str, patterns: Sequence[str]) -> bool:
+def matches(key: str, patterns: Sequence[str]) -> bool:
+    """Whether ``key`` fully matches one of the regexes ``patterns``."""
     return any(re.fullmatch(p, key) for p in patterns)
+
+
+def pretrain_only_reason(key: str) -> Optional[str]:
+    """The reason ``key`` (an encoder key) is pretraining-only, or ``None``."""
+    return next((why for pattern, why in PRETRAIN_ONLY_KEYS if re.fullmatch(pattern, key)), None)
 
 
 def extract_prefix(state: Dict[str, torch.Tensor],
@@ -134,143 +107,6 @@ def extract_prefix(state: Dict[str, torch.Tensor],
         return OrderedDict(state), []
     kept = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
     return kept, [k for k in state if not k.startswith(prefix)]
-
-
-@dataclass
-class EncoderLoadReport:
-    """What :func:`load_pretrained_encoder` did.
-
-    Attributes:
-        checkpoint: the file read.
-        loaded: model keys set from the checkpoint.
-        resized: keys whose checkpoint tensor was resized on load (position embedding):
-            ``key -> (checkpoint shape, model shape)``.
-        new: model keys the checkpoint does not have and that are allowed to be new (e.g. the
-            fine-tuning ``ln2`` norm of global average pooling); they keep their initialisation.
-        dropped: checkpoint keys not loaded, with the reason (``key -> reason``).
-    """
-    checkpoint: str
-    loaded: List[str] = field(default_factory=list)
-    resized: Dict[str, Tuple[tuple, tuple]] = field(default_factory=dict)
-    new: List[str] = field(default_factory=list)
-    dropped: Dict[str, str] = field(default_factory=dict)
-
-    def format(self) -> str:
-        lines = [f'Pretrained encoder from {self.checkpoint}: {len(self.loaded)} keys loaded, '
-                 f'{len(self.new)} new, {len(self.dropped)} dropped.']
-        for key, (old, new) in self.resized.items():
-            lines.append(f'  resized {key}: {tuple(old)} -> {tuple(new)}')
-        if self.new:
-            lines.append('  new (initialised by the model): ' + ', '.join(fold_keys(self.new)))
-        by_reason: Dict[str, List[str]] = OrderedDict()
-        for key, reason in self.dropped.items():
-            by_reason.setdefault(reason, []).append(key)
-        for reason, keys in by_reason.items():
-            lines.append(f'  dropped ({reason}): ' + ', '.join(fold_keys(keys)))
-        lines.append('  loaded: ' + ', '.join(fold_keys(self.loaded)))
-        return '\n'.join(lines)
-
-
-def upstream_init_then_pretrained_cfg(module: nn.Module, upstream_init_weights) -> Optional[dict]:
-    """Run the upstream ``init_weights`` with a ``Pretrained`` ``init_cfg`` held back.
-
-    Every weight is first initialised the upstream way (new modules such as relative position
-    tables, layer scale or ``ln2`` keep that initialisation); the caller then loads the encoder
-    from the returned ``Pretrained`` config with its own checks. Returns ``None`` (after running
-    the upstream ``init_weights`` as it is) when ``init_cfg`` is not ``Pretrained``.
-    """
-    cfg = module.init_cfg
-    if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
-        upstream_init_weights()
-        return None
-    module.init_cfg = None
-    try:
-        upstream_init_weights()
-    finally:
-        module.init_cfg = cfg
-    return cfg
-
-
-def load_pretrained_encoder(module: nn.Module,
-                            checkpoint: str,
-                            prefix: Optional[str] = 'backbone.',
-                            allow_new: Sequence[str] = (),
-                            ignore: Sequence[str] = PRETRAIN_ONLY_ENCODER_KEYS,
-                            resizable: Sequence[str] = ('pos_embed', ),
-                            field_name: str = 'init_cfg.checkpoint') -> EncoderLoadReport:
-    """Load the encoder weights of ``checkpoint`` into ``module`` and check that all of them load.
-
-    Args:
-        module: the encoder (its ``state_dict`` keys are what must be covered).
-        checkpoint: checkpoint file (see :func:`read_state_dict`).
-        prefix: the encoder's prefix in the checkpoint (``'backbone.'`` for this plugin's and
-            mmpretrain's checkpoints); ``None`` reads a bare encoder state dict. Keys outside the
-            prefix (decoders, heads, teachers, data preprocessor) are dropped and reported.
-        allow_new: regexes of module keys that may be absent from the checkpoint (they keep the
-            module's own initialisation and are reported as new).
-        ignore: regexes of checkpoint encoder keys the module does not have and that may be
-            dropped (default: MFF's pretraining-only fusion keys).
-        resizable: module keys whose shape may differ (the module's load hook resizes them, as
-            mmpretrain's ``VisionTransformer`` does for ``pos_embed``); their last dimension must
-            still agree.
-        field_name: the config field named in error messages.
-
-    Raises:
-        FileNotFoundError: the checkpoint does not exist.
-        ValueError: the checkpoint has no key under ``prefix``; a module key outside
-            ``allow_new`` is missing from it; it has encoder keys the module does not know
-            (outside ``ignore``: a different architecture); or a tensor's shape differs.
-
-    Returns:
-        The :class:`EncoderLoadReport`.
-    """
-    state = read_state_dict(checkpoint, field_name)
-    encoder, others = extract_prefix(state, prefix)
-    if not encoder:
-        prefixes = sorted({k.split('.', 1)[0] + '.' for k in state})
-        raise ValueError(
-            f'{field_name}: {checkpoint!r} has no encoder weights: no key starts with '
-            f'{prefix!r} (its top-level prefixes: {prefixes}). Expected a pretraining checkpoint '
-            f'of this plugin or mmpretrain (encoder under {prefix!r}); convert official MAE / '
-            'DeepMIM or timm checkpoints with tools/model_converters/ first.')
-    report = EncoderLoadReport(checkpoint=checkpoint)
-    for k in others:
-        report.dropped[k] = f'outside {prefix!r}'
-    target = module.state_dict()
-    missing = [k for k in target if k not in encoder and not _matches(k, allow_new)]
-    unknown = [k for k in encoder if k not in target and not _matches(k, ignore)]
-    errors = []
-    if missing:
-        errors.append('encoder weights missing from the checkpoint: '
-                      + ', '.join(fold_keys(missing)))
-    if unknown:
-        errors.append('checkpoint encoder keys the model does not have (a different '
-                      'architecture?): ' + ', '.join(fold_keys(unknown)))
-    for k, v in encoder.items():
-        if k not in target:
-            continue
-        want = target[k].shape
-        if v.shape == want:
-            continue
-        if k in resizable and v.dim() == len(want) and v.shape[-1] == want[-1]:
-            report.resized[k] = (tuple(v.shape), tuple(want))
-            continue
-        errors.append(f'{k}: checkpoint shape {tuple(v.shape)} != model shape {tuple(want)}')
-    if errors:
-        raise ValueError(f'{field_name}: cannot initialise {type(module).__name__} from '
-                         f'{checkpoint!r} (prefix {prefix!r}): ' + '; '.join(errors))
-    for k in encoder:
-        if k not in target:
-            report.dropped[prefix + k if prefix else k] = 'not used by the model'
-    report.new = [k for k in target if k not in encoder]
-    report.loaded = [k for k in target if k in encoder]
-    result = module.load_state_dict(
-        OrderedDict((k, v) for k, v in encoder.items() if k in target), strict=False)
-    still_missing = [k for k in result.missing_keys if k in report.loaded]
-    if still_missing or result.unexpected_keys:  # a load hook renamed or dropped something
-        raise ValueError(f'{field_name}: {type(module).__name__} did not accept '
-                         f'{fold_keys(still_missing + list(result.unexpected_keys))}')
-    return report
 
 
 # ------------------------------------------------------------------------------------------------
@@ -360,8 +196,7 @@ def plugin_to_timm(
     dropped = OrderedDict()
     for key in unmapped:
         rel = key[len('backbone.'):]
-        dropped[key] = 'pretraining only' if _matches(rel, PRETRAIN_ONLY_ENCODER_KEYS) \
-            else 'unmapped'
+        dropped[key] = 'pretraining only' if pretrain_only_reason(rel) else 'unmapped'
     for key in state:
         if key.startswith('backbone.') or key.startswith('head.fc.'):
             continue

@@ -1,16 +1,13 @@
 """Hybrid targets: a frozen MIM teacher's reconstruction mixed into auxiliary levels' targets."""
 import math
-import os.path as osp
-import pickle
-from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger
-from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.registry import MODELS
 
+from ...checkpoint import load_checked_state, read_state_dict
 from ..backbones.deepmim_vit import DeepMIMViT
 from .frozen_teacher import FrozenTeacher
 
@@ -84,55 +81,6 @@ def _decoder_cfg(decoder: dict) -> dict:
     return cfg
 
 
-def _read_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'MAEHybridTarget: teacher checkpoint file not found: {path}')
-    try:
-        # mmengine's loader: with deepmim_mm's compat fix it reads mmengine checkpoints (which
-        # hold message-hub objects) under torch.load(weights_only=True).
-        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f'MAEHybridTarget: cannot read {path} as a checkpoint ({first}); '
-                         'expected a pretraining checkpoint of this plugin (DeepMIM / MAE / MFF '
-                         "configs) or of mmpretrain's MAE") from e
-    state = ckpt
-    if isinstance(ckpt, dict) and isinstance(ckpt.get('state_dict'), dict):
-        state = ckpt['state_dict']
-    if not isinstance(state, dict):
-        raise ValueError(f'MAEHybridTarget: {path} holds a {type(state).__name__}, not a '
-                         'checkpoint dict with a state_dict')
-    out = OrderedDict()
-    for k, v in state.items():
-        out[k[len('module.'):] if k.startswith('module.') else k] = v
-    return out
-
-
-def _check_and_load(module: nn.Module, sd: Dict[str, torch.Tensor], prefix: str, path: str,
-                    arch: str) -> None:
-    """Load ``sd`` into ``module`` strictly; any missing / unexpected / mis-shaped key is a
-    ValueError naming the keys (with ``prefix``, as in the checkpoint)."""
-    expected = module.state_dict()
-    missing = [prefix + k for k in expected if k not in sd]
-    unexpected = [prefix + k for k in sd if k not in expected]
-    shapes = [f'{prefix}{k}: expected {tuple(v.shape)}, found {tuple(sd[k].shape)}'
-              for k, v in expected.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            parts.append('shape mismatch ' + '; '.join(shapes[:8]))
-        if missing:
-            parts.append(f'missing {missing[:8]}' + (' ...' if len(missing) > 8 else ''))
-        if unexpected:
-            parts.append(f'unexpected {unexpected[:8]}' + (' ...' if len(unexpected) > 8 else ''))
-        hint = ''
-        if any('proj_layers' in k or 'proj_weights' in k for k in unexpected):
-            hint = ' (an MFF checkpoint: set encoder.fusion_indices to its fused blocks)'
-        raise ValueError(f'MAEHybridTarget: {path} does not match the teacher {arch}: '
-                         + ', '.join(parts) + hint)
-    module.load_state_dict(sd, strict=True)
-
-
 @MODELS.register_module()
 class MAEHybridTarget(FrozenTeacher):
     """Hybrid targets of DeepMIM (arXiv 2303.08817) from a frozen MIM teacher.
@@ -150,11 +98,10 @@ class MAEHybridTarget(FrozenTeacher):
     the training checkpoint, not optimised, eval mode, ``forward`` under ``torch.no_grad()`` in
     the run's autocast).
 
-    Protocol with :class:`DeepMIM`: ``needs_student_mask = True``, so the algorithm calls
-    ``teacher(inputs, ids_restore=ids_restore, raw_target=head.construct_target(inputs))`` and
-    gets a list with one target per supervised level (shallowest first); at build time it calls
-    :meth:`match_token_grid` and :meth:`check_levels` (``len(alphas)`` must be the number of
-    auxiliary levels).
+    Protocol with :class:`DeepMIM` (:class:`FrozenTeacher`): :meth:`targets` mixes the head's
+    raw target with the reconstruction and returns one target per supervised level (shallowest
+    first); :meth:`match_student` takes the student's token grid, mask ratio and levels
+    (``len(alphas)`` must be the number of auxiliary levels).
 
     Target space (assumption): the mixture only makes sense when the teacher's decoder predicts
     what the head's raw target holds. A pixel MAE trained with ``norm_pix=True`` (mmpretrain's
@@ -189,8 +136,7 @@ class MAEHybridTarget(FrozenTeacher):
         random_init (bool): random weights without a checkpoint (tests only).
     """
 
-    #: DeepMIM passes ``ids_restore`` and the raw target and expects one target per level.
-    needs_student_mask = True
+    pixel_targets = True
 
     def __init__(self,
                  checkpoint: Optional[str] = None,
@@ -217,7 +163,7 @@ class MAEHybridTarget(FrozenTeacher):
         self.checkpoint = checkpoint
         self.level_names: Optional[List[str]] = None
 
-        enc = MODELS.build(_encoder_cfg(encoder))
+        enc = MODELS.build(dict(_encoder_cfg(encoder), mask_ratio=self.mask_ratio))
         dec = MODELS.build(_decoder_cfg(decoder))
         if dec.decoder_embed.in_features != enc.embed_dims:
             raise ValueError(f'MAEHybridTarget: decoder.embed_dim={dec.decoder_embed.in_features} '
@@ -241,38 +187,48 @@ class MAEHybridTarget(FrozenTeacher):
 
     # ------------------------------------------------------------------ building and loading
     def _load(self, enc: nn.Module, dec: nn.Module, path: str) -> None:
-        sd = _read_state_dict(path)
-        enc_sd, dec_sd, aux, other = OrderedDict(), OrderedDict(), [], []
-        for k, v in sd.items():
-            if k.startswith('backbone.'):
-                enc_sd[k[len('backbone.'):]] = v
-            elif k.startswith('neck.aux_decoders.'):
-                aux.append(k)
-            elif k.startswith('neck.'):
-                dec_sd[k[len('neck.'):]] = v
-            else:
-                other.append(k)
-        if not enc_sd or not dec_sd:
+        state = read_state_dict(path, 'MAEHybridTarget: model.target_generator.checkpoint')
+        if not any(k.startswith('backbone.') for k in state) or not any(
+                k.startswith('neck.') for k in state):
             raise ValueError(f'MAEHybridTarget: {path} has no backbone.* or no neck.* keys '
-                             f'(first keys: {list(sd)[:5]}); expected a pretraining checkpoint '
+                             f'(first keys: {list(state)[:5]}); expected a pretraining checkpoint '
                              "of this plugin (DeepMIM / MAE / MFF) or of mmpretrain's MAE, with "
                              'the encoder under backbone. and the decoder under neck.')
-        _check_and_load(enc, enc_sd, 'backbone.', path, self.arch)
-        _check_and_load(dec, dec_sd, 'neck.', path, self.arch)
-        dropped = ''
-        if aux:
-            dropped += f'; dropped {len(aux)} keys of auxiliary decoders (neck.aux_decoders.*)'
+        if enc.fusion_indices is None and any(k.startswith('backbone.proj_') for k in state):
+            raise ValueError(f'MAEHybridTarget: {path} holds backbone.proj_layers / proj_weights '
+                             'but the teacher encoder fuses nothing (an MFF checkpoint: set '
+                             'encoder.fusion_indices to its fused blocks)')
+        # Strict: every teacher weight from the file, no encoder key dropped.
+        field = f'model.target_generator.checkpoint (teacher {self.arch})'
+        enc_report = load_checked_state(enc, state, path, prefix='backbone.', ignore=(),
+                                        field_name=field)
+        aux = ((r'aux_decoders\..*', 'auxiliary decoder; the teacher uses the final one'), )
+        dec_report = load_checked_state(dec, state, path, prefix='neck.', ignore=aux,
+                                        field_name=field)
+        dropped = set(enc_report.dropped) & set(dec_report.dropped)  # in neither part
+        aux_keys = [k for k in dropped if k.startswith('neck.aux_decoders.')]
+        other = sorted(dropped - set(aux_keys))
+        note = ''
+        if aux_keys:
+            note += f'; dropped {len(aux_keys)} keys of auxiliary decoders (neck.aux_decoders.*)'
         if other:
-            dropped += f'; dropped {len(other)} other keys {other[:8]}'
+            note += f'; dropped {len(other)} other keys {other[:8]}'
         MMLogger.get_current_instance().info(
-            f'MAEHybridTarget: loaded the teacher {self.arch} from {path} ({len(enc_sd)} '
-            f'encoder + {len(dec_sd)} decoder tensors){dropped}; frozen, not saved in '
-            'checkpoints')
+            f'MAEHybridTarget: loaded the teacher {self.arch} from {path} '
+            f'({len(enc_report.loaded)} encoder + {len(dec_report.loaded)} decoder tensors)'
+            f'{note}; '
+            'frozen, not saved in checkpoints')
 
     @property
     def out_channels(self) -> int:
         """Size of the teacher's per-patch prediction (768 for ViT-B/16 pixels)."""
         return self.decoder.decoder_pred.out_features
+
+    def match_student(self, backbone: nn.Module) -> None:
+        """Follow the student: same token grid, its mask ratio, one alpha per auxiliary level."""
+        self.match_token_grid(backbone.patch_resolution)
+        self.match_mask_ratio(backbone.mask_ratio)
+        self.check_levels(backbone.level_names)
 
     def match_token_grid(self, grid: Union[int, Sequence[int]]) -> None:
         """The teacher must see the student's patch grid: a mismatch is a ``ValueError``."""
@@ -291,6 +247,7 @@ class MAEHybridTarget(FrozenTeacher):
                              f"student backbone's mask_ratio={mask_ratio}; leave it out to "
                              "follow the student's")
         self.mask_ratio = float(mask_ratio)
+        self.encoder.mask_ratio = self.mask_ratio
 
     def check_levels(self, level_names: Sequence[str]) -> None:
         """One alpha per auxiliary level: ``len(alphas) == len(level_names) - 1``."""
@@ -321,18 +278,13 @@ class MAEHybridTarget(FrozenTeacher):
     def reconstruct(self, inputs: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """The teacher's reconstruction ``B x N x D`` from the student's visible patches."""
         enc = self.encoder
-        B, N = ids_restore.shape
-        x = enc.patch_embed(inputs.to(enc.pos_embed.dtype))[0]
-        if x.shape[1] != N:
-            raise ValueError(f'MAEHybridTarget: the teacher cuts the images into {x.shape[1]} '
-                             f'patches, the student into {N}')
-        x = x + enc.pos_embed[:, 1:, :]
-        len_keep = int(N * (1 - self.mask_ratio))  # = MAEViT.random_masking
-        ids_keep = torch.argsort(ids_restore, dim=1)[:, :len_keep]
-        x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        cls_token = (enc.cls_token + enc.pos_embed[:, :1, :]).expand(B, -1, -1)
-        levels, _ = enc._blocks(torch.cat((cls_token, x), dim=1))
+        levels, _ = enc.encode_visible(inputs.to(enc.pos_embed.dtype), ids_restore)
         return self.decoder(levels[-1], ids_restore)
+
+    def targets(self, inputs: torch.Tensor, ids_restore: torch.Tensor,
+                head: nn.Module) -> List[torch.Tensor]:
+        """One target per level: the head's raw target mixed with the reconstruction."""
+        return self(inputs, ids_restore=ids_restore, raw_target=head.construct_target(inputs))
 
     @torch.no_grad()
     def forward(self, inputs: torch.Tensor, ids_restore: torch.Tensor,

@@ -1,0 +1,334 @@
+"""Reading checkpoint files, and writing them so that a crash never leaves a truncated one.
+
+One reader serves the whole plugin (fine-tuning, segmentation and detection backbones, both
+teachers, the analysis tools, the converters and the checkpoint hooks): :func:`load_file` turns a
+file into the object it holds, :func:`read_checkpoint` insists on a dict and
+:func:`read_state_dict` returns its tensors. A file that is not a checkpoint is a
+:class:`NotACheckpointError` naming the file and what was found instead.
+
+Files are read with ``torch.load(weights_only=True)`` inside :func:`checkpoint_safe_globals`, a
+*scoped* allowlist of exactly what mmengine checkpoints hold besides tensors, so nothing is
+registered process-wide. A checkpoint holding any other object is refused with the name of the
+object and the two ways to accept it; ``DEEPMIM_TRUST_CHECKPOINTS=1`` reads with full pickle
+(only for files you trust: pickle can run code).
+"""
+import contextlib
+import os
+import os.path as osp
+import pickle
+import re
+import tempfile
+import zipfile
+from collections import OrderedDict
+from typing import Any, Callable, Iterator, List
+
+import numpy as np
+import torch
+
+#: Environment variable: ``1``/``true``/``yes``/``on`` reads checkpoints with full pickle.
+TRUST_ENV = 'DEEPMIM_TRUST_CHECKPOINTS'
+_TMP_SUFFIX = '.tmp'
+
+
+class NotACheckpointError(ValueError):
+    """The file exists but holds no checkpoint; the message names it and what it holds."""
+
+
+def trust_checkpoints() -> bool:
+    """Whether ``DEEPMIM_TRUST_CHECKPOINTS`` asks for full-pickle loading."""
+    return os.environ.get(TRUST_ENV, '').strip().lower() in ('1', 'true', 'yes', 'on')
+
+
+# --------------------------------------------------------------------------------------------
+# What mmengine checkpoints hold besides tensors
+# --------------------------------------------------------------------------------------------
+def _restricted_getattr(obj, name):
+    """``getattr`` for the weights-only unpickler: only ``HistoryBuffer``'s statistics methods.
+
+    ``HistoryBuffer.__getstate__`` pickles its statistics methods as ``getattr(HistoryBuffer,
+    'min')``; anything else a pickle asks ``getattr`` for is refused.
+    """
+    from mmengine.logging import HistoryBuffer
+    allowed = {'min', 'max', 'current', 'mean'} | {
+        key for key, value in HistoryBuffer._statistics_methods.items()
+        if HistoryBuffer.__dict__.get(key) is value
+    }
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'Unsupported global: GLOBAL builtins.getattr with arguments ({obj!r}, {name!r}): '
+        'only the statistics methods of mmengine.logging.HistoryBuffer '
+        f'({sorted(allowed)}) are allowed in weights-only loads.')
+
+
+def mmengine_safe_globals() -> List[Any]:
+    """The globals an mmengine checkpoint holds besides tensors, for ``safe_globals``.
+
+    The message hub's ``HistoryBuffer`` (whose statistics methods pickle as ``getattr``, allowed
+    here only for those methods), numpy arrays, scalars and dtypes (under numpy 2 and numpy 1
+    names); the classes of numpy's boolean and numeric dtypes, not object/string/void ones.
+    """
+    from mmengine.logging import HistoryBuffer
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    dtype_classes = sorted({type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDG'}, key=repr)
+    return [
+        HistoryBuffer, (_restricted_getattr, 'builtins.getattr'),
+        np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
+        (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
+        (multiarray.scalar, 'numpy.core.multiarray.scalar'), *dtype_classes
+    ]
+
+
+@contextlib.contextmanager
+def checkpoint_safe_globals() -> Iterator[None]:
+    """``torch.serialization.safe_globals`` with :func:`mmengine_safe_globals`, for a scope."""
+    with torch.serialization.safe_globals(mmengine_safe_globals()):
+        yield
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+def _describe(head: bytes, size: int) -> str:
+    """What a file that is not a checkpoint looks like, for the error message."""
+    try:
+        text = head.decode('utf-8')
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in '\r\n\t' for c in text):
+        return f'a text file of {size} bytes starting {text[:40]!r}'
+    return f'{size} bytes of an unknown format (starting 0x{head[:8].hex()})'
+
+
+def _field(field_name: str) -> str:
+    return f'{field_name}: ' if field_name else ''
+
+
+def _is_torchscript(path: str) -> bool:
+    with zipfile.ZipFile(path) as zf:
+        return any(n == 'constants.pkl' or n.endswith('/constants.pkl') for n in zf.namelist())
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _refused(path: str, error: pickle.UnpicklingError) -> pickle.UnpicklingError:
+    """A real torch file with a global outside the allowlist: name it and the remedies."""
+    text = str(error)
+    found = None
+    for pattern in (r'GLOBAL (\S+) was not an allowed global',
+                    r'GLOBAL (builtins\.getattr with arguments \([^)]*\))',
+                    r'(unrecognized function .*?)(?:\n|$)', r'(Can only create new object .*?)(?:\n|$)'):
+        match = re.search(pattern, text)
+        if match:
+            found = match.group(1)
+            break
+    name = found.split(' ')[0] if found else '<the global named below>'
+    detail = text.split('WeightsUnpickler error:', 1)[-1].strip().split('\n')[0]
+    return pickle.UnpicklingError(
+        f'checkpoint {path} holds {f"the object `{found}`" if found else "an object"}, which '
+        'torch.load(weights_only=True) refuses; allowed are tensors and what mmengine '
+        'checkpoints hold (HistoryBuffer, numpy arrays, scalars and dtypes). If you trust this '
+        f'file, allow that global with `torch.serialization.add_safe_globals([{name}])` before '
+        f'loading, or set {TRUST_ENV}=1 to read checkpoints with full pickle (which can run '
+        f'arbitrary code).\ntorch said: {detail}')
+
+
+def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any:
+    """The object a checkpoint file holds.
+
+    Reads ``torch.save`` files (zip and legacy format) with ``weights_only=True`` inside
+    :func:`checkpoint_safe_globals` (full pickle with ``DEEPMIM_TRUST_CHECKPOINTS=1``),
+    TorchScript archives (their ``state_dict()``, e.g. OpenAI's CLIP ``.pt``) and
+    ``.safetensors`` files. Paths with a scheme (``s3://``, ``http://``...) go through
+    mmengine's ``CheckpointLoader`` in the same scope.
+
+    Raises:
+        FileNotFoundError: no such file (``field_name`` names the config field or argument).
+        NotACheckpointError: an empty file, text, or bytes no reader understands.
+        pickle.UnpicklingError: a torch file holding an object outside the allowlist; the
+            message names it and how to allow it.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ValueError(f'{_field(field_name)}expected the path of a checkpoint file, '
+                         f'got {path!r}')
+    path = str(path)
+    if '://' in path and not path.startswith('file://'):
+        from mmengine.runner.checkpoint import CheckpointLoader
+        with checkpoint_safe_globals():
+            return CheckpointLoader.load_checkpoint(path, map_location=map_location)
+    path = path[len('file://'):] if path.startswith('file://') else path
+    if not osp.isfile(path):
+        config_path = re.search(r'\bmodel\.[\w.]+', field_name)  # a config field: how to set it
+        hint = (f' (set it with --cfg-options {config_path.group(0)}=/path/to/checkpoint.pth)'
+                if config_path else '')
+        raise FileNotFoundError(f'{_field(field_name)}checkpoint not found: {path}{hint}')
+    size = osp.getsize(path)
+    with open(path, 'rb') as f:
+        head = f.read(64)
+    if size == 0:
+        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (an empty '
+                                  'file, 0 bytes)')
+    if path.endswith('.safetensors'):
+        try:
+            from safetensors.torch import load_file as load_safetensors
+        except ImportError as e:
+            raise ValueError(f'{_field(field_name)}reading {path} needs the safetensors package '
+                             '(pip install safetensors)') from e
+        try:
+            return load_safetensors(path, device='cpu')
+        except Exception as e:  # noqa: BLE001  (safetensors raises its own error types)
+            raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (not a '
+                                      f'readable safetensors file: {_first_line(e)})') from e
+    is_zip = head.startswith(b'PK\x03\x04')
+    if not is_zip and not head.startswith(b'\x80'):  # torch files are zip archives or pickles
+        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (found '
+                                  f'{_describe(head, size)})')
+    if is_zip and zipfile.is_zipfile(path) and _is_torchscript(path):
+        import warnings
+        with warnings.catch_warnings():  # torch.jit is deprecated; OpenAI's files are not
+            warnings.simplefilter('ignore', FutureWarning)
+            return torch.jit.load(path, map_location='cpu').state_dict()
+    trusted = trust_checkpoints()
+    try:
+        with checkpoint_safe_globals():
+            return torch.load(path, map_location=map_location, weights_only=not trusted)
+    except pickle.UnpicklingError as e:
+        if not trusted and 'Weights only load failed' in str(e):
+            raise _refused(path, e) from e
+        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (a '
+                                  f'{"zip archive" if is_zip else "pickle"} torch cannot read: '
+                                  f'{_first_line(e)})') from e
+    except (RuntimeError, EOFError, ValueError, KeyError, TypeError, AttributeError,
+            zipfile.BadZipFile) as e:
+        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (a '
+                                  f'{"zip archive" if is_zip else "pickle"} torch cannot read: '
+                                  f'{type(e).__name__}: {_first_line(e)})') from e
+
+
+def read_checkpoint(path: str, field_name: str = '', map_location: Any = 'cpu') -> dict:
+    """:func:`load_file`, insisting on a dict (an mmengine checkpoint or a state dict)."""
+    obj = load_file(path, field_name, map_location)
+    if not isinstance(obj, dict):
+        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (it holds a '
+                                  f'{type(obj).__name__}, not a dict of tensors)')
+    return obj
+
+
+def state_dict_of(ckpt: dict) -> 'OrderedDict[str, torch.Tensor]':
+    """The tensors of a checkpoint dict: its ``state_dict`` (mmengine), ``model`` (official
+    MAE / DeepMIM / DeiT), ``module``, or the dict itself; a ``module.`` prefix stripped."""
+    for key in ('state_dict', 'model', 'module'):
+        if isinstance(ckpt.get(key), dict):
+            ckpt = ckpt[key]
+            break
+    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v)
+                       for k, v in ckpt.items() if isinstance(v, torch.Tensor))
+
+
+def read_state_dict(path: str, field_name: str = '') -> 'OrderedDict[str, torch.Tensor]':
+    """The state dict of a checkpoint file (see :func:`state_dict_of`); an error naming the
+    file when it holds no tensors."""
+    ckpt = read_checkpoint(path, field_name)
+    state = state_dict_of(ckpt)
+    if not state:
+        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (a dict with '
+                                  f'no tensors; its keys: {sorted(map(str, ckpt))[:10]})')
+    return state
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+def _umask() -> int:
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no /proc: read it by setting it (and set it back)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory or '.', os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _no_space(path: str, error: OSError) -> OSError:
+    import errno
+    import shutil
+    if error.errno != errno.ENOSPC:
+        return error
+    free = shutil.disk_usage(osp.dirname(osp.abspath(path))).free
+    return OSError(errno.ENOSPC, f'cannot write {path}: no space left on device ({free / 2**20:.0f} '
+                   'MiB free); the previous file, if any, is intact')
+
+
+def atomic_write(path: str, write: Callable[[Any], None]) -> None:
+    """Call ``write(f)`` on a temporary file next to ``path``, then rename it onto ``path``.
+
+    A process killed at any point leaves either the old ``path`` (or none) or the complete new
+    one, never a truncated file; only a ``<name>.<random>.tmp`` file may remain, which nothing
+    reads (:class:`~deepmim_mm.engine.hooks.AtomicCheckpointHook` removes them). The file gets
+    the mode ``open()`` would give it (``0o666`` minus the umask), as ``torch.save`` does.
+    """
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=osp.basename(path) + '.', suffix=_TMP_SUFFIX, dir=directory)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if isinstance(error, OSError):
+            raise _no_space(path, error) from error
+        raise
+    _fsync_dir(directory)
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``torch.save(obj, path)`` that never leaves a truncated ``path`` behind."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def stale_temporary_files(directory: str) -> List[str]:
+    """``*.tmp`` files :func:`atomic_write` left in ``directory`` when a process was killed."""
+    if not osp.isdir(directory):
+        return []
+    pattern = re.compile(r'.+\.[a-z0-9_]{8}' + re.escape(_TMP_SUFFIX))  # mkstemp's names
+    return sorted(osp.join(directory, n) for n in os.listdir(directory)
+                  if pattern.fullmatch(n) and osp.isfile(osp.join(directory, n)))
+
+
+__all__ = [
+    'TRUST_ENV', 'NotACheckpointError', 'trust_checkpoints', 'mmengine_safe_globals',
+    'checkpoint_safe_globals', 'load_file', 'read_checkpoint', 'state_dict_of',
+    'read_state_dict', 'atomic_write', 'atomic_save', 'atomic_write_bytes',
+    'stale_temporary_files'
+]

@@ -1,0 +1,155 @@
+"""Random resized crops drawn before decoding: the crop box comes from mmpretrain's own
+``RandomResizedCrop`` and the image size in the file's header, so the crop-aware CPU path and the
+device path crop exactly what the standard pipeline would (same distribution, same RNG draws)."""
+from typing import Sequence, Union
+
+import mmcv
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform, RandomFlip
+from mmengine.dataset import default_collate
+from mmengine.registry import FUNCTIONS
+from mmpretrain.datasets.transforms import PackInputs, RandomResizedCrop
+from mmpretrain.registry import TRANSFORMS
+
+from .image_codec import JPEG_FORMATS, PIL_FILTERS, dct_scale, decode_crop_resize
+from .transforms import check_on_corrupt, corrupt_image
+
+#: the meta keys the device path's data preprocessor reads
+BYTES_META_KEYS = PackInputs.DEFAULT_META_KEYS + ('crop_box', 'interpolation', 'img_format',
+                                                  'img_mode', 'img_orientation')
+
+
+@TRANSFORMS.register_module()
+class RandomResizedCropBox(RandomResizedCrop):
+    """mmpretrain's ``RandomResizedCrop`` that only draws the crop box.
+
+    Adds over the upstream transform: it needs ``img_shape`` only (from ``LoadImageBytes``'
+    header read, or from a decoded ``img``), calls the upstream ``rand_crop_params`` unchanged
+    (same distribution, fallback and ``np.random`` draws as the standard pipeline, so mmengine's
+    per-worker seeding and exact resume work as before), and records ``crop_box`` = (top, left,
+    height, width), ``img_shape`` = the output size and ``interpolation`` instead of cropping.
+    ``DecodeCropResize`` (CPU) or ``DecodeDataPreprocessor`` (device) apply it with Pillow's
+    resampling, so ``backend`` must be ``'pillow'``, as in mmpretrain's MAE pipeline.
+    """
+
+    def __init__(self, *args, backend: str = 'pillow', **kwargs) -> None:
+        if backend != 'pillow':
+            raise ValueError(f"{type(self).__name__}: backend={backend!r}; accepted: 'pillow' "
+                             '(the crop is resized with Pillow\'s filters)')
+        super().__init__(*args, backend=backend, **kwargs)
+        if self.interpolation not in PIL_FILTERS:
+            raise ValueError(f'{type(self).__name__}: interpolation={self.interpolation!r}; '
+                             f'accepted: {sorted(PIL_FILTERS)}')
+
+    def transform(self, results: dict) -> dict:
+        h, w = results['img_shape'][:2]
+        # rand_crop_params reads img.shape[:2] only: an empty array of that shape stands in
+        results['crop_box'] = tuple(
+            int(v) for v in self.rand_crop_params(np.empty((h, w, 0), np.uint8)))
+        results['img_shape'] = tuple(self.scale)
+        results['interpolation'] = self.interpolation
+        return results
+
+
+@TRANSFORMS.register_module()
+class DecodeCropResize(BaseTransform):
+    """Crop-aware decoding on the CPU: decodes ``img_bytes`` only as finely as ``crop_box``
+    needs, then crops and resizes it to ``img_shape``.
+
+    Replaces ``LoadImageFromFile`` + ``RandomResizedCrop`` (with ``LoadImageBytes`` +
+    ``RandomResizedCropBox`` before it): a JPEG is decoded at the largest libjpeg DCT scale
+    (1/2, 1/4, 1/8, Pillow's ``draft``) that leaves at least the output resolution inside the
+    crop, which skips most of the inverse DCT and of the resize. Where no DCT scaling applies
+    (small crops, other formats) it runs the standard pipeline's operations, bit for bit. ``img``
+    is set as ``LoadImageFromFile`` sets it (BGR uint8 ``(H, W, 3)``, the order mmpretrain's
+    data preprocessor converts with ``to_rgb=True``) unless ``channel_order='rgb'``. A file that
+    cannot be decoded is handled by ``on_corrupt`` as in ``LoadImageFromFileChecked``.
+    """
+
+    def __init__(self, channel_order: str = 'bgr', on_corrupt: str = 'error') -> None:
+        if channel_order not in ('bgr', 'rgb'):
+            raise ValueError(f"DecodeCropResize: channel_order={channel_order!r}; accepted: "
+                             "['bgr', 'rgb']")
+        self.channel_order = channel_order
+        self.on_corrupt = check_on_corrupt(on_corrupt, 'DecodeCropResize')
+
+    def transform(self, results: dict) -> Union[dict, None]:
+        box, out_hw = results['crop_box'], results['img_shape']
+        scale = dct_scale(box[2:], out_hw) if results.get('img_format') in JPEG_FORMATS else 1
+        try:
+            if scale == 1:
+                img = self._standard(results['img_bytes'], box, out_hw, results['interpolation'])
+            else:
+                img = np.asarray(decode_crop_resize(results['img_bytes'], box, out_hw,
+                                                    results['interpolation'])[0])[..., ::-1]
+        except Exception as e:  # truncated or corrupt data behind a valid header
+            corrupt_image(results['img_path'], e, self.on_corrupt, 'DecodeCropResize')
+            return None
+        results['img'] = img[..., ::-1] if self.channel_order == 'rgb' else img
+        results['dct_scale'] = scale
+        del results['img_bytes']
+        return results
+
+    @staticmethod
+    def _standard(data: bytes, box, out_hw, interpolation: str) -> np.ndarray:
+        """No DCT scaling applies: the standard pipeline's own operations (cv2 decode, crop,
+        Pillow resize), so the result is the standard one, bit for bit (BGR)."""
+        img = mmcv.imfrombytes(data, flag='color', backend='cv2')
+        if img is None:
+            raise ValueError('the decoder returned no image')
+        top, left, h, w = box
+        return mmcv.imresize(img[top:top + h, left:left + w], tuple(out_hw[::-1]),
+                             interpolation=interpolation, backend='pillow')
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(channel_order='{self.channel_order}', "
+                f"on_corrupt='{self.on_corrupt}')")
+
+
+@TRANSFORMS.register_module()
+class RandomFlipFlag(RandomFlip):
+    """mmcv's ``RandomFlip`` that only decides: ``flip`` and ``flip_direction`` are drawn as
+    upstream (same ``np.random`` draw) and recorded; the image (not decoded yet) is flipped by
+    ``DecodeDataPreprocessor`` on the device."""
+
+    def _flip(self, results: dict) -> None:
+        pass
+
+
+@TRANSFORMS.register_module()
+class PackImageBytes(PackInputs):
+    """mmpretrain's ``PackInputs`` for the device path: ``inputs`` is the encoded file
+    (``img_bytes``, Python ``bytes``), and the data sample carries what the data preprocessor
+    needs to decode and augment it (``BYTES_META_KEYS``: crop box, flip, output size, format)."""
+
+    def __init__(self, input_key: str = 'img_bytes', algorithm_keys: Sequence[str] = (),
+                 meta_keys: Sequence[str] = BYTES_META_KEYS) -> None:
+        super().__init__(input_key=input_key, algorithm_keys=algorithm_keys,
+                         meta_keys=meta_keys)
+
+    @staticmethod
+    def format_input(input_):
+        if isinstance(input_, (bytes, bytearray, memoryview)):
+            return bytes(input_)
+        return PackInputs.format_input(input_)
+
+
+@FUNCTIONS.register_module()
+def image_bytes_collate(data_batch: Sequence[dict]) -> dict:
+    """mmengine's ``default_collate``, with the encoded files of the batch (``PackImageBytes``)
+    joined into one uint8 tensor: ``inputs = dict(data=<all bytes>, offsets=<B + 1 ends>)``.
+
+    Runs in the dataloader worker; a worker then hands the main process one shared-memory
+    tensor per batch instead of pickling every file through a pipe.
+    """
+    batch = default_collate(data_batch)
+    files = batch['inputs']
+    offsets = np.zeros(len(files) + 1, np.int64)
+    np.cumsum([len(f) for f in files], out=offsets[1:])
+    data = torch.empty(int(offsets[-1]), dtype=torch.uint8)
+    view = data.numpy()
+    for f, start, end in zip(files, offsets[:-1], offsets[1:]):
+        view[start:end] = np.frombuffer(f, np.uint8)
+    batch['inputs'] = dict(data=data, offsets=torch.from_numpy(offsets))
+    return batch

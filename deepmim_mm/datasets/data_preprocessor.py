@@ -1,0 +1,149 @@
+"""Decoding and augmentation of the batch on the model's device (the device path)."""
+import warnings
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
+from mmpretrain.registry import MODELS
+
+from .image_codec import decode_rgb
+from .resample import FILTERS, resized_crops
+from .transforms import check_on_corrupt, corrupt_image
+
+DECODERS = ('auto', 'torchcodec', 'pillow')
+
+
+def torchcodec_decode_jpeg():
+    """TorchCodec's batched JPEG decoder (nvJPEG on CUDA, libjpeg-turbo on the CPU), or None
+    where it is not installed or its library does not load against this torch."""
+    try:
+        from torchcodec.decoders import decode_jpeg
+    except Exception:  # ImportError, or OSError/RuntimeError from its shared libraries
+        return None
+    return decode_jpeg
+
+
+@MODELS.register_module()
+class DecodeDataPreprocessor(SelfSupDataPreprocessor):
+    """mmpretrain's ``SelfSupDataPreprocessor`` that also decodes and augments the batch.
+
+    Adds over the upstream class: the batch may hold encoded image files (``PackImageBytes``,
+    optionally joined by ``image_bytes_collate``) with the crop box and flip drawn in the
+    dataloader workers (``RandomResizedCropBox``, ``RandomFlipFlag``: mmpretrain's own
+    distributions and ``np.random`` draws). This preprocessor then, on the model's device:
+
+    1. decodes the JPEGs as one batch with TorchCodec (nvJPEG on CUDA; its libjpeg-turbo decoder
+       on the CPU), and with Pillow on the CPU the files TorchCodec rejects, the other formats,
+       CMYK and EXIF-rotated JPEGs (all: ``decoder='pillow'``, or when TorchCodec is missing);
+    2. crops, resizes with Pillow's filter and flips all images in two batched matrix products
+       (:func:`~deepmim_mm.datasets.resample.resized_crops`);
+    3. converts channels and normalises as the upstream class does.
+
+    The output equals what mmpretrain's CPU pipeline (``LoadImageFromFile``,
+    ``RandomResizedCrop(backend='pillow')``, ``RandomFlip``) gives with the same seeds, to one
+    grey level; teachers (CLIP, hybrid) take these ``inputs`` and so see the same crops.
+    ``to_rgb`` (``bgr_to_rgb``/``rgb_to_bgr``) means what it means upstream for images decoded
+    by cv2 (BGR): with it the output is RGB, without it BGR. A file no decoder can read is named
+    (``on_corrupt='error'``) or dropped from the batch with a warning (``'skip'``). Batches of
+    image tensors (synthetic batches, other pipelines) pass through the upstream code unchanged.
+    """
+
+    def __init__(self, *args, decoder: str = 'auto', on_corrupt: str = 'error',
+                 chunk: int = 64, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if decoder not in DECODERS:
+            raise ValueError(f'DecodeDataPreprocessor: decoder={decoder!r}; accepted: '
+                             f'{list(DECODERS)}')
+        self.on_corrupt = check_on_corrupt(on_corrupt, 'DecodeDataPreprocessor')
+        self.chunk = chunk
+        self._decode_jpeg = None if decoder == 'pillow' else torchcodec_decode_jpeg()
+        if decoder == 'torchcodec' and self._decode_jpeg is None:
+            raise ImportError('DecodeDataPreprocessor: decoder="torchcodec" but torchcodec '
+                              'does not import (pip install torchcodec, matching your torch)')
+        self.decoder = 'torchcodec' if self._decode_jpeg is not None else 'pillow'
+        self._bgr_output = not self._channel_conversion
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        files = _encoded_files(data.get('inputs'))
+        if files is None:
+            return super().forward(data, training)
+        samples = list(data['data_samples'])
+        images, keep = self.decode(files, samples)
+        samples = [samples[i] for i in keep]
+        meta = [s.metainfo for s in samples]
+        interpolation = meta[0].get('interpolation', 'bicubic')
+        if interpolation not in FILTERS:
+            raise ValueError(f'DecodeDataPreprocessor: interpolation={interpolation!r} (from '
+                             f'RandomResizedCropBox); accepted: {sorted(FILTERS)}')
+        inputs = resized_crops(images, [m['crop_box'] for m in meta], meta[0]['img_shape'],
+                               [m.get('flip_direction') if m.get('flip') else None for m in meta],
+                               interpolation, self.chunk)
+        if self._bgr_output:
+            inputs = inputs[:, [2, 1, 0]]
+        if self._enable_normalize:
+            inputs = (inputs - self.mean) / self.std
+        return {'inputs': inputs, 'data_samples': self.cast_data(samples)}
+
+    def decode(self, files: Sequence[torch.Tensor],
+               samples: Sequence) -> Tuple[List[torch.Tensor], List[int]]:
+        """RGB uint8 ``(3, H, W)`` images on this module's device, and the indices of the files
+        that could be decoded (all of them unless ``on_corrupt='skip'``)."""
+        images: List[Optional[torch.Tensor]] = [None] * len(files)
+        metas = [s.metainfo for s in samples]
+        if self._decode_jpeg is not None:
+            batch = [i for i, m in enumerate(metas) if _plain_jpeg(m)]
+            for i, img in zip(batch, self._torchcodec([files[i] for i in batch])):
+                if img is not None and tuple(img.shape[1:]) == tuple(metas[i]['ori_shape']):
+                    images[i] = img
+        keep = []
+        for i, img in enumerate(images):
+            if img is None:
+                img = self._pillow(files[i], metas[i])
+                if img is None:
+                    continue
+                images[i] = img.to(self.device, non_blocking=True)
+            keep.append(i)
+        if not keep:
+            raise ValueError('DecodeDataPreprocessor: no image of the batch could be decoded')
+        return [images[i] for i in keep], keep
+
+    def _torchcodec(self, files: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
+        if not files:
+            return []
+        try:
+            return list(self._decode_jpeg(files, mode='RGB', device=self.device))
+        except Exception:  # one bad file fails the whole call: find it, decode the others
+            out = []
+            for f in files:
+                try:
+                    out.append(self._decode_jpeg(f, mode='RGB', device=self.device))
+                except Exception:
+                    out.append(None)
+            return out
+
+    def _pillow(self, data: torch.Tensor, meta: dict) -> Optional[torch.Tensor]:
+        try:
+            img = torch.from_numpy(decode_rgb(data.numpy().tobytes()).copy())
+        except Exception as e:
+            corrupt_image(meta.get('img_path', '<unknown file>'), e, self.on_corrupt,
+                          'DecodeDataPreprocessor')
+            return None
+        return img.permute(2, 0, 1)
+
+
+def _plain_jpeg(meta: dict) -> bool:
+    """A JPEG any JPEG decoder returns as Pillow does: RGB or grey, no EXIF rotation."""
+    return (meta.get('img_format') in ('JPEG', 'MPO') and meta.get('img_mode') in ('RGB', 'L')
+            and meta.get('img_orientation', 1) == 1)
+
+
+def _encoded_files(inputs) -> Optional[List[torch.Tensor]]:
+    """The batch's encoded files as 1-D uint8 CPU tensors, or None if ``inputs`` are images."""
+    if isinstance(inputs, dict) and 'offsets' in inputs:  # image_bytes_collate
+        data, offsets = inputs['data'], inputs['offsets'].tolist()
+        return [data[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+    if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], bytes):
+        with warnings.catch_warnings():  # read-only buffers: only read
+            warnings.simplefilter('ignore', UserWarning)
+            return [torch.frombuffer(f, dtype=torch.uint8) for f in inputs]
+    return None

@@ -1,0 +1,79 @@
+"""Rewrite a pretraining config's standard input pipeline for the crop-aware CPU path or the
+device path, keeping its own crop, flip and normalisation parameters (what
+``configs/pretrain/_base_/device_decode.py`` writes out for mmpretrain's MAE recipe)."""
+import copy
+from typing import List
+
+PATHS = ('standard', 'crop-aware', 'device')
+_LOADERS = ('LoadImageFromFile', 'LoadImageFromFileChecked')
+
+
+def _loader(t: dict) -> dict:
+    out = dict(type='LoadImageBytes')
+    for key in ('on_corrupt', 'backend_args', 'file_client_args'):
+        if key in t:
+            out[key] = t[key]
+    return out
+
+
+def fast_path_pipeline(pipeline: List[dict], path: str) -> List[dict]:
+    """``pipeline`` (LoadImageFromFile, RandomResizedCrop, ..., PackInputs) for ``path``:
+
+    - ``'crop-aware'``: ``LoadImageBytes``, ``RandomResizedCropBox`` + ``DecodeCropResize``;
+      the transforms after the crop are kept;
+    - ``'device'``: ``LoadImageBytes``, ``RandomResizedCropBox``, ``RandomFlipFlag``,
+      ``PackImageBytes``; any other transform is an error (it would need the decoded image).
+    """
+    if path not in PATHS:
+        raise ValueError(f'input path {path!r}; accepted: {list(PATHS)}')
+    if path == 'standard':
+        return copy.deepcopy(list(pipeline))
+    types = [t.get('type') for t in pipeline]
+    if not types or types[0] not in _LOADERS or 'RandomResizedCrop' not in types:
+        raise ValueError(f'the {path} path rewrites a pipeline that starts with one of '
+                         f'{list(_LOADERS)} and has a RandomResizedCrop; got {types}')
+    out = []
+    for t in pipeline:
+        t, kind = dict(t), t.get('type')
+        if kind in _LOADERS:
+            out.append(_loader(t))
+        elif kind == 'RandomResizedCrop':
+            out.append(dict(t, type='RandomResizedCropBox'))
+            if path == 'crop-aware':
+                out.append(dict(type='DecodeCropResize'))
+        elif path == 'crop-aware':
+            out.append(t)
+        elif kind == 'RandomFlip':
+            out.append(dict(t, type='RandomFlipFlag'))
+        elif kind == 'PackInputs':
+            out.append(dict(type='PackImageBytes'))
+        else:
+            raise ValueError(f'the device path decodes on the device after the workers: it '
+                             f'supports LoadImageFromFile, RandomResizedCrop, RandomFlip and '
+                             f'PackInputs, not {kind}')
+    return out
+
+
+def innermost_dataset(dataset_cfg: dict) -> dict:
+    """The dataset config that holds the pipeline (inside wrappers such as RepeatDataset)."""
+    while 'pipeline' not in dataset_cfg and 'dataset' in dataset_cfg:
+        dataset_cfg = dataset_cfg['dataset']
+    if 'pipeline' not in dataset_cfg:
+        raise ValueError('the config has no train_dataloader.dataset(.dataset...).pipeline')
+    return dataset_cfg
+
+
+def apply_fast_path(cfg, path: str):
+    """Switch ``cfg`` (an mmengine ``Config``) to ``path`` in place and return it: the train
+    pipeline, and for ``'device'`` the collate function (``image_bytes_collate``) and the data
+    preprocessor (``DecodeDataPreprocessor`` with the config's mean, std and channel order)."""
+    dataset = innermost_dataset(cfg.train_dataloader.dataset)
+    dataset['pipeline'] = fast_path_pipeline(dataset['pipeline'], path)
+    if path != 'device':
+        return cfg
+    cfg.train_dataloader['collate_fn'] = dict(type='image_bytes_collate')
+    pre = dict(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
+    pre.pop('_scope_', None)
+    pre['type'] = 'DecodeDataPreprocessor'
+    cfg.model['data_preprocessor'] = pre
+    return cfg

@@ -1,0 +1,127 @@
+"""Checks the plugin's entry points run on a config before anything is built or trained.
+
+Each turns a mistake that mmengine would accept silently, or report only much later, into a
+``ValueError`` that names the field and what is accepted:
+
+- :func:`check_cfg_options`: a ``--cfg-options`` key whose path does not exist in the config
+  (mmengine merges it as a new key and the run ignores it);
+- :func:`check_checkpoint_hook_args`: an unknown ``CheckpointHook`` argument (mmengine keeps it
+  and fails at the first save, after a whole epoch);
+- :func:`check_input_size`: a pretraining backbone built for another image size than the train
+  pipeline's crop (a tensor-shape error at the first iteration).
+"""
+import difflib
+import inspect
+from typing import Iterable, List, Optional
+
+#: Command-line flag of the entry points that lets ``--cfg-options`` add new keys.
+ALLOW_NEW_FLAG = '--allow-new-keys'
+
+
+def _closest(word: str, choices: Iterable) -> Optional[str]:
+    found = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> None:
+    """Every ``--cfg-options`` key must name a path that exists in ``cfg``.
+
+    The last part of a path may be new under a dict with a ``type`` (an argument of the class it
+    builds, which that class checks when it is built); anything else that does not exist is an
+    error naming the closest existing key, unless ``allow_new`` (``--allow-new-keys``).
+    """
+    if not options or allow_new:
+        return
+    for full_key in options:
+        node, path = cfg._cfg_dict, []
+        parts = str(full_key).split('.')
+        for i, part in enumerate(parts):
+            where = '.'.join(path) or 'the top level'
+            if isinstance(node, (list, tuple)):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ValueError(f'--cfg-options {full_key}: {where} is a list of {len(node)} '
+                                     f'items; {part!r} is not one of its indices '
+                                     f'0..{len(node) - 1}')
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                if part not in node:
+                    if i == len(parts) - 1 and 'type' in node:
+                        break  # a new argument of the class this dict builds
+                    close = _closest(part, node)
+                    hint = (f'did you mean {".".join(path + [close])!r}?' if close else
+                            f'the keys at {where} are {sorted(map(str, node))[:15]}')
+                    raise ValueError(
+                        f'--cfg-options {full_key}: the config has no '
+                        f'{".".join(path + [part])!r}; {hint} (mmengine would add it as a new key '
+                        f'that nothing reads). Pass {ALLOW_NEW_FLAG} to add new keys on purpose.')
+                node = node[part]
+            else:
+                raise ValueError(f'--cfg-options {full_key}: {where} is a '
+                                 f'{type(node).__name__} ({node!r}), not a dict or list; pass '
+                                 f'{ALLOW_NEW_FLAG} to replace it')
+            path.append(part)
+
+
+def checkpoint_hook_arg_errors(args: dict) -> List[str]:
+    """Names in ``args`` that mmengine's ``CheckpointHook`` does not take, with a suggestion."""
+    from mmengine.hooks import CheckpointHook
+    accepted = [n for n, p in inspect.signature(CheckpointHook.__init__).parameters.items()
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != 'self']
+    errors = []
+    for name in args:
+        if name in accepted or name in ('type', 'priority'):
+            continue
+        close = _closest(name, accepted)
+        errors.append(f'{name!r}' + (f' (did you mean {close!r}?)' if close else ''))
+    return errors
+
+
+def check_checkpoint_hook_args(cfg) -> None:
+    """Unknown arguments of the config's checkpoint hook are an error before training starts."""
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if not isinstance(hook, dict) or hook.get('type') not in ('CheckpointHook',
+                                                              'AtomicCheckpointHook'):
+        return
+    errors = checkpoint_hook_arg_errors(hook)
+    if errors:
+        raise ValueError(f'default_hooks.checkpoint ({hook["type"]}): unknown argument(s) '
+                         f'{", ".join(errors)}; mmengine would only fail at the first save')
+
+
+_CROPS = {'RandomResizedCrop': 'scale', 'RandomCrop': 'crop_size', 'CenterCrop': 'crop_size',
+          'MAERandomResizedCrop': 'size'}
+_PRETRAIN_BACKBONES = ('DeepMIMViT', 'MAEViT', 'MFFViT')
+
+
+def _pipeline(dataset) -> list:
+    while isinstance(dataset, dict) and 'pipeline' not in dataset and 'dataset' in dataset:
+        dataset = dataset['dataset']  # RepeatDataset, ClassBalancedDataset, ...
+    return list(dataset.get('pipeline') or []) if isinstance(dataset, dict) else []
+
+
+def check_input_size(cfg) -> None:
+    """A pretraining backbone's ``img_size`` must be the train pipeline's crop size.
+
+    Masked pretraining backbones (``DeepMIMViT``, mmpretrain's ``MAEViT`` / ``MFFViT``) add
+    their position embedding without interpolation; fine-tuning backbones resize it, so they are
+    not checked.
+    """
+    backbone = (cfg.get('model') or {}).get('backbone') or {}
+    if str(backbone.get('type', '')).split('.')[-1] not in _PRETRAIN_BACKBONES:
+        return
+    size = backbone.get('img_size', 224)  # the classes' default
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    loader = cfg.get('train_dataloader') or {}
+    crop = None
+    for step in _pipeline(loader.get('dataset') or {}):
+        kind = str(step.get('type', '')).split('.')[-1] if isinstance(step, dict) else ''
+        if kind in _CROPS and step.get(_CROPS[kind]) is not None:
+            value = step[_CROPS[kind]]
+            crop = (kind, _CROPS[kind], (value, value) if isinstance(value, int) else
+                    tuple(value))
+    if crop is not None and crop[2] != size:
+        kind, field, value = crop
+        raise ValueError(f'model.backbone.img_size={backbone.get("img_size", 224)} but the train '
+                         f'pipeline\'s {kind}({field}={value[0] if value[0] == value[1] else value}'
+                         f') gives {value[0]}x{value[1]} images; the masked backbone needs '
+                         'them equal (set model.backbone.img_size or the crop)')

@@ -1,0 +1,77 @@
+"""Stop at the first non-finite loss, naming the level and the iteration."""
+import math
+from typing import Dict
+
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.registry import HOOKS
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; the message names the level(s) and the iteration."""
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Stops training at a non-finite loss, naming the level and the iteration.
+
+    Adds over mmengine (which keeps training on NaN): after every ``interval`` iterations the
+    ``loss*`` values that ``RuntimeInfoHook`` has already copied to the host for logging are
+    checked (no extra device sync). A non-finite value raises :class:`NonFiniteLossError`
+    before the ``CheckpointHook`` of that iteration runs, so the last checkpoint on disk is the
+    last good one. Under ``AmpOptimWrapper`` with a dynamic loss scale the scaler already skips
+    steps whose gradients overflow: with ``amp_skip=True`` such iterations only warn, and the run
+    stops after ``max_amp_skips`` consecutive ones.
+    """
+
+    priority = 'HIGH'  # after RuntimeInfoHook (VERY_HIGH), before LoggerHook / CheckpointHook
+
+    def __init__(self, interval: int = 1, amp_skip: bool = True, max_amp_skips: int = 20):
+        if not isinstance(interval, int) or interval < 1:
+            raise ValueError(f'NonFiniteLossHook: interval must be a positive int, '
+                             f'got {interval!r}')
+        self.interval = interval
+        self.amp_skip = amp_skip
+        self.max_amp_skips = max_amp_skips
+        self._amp_skips = 0
+
+    @staticmethod
+    def _dynamic_amp(runner) -> bool:
+        wrapper = getattr(runner, 'optim_wrapper', None)
+        scaler = getattr(wrapper, 'loss_scaler', None)
+        return scaler is not None and getattr(wrapper, '_scale_update_param', 0) is None
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if outputs is None or not self.every_n_train_iters(runner, self.interval):
+            return
+        values: Dict[str, float] = {}
+        hub = runner.message_hub
+        for key in outputs:
+            if 'loss' not in key:
+                continue
+            buf = hub.get_scalar(f'train/{key}') if f'train/{key}' in hub.log_scalars else None
+            values[key] = float(buf.current()) if buf is not None else float(outputs[key])
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if not bad:
+            self._amp_skips = 0
+            return
+        if len(bad) > 1:  # name the levels, not the total they make non-finite
+            bad.pop('loss', None)
+        iteration = runner.iter + 1
+        levels = [k[len('loss_'):] for k in bad if k.startswith('loss_')]
+        msg = (f'non-finite loss at iteration {iteration} (epoch {runner.epoch + 1}): '
+               + ', '.join(f'{k}={v}' for k, v in bad.items())
+               + (f' (level {", ".join(levels)})' if levels else ''))
+        if self.amp_skip and self._dynamic_amp(runner):
+            self._amp_skips += 1
+            if self._amp_skips < self.max_amp_skips:
+                print_log(f'{msg}; AMP dynamic loss scale skips this step '
+                          f'({self._amp_skips}/{self.max_amp_skips} in a row)',
+                          logger='current', level=30)
+                return
+            msg += f'; {self._amp_skips} consecutive steps skipped by the AMP loss scaler'
+        last = runner.message_hub.get_info('last_ckpt')
+        msg += ('. Training stopped before saving this iteration; the last good checkpoint is '
+                f'{last}' if last else '. Training stopped; no checkpoint was saved yet')
+        msg += ' (lower the learning rate, clip gradients or check the data, then --resume).'
+        raise NonFiniteLossError(msg)

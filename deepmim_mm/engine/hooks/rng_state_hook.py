@@ -1,0 +1,154 @@
+"""Exact resume: every rank's RNG states saved in each checkpoint and restored on resume."""
+import random
+from typing import List, Optional
+
+import numpy as np
+import torch
+from mmengine.dist import all_gather_object, get_dist_info
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.logging import print_log
+from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
+
+
+def _get_rng_state() -> dict:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = dict(torch=torch.get_rng_state(),
+                 numpy=(name, keys.tolist(), int(pos), int(has_gauss), float(gauss)),
+                 python=random.getstate())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state['torch'].cpu() if hasattr(state['torch'], 'cpu')
+                        else torch.as_tensor(state['torch'], dtype=torch.uint8))
+    name, keys, pos, has_gauss, gauss = state['numpy']
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    py = state['python']
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if 'cuda' in state and torch.cuda.is_available():
+        cuda = state['cuda']
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
+class _RestoreAfterSkip:
+    """Wraps the IterBasedTrainLoop's data iterator: after ``skip`` batches, restore the RNG.
+
+    mmengine's ``IterBasedTrainLoop`` resumes by drawing (and discarding) the batches the
+    interrupted run had consumed; that replays the data order and the data-pipeline randomness
+    but also consumes RNG the interrupted run did not. Restoring the saved state right after the
+    last discarded batch puts the resumed run where the interrupted one stood.
+    """
+
+    def __init__(self, loop, iterator, skip: int, state: dict):
+        self._loop, self._it, self._left, self._state = loop, iterator, skip, state
+
+    def __next__(self):
+        batch = next(self._it)
+        self._left -= 1
+        if self._left <= 0:
+            self._loop.dataloader_iterator = self._it
+            _set_rng_state(self._state)
+        return batch
+
+    def __iter__(self):
+        return self
+
+    def __getattr__(self, name):
+        return getattr(self._it, name)
+
+
+@HOOKS.register_module()
+class RNGStateHook(Hook):
+    """Saves every rank's RNG states in each checkpoint and restores them on resume.
+
+    Adds over mmengine (which re-seeds on resume but does not save RNG state): the torch, numpy
+    and python RNG states (and CUDA's, when used) under ``checkpoint['rng_state']``, one entry
+    per rank (gathered only at iterations where the ``CheckpointHook`` saves). On resume:
+
+    - ``IterBasedTrainLoop``: restored after the loop has skipped the already-trained batches,
+      so the next batch, its augmentation and its mask are those of the uninterrupted run;
+    - ``EpochBasedTrainLoop`` resumed at an epoch end: restored at once. (mmengine restarts an
+      epoch from its first batch when resumed from a mid-epoch iteration checkpoint; that case
+      is logged as not exactly reproducible.)
+
+    With a different world size than the checkpoint's, nothing is restored (warning).
+    """
+
+    # Before CheckpointHook (VERY_LOW), so the states are gathered before it saves.
+    priority = 'LOW'
+
+    def __init__(self) -> None:
+        self._gathered: Optional[List[dict]] = None
+        self._pending: Optional[dict] = None
+
+    def _ckpt_hook(self, runner) -> Optional[CheckpointHook]:
+        for hook in runner.hooks:
+            if isinstance(hook, CheckpointHook):
+                return hook
+        return None
+
+    def _gather(self, runner) -> None:
+        # A collective on every rank, only when a checkpoint is about to be saved.
+        world = get_dist_info()[1]
+        state = _get_rng_state()
+        self._gathered = all_gather_object(state) if world > 1 else [state]
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        hook = self._ckpt_hook(runner)
+        if hook is None or hook.by_epoch or get_dist_info()[1] == 1:
+            return
+        if hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or (
+                hook.save_last and hook.is_last_train_iter(runner)):
+            self._gather(runner)
+
+    def after_train_epoch(self, runner) -> None:
+        hook = self._ckpt_hook(runner)
+        if hook is None or not hook.by_epoch or get_dist_info()[1] == 1:
+            return
+        if hook.every_n_epochs(runner, hook.interval, hook.save_begin) or (
+                hook.save_last and hook.is_last_train_epoch(runner)):
+            self._gather(runner)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if get_dist_info()[1] == 1:
+            states = [_get_rng_state()]
+        elif self._gathered is not None:
+            states = self._gathered
+        else:  # a save this hook did not foresee (e.g. a best-checkpoint save)
+            return
+        checkpoint['rng_state'] = states
+        self._gathered = None
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        states = checkpoint.get('rng_state')
+        if not getattr(runner, '_resume', False) or not states:
+            return
+        rank, world = get_dist_info()
+        if len(states) != world:
+            print_log(f'RNGStateHook: the checkpoint holds RNG states of {len(states)} ranks, '
+                      f'this run has {world}: RNG states are not restored', logger='current',
+                      level=30)
+            return
+        self._pending = states[rank]
+
+    def before_train(self, runner) -> None:
+        if self._pending is None:
+            return
+        state, self._pending = self._pending, None
+        loop = runner.train_loop
+        if isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
+            loop.dataloader_iterator = _RestoreAfterSkip(loop, loop.dataloader_iterator,
+                                                         loop.iter, state)
+            return
+        per_epoch = len(loop.dataloader) if hasattr(loop, 'dataloader') else 0
+        if per_epoch and loop.iter != loop.epoch * per_epoch:
+            print_log(f'RNGStateHook: resumed at iteration {loop.iter}, inside epoch '
+                      f'{loop.epoch + 1}; {type(loop).__name__} restarts that epoch from its '
+                      'first batch, so this run will not repeat the interrupted one exactly '
+                      '(use IterBasedTrainLoop or epoch checkpoints for exact resume)',
+                      logger='current', level=30)
+        _set_rng_state(state)

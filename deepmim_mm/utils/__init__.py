@@ -1,1 +1,0 @@
-"""Utilities: compatibility fixes for the pinned stack, checkpoint helpers."""

@@ -1,0 +1,474 @@
+"""Input-side benchmark: data pipeline per worker, end-to-end training from image files, JPEG
+decoders, and the quality of crop-aware decoding.
+
+    # JPEG sets made from the bundled photos (deepmim_mm/demo/images)
+    python tools/analysis/benchmark_data.py make-set work_dirs/jpeg_1000 --size 1000 750
+    # img/s per dataloader worker: standard pipeline, crop-aware CPU path, bytes-only workers
+    python tools/analysis/benchmark_data.py pipeline CONFIG --data work_dirs/jpeg_1000
+    # PSNR of crop-aware decoding against the full decode, on the same crop boxes
+    python tools/analysis/benchmark_data.py quality CONFIG --data work_dirs/jpeg_1000
+    # training from files (real dataloader + train_step) next to the model-only rate
+    python tools/analysis/benchmark_data.py end-to-end CONFIG --data DIR --path device \\
+        --device cuda --workers 16 --batch-size 256 --amp bf16
+    # batched JPEG decoding on the GPU: TorchCodec vs torchvision.io.decode_jpeg
+    python tools/analysis/benchmark_data.py decoders --data DIR --device cuda
+
+The three input paths (``deepmim_mm.datasets.fast_paths``): ``standard`` is the config's own
+pipeline (mmpretrain's: decode in the worker, RandomResizedCrop, flip); ``crop-aware`` draws the
+crop box from the JPEG header first and decodes at the DCT scale the crop needs; ``device``
+(``bytes-only`` in the pipeline mode, which times the workers only) reads the files in the
+workers and decodes, crops and flips in the data preprocessor on the model's device. Ratios are
+taken within one run, the paths interleaved (batch by batch with 0 workers, repeat by repeat
+with workers), so a shared machine's load affects all of them alike.
+"""
+import argparse
+import glob
+import os
+import os.path as osp
+import statistics
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+from benchmark import maybe_compile
+from benchmark_utils import (build_for_training, format_table, hardware_summary, load_cfg, progress,
+                             synchronize, synthetic_batch, write_json)
+
+DEMO_IMAGES = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+                       'deepmim_mm', 'demo', 'images')
+PIPELINE_PATHS = {'standard': 'standard', 'crop-aware': 'crop-aware', 'bytes-only': 'device'}
+
+
+# ------------------------------------------------------------------------------ make-set
+def make_set(out_dir, size=(1000, 750), count=400, quality=90, grain=3.0, seed=0,
+             src=DEMO_IMAGES):
+    """``count`` JPEGs of ``size`` (width, height) from the photos under ``src``: a random
+    4:3 region of at least half the photo, resized (bicubic), randomly flipped, with Gaussian
+    grain of std ``grain`` grey levels (sensor-like texture, so the files are not unrealistically
+    smooth after upscaling). Returns the mean file size in KiB."""
+    from PIL import Image
+    photos = sorted(glob.glob(osp.join(src, '**', '*.JPEG'), recursive=True))
+    if not photos:
+        raise FileNotFoundError(f'make-set: no *.JPEG under {src}')
+    rng = np.random.default_rng(seed)
+    os.makedirs(out_dir, exist_ok=True)
+    total = 0
+    for i in range(count):
+        im = Image.open(photos[i % len(photos)]).convert('RGB')
+        w = int(im.width * rng.uniform(0.7, 1.0))
+        h = min(im.height, int(w * size[1] / size[0]))
+        w = int(h * size[0] / size[1])
+        x, y = rng.integers(0, im.width - w + 1), rng.integers(0, im.height - h + 1)
+        im = im.crop((x, y, x + w, y + h)).resize(size, Image.Resampling.BICUBIC)
+        a = np.asarray(im, np.float32)
+        if rng.random() < 0.5:
+            a = a[:, ::-1]
+        a = np.clip(a + rng.normal(0, grain, a.shape), 0, 255).astype(np.uint8)
+        path = osp.join(out_dir, f'{i:05d}.JPEG')
+        Image.fromarray(a).save(path, quality=quality)
+        total += osp.getsize(path)
+    return total / count / 1024
+
+
+def run_make_set(args):
+    kib = make_set(args.out, tuple(args.size), args.count, args.quality, args.grain, args.seed)
+    print(f'{args.count} JPEGs of {args.size[0]}x{args.size[1]} (quality {args.quality}, grain '
+          f'{args.grain}) in {args.out}: {kib:.1f} KiB on average')
+    return dict(mode='make-set', folder=args.out, size=args.size, count=args.count,
+                mean_kib=kib)
+
+
+# ------------------------------------------------------------------------------ pipeline
+def train_pipeline(cfg, path):
+    from deepmim_mm.datasets import fast_path_pipeline
+    from deepmim_mm.datasets.fast_paths import innermost_dataset
+    return fast_path_pipeline(innermost_dataset(cfg.train_dataloader.dataset)['pipeline'], path)
+
+
+def collate_of(cfg, path):
+    if path == 'device':
+        return dict(type='image_bytes_collate')
+    collate = dict(cfg.train_dataloader.get('collate_fn') or dict(type='pseudo_collate'))
+    collate.pop('_scope_', None)
+    return collate
+
+
+def build_loader(folder, pipeline, collate, batch_size, workers, seed=0, pin_memory=False):
+    """mmengine's dataloader over the images in ``folder`` (mmpretrain ``CustomDataset``)."""
+    from mmengine.runner import Runner
+    loader = Runner.build_dataloader(dict(
+        batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
+        pin_memory=pin_memory, sampler=dict(type='InfiniteSampler', shuffle=True),
+        collate_fn=collate, dataset=dict(type='CustomDataset', data_root=folder,
+                                         with_label=False, pipeline=pipeline)), seed=seed)
+    if len(loader.dataset) == 0:
+        raise FileNotFoundError(f'--data: no images in {folder}')
+    return loader
+
+
+def time_loader(loader, batches):
+    """img/s over ``batches`` batches, after one untimed batch (worker start-up)."""
+    it = iter(loader)
+    next(it)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    dt = time.perf_counter() - t0
+    del it
+    return loader.batch_size * batches / dt
+
+
+def rates_in_process(loaders, batches, repeats):
+    """0 workers: the paths take turns batch by batch in this process (no prefetching), so a
+    change of the machine's load falls on all of them alike; img/s per repeat and path."""
+    its = {name: iter(loader) for name, loader in loaders.items()}
+    for it in its.values():
+        next(it)
+    rates = {name: [] for name in loaders}
+    for r in range(repeats):
+        spent = dict.fromkeys(loaders, 0.0)
+        for _ in range(batches):
+            for name, it in its.items():
+                t0 = time.perf_counter()
+                next(it)
+                spent[name] += time.perf_counter() - t0
+        for name, loader in loaders.items():
+            rates[name].append(loader.batch_size * batches / spent[name])
+        progress(f'[0 workers] repeat {r + 1}/{repeats}: ' + ', '.join(
+            f'{n} {v[-1]:.1f} img/s' for n, v in rates.items()))
+    return rates
+
+
+def rates_with_workers(cfg, args, workers):
+    """``workers`` > 0: each path in turn, a fresh dataloader per repeat; img/s per worker."""
+    rates = {name: [] for name in args.paths}
+    for r in range(args.repeats):
+        for name in args.paths:
+            path = PIPELINE_PATHS[name]
+            loader = build_loader(args.data, train_pipeline(cfg, path), collate_of(cfg, path),
+                                  args.batch_size, workers)
+            rates[name].append(time_loader(loader, args.batches) / workers)
+            progress(f'[{workers} workers] repeat {r + 1}/{args.repeats} {name}: '
+                     f'{rates[name][-1]:.1f} img/s per worker')
+    return rates
+
+
+def run_pipeline(args):
+    cfg = load_cfg(args.config, args.cfg_options)
+    check_folder(args.data)
+    rows, results = [], []
+    for w in args.workers:
+        if w == 0:
+            rates = rates_in_process(
+                {name: build_loader(args.data, train_pipeline(cfg, PIPELINE_PATHS[name]),
+                                    collate_of(cfg, PIPELINE_PATHS[name]), args.batch_size, 0)
+                 for name in args.paths}, args.batches, args.repeats)
+        else:
+            rates = rates_with_workers(cfg, args, w)
+        for name in args.paths:
+            res = summarise_rates(name, w, rates)
+            results.append(res)
+            rows.append([str(w), name, f"{res['img_per_s_per_worker']:.1f}",
+                         f"{res['ratio_to_standard']:.2f}x" if 'ratio_to_standard' in res
+                         else '-', ' '.join(f'{v:.0f}' for v in rates[name])])
+    progress('done', end=True)
+    hw = hardware_summary(torch.device('cpu'))
+    print(f'\nInput pipeline of {args.config} over {args.data} (batch {args.batch_size}, '
+          f'{args.batches} timed batches x {args.repeats} repeats; 0 workers: the paths take '
+          f'turns batch by batch), {hw["cpu"]}, {hw["cores"]} cores')
+    print(format_table(rows, ['workers', 'path', 'img/s per worker (median)',
+                              'vs standard (median of paired ratios)', 'each repeat']))
+    return dict(mode='pipeline', date=now(), config=args.config, folder=args.data,
+                batch_size=args.batch_size, hardware=hw, results=results)
+
+
+def summarise_rates(name, workers, rates):
+    res = dict(path=name, workers=workers, img_per_s_per_worker=statistics.median(rates[name]),
+               repeats=rates[name])
+    if 'standard' in rates and name != 'standard':
+        res['ratio_to_standard'] = statistics.median(
+            a / b for a, b in zip(rates[name], rates['standard']))
+    return res
+
+
+# ------------------------------------------------------------------------------ quality
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64))**2))
+    return float('inf') if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def crop_pair(data, box, out_hw, interpolation):
+    """(full decode + crop + resize, crop-aware decode) of one crop, RGB uint8, and the scale."""
+    from PIL import Image
+
+    from deepmim_mm.datasets.image_codec import PIL_FILTERS, decode_crop_resize, decode_rgb
+    top, left, h, w = box
+    full = decode_rgb(data)[top:top + h, left:left + w]
+    ref = np.asarray(Image.fromarray(full).resize((out_hw[1], out_hw[0]),
+                                                  PIL_FILTERS[interpolation]))
+    fast, scale = decode_crop_resize(data, box, out_hw, interpolation)
+    return ref, np.asarray(fast), scale
+
+
+def run_quality(args):
+    from mmpretrain.registry import TRANSFORMS
+
+    from deepmim_mm.datasets.image_codec import read_header
+    cfg = load_cfg(args.config, args.cfg_options)
+    rrc_cfg = next(t for t in train_pipeline(cfg, 'crop-aware')
+                   if t['type'] == 'RandomResizedCropBox')
+    rrc = TRANSFORMS.build(rrc_cfg)
+    files = list_images(args.data)[:args.files]
+    np.random.seed(args.seed)
+    per_scale, mse_all = {}, []
+    for k, f in enumerate(files):
+        data = open(f, 'rb').read()
+        hdr = read_header(data)
+        for _ in range(args.draws):
+            box = rrc.transform(dict(img_shape=(hdr.height, hdr.width)))['crop_box']
+            ref, fast, scale = crop_pair(data, box, rrc.scale, rrc.interpolation)
+            mse = float(np.mean((ref.astype(np.float64) - fast)**2))
+            per_scale.setdefault(scale, []).append(mse)
+            mse_all.append(mse)
+        progress(f'quality: {k + 1}/{len(files)} files')
+    progress('done', end=True)
+    results = quality_summary(per_scale, mse_all)
+    print(f'\nCrop-aware decoding vs full decode + crop + resize, {len(mse_all)} crops of '
+          f'{len(files)} files in {args.data} ({rrc_cfg})')
+    print(format_table([[r['dct_scale'], f"{100 * r['fraction']:.1f}%", f"{r['psnr_db']:.1f}"]
+                        for r in results],
+                       ['DCT scale', 'share of crops', 'PSNR dB (of the mean MSE)']))
+    return dict(mode='quality', date=now(), config=args.config, folder=args.data,
+                crops=len(mse_all), results=results)
+
+
+def quality_summary(per_scale, mse_all):
+    def db(mses):
+        m = float(np.mean(mses))
+        return float('inf') if m == 0 else float(10 * np.log10(255**2 / m))
+
+    rows = [dict(dct_scale=f'1/{s}', fraction=len(v) / len(mse_all), psnr_db=db(v))
+            for s, v in sorted(per_scale.items())]
+    return rows + [dict(dct_scale='all', fraction=1.0, psnr_db=db(mse_all))]
+
+
+# ------------------------------------------------------------------------------ end-to-end
+def run_end_to_end(args):
+    from deepmim_mm.datasets import apply_fast_path
+    device = torch.device(args.device)
+    check_folder(args.data)
+    cfg = apply_fast_path(load_cfg(args.config, args.cfg_options), args.path)
+    bs = args.batch_size or cfg.train_dataloader.batch_size
+    model, optim_wrapper, ow_cfg, size = build_for_training(
+        cfg, device, args.amp, args.fused_adamw, args.random_teachers)
+    step = maybe_compile(model.train_step, cfg)
+    synthetic = synthetic_batch(bs, size, device)
+    # cfg already has the path's pipeline and collate function: take them as they are
+    loader = build_loader(args.data, train_pipeline(cfg, 'standard'), collate_of(cfg, 'standard'),
+                          bs, args.workers, pin_memory=device.type == 'cuda')
+    model_only = [steps_per_s(step, lambda: synthetic, optim_wrapper, args, device, 'model')]
+    batches = iter(loader)
+    e2e = steps_per_s(step, batches.__next__, optim_wrapper, args, device, 'end-to-end')
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
+    model_only.append(steps_per_s(step, lambda: synthetic, optim_wrapper, args, device, 'model'))
+    del batches
+    res = dict(path=args.path, batch_size=bs, workers=args.workers,
+               optim_wrapper=ow_cfg['type'], compile=bool(cfg.get('compile')),
+               model_only_img_per_s=bs * max(model_only), end_to_end_img_per_s=bs * e2e,
+               ratio=e2e / max(model_only), peak_mem_mib=peak)
+    progress('done', end=True)
+    hw = hardware_summary(device)
+    print(f"\nEnd-to-end training of {args.config} from {args.data} ({args.path} path, "
+          f"{args.workers} workers, batch {bs}) on {hw.get('gpu', hw['cpu'])}")
+    print(format_table([[args.path, f"{res['model_only_img_per_s']:.1f}",
+                         f"{res['end_to_end_img_per_s']:.1f}", f"{100 * res['ratio']:.0f}%"]],
+                       ['path', 'model-only img/s (synthetic batch, best of 2)',
+                        'end-to-end img/s (files)', 'end-to-end / model-only']))
+    return dict(mode='end-to-end', date=now(), config=args.config, folder=args.data,
+                hardware=hw, results=[res])
+
+
+def steps_per_s(step, next_batch, optim_wrapper, args, device, label):
+    """Steps per second over ``args.steps`` steps after ``args.warmup`` (total wall time, so
+    stalls waiting for data count)."""
+    for i in range(args.warmup):
+        step(next_batch(), optim_wrapper)
+        progress(f'[{label}] warm-up {i + 1}/{args.warmup}')
+    synchronize(device)
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+        step(next_batch(), optim_wrapper)
+        progress(f'[{label}] step {i + 1}/{args.steps}')
+    synchronize(device)
+    return args.steps / (time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------ decoders
+def decoder_backends(device):
+    """name -> function(list of 1-D uint8 CPU tensors) -> list of decoded images."""
+    out = {}
+    from deepmim_mm.datasets.data_preprocessor import torchcodec_decode_jpeg
+    tc = torchcodec_decode_jpeg()
+    if tc is not None:
+        out['torchcodec'] = lambda files: tc(files, mode='RGB', device=device)
+    try:
+        import warnings
+
+        import torchvision.io as tio
+        warnings.filterwarnings('ignore', category=DeprecationWarning, module='torchvision')
+        out['torchvision.io'] = lambda files: tio.decode_jpeg(
+            files, mode=tio.ImageReadMode.RGB, device=device)
+    except ImportError:
+        pass
+    from deepmim_mm.datasets.image_codec import decode_rgb
+    out['pillow (1 CPU thread)'] = lambda files: [decode_rgb(f.numpy().tobytes()) for f in files]
+    return out
+
+
+def run_decoders(args):
+    device = torch.device(args.device)
+    files = [torch.frombuffer(bytearray(open(f, 'rb').read()), dtype=torch.uint8)
+             for f in list_images(args.data)[:args.batch_size]]
+    results = []
+    for name, fn in decoder_backends(device).items():
+        try:
+            rate = time_decoder(fn, files, args.batches, device)
+            results.append(dict(decoder=name, img_per_s=rate))
+        except Exception as e:  # a backend that does not work here is reported, not fatal
+            results.append(dict(decoder=name, error=f'{type(e).__name__}: {e}'))
+        progress(f'decoder {name}: {results[-1]}')
+    results.append(preprocessor_rate(args, device))
+    progress('done', end=True)
+    print(f'\nBatched JPEG decoding of {len(files)} files from {args.data} on {device}')
+    print(format_table([[r['decoder'], f"{r['img_per_s']:.0f}" if 'img_per_s' in r
+                         else r['error'][:80]] for r in results], ['decoder', 'img/s']))
+    return dict(mode='decoders', date=now(), folder=args.data, device=device.type,
+                hardware=hardware_summary(device), results=results)
+
+
+def time_decoder(fn, files, batches, device):
+    fn(files)  # warm-up (CUDA context, nvJPEG handles)
+    synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        fn(files)
+    synchronize(device)
+    return len(files) * batches / (time.perf_counter() - t0)
+
+
+def preprocessor_rate(args, device):
+    """img/s of the whole device path in the main process: bytes + boxes -> normalised batch."""
+    from mmengine.dataset import Compose
+    from mmpretrain.registry import MODELS, TRANSFORMS
+
+    from deepmim_mm.datasets import image_bytes_collate
+    pipe = Compose([TRANSFORMS.build(t) for t in (
+        dict(type='LoadImageBytes'),
+        dict(type='RandomResizedCropBox', scale=224, crop_ratio_range=(0.2, 1.0),
+             interpolation='bicubic'),
+        dict(type='RandomFlipFlag', prob=0.5), dict(type='PackImageBytes'))])
+    batch = image_bytes_collate([pipe(dict(img_path=f))
+                                 for f in list_images(args.data)[:args.batch_size]])
+    pre = MODELS.build(dict(type='DecodeDataPreprocessor', mean=[123.675, 116.28, 103.53],
+                            std=[58.395, 57.12, 57.375], to_rgb=True)).to(device)
+    rate = time_decoder(lambda files: pre(batch, True), batch['data_samples'], args.batches,
+                        device)
+    return dict(decoder=f'DecodeDataPreprocessor ({pre.decoder}: decode + crop + resize + '
+                        'flip + normalise)', img_per_s=rate)
+
+
+# ------------------------------------------------------------------------------ common
+def now():
+    return datetime.now(timezone.utc).isoformat()
+
+
+def check_folder(folder):
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'--data: no such folder: {folder}')
+
+
+def list_images(folder):
+    check_folder(folder)
+    files = sorted(f for f in glob.glob(osp.join(folder, '**', '*'), recursive=True)
+                   if osp.splitext(f)[1].lower() in ('.jpeg', '.jpg', '.png'))
+    if not files:
+        raise FileNotFoundError(f'--data: no images in {folder}')
+    return files
+
+
+def positive(v):
+    v = int(v)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f'must be positive, got {v}')
+    return v
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    sub = p.add_subparsers(dest='mode', required=True)
+    m = sub.add_parser('make-set', help='JPEGs made from the bundled photos')
+    m.add_argument('out')
+    m.add_argument('--size', type=positive, nargs=2, default=[1000, 750], metavar=('W', 'H'))
+    m.add_argument('--count', type=positive, default=400)
+    m.add_argument('--quality', type=positive, default=90)
+    m.add_argument('--grain', type=float, default=3.0)
+    m.add_argument('--seed', type=int, default=0)
+    for name, help_ in (('pipeline', 'img/s per worker of the three input paths'),
+                        ('quality', 'PSNR of crop-aware decoding against the full decode'),
+                        ('end-to-end', 'training from files next to the model-only rate')):
+        q = sub.add_parser(name, help=help_)
+        q.add_argument('config', help='pretraining config (file or pkg::path.py)')
+        q.add_argument('--data', required=True, help='folder of images')
+        q.add_argument('--cfg-options', nargs='+', action=DictAction)
+        q.add_argument('--json', help='also write the results to this JSON file')
+        if name == 'pipeline':
+            q.add_argument('--paths', nargs='+', choices=list(PIPELINE_PATHS),
+                           default=list(PIPELINE_PATHS))
+            q.add_argument('--workers', type=int, nargs='+', default=[0],
+                           help='0: in this process, the paths taking turns batch by batch '
+                                '(the per-worker rate, robust to load changes)')
+            q.add_argument('--batch-size', type=positive, default=32)
+            q.add_argument('--batches', type=positive, default=10)
+            q.add_argument('--repeats', type=positive, default=3)
+        elif name == 'quality':
+            q.add_argument('--files', type=positive, default=100)
+            q.add_argument('--draws', type=positive, default=5, help='crops per file')
+            q.add_argument('--seed', type=int, default=0)
+        else:
+            q.add_argument('--path', choices=['standard', 'crop-aware', 'device'],
+                           default='device')
+            q.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+            q.add_argument('--workers', type=int, default=2)
+            q.add_argument('--batch-size', type=positive)
+            q.add_argument('--amp', default='config', choices=['config', 'fp32', 'bf16', 'fp16'])
+            q.add_argument('--fused-adamw', action='store_true')
+            q.add_argument('--random-teachers', action='store_true')
+            q.add_argument('--warmup', type=int, default=3)
+            q.add_argument('--steps', type=positive, default=10)
+    d = sub.add_parser('decoders', help='batched JPEG decoders on one device')
+    d.add_argument('--data', required=True)
+    d.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    d.add_argument('--batch-size', type=positive, default=128)
+    d.add_argument('--batches', type=positive, default=5)
+    d.add_argument('--json')
+    args = p.parse_args(argv)
+    if getattr(args, 'device', 'cpu') == 'cuda' and not torch.cuda.is_available():
+        raise ValueError('--device cuda: no CUDA device is available; use --device cpu')
+    if any(w < 0 for w in np.atleast_1d(getattr(args, 'workers', 0))):
+        raise ValueError(f'--workers: counts must be >= 0, got {args.workers}')
+    return args
+
+
+MODES = {'make-set': run_make_set, 'pipeline': run_pipeline, 'quality': run_quality,
+         'end-to-end': run_end_to_end, 'decoders': run_decoders}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    return write_json(MODES[args.mode](args), getattr(args, 'json', None))
+
+
+if __name__ == '__main__':
+    main()

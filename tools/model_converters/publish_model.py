@@ -1,0 +1,116 @@
+"""Make a training checkpoint publishable: weights and plain metadata only, named by its hash.
+
+    python tools/model_converters/publish_model.py work_dirs/quickstart/epoch_20.pth \\
+        published/deepmim_vit-tiny-p16_demo.pth
+    # -> published/deepmim_vit-tiny-p16_demo-<sha256[:8]>.pth
+
+Kept: ``state_dict`` (every weight the model saved: encoder and decoders; frozen teachers are
+never saved) and ``meta`` reduced to plain values (str, int, float, bool, None and lists / dicts
+of them: epoch, iter, seed, config text, versions, dataset meta). Dropped, and listed: the
+optimizer state (AdamW's two moments double the file), ``message_hub``, ``param_schedulers``,
+the RNG states of ``RNGStateHook``, ``ema_state_dict`` and any non-plain meta value. The output
+loads with ``torch.load(path, weights_only=True)`` in an interpreter that has not imported this
+plugin (or mmengine), and still feeds every config of the plugin (``init_cfg.checkpoint``,
+``load_from``). The name is OpenMMLab's: ``<OUT without .pth>-<first 8 hex digits of the
+file's sha256>.pth``.
+
+With mmengine's ``EMAHook`` the checkpoint's ``state_dict`` holds the averaged weights (and
+``ema_state_dict`` the raw ones): they are published, unless ``--no-ema``.
+"""
+import argparse
+import hashlib
+import numbers
+import os.path as osp
+from collections import OrderedDict
+
+import torch
+from _converter_utils import refuse_overwriting_input, serialize
+
+from deepmim_mm.checkpoint import atomic_write_bytes, read_checkpoint
+
+_PLAIN = (str, bool, type(None))
+_DROP = object()
+
+
+def plain(value, path, dropped):
+    """``value`` with every non-plain leaf removed (its ``path`` appended to ``dropped``)."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, numbers.Integral):  # also numpy integers
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                dropped.append(f'{path}[{k!r}]')
+                continue
+            sub = plain(v, f'{path}.{k}', dropped)
+            if sub is not _DROP:
+                out[k] = sub
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [plain(v, f'{path}[{i}]', dropped) for i, v in enumerate(value)]
+        return [v for v in items if v is not _DROP]
+    dropped.append(f'{path} ({type(value).__name__})')
+    return _DROP
+
+
+def load_checkpoint(path):
+    """The training checkpoint, read by the plugin's reader (a bare state dict is wrapped)."""
+    ckpt = read_checkpoint(path, 'in_file')
+    if 'state_dict' not in ckpt:  # a bare state dict (e.g. converted from another repository)
+        ckpt = dict(state_dict=ckpt)
+    return ckpt
+
+
+def publish(ckpt, no_ema=False):
+    """Returns ``(published checkpoint, [what was dropped])``."""
+    dropped = [k for k in ckpt if k not in ('state_dict', 'meta', 'ema_state_dict')]
+    state = OrderedDict(ckpt['state_dict'])
+    if 'ema_state_dict' in ckpt:
+        if no_ema:  # EMAHook swaps: ema_state_dict holds the raw weights ('module.' prefix)
+            for k, v in ckpt['ema_state_dict'].items():
+                if k.startswith('module.') and k[len('module.'):] in state:
+                    state[k[len('module.'):]] = v
+        dropped.append('ema_state_dict' + (' (its raw weights published: --no-ema)' if no_ema
+                                           else ' (the averaged weights are published)'))
+    non_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    for k in non_tensors:
+        state.pop(k)
+        dropped.append(f'state_dict.{k}')
+    meta = plain(ckpt.get('meta') or {}, 'meta', dropped)
+    return OrderedDict(state_dict=state, meta=meta if isinstance(meta, dict) else {}), dropped
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('in_file', help='training checkpoint (mmengine; or a bare state dict)')
+    parser.add_argument('out_file', help='output name; -<sha256[:8]> is inserted before .pth')
+    parser.add_argument('--no-ema', action='store_true',
+                        help='publish the raw weights of an EMAHook checkpoint, not the averaged')
+    args = parser.parse_args(argv)
+    ckpt = load_checkpoint(args.in_file)
+    out, dropped = publish(ckpt, args.no_ema)
+    if not out['state_dict']:
+        raise SystemExit(f'error: {args.in_file} holds no weights (state_dict has no tensors); '
+                         'nothing written')
+    data = serialize(out)
+    sha = hashlib.sha256(data).hexdigest()
+    stem = args.out_file[:-len('.pth')] if args.out_file.endswith('.pth') else args.out_file
+    final = f'{stem}-{sha[:8]}.pth'
+    refuse_overwriting_input(args.in_file, final)
+    atomic_write_bytes(final, data)
+    if dropped:
+        print('dropped: ' + ', '.join(dropped))
+    num = sum(v.numel() for v in out['state_dict'].values())
+    print(f'{len(out["state_dict"])} tensors ({num / 1e6:.2f} M values), '
+          f'{osp.getsize(args.in_file) / 2**20:.1f} MiB -> {len(data) / 2**20:.1f} MiB')
+    print(f'sha256 {sha}')
+    print(f'wrote {final}')
+    return final
+
+
+if __name__ == '__main__':
+    main()
