@@ -91,7 +91,7 @@ def test_bad_load_from_through_train_py(tmp_path, kind):
     ('train_dataloader.batch_sise=2',
      "the config has no 'train_dataloader.batch_sise'; did you mean "
      "'train_dataloader.batch_size'?"),
-    ('custom_hooks.9.enable=True', 'custom_hooks is a list of 4 items'),
+    ('custom_hooks.9.enable=True', 'custom_hooks is a list of 5 items'),
     ('default_hooks.checkpoint.max_keep_ckpt=1',
      "unknown argument(s) 'max_keep_ckpt' (did you mean 'max_keep_ckpts'?)"),
     ('model.backbone.img_size=64',

@@ -11,7 +11,7 @@ from mmengine.runner import IterBasedTrainLoop
 from ...analysis.probe import FEATURES, knn_probe, pool_tokens
 from ...analysis.reconstruction import unwrap
 from ...apis.inference import BLOCKS, labelled_folder, level_features, model_img_size
-from .rng_state_hook import _get_rng_state, _set_rng_state
+from .rng_state_hook import get_rng_state, set_rng_state
 
 
 @HOOKS.register_module()
@@ -165,7 +165,7 @@ class KNNMonitorHook(Hook):
     def evaluate(self, runner, step: int) -> Dict[str, float]:
         """Score every level now and log it at ``step``; returns ``{'block{n}': top1}``."""
         t0 = time.perf_counter()
-        state = _get_rng_state()
+        state = get_rng_state()
         model = unwrap(runner.model)
         was_training = model.training
         model.eval()
@@ -183,7 +183,7 @@ class KNNMonitorHook(Hook):
                                        device=train[name].device)['top1']
         finally:
             model.train(was_training)
-            _set_rng_state(state)
+            set_rng_state(state)
         self.history.append(dict(step=step, top1=top1))
         image = self._plot()
         seconds = time.perf_counter() - t0  # all of the hook's work but writing the logs
