@@ -55,6 +55,11 @@ CONFIG_ERRORS = [
     ({'backbone.mask_ratio': 1.0}, 'mask_ratio must be in (0, 1), got 1.0'),
     ({'backbone.img_size': 36}, 'img_size 36 is not divisible by patch_size 8'),
     ({'backbone.arch': 'vit-xxl'}, "unknown arch 'vit-xxl'; accepted:"),
+    # Shapes the build can check, each naming both fields.
+    ({'neck.embed_dim': 48}, 'neck.embed_dim=48 but the backbone is 32 wide'),
+    ({'neck.num_patches': 9}, 'neck.num_patches=9 but the backbone cuts its images into 4x4'),
+    ({'head.patch_size': 16}, 'head.patch_size=16 but model.backbone.patch_size=8'),
+    ({'neck.predict_feature_dim': 100}, 'the neck predicts 100 values per patch'),
     ({'target_generator': dict(type='NoSuchTeacher')},
      "target_generator.type='NoSuchTeacher' is not a registered model; this plugin provides"),
 ]

@@ -209,8 +209,12 @@ def test_crash_while_writing_checkpoint_keeps_last_good(tmp_path):
 
     cfg = tiny_config(tmp_path / 'tiny.py', data, iters=8, ckpt=2)
     proc = run_tool(['tools/train.py', cfg, '--work-dir', work, '--resume'])
-    assert 'resumed epoch: 0, iter: 4' in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert 'resumed epoch: 0, iter: 4' in out
     assert osp.isfile(osp.join(work, 'iter_8.pth'))
+    # The interrupted save's temporary file is removed when the next run starts, and said so.
+    assert 'removed 1 temporary file(s) left by an interrupted checkpoint save' in out
+    assert not glob.glob(osp.join(work, '*.tmp'))
 
 
 def test_atomic_save_leaves_old_file_on_failure(tmp_path, monkeypatch):

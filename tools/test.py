@@ -17,6 +17,7 @@ from mmengine.runner import Runner
 
 import deepmim_mm  # noqa: F401  registers the plugin's modules
 from deepmim_mm.compat import apply_all as apply_compat_fixes
+from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG, check_cfg_options
 from deepmim_mm.engine.launcher import (check_launcher_env, finish_distributed,
                                         init_cpu_distributed)
 
@@ -78,6 +79,11 @@ def parse_args():
         'TTA transforms and how to merge the TTA results. Otherwise, use flip '
         'TTA by averaging classification score.')
     parser.add_argument(
+        ALLOW_NEW_FLAG,
+        action='store_true',
+        help='let --cfg-options add keys the config does not have (by default a key whose '
+        'path does not exist is an error naming the closest existing key)')
+    parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
@@ -133,6 +139,7 @@ def merge_args(cfg, args):
     set_default_dataloader_cfg(cfg, 'test_dataloader')
 
     if args.cfg_options is not None:
+        check_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
         cfg.merge_from_dict(args.cfg_options)
 
     # After --cfg-options (as mmseg's and mmdet's tools do): TTA wraps the final model and test

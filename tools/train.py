@@ -1,8 +1,10 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 # Adapted from mmpretrain 1.2.0 tools/train.py. Added: the plugin's modules are registered and its
 # opt-in fixes for the pinned stack (deepmim_mm.compat) applied before the Runner loads or resumes
-# a checkpoint; distributed runs on machines without CUDA (gloo); AMP configs in fp32 without a
-# GPU; the process group is destroyed before exit.
+# a checkpoint; --cfg-options keys that do not exist, unknown checkpoint-hook arguments and a
+# pretraining image size other than the pipeline's crop are errors before anything is built;
+# --resume says what it resumes; distributed runs on machines without CUDA (gloo); AMP configs in
+# fp32 without a GPU; the process group is destroyed before exit.
 import argparse
 import os
 import os.path as osp
@@ -15,6 +17,8 @@ from mmengine.runner import Runner
 import deepmim_mm  # noqa: F401  registers the plugin's modules
 from deepmim_mm.compat import apply_all as apply_compat_fixes
 from deepmim_mm.engine.amp import fall_back_to_fp32_without_gpu
+from deepmim_mm.engine.config_checks import (ALLOW_NEW_FLAG, check_cfg_options,
+                                             check_checkpoint_hook_args, check_input_size)
 from deepmim_mm.engine.launcher import (check_launcher_env, finish_distributed,
                                         init_cpu_distributed)
 
@@ -63,6 +67,11 @@ def parse_args():
         'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
         'Note that the quotation marks are necessary and that no white space '
         'is allowed.')
+    parser.add_argument(
+        ALLOW_NEW_FLAG,
+        action='store_true',
+        help='let --cfg-options add keys the config does not have (by default a key whose '
+        'path does not exist is an error naming the closest existing key)')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -141,6 +150,7 @@ def merge_args(cfg, args):
     set_default_dataloader_cfg(cfg, 'test_dataloader')
 
     if args.cfg_options is not None:
+        check_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
         cfg.merge_from_dict(args.cfg_options)
 
     fall_back_to_fp32_without_gpu(cfg)
@@ -157,8 +167,15 @@ def main():
         raise FileNotFoundError(f'config file not found: {args.config}')
     cfg = Config.fromfile(args.config)
 
+    if args.resume not in (None, 'auto') and not osp.isfile(args.resume):
+        raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file (give a '
+                                'checkpoint, or --resume alone for the latest one of the work '
+                                'dir)')
+
     # merge cli arguments to config
     cfg = merge_args(cfg, args)
+    check_checkpoint_hook_args(cfg)
+    check_input_size(cfg)
     init_cpu_distributed(cfg, args.launcher)
 
     # build the runner from config
@@ -169,6 +186,8 @@ def main():
         # build customized runner from the registry
         # if 'runner_type' is set in the cfg
         runner = RUNNERS.build(cfg)
+
+    runner.register_hook(dict(type='ResumeCheckHook'))
 
     # start training
     try:

@@ -52,4 +52,5 @@ custom_hooks = [
     dict(type='RNGStateHook'),
     dict(type='NonFiniteLossHook'),
     dict(type='CheckpointMatchHook'),
+    dict(type='KNNMonitorHook', enable=False, data_root=None),
 ]

@@ -26,16 +26,17 @@ def _closest(word: str, choices: Iterable) -> Optional[str]:
 def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> None:
     """Every ``--cfg-options`` key must name a path that exists in ``cfg``.
 
-    The last part of a path may be new under a dict with a ``type`` (an argument of the class it
-    builds, which that class checks when it is built); anything else that does not exist is an
-    error naming the closest existing key, unless ``allow_new`` (``--allow-new-keys``).
+    A new key directly under a dict with a ``type`` is accepted (an argument of the class that
+    dict builds, e.g. ``optim_wrapper.clip_grad.max_norm``; the class checks it when it is
+    built); anything else that does not exist is an error naming the closest existing key,
+    unless ``allow_new`` (``--allow-new-keys``).
     """
     if not options or allow_new:
         return
     for full_key in options:
         node, path = cfg._cfg_dict, []
         parts = str(full_key).split('.')
-        for i, part in enumerate(parts):
+        for part in parts:
             where = '.'.join(path) or 'the top level'
             if isinstance(node, (list, tuple)):
                 if not part.isdigit() or int(part) >= len(node):
@@ -45,7 +46,7 @@ def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> 
                 node = node[int(part)]
             elif isinstance(node, dict):
                 if part not in node:
-                    if i == len(parts) - 1 and 'type' in node:
+                    if 'type' in node:
                         break  # a new argument of the class this dict builds
                     close = _closest(part, node)
                     hint = (f'did you mean {".".join(path + [close])!r}?' if close else
@@ -69,7 +70,7 @@ def checkpoint_hook_arg_errors(args: dict) -> List[str]:
                 if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != 'self']
     errors = []
     for name in args:
-        if name in accepted or name in ('type', 'priority'):
+        if name in accepted or name in ('type', 'priority', '_scope_'):
             continue
         close = _closest(name, accepted)
         errors.append(f'{name!r}' + (f' (did you mean {close!r}?)' if close else ''))

@@ -1,4 +1,4 @@
-"""Per-layer linear probe: top-1 of a linear classifier on the frozen features of EVERY block.
+"""Per-layer probes: linear-probe and kNN top-1 on the frozen features of EVERY block.
 
 DeepMIM (arXiv 2303.08817) claims deep supervision makes the shallower blocks of a ViT better;
 this tool measures it on your own checkpoints, e.g. MAE against DeepMIM:
@@ -11,26 +11,37 @@ this tool measures it on your own checkpoints, e.g. MAE against DeepMIM:
 
 - CONFIG gives the encoder: ``model.backbone``'s ``arch``, ``patch_size`` (and ``img_size``
   unless ``--img-size``) of any ViT config of this plugin or mmpretrain (fine-tuning, linear
-  probing or pretraining). The encoder is built as mmpretrain's ``VisionTransformer`` and loads
-  each checkpoint's ``backbone.`` weights through
-  :func:`deepmim_mm.utils.checkpoint.load_pretrained_encoder` (every encoder weight must load;
+  probing or pretraining; a file or ``mmpretrain::<dir>/<name>.py``). The encoder is built as
+  mmpretrain's ``VisionTransformer`` and loads each checkpoint's ``backbone.`` weights through
+  :func:`deepmim_mm.checkpoint.load_pretrained_encoder` (every encoder weight must load;
   decoders and MFF fusion layers are dropped and reported).
 - The dataset is in ImageNet layout: ``DATA_ROOT/train/<class>/*`` and ``DATA_ROOT/val/<class>/*``
-  (read by mmpretrain's ``CustomDataset``; ``--max-per-class`` takes a class-balanced subset).
-  Images are resized (short side ``img_size * 256 / 224``, bicubic) and centre-cropped, the
-  config's (or ImageNet's) mean / std normalise them.
-- One forward pass per image gives every block's output (``out_indices`` = all blocks, raw
-  tokens, no final norm): the class token and the average of the patch tokens of each block.
-- Features are cached on disk per checkpoint x block x split x data (``--cache-dir``, default
+  (mmpretrain's ``CustomDataset``; ``--max-per-class`` takes a class-balanced subset). Images
+  are resized (short side ``img_size * 256 / 224``, bicubic) and centre-cropped, the config's
+  (or ImageNet's) mean / std normalise them.
+- One forward pass per image gives every block's output (raw tokens, no final norm): the class
+  token (``cls``) and the average of the patch tokens (``avg``) of each block. Features are
+  cached on disk per checkpoint x block x split x data (``--cache-dir``, default
   ``WORK_DIR/feature_cache``), keyed by the checkpoint file (path, size, mtime), the encoder
-  settings and the list of images: a rerun (e.g. with another classifier) extracts nothing.
-- Per block and feature type, a linear classifier is trained on the standardised features
-  (standardising = MAE's BatchNorm-without-affine before the linear layer): ``--classifier
-  linear`` (default: mini-batch AdamW with cross-entropy for ``--epochs``) or ``ridge``
-  (closed-form least squares on one-hot targets, ``--ridge-lambda``).
-- Prints a table, writes ``layer_probe.csv`` (label, checkpoint, block (1-indexed), feature,
-  top1 [, top5]) and ``layer_probe.png`` (top-1 per block, one line per checkpoint, one panel
-  per feature type) to ``--work-dir``.
+  settings and the list of images: a rerun (e.g. with another probe) extracts nothing.
+- ``--probe linear`` / ``knn`` / ``both`` (default), per block and feature type
+  (:mod:`deepmim_mm.analysis.probe`):
+
+  * linear: multinomial logistic regression on the standardised features, L2 penalty chosen
+    on a stratified ``--holdout`` part of the TRAINING split (never ``val/``) from
+    ``--l2-grid`` (or fixed with ``--l2``), refitted on the whole training split. Default
+    ``--classifier lbfgs``: full batch, L-BFGS until the largest gradient entry is below
+    ``--tol-grad`` or the objective stops changing (``--tol-change``), at most ``--max-iter``
+    iterations. ``minibatch``: AdamW on the same objective for features too large for full
+    batch, ``--max-steps`` optimisation steps with a plateau stopping rule. ``ridge``: closed
+    form. Train loss, train accuracy, iterations, the converged flag and the chosen L2 are
+    printed and written for every block; unconverged fits are listed at the end.
+  * knn: DINO's weighted kNN (cosine similarity of L2-normalised features, ``--knn-k`` 20,
+    ``--knn-temperature`` 0.07, votes ``exp(sim / T)``), training split as memory.
+- Writes ``layer_probe.csv`` (one row per label x block x feature x probe),
+  ``layer_probe.json`` (the same plus the held-out top-1 of every L2 tried) and
+  ``layer_probe.png`` (top-1 per block, one line per checkpoint, one panel per probe and
+  feature) to ``--work-dir``.
 """
 import argparse
 import csv
@@ -43,21 +54,24 @@ import time
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from deepmim_mm.analysis.probe import (DEFAULT_L2_GRID, FEATURES, knn_probe, linear_probe,
+                                       pool_tokens)
 
-FEATURES = ('cls', 'avg')
+PROBES = ('linear', 'knn')
 DEFAULT_MEAN = [123.675, 116.28, 103.53]
 DEFAULT_STD = [58.395, 57.12, 57.375]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Per-layer linear probe of ViT checkpoints.')
-    p.add_argument('config', help='a config whose model.backbone is a ViT')
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser(description='Per-layer linear and kNN probes of ViT checkpoints.')
+    p.add_argument('config', help="a config whose model.backbone is a ViT (a file or "
+                   "'mmpretrain::<dir>/<name>.py')")
     p.add_argument('checkpoints', nargs='+', help='pretraining (or fine-tuned) checkpoints')
     p.add_argument('--labels', nargs='+', help='one label per checkpoint (default: file names)')
     p.add_argument('--data-root', required=True,
                    help='ImageNet-layout folder with train/ and val/ class subfolders')
-    p.add_argument('--work-dir', required=True, help='where the CSV, PNG and cache go')
+    p.add_argument('--work-dir', required=True, help='where the CSV, JSON, PNG and cache go')
     p.add_argument('--cache-dir', help='feature cache (default: WORK_DIR/feature_cache)')
     p.add_argument('--no-cache', action='store_true', help='neither read nor write the cache')
     p.add_argument('--prefix', default='backbone.',
@@ -70,15 +84,45 @@ def parse_args(argv=None):
                    help='cpu, cuda, cuda:1, ... (default: cuda when available)')
     p.add_argument('--features', nargs='+', default=list(FEATURES), choices=FEATURES,
                    help='cls: class token; avg: mean of the patch tokens')
-    p.add_argument('--classifier', default='linear', choices=('linear', 'ridge'))
-    p.add_argument('--epochs', type=int, default=100, help='linear: training epochs')
-    p.add_argument('--lr', type=float, default=1e-3, help='linear: AdamW learning rate')
-    p.add_argument('--weight-decay', type=float, default=1e-4, help='linear: AdamW decay')
-    p.add_argument('--probe-batch-size', type=int, default=4096,
-                   help='linear: mini-batch size on the cached features')
-    p.add_argument('--ridge-lambda', type=float, default=1.0, help='ridge: regularisation')
+    p.add_argument('--probe', default='both', choices=PROBES + ('both', ),
+                   help='linear classifier, kNN or both (default)')
+    g = p.add_argument_group('linear probe')
+    g.add_argument('--classifier', default='lbfgs', choices=('lbfgs', 'minibatch', 'ridge'),
+                   help='lbfgs: full-batch logistic regression (default); minibatch: AdamW on '
+                   'the same objective, for features too large for full batch; ridge: closed '
+                   'form least squares')
+    g.add_argument('--l2', type=float,
+                   help='fixed L2 penalty (mean loss + l2/2 ||W||^2); default: chosen on '
+                   '--holdout of the training split from --l2-grid')
+    g.add_argument('--l2-grid', type=float, nargs='+', default=list(DEFAULT_L2_GRID),
+                   help='L2 values tried (default: %(default)s)')
+    g.add_argument('--holdout', type=float, default=0.2,
+                   help='fraction of every training class held out to choose the L2')
+    g.add_argument('--max-iter', type=int, default=1000, help='lbfgs: iteration budget')
+    g.add_argument('--tol-grad', type=float, default=1e-5,
+                   help='lbfgs: converged when max |gradient| <= this')
+    g.add_argument('--tol-change', type=float, default=1e-9,
+                   help='lbfgs: converged when the objective (or step) changes less than this')
+    g.add_argument('--dtype', default='float32', choices=('float32', 'float64'),
+                   help='precision of the linear fits (float64: tighter, slower on most GPUs)')
+    g.add_argument('--max-steps', type=int, default=20000,
+                   help='minibatch: optimisation-step budget (not epochs)')
+    g.add_argument('--probe-batch-size', type=int, default=4096,
+                   help='minibatch: samples per step (the whole set when it is smaller)')
+    g.add_argument('--lr', type=float, default=1e-2,
+                   help='minibatch: AdamW learning rate (our choice)')
+    g.add_argument('--eval-every', type=int, default=100,
+                   help='minibatch: steps between two checks of the full training objective')
+    g.add_argument('--tol', type=float, default=1e-4,
+                   help='minibatch: relative decrease under which the objective has plateaued '
+                   '(lr / 10, twice, then stop)')
+    g = p.add_argument_group('kNN probe')
+    g.add_argument('--knn-k', type=int, default=20, help='neighbours (DINO: 20)')
+    g.add_argument('--knn-temperature', type=float, default=0.07, help='DINO: 0.07')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-plot', action='store_true', help='skip the PNG')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config settings, as in tools/train.py')
     args = p.parse_args(argv)
     if args.labels is None:
         args.labels = [osp.splitext(osp.basename(c))[0] for c in args.checkpoints]
@@ -87,6 +131,7 @@ def parse_args(argv=None):
                 'give one label per checkpoint')
     if len(set(args.labels)) != len(args.labels):
         p.error(f'--labels must be distinct, got {args.labels}')
+    args.probes = list(PROBES) if args.probe == 'both' else [args.probe]
     for split in ('train', 'val'):
         if not osp.isdir(osp.join(args.data_root, split)):
             raise FileNotFoundError(f'--data-root: {osp.join(args.data_root, split)!r} not '
@@ -125,33 +170,6 @@ def build_encoder(settings):
     return vit
 
 
-def build_dataset(data_root, split, img_size, max_per_class, seed):
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import DATASETS
-    pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='ResizeEdge', scale=int(round(img_size * 256 / 224)), edge='short',
-             backend='pillow', interpolation='bicubic'),
-        dict(type='CenterCrop', crop_size=img_size),
-        dict(type='PackInputs'),
-    ]
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        ds = DATASETS.build(dict(type='CustomDataset', data_root=data_root, data_prefix=split,
-                                 pipeline=pipeline, lazy_init=True))
-        ds.full_init()
-        if max_per_class:
-            g = torch.Generator().manual_seed(seed)
-            order = torch.randperm(len(ds), generator=g).tolist()
-            counts, keep = {}, []
-            for i in order:
-                label = ds.get_data_info(i)['gt_label']
-                if counts.get(label, 0) < max_per_class:
-                    counts[label] = counts.get(label, 0) + 1
-                    keep.append(i)
-            ds = ds.get_subset(sorted(keep))
-    return ds
-
-
 def data_key(ds, img_size):
     items = [(osp.relpath(ds.get_data_info(i)['img_path'], ds.data_root),
               int(ds.get_data_info(i)['gt_label'])) for i in range(len(ds))]
@@ -181,8 +199,8 @@ def extract(encoder, ds, preprocessor, args, desc):
         x = data['inputs'].to(args.device)
         labels.append(torch.cat([s.gt_label for s in data['data_samples']]))
         for i, tokens in enumerate(encoder(x)):
-            feats['cls'][i].append(tokens[:, 0].float().cpu())
-            feats['avg'][i].append(tokens[:, 1:].mean(dim=1).float().cpu())
+            for f in FEATURES:
+                feats[f][i].append(pool_tokens(tokens, f).float().cpu())
     labels = torch.cat(labels).long()
     return [dict(cls=torch.cat(feats['cls'][i]), avg=torch.cat(feats['avg'][i]), labels=labels)
             for i in range(num)]
@@ -223,83 +241,113 @@ def layer_features(ckpt, label, settings, datasets, preprocessor, args, cache_di
 
 
 # ------------------------------------------------------------------------------------------------
-# Linear classifiers on cached features
+# Probes on cached features
 # ------------------------------------------------------------------------------------------------
-def train_probe(xtr, ytr, xva, yva, num_classes, args):
-    """Top-1 (and top-5 with more than 5 classes) of a linear classifier, in percent."""
-    dev = args.device
-    mean, std = xtr.mean(0, keepdim=True), xtr.std(0, keepdim=True).clamp_min(1e-6)
-    xtr, xva = ((xtr - mean) / std).to(dev), ((xva - mean) / std).to(dev)
-    ytr, yva = ytr.to(dev), yva.to(dev)
-    if args.classifier == 'ridge':
-        y = torch.nn.functional.one_hot(ytr, num_classes).float()
-        x = torch.cat([xtr, torch.ones_like(xtr[:, :1])], 1).double()
-        reg = args.ridge_lambda * torch.eye(x.shape[1], dtype=x.dtype, device=dev)
-        reg[-1, -1] = 0  # no penalty on the bias
-        w = torch.linalg.solve(x.T @ x + reg, x.T @ y.double()).float()
-        logits = torch.cat([xva, torch.ones_like(xva[:, :1])], 1) @ w
-    else:
-        g = torch.Generator(device='cpu').manual_seed(args.seed)
-        fc = torch.nn.Linear(xtr.shape[1], num_classes).to(dev)
-        opt = torch.optim.AdamW(fc.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            opt, T_max=args.epochs * ((len(xtr) + args.probe_batch_size - 1)
-                                      // args.probe_batch_size))
-        for _ in range(args.epochs):
-            for idx in torch.randperm(len(xtr), generator=g).split(args.probe_batch_size):
-                idx = idx.to(dev)
-                loss = torch.nn.functional.cross_entropy(fc(xtr[idx]), ytr[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-        with torch.no_grad():
-            logits = fc(xva)
-    res = dict(top1=(logits.argmax(1) == yva).float().mean().item() * 100)
-    if num_classes > 5:
-        top5 = logits.topk(5, dim=1).indices
-        res['top5'] = (top5 == yva[:, None]).any(1).float().mean().item() * 100
-    return res
+def linear_options(args):
+    """The fitting options of ``--classifier`` (see :mod:`deepmim_mm.analysis.probe`)."""
+    if args.classifier == 'lbfgs':
+        return dict(max_iter=args.max_iter, tol_grad=args.tol_grad, tol_change=args.tol_change)
+    if args.classifier == 'minibatch':
+        return dict(max_steps=args.max_steps, batch_size=args.probe_batch_size, lr=args.lr,
+                    eval_every=args.eval_every, tol=args.tol)
+    return {}
 
 
-def write_outputs(rows, labels, features, work_dir, plot):
+def run_probes(tr, va, feat, num_classes, args):
+    """``[row]``: one per probe of ``args.probes`` on one block's ``feat`` features."""
+    dtype = getattr(torch, args.dtype)
+    rows = []
+    if 'linear' in args.probes:
+        res = linear_probe(tr[feat].to(dtype), tr['labels'], va[feat].to(dtype), va['labels'],
+                           num_classes, method=args.classifier, l2=args.l2,
+                           l2_grid=args.l2_grid, holdout=args.holdout, seed=args.seed,
+                           device=args.device, **linear_options(args))
+        rows.append(dict(probe='linear', **res.as_row(),
+                         holdout_top1={str(k): v for k, v in res.holdout_top1.items()}))
+    if 'knn' in args.probes:
+        res = knn_probe(tr[feat], tr['labels'], va[feat], va['labels'], num_classes,
+                        k=args.knn_k, temperature=args.knn_temperature, device=args.device)
+        rows.append(dict(probe='knn', top1=res['top1'], top5=res['top5'], k=res['k']))
+    return rows
+
+
+def describe(row):
+    """One line per linear fit: what it reached on the training split and whether it converged."""
+    if row['probe'] != 'linear':
+        return f"kNN (k={row['k']}) top-1 {row['top1']:.2f}"
+    flag = 'converged' if row['converged'] else 'NOT converged'
+    grad = f", max|grad| {row['grad_max']:.1e}" if row.get('grad_max') is not None else ''
+    return (f"linear top-1 {row['top1']:.2f} | train loss {row['train_loss']:.4f}, train acc "
+            f"{row['train_acc']:.2f} | {row['iterations']} it, {flag} ({row['reason']}{grad}), "
+            f"l2={row['l2']:g}")
+
+
+CSV_FIELDS = ['label', 'checkpoint', 'block', 'feature', 'probe', 'top1', 'top5', 'train_loss',
+              'train_acc', 'iterations', 'converged', 'reason', 'grad_max', 'l2', 'k']
+
+
+def _fmt(key, value):
+    if value is None:
+        return ''
+    if key in ('top1', 'top5', 'train_acc'):
+        return f'{value:.2f}'
+    if key in ('train_loss', 'grad_max'):
+        return f'{value:.6g}'
+    if key == 'l2':
+        return f'{value:g}'
+    return value
+
+
+def write_outputs(rows, labels, features, probes, work_dir, plot):
     os.makedirs(work_dir, exist_ok=True)
     csv_path = osp.join(work_dir, 'layer_probe.csv')
-    fields = ['label', 'checkpoint', 'block', 'feature', 'top1'] + (
-        ['top5'] if any('top5' in r for r in rows) else [])
+    fields = [f for f in CSV_FIELDS if any(r.get(f) is not None for r in rows)]
     with open(csv_path, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=fields)
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction='ignore')
         w.writeheader()
         for r in rows:
-            w.writerow({k: (f'{r[k]:.2f}' if k in ('top1', 'top5') else r[k]) for k in fields})
+            w.writerow({k: _fmt(k, r.get(k)) for k in fields})
+    json_path = osp.join(work_dir, 'layer_probe.json')
+    with open(json_path, 'w') as f:
+        json.dump(rows, f, indent=1)
     blocks = sorted({r['block'] for r in rows})
-    cols = [(lab, feat) for lab in labels for feat in features]
-    table = {(r['label'], r['feature'], r['block']): r['top1'] for r in rows}
-    head = ['block'] + [f'{lab}/{feat}' for lab, feat in cols]
-    widths = [max(5, len(h)) for h in head]
-    lines = ['  '.join(h.rjust(w) for h, w in zip(head, widths))]
-    for b in blocks:
-        vals = [str(b)] + [f'{table[(lab, feat, b)]:.2f}' for lab, feat in cols]
-        lines.append('  '.join(v.rjust(w) for v, w in zip(vals, widths)))
-    print('Linear-probe top-1 (%) per block (1-indexed):')
-    print('\n'.join(lines))
-    print(f'wrote {csv_path}')
+    table = {(r['label'], r['feature'], r['probe'], r['block']): r['top1'] for r in rows}
+    for probe in probes:
+        cols = [(lab, feat) for lab in labels for feat in features]
+        head = ['block'] + [f'{lab}/{feat}' for lab, feat in cols]
+        widths = [max(5, len(h)) for h in head]
+        lines = ['  '.join(h.rjust(w) for h, w in zip(head, widths))]
+        for b in blocks:
+            vals = [str(b)] + [f'{table[(lab, feat, probe, b)]:.2f}' for lab, feat in cols]
+            lines.append('  '.join(v.rjust(w) for v, w in zip(vals, widths)))
+        print(f"{'Linear-probe' if probe == 'linear' else 'kNN'} top-1 (%) per block "
+              '(1-indexed):')
+        print('\n'.join(lines))
+    bad = [r for r in rows if r['probe'] == 'linear' and not r['converged']]
+    if bad:
+        print(f'WARNING: {len(bad)} linear fit(s) did not converge (raise --max-iter / '
+              '--max-steps): ' + ', '.join(f"{r['label']}/block{r['block']}/{r['feature']}"
+                                           for r in bad))
+    print(f'wrote {csv_path} and {json_path}')
     png_path = None
     if plot:
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
-        fig, axes = plt.subplots(1, len(features), figsize=(5.5 * len(features), 4),
-                                 squeeze=False)
-        for ax, feat in zip(axes[0], features):
-            for lab in labels:
-                ax.plot(blocks, [table[(lab, feat, b)] for b in blocks], marker='o', label=lab)
-            ax.set_title({'cls': 'class token', 'avg': 'average-pooled patch tokens'}[feat])
-            ax.set_xlabel('block (1-indexed)')
-            ax.set_ylabel('linear-probe top-1 (%)')
-            ax.set_xticks(blocks)
-            ax.grid(alpha=0.3)
-            ax.legend()
+        fig, axes = plt.subplots(len(probes), len(features),
+                                 figsize=(5.5 * len(features), 4 * len(probes)), squeeze=False)
+        for row, probe in zip(axes, probes):
+            for ax, feat in zip(row, features):
+                for lab in labels:
+                    ax.plot(blocks, [table[(lab, feat, probe, b)] for b in blocks], marker='o',
+                            label=lab)
+                name = {'cls': 'class token', 'avg': 'average-pooled patch tokens'}[feat]
+                ax.set_title(f"{'linear probe' if probe == 'linear' else 'kNN'}, {name}")
+                ax.set_xlabel('block (1-indexed)')
+                ax.set_ylabel('top-1 (%)')
+                ax.set_xticks(blocks)
+                ax.grid(alpha=0.3)
+                ax.legend()
         fig.tight_layout()
         png_path = osp.join(work_dir, 'layer_probe.png')
         fig.savefig(png_path, dpi=120)
@@ -310,13 +358,13 @@ def write_outputs(rows, labels, features, work_dir, plot):
 
 def main(argv=None):
     args = parse_args(argv)
-    import deepmim_mm  # noqa: F401  (compat fixes for checkpoint loading)
-    from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     from tqdm import tqdm
+
+    from deepmim_mm.apis import labelled_folder, load_config
     torch.manual_seed(args.seed)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     settings = encoder_settings(cfg, args.img_size)
     probe = build_encoder(settings)
     settings['num_layers'] = probe.num_layers
@@ -329,8 +377,8 @@ def main(argv=None):
                                          to_rgb=dp.get('to_rgb', True)))
     datasets = {}
     for split in ('train', 'val'):
-        ds = build_dataset(args.data_root, split, settings['img_size'], args.max_per_class,
-                           args.seed)
+        ds = labelled_folder(args.data_root, split, settings['img_size'], args.max_per_class,
+                             args.seed, field_name='--data-root')
         datasets[split] = (ds, data_key(ds, settings['img_size']))
     classes = datasets['train'][0].metainfo['classes']
     if list(datasets['val'][0].metainfo['classes']) != list(classes):
@@ -339,17 +387,20 @@ def main(argv=None):
     print(f"data: {len(datasets['train'][0])} train / {len(datasets['val'][0])} val images, "
           f'{len(classes)} classes; encoder {settings}; device {args.device}')
     cache_dir = args.cache_dir or osp.join(args.work_dir, 'feature_cache')
+    what = ' + '.join(args.classifier if p == 'linear' else 'knn' for p in args.probes)
     rows = []
     for ckpt, label in zip(args.checkpoints, args.labels):
         feats = layer_features(ckpt, label, settings, datasets, preprocessor, args, cache_dir)
         jobs = [(b, f) for b in range(settings['num_layers']) for f in args.features]
-        for b, feat in tqdm(jobs, desc=f'[{label}] probes ({args.classifier})', file=sys.stdout,
+        for b, feat in tqdm(jobs, desc=f'[{label}] probes ({what})', file=sys.stdout,
                             dynamic_ncols=True):
             tr, va = feats['train'][b], feats['val'][b]
-            res = train_probe(tr[feat], tr['labels'], va[feat], va['labels'], len(classes),
-                              args)
-            rows.append(dict(label=label, checkpoint=ckpt, block=b + 1, feature=feat, **res))
-    write_outputs(rows, args.labels, args.features, args.work_dir, not args.no_plot)
+            for res in run_probes(tr, va, feat, len(classes), args):
+                row = dict(label=label, checkpoint=ckpt, block=b + 1, feature=feat, **res)
+                tqdm.write(f'[{label}] block {b + 1} {feat}: {describe(row)}', file=sys.stdout)
+                rows.append(row)
+    write_outputs(rows, args.labels, args.features, args.probes, args.work_dir,
+                  not args.no_plot)
     return rows
 
 

@@ -18,4 +18,8 @@ custom_hooks = [
     dict(type='NonFiniteLossHook'),
     # A load_from / resume checkpoint of another architecture is an error, not a warning.
     dict(type='CheckpointMatchHook'),
+    # kNN top-1 of every supervised level on a small labelled folder (train/ and val/ class
+    # subfolders), every epoch when switched on:
+    #   --cfg-options custom_hooks.4.enable=True custom_hooks.4.data_root=/path/to/subset
+    dict(type='KNNMonitorHook', enable=False, data_root=None),
 ]

@@ -2,11 +2,14 @@
 mmpretrain, mmseg and mmdet scopes alike)."""
 from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend
 from .checkpoint_match_hook import CheckpointMatchHook
+from .knn_monitor_hook import KNNMonitorHook
 from .non_finite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .reconstruction_hook import DeepMIMReconstructionHook
+from .resume_check_hook import ResumeCheckHook
 from .rng_state_hook import RNGStateHook
 
 __all__ = [
-    'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointMatchHook', 'NonFiniteLossError',
-    'NonFiniteLossHook', 'DeepMIMReconstructionHook', 'RNGStateHook'
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'CheckpointMatchHook', 'KNNMonitorHook',
+    'NonFiniteLossError', 'NonFiniteLossHook', 'DeepMIMReconstructionHook', 'ResumeCheckHook',
+    'RNGStateHook'
 ]

@@ -55,9 +55,17 @@ class AtomicCheckpointHook(CheckpointHook):
     Remote directories (``backend_args`` / ``file_client_args`` given, or a URI) keep upstream's
     writes; the order of save, pointer and removal is this hook's for every backend. Select it in
     a config with ``default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', ...))``;
-    it takes ``CheckpointHook``'s arguments. (mmengine's ``FlexibleRunner`` strategies, e.g.
+    it takes ``CheckpointHook``'s arguments, and an unknown one is an error when it is built
+    (upstream passes it on to ``save_checkpoint`` and fails at the first save). (mmengine's ``FlexibleRunner`` strategies, e.g.
     FSDP, write the file themselves without backend arguments: there only the order applies.)
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        from ..config_checks import checkpoint_hook_arg_errors
+        errors = checkpoint_hook_arg_errors(kwargs)
+        if errors:  # upstream keeps them and fails at the first save, after a whole epoch
+            raise ValueError(f'AtomicCheckpointHook: unknown argument(s) {", ".join(errors)}')
+        super().__init__(*args, **kwargs)
 
     def before_train(self, runner) -> None:
         super().before_train(runner)

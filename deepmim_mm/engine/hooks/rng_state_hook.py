@@ -11,7 +11,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
 
-def _get_rng_state() -> dict:
+def get_rng_state() -> dict:
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     state = dict(torch=torch.get_rng_state(),
                  numpy=(name, keys.tolist(), int(pos), int(has_gauss), float(gauss)),
@@ -21,7 +21,7 @@ def _get_rng_state() -> dict:
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state['torch'].cpu() if hasattr(state['torch'], 'cpu')
                         else torch.as_tensor(state['torch'], dtype=torch.uint8))
     name, keys, pos, has_gauss, gauss = state['numpy']
@@ -51,7 +51,7 @@ class _RestoreAfterSkip:
         self._left -= 1
         if self._left <= 0:
             self._loop.dataloader_iterator = self._it
-            _set_rng_state(self._state)
+            set_rng_state(self._state)
         return batch
 
     def __iter__(self):
@@ -94,7 +94,7 @@ class RNGStateHook(Hook):
     def _gather(self, runner) -> None:
         # A collective on every rank, only when a checkpoint is about to be saved.
         world = get_dist_info()[1]
-        state = _get_rng_state()
+        state = get_rng_state()
         self._gathered = all_gather_object(state) if world > 1 else [state]
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
@@ -115,7 +115,7 @@ class RNGStateHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if get_dist_info()[1] == 1:
-            states = [_get_rng_state()]
+            states = [get_rng_state()]
         elif self._gathered is not None:
             states = self._gathered
         else:  # a save this hook did not foresee (e.g. a best-checkpoint save)
@@ -151,4 +151,4 @@ class RNGStateHook(Hook):
                       'first batch, so this run will not repeat the interrupted one exactly '
                       '(use IterBasedTrainLoop or epoch checkpoints for exact resume)',
                       logger='current', level=30)
-        _set_rng_state(state)
+        set_rng_state(state)

@@ -1,0 +1,398 @@
+"""Probes of frozen features: linear classifiers trained to a stated convergence criterion, with
+their regularisation chosen on held-out training data, and DINO's weighted kNN classifier.
+
+Used by ``tools/analysis/layer_probe.py`` (every block of a checkpoint) and by
+:class:`deepmim_mm.engine.hooks.knn_monitor_hook.KNNMonitorHook` (every supervised level while
+pretraining runs). Everything works on feature matrices ``(N, D)`` and integer labels ``(N,)``:
+
+- :func:`fit_logistic_lbfgs`: multinomial logistic regression, full batch, L-BFGS with a strong
+  Wolfe line search (``torch.optim.LBFGS``); the objective is the mean cross-entropy plus
+  ``l2 / 2 * ||W||^2`` (bias not penalised).
+- :func:`fit_logistic_minibatch`: the same objective with mini-batch AdamW, for features too
+  large for full-batch; counted in optimisation steps, with a plateau stopping rule.
+- :func:`fit_ridge`: closed-form least squares on one-hot targets.
+- :func:`linear_probe`: standardise, choose ``l2`` on a held-out part of the *training* split
+  (:func:`holdout_split`), refit on the whole training split, score the evaluation split; report
+  train loss / accuracy, iterations and whether the fit converged.
+- :func:`knn_classify` / :func:`knn_probe`: cosine-similarity kNN with DINO's weighted vote,
+  chunked over queries and over the training set.
+"""
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+FEATURES = ('cls', 'avg')
+#: ``l2`` values tried on the held-out part of the training split (our choice: one value per
+#: decade; CLIP, arXiv 2103.00020, App. A.3, sweeps a wider range for its logistic-regression
+#: probes). ``l2 = 1 / (C * n)`` in terms of scikit-learn's ``C`` on ``n`` samples.
+DEFAULT_L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def pool_tokens(tokens: torch.Tensor, feature: str, num_extra_tokens: int = 1) -> torch.Tensor:
+    """``(B, D)`` image features from ``(B, T, D)`` ViT tokens.
+
+    ``'cls'``: the class token (token 0); ``'avg'``: the mean of the patch tokens (after the
+    ``num_extra_tokens`` class/register tokens).
+    """
+    if tokens.dim() != 3:
+        raise ValueError(f'pool_tokens: expected (B, T, D) tokens, got shape {tuple(tokens.shape)}')
+    if feature == 'cls':
+        return tokens[:, 0]
+    if feature == 'avg':
+        return tokens[:, num_extra_tokens:].mean(dim=1)
+    raise ValueError(f'pool_tokens: feature must be one of {FEATURES}, got {feature!r}')
+
+
+def standardize(train: torch.Tensor, *others: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """Standardise every matrix with the mean and standard deviation of ``train``'s columns
+    (MAE's linear probe: a BatchNorm without affine before the classifier)."""
+    mean = train.mean(0, keepdim=True)
+    std = train.std(0, keepdim=True).clamp_min(1e-6) if len(train) > 1 else torch.ones_like(mean)
+    return tuple((x - mean) / std for x in (train, ) + others)
+
+
+@dataclass
+class LinearFit:
+    """A fitted linear classifier ``logits = x @ weight + bias`` and how its training went.
+
+    ``loss`` is the training objective (mean cross-entropy + ``l2 / 2 * ||W||^2``; for ridge the
+    mean squared error + penalty); ``iterations`` counts L-BFGS iterations or optimiser steps;
+    ``converged`` says whether the stated criterion (``reason``) was met before the budget.
+    """
+    weight: torch.Tensor
+    bias: torch.Tensor
+    l2: float
+    loss: float
+    iterations: int
+    converged: bool
+    reason: str
+    grad_max: float = float('nan')
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.weight) @ self.weight + self.bias
+
+
+def _objective(x, y, weight, bias, l2):
+    return F.cross_entropy(x @ weight + bias, y) + 0.5 * l2 * weight.pow(2).sum()
+
+
+def _params(x, num_classes, init: Optional[LinearFit]):
+    if init is not None:
+        w, b = init.weight.detach().clone(), init.bias.detach().clone()
+    else:
+        w = x.new_zeros(x.shape[1], num_classes)
+        b = x.new_zeros(num_classes)
+    return w.requires_grad_(True), b.requires_grad_(True)
+
+
+def fit_logistic_lbfgs(x: torch.Tensor,
+                       y: torch.Tensor,
+                       num_classes: int,
+                       l2: float,
+                       max_iter: int = 1000,
+                       tol_grad: float = 1e-5,
+                       tol_change: float = 1e-9,
+                       history_size: int = 20,
+                       init: Optional[LinearFit] = None) -> LinearFit:
+    """Multinomial logistic regression, full batch, with ``torch.optim.LBFGS`` (strong Wolfe).
+
+    Convergence criterion (``torch.optim.LBFGS``'s own tests): the largest absolute entry of the
+    objective's gradient is at most ``tol_grad`` (``reason='gradient'``), or the objective (or
+    the step) changes by less than ``tol_change`` between two iterations, i.e. no further
+    progress is measurable (``reason='loss change'``). ``max_iter`` iterations (``3 *
+    max_iter`` objective evaluations) without either is ``converged=False``
+    (``reason='max_iter'`` / ``'max_eval'``). The objective is strictly convex for ``l2 > 0``:
+    the result does not depend on the start (``init`` warm-starts a regularisation path).
+    """
+    w, b = _params(x, num_classes, init)
+    max_eval = 3 * max_iter
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, max_eval=max_eval,
+                            tolerance_grad=tol_grad, tolerance_change=tol_change,
+                            history_size=history_size, line_search_fn='strong_wolfe')
+
+    def closure():
+        opt.zero_grad(set_to_none=False)
+        loss = _objective(x, y, w, b, l2)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+        loss = closure()  # objective and gradient at the final point
+    grad_max = max(w.grad.abs().max().item(), b.grad.abs().max().item())
+    state = opt.state[w]
+    iters, evals = int(state.get('n_iter', 0)), int(state.get('func_evals', 0))
+    if grad_max <= tol_grad:
+        reason = 'gradient'
+    elif iters >= max_iter:
+        reason = 'max_iter'
+    elif evals >= max_eval:
+        reason = 'max_eval'
+    else:
+        reason = 'loss change'
+    return LinearFit(w.detach(), b.detach(), l2, loss.item(), iters,
+                     reason in ('gradient', 'loss change'), reason, grad_max)
+
+
+def fit_logistic_minibatch(x: torch.Tensor,
+                           y: torch.Tensor,
+                           num_classes: int,
+                           l2: float,
+                           max_steps: int = 20000,
+                           batch_size: int = 4096,
+                           lr: float = 1e-2,
+                           eval_every: int = 100,
+                           tol: float = 1e-4,
+                           lr_decays: int = 2,
+                           seed: int = 0,
+                           init: Optional[LinearFit] = None) -> LinearFit:
+    """The objective of :func:`fit_logistic_lbfgs` with mini-batch AdamW, for large features.
+
+    Counted in optimisation steps, not epochs (a training set smaller than one batch still gets
+    ``max_steps`` full-batch steps). Stopping rule: every ``eval_every`` steps the full training
+    objective is computed; when it fell by less than ``tol`` (relative) since the last check,
+    the learning rate is divided by 10, and after ``lr_decays`` such decays a further plateau
+    ends the fit (``converged=True``, ``reason='plateau'``); ``max_steps`` steps without it is
+    ``converged=False``. The penalty is part of the loss (AdamW's decoupled decay is off), so
+    ``l2`` means the same as for L-BFGS.
+    """
+    w, b = _params(x, num_classes, init)
+    opt = torch.optim.AdamW([w, b], lr=lr, weight_decay=0.0)
+    g = torch.Generator(device='cpu').manual_seed(seed)
+    n = len(x)
+    prev, decays, step, reason = _full_objective(x, y, w, b, l2), 0, 0, 'max_steps'
+    with torch.enable_grad():
+        while step < max_steps:
+            if batch_size >= n:
+                xb, yb = x, y
+            else:
+                idx = torch.randint(0, n, (batch_size, ), generator=g).to(x.device)
+                xb, yb = x[idx], y[idx]
+            loss = _objective(xb, yb, w, b, l2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % eval_every == 0:
+                cur = _full_objective(x, y, w, b, l2)
+                if prev - cur < tol * max(abs(prev), 1e-12):
+                    if decays == lr_decays:
+                        reason = 'plateau'
+                        break
+                    decays += 1
+                    for group in opt.param_groups:
+                        group['lr'] *= 0.1
+                prev = cur
+    final = _full_objective(x, y, w, b, l2)
+    return LinearFit(w.detach(), b.detach(), l2, final, step, reason == 'plateau', reason)
+
+
+@torch.no_grad()
+def _full_objective(x, y, w, b, l2, chunk: int = 65536) -> float:
+    total = sum(F.cross_entropy(x[i:i + chunk] @ w + b, y[i:i + chunk], reduction='sum')
+                for i in range(0, len(x), chunk))
+    return (total / len(x) + 0.5 * l2 * w.pow(2).sum()).item()
+
+
+def fit_ridge(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float) -> LinearFit:
+    """Closed-form least squares on one-hot targets: minimises the mean squared error plus
+    ``l2 * ||W||^2`` (bias not penalised), so ``l2`` is on the scale of the logistic fits'."""
+    t = F.one_hot(y, num_classes).double()
+    xb = torch.cat([x, torch.ones_like(x[:, :1])], 1).double()
+    reg = l2 * torch.eye(xb.shape[1], dtype=xb.dtype, device=xb.device)
+    reg[-1, -1] = 0
+    n = len(xb)
+    sol = torch.linalg.solve(xb.T @ xb / n + reg, xb.T @ t / n)
+    loss = ((xb @ sol - t).pow(2).sum(1).mean() + l2 * sol[:-1].pow(2).sum()).item()
+    sol = sol.to(x.dtype)
+    return LinearFit(sol[:-1], sol[-1], l2, loss, 1, True, 'closed form')
+
+
+def holdout_split(y: torch.Tensor, fraction: float = 0.2,
+                  seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Stratified ``(fit_idx, holdout_idx)``: ``floor(fraction * n_c)`` samples of every class
+    ``c`` are held out, at least one stays for fitting. Deterministic for ``seed``."""
+    if not 0 < fraction < 1:
+        raise ValueError(f'holdout fraction must be in (0, 1), got {fraction}')
+    g = torch.Generator().manual_seed(seed)
+    y = y.cpu()
+    fit, held = [], []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = min(int(math.floor(fraction * len(idx))), len(idx) - 1)
+        held.append(idx[:k])
+        fit.append(idx[k:])
+    return torch.cat(fit).sort().values, torch.cat(held).sort().values
+
+
+def topk_accuracy(scores: torch.Tensor, y: torch.Tensor, k: int = 1) -> float:
+    """Percentage of rows whose label is among the ``k`` highest scores."""
+    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
+    hits = (top == y[:, None].to(top.device)).any(1).sum().item()
+    return 100.0 * hits / max(len(y), 1)
+
+
+@dataclass
+class ProbeResult:
+    """Accuracy on the evaluation split and the evidence that the classifier converged
+    (``grad_max``: the largest entry of the objective's gradient at the end, L-BFGS only)."""
+    top1: float
+    top5: Optional[float]
+    train_loss: float
+    train_acc: float
+    iterations: int
+    converged: bool
+    reason: str
+    l2: float
+    grad_max: Optional[float] = None
+    holdout_top1: Dict[float, float] = field(default_factory=dict)
+
+    def as_row(self) -> dict:
+        return dict(top1=self.top1, top5=self.top5, train_loss=self.train_loss,
+                    train_acc=self.train_acc, iterations=self.iterations,
+                    converged=self.converged, reason=self.reason, l2=self.l2,
+                    grad_max=self.grad_max)
+
+
+def _fitter(method: str, num_classes: int, options: dict, seed: int) -> Callable:
+    if method == 'lbfgs':
+        return lambda x, y, l2, init=None: fit_logistic_lbfgs(x, y, num_classes, l2, init=init,
+                                                              **options)
+    if method == 'minibatch':
+        options = dict(dict(seed=seed), **options)
+        return lambda x, y, l2, init=None: fit_logistic_minibatch(
+            x, y, num_classes, l2, init=init, **options)
+    if method == 'ridge':
+        return lambda x, y, l2, init=None: fit_ridge(x, y, num_classes, l2)
+    raise ValueError(f"method must be 'lbfgs', 'minibatch' or 'ridge', got {method!r}")
+
+
+def linear_probe(x_train: torch.Tensor,
+                 y_train: torch.Tensor,
+                 x_eval: torch.Tensor,
+                 y_eval: torch.Tensor,
+                 num_classes: int,
+                 method: str = 'lbfgs',
+                 l2: Optional[float] = None,
+                 l2_grid: Sequence[float] = DEFAULT_L2_GRID,
+                 holdout: float = 0.2,
+                 seed: int = 0,
+                 device: str = 'cpu',
+                 **options) -> ProbeResult:
+    """Standardise, choose ``l2``, fit, evaluate.
+
+    ``l2=None`` chooses it from ``l2_grid`` by top-1 on a stratified ``holdout`` part of the
+    *training* split (ties: the larger ``l2``), fitting from the largest value down with warm
+    starts; the chosen value is then refitted on the whole training split. The evaluation split
+    is only scored. ``seed`` draws the held-out part (and the mini-batches). ``options`` go
+    to the fitting function of ``method`` (``lbfgs``:
+    :func:`fit_logistic_lbfgs`, ``minibatch``: :func:`fit_logistic_minibatch`, ``ridge``:
+    :func:`fit_ridge`).
+    """
+    dtype = x_train.dtype if x_train.dtype in (torch.float32, torch.float64) else torch.float32
+    x_train, x_eval = standardize(x_train.to(dtype), x_eval.to(dtype))
+    x_train, x_eval = x_train.to(device), x_eval.to(device)
+    y_train, y_eval = y_train.long().to(device), y_eval.long().to(device)
+    fit = _fitter(method, num_classes, options, seed)
+    scores: Dict[float, float] = {}
+    init = None
+    if l2 is None:
+        fit_idx, held_idx = holdout_split(y_train, holdout, seed)
+        if len(held_idx) == 0:
+            raise ValueError(f'linear_probe: no training sample can be held out to choose the '
+                             f'regularisation (holdout={holdout}, {len(y_train)} samples); give '
+                             'more samples per class, a larger holdout or a fixed l2')
+        fit_idx, held_idx = fit_idx.to(device), held_idx.to(device)
+        best = None
+        for value in sorted(l2_grid, reverse=True):
+            init = fit(x_train[fit_idx], y_train[fit_idx], value, init)
+            scores[value] = topk_accuracy(init.logits(x_train[held_idx]), y_train[held_idx])
+            if best is None or scores[value] > scores[best]:
+                best = value
+        l2 = best
+        init = None  # the final fit starts from zero: its iteration count is its own
+    result = fit(x_train, y_train, l2, init)
+    with torch.no_grad():
+        train_acc = topk_accuracy(result.logits(x_train), y_train)
+        logits = result.logits(x_eval)
+    return ProbeResult(
+        top1=topk_accuracy(logits, y_eval),
+        top5=topk_accuracy(logits, y_eval, 5) if num_classes > 5 else None,
+        train_loss=result.loss, train_acc=train_acc, iterations=result.iterations,
+        converged=result.converged, reason=result.reason, l2=l2,
+        grad_max=None if math.isnan(result.grad_max) else result.grad_max, holdout_top1=scores)
+
+
+# ------------------------------------------------------------------------------------------------
+# Weighted kNN (DINO)
+# ------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def knn_classify(train_x: torch.Tensor,
+                 train_y: torch.Tensor,
+                 query_x: torch.Tensor,
+                 num_classes: int,
+                 k: int = 20,
+                 temperature: float = 0.07,
+                 query_chunk: int = 1024,
+                 train_chunk: int = 65536) -> torch.Tensor:
+    """Class scores ``(Q, num_classes)`` of DINO's weighted kNN classifier.
+
+    As DINO's ``eval_knn.py`` (Caron et al., arXiv 2104.14294, Sec. 4.1 and App.: k = 20,
+    T = 0.07): features are L2-normalised, the ``k`` training samples of highest cosine
+    similarity ``s`` vote for their class with weight ``exp(s / T)``. Similarities are computed
+    ``query_chunk`` queries x ``train_chunk`` training samples at a time (the running top-k is
+    merged across training chunks), so memory stays bounded for large training sets. ``k`` is
+    capped at the number of training samples. Runs on ``train_x``'s device.
+    """
+    if len(train_x) == 0:
+        raise ValueError('knn_classify: empty training set')
+    device = train_x.device
+    train_x = F.normalize(train_x.float(), dim=1)
+    train_y = train_y.long().to(device)
+    k = min(k, len(train_x))
+    out = []
+    for q0 in range(0, len(query_x), query_chunk):
+        q = F.normalize(query_x[q0:q0 + query_chunk].float().to(device), dim=1)
+        best_s = q.new_full((len(q), 0), float('-inf'))
+        best_i = torch.empty((len(q), 0), dtype=torch.long, device=device)
+        for t0 in range(0, len(train_x), train_chunk):
+            sim = q @ train_x[t0:t0 + train_chunk].T
+            s, i = sim.topk(min(k, sim.shape[1]), dim=1)
+            s, j = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
+            best_i = torch.gather(torch.cat([best_i, i + t0], 1), 1, j)
+            best_s = s
+        weights = (best_s / temperature).exp()
+        votes = q.new_zeros(len(q), num_classes)
+        votes.scatter_add_(1, train_y[best_i], weights)
+        out.append(votes)
+    return torch.cat(out)
+
+
+def knn_probe(x_train: torch.Tensor,
+              y_train: torch.Tensor,
+              x_eval: torch.Tensor,
+              y_eval: torch.Tensor,
+              num_classes: int,
+              k: int = 20,
+              temperature: float = 0.07,
+              device: str = 'cpu',
+              **chunks) -> Dict[str, Optional[float]]:
+    """``{'top1', 'top5', 'k'}`` of :func:`knn_classify` on the evaluation split (top-5 only with
+    more than 5 classes)."""
+    scores = knn_classify(x_train.to(device), y_train, x_eval, num_classes, k, temperature,
+                          **chunks)
+    y_eval = y_eval.to(scores.device)
+    return dict(top1=topk_accuracy(scores, y_eval),
+                top5=topk_accuracy(scores, y_eval, 5) if num_classes > 5 else None,
+                k=min(k, len(x_train)))
+
+
+__all__: List[str] = [
+    'FEATURES', 'DEFAULT_L2_GRID', 'pool_tokens', 'standardize', 'LinearFit',
+    'fit_logistic_lbfgs', 'fit_logistic_minibatch', 'fit_ridge', 'holdout_split',
+    'topk_accuracy', 'ProbeResult', 'linear_probe', 'knn_classify', 'knn_probe'
+]

@@ -1,0 +1,241 @@
+"""kNN top-1 of every supervised level on a small labelled set, logged while pretraining runs."""
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
+
+from ...analysis.probe import FEATURES, knn_probe, pool_tokens
+from ...analysis.reconstruction import unwrap
+from ...apis.inference import BLOCKS, labelled_folder, level_features, model_img_size
+from .rng_state_hook import get_rng_state, set_rng_state
+
+
+@HOOKS.register_module()
+class KNNMonitorHook(Hook):
+    """Every ``interval`` epochs (or iterations), the kNN top-1 of every supervised level.
+
+    mmengine's validation loop needs an evaluator and a model that predicts labels, which a
+    pretraining model does not; this hook adds a label-free-model evaluation: it extracts the
+    unmasked features of every supervised level (``blocks='all'``: of every block) of a small
+    labelled image folder (``data_root/train/<class>/*`` as the kNN memory, ``data_root/val/
+    <class>/*`` as the queries), scores DINO's weighted kNN (:func:`~deepmim_mm.analysis.probe.
+    knn_probe`: cosine, ``k``, ``temperature``) and logs:
+
+    - scalars ``knn_top1/block{n}`` (1-indexed blocks), ``knn_monitor/seconds`` and
+      ``knn_monitor/epoch_fraction`` (its cost divided by the time of a training epoch measured
+      in the same run) with ``runner.visualizer.add_scalars`` — so to every ``vis_backends``
+      (``scalars.json``, TensorBoard, W&B...) — and one log line;
+    - an image ``knn_top1`` (top-1 per level against the training step) with
+      ``runner.visualizer.add_image``.
+
+    It does not change training: the model runs in eval mode without gradients on its own
+    dataloader (no draw from the training one), the torch / numpy / python (and CUDA) RNG states
+    are saved before and restored after, the model's train/eval mode is restored; the history
+    of values travels in the checkpoints (``checkpoint['knn_monitor']``) for the plot of a
+    resumed run. The images are read and transformed once (resize + centre crop at the model's
+    input size) and kept in memory as uint8; each evaluation then costs one forward pass per
+    image. With DDP every rank computes the same numbers (the visualizer writes on rank 0);
+    FSDP-sharded models are not supported. Registered in mmengine's root ``HOOKS``, so every
+    scope finds it.
+
+    Args:
+        data_root: folder with ``train/`` and ``val/`` class subfolders (required when on).
+        enable: off by default.
+        interval: epochs (``by_epoch=True``) or iterations between two evaluations.
+        by_epoch: evaluate after epochs (``EpochBasedTrainLoop``) or iterations (required for
+            an ``IterBasedTrainLoop``).
+        blocks: ``'supervised'`` (the model's levels) or ``'all'`` (every block, raw outputs).
+        feature: ``'avg'`` (mean patch token, default; our choice) or ``'cls'``.
+        k, temperature: DINO's kNN (arXiv 2104.14294: 20 and 0.07).
+        max_per_class: use at most this many images per class and split.
+        batch_size: images per forward pass.
+        seed: which images ``max_per_class`` keeps.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self,
+                 data_root: Optional[str] = None,
+                 enable: bool = False,
+                 interval: int = 1,
+                 by_epoch: bool = True,
+                 blocks: str = 'supervised',
+                 feature: str = 'avg',
+                 k: int = 20,
+                 temperature: float = 0.07,
+                 max_per_class: Optional[int] = None,
+                 batch_size: int = 64,
+                 seed: int = 0) -> None:
+        name = type(self).__name__
+        if not isinstance(interval, int) or interval < 1:
+            raise ValueError(f'{name}: interval must be a positive int, got {interval!r}')
+        if blocks not in BLOCKS:
+            raise ValueError(f'{name}: blocks must be one of {BLOCKS}, got {blocks!r}')
+        if feature not in FEATURES:
+            raise ValueError(f'{name}: feature must be one of {FEATURES}, got {feature!r}')
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f'{name}: k must be a positive int, got {k!r}')
+        if not temperature > 0:
+            raise ValueError(f'{name}: temperature must be > 0, got {temperature!r}')
+        if enable and not data_root:
+            raise ValueError(f'{name}: data_root is required when enable=True: a folder with '
+                             'train/<class>/ and val/<class>/ image subfolders')
+        self.data_root = data_root
+        self.enable = bool(enable)
+        self.interval = interval
+        self.by_epoch = by_epoch
+        self.blocks = blocks
+        self.feature = feature
+        self.k = k
+        self.temperature = temperature
+        self.max_per_class = max_per_class
+        self.batch_size = batch_size
+        self.seed = seed
+        self.history: List[dict] = []
+        self._data: Optional[Dict[str, tuple]] = None
+        self._num_classes = 0
+        self._epoch_start: Optional[float] = None
+        self._epoch_seconds: Optional[float] = None
+        self._since = (None, 0)  # (time, iteration) of the last evaluation's end
+
+    # -- schedule --------------------------------------------------------------------------
+    def before_train(self, runner) -> None:
+        if self.enable and self.by_epoch and isinstance(runner.train_loop, IterBasedTrainLoop):
+            raise ValueError(f'{type(self).__name__}: by_epoch=True, but the train loop is '
+                             'iteration based; set by_epoch=False (interval in iterations)')
+        self._since = (time.perf_counter(), runner.iter)
+
+    def before_train_epoch(self, runner) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def after_train_epoch(self, runner) -> None:
+        if self._epoch_start is not None:
+            self._epoch_seconds = time.perf_counter() - self._epoch_start
+        if self.enable and self.by_epoch and self.every_n_epochs(runner, self.interval):
+            self.evaluate(runner, runner.iter)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if self.enable and not self.by_epoch and self.every_n_train_iters(runner, self.interval):
+            self.evaluate(runner, runner.iter + 1)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self.history:
+            checkpoint['knn_monitor'] = dict(history=list(self.history))
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.history = list(checkpoint.get('knn_monitor', {}).get('history', []))
+
+    # -- work ------------------------------------------------------------------------------
+    def _load_images(self, model) -> None:
+        from mmengine.dataset import default_collate
+        size = model_img_size(model)
+        self._data = {}
+        classes = None
+        for split in ('train', 'val'):
+            ds = labelled_folder(self.data_root, split, size, self.max_per_class, self.seed,
+                                 field_name=f'{type(self).__name__}.data_root')
+            if len(ds) == 0:
+                raise ValueError(f'{type(self).__name__}.data_root: no images in '
+                                 f'{self.data_root}/{split}')
+            if classes is not None and list(ds.metainfo['classes']) != classes:
+                raise ValueError(f'{type(self).__name__}.data_root: train/ and val/ have '
+                                 f'different classes: {classes} vs {ds.metainfo["classes"]}')
+            classes = list(ds.metainfo['classes'])
+            bs = self.batch_size
+            batches = [default_collate([ds[i] for i in range(s, min(s + bs, len(ds)))])
+                       for s in range(0, len(ds), bs)]
+            labels = torch.tensor([int(ds.get_data_info(i)['gt_label']) for i in range(len(ds))])
+            self._data[split] = (batches, labels)
+        self._num_classes = len(classes)
+
+    def _features(self, model, batches) -> Dict[str, torch.Tensor]:
+        device = next(model.parameters()).device
+        extra = int(getattr(model.backbone, 'num_extra_tokens', 1))
+        out: Dict[str, List[torch.Tensor]] = {}
+        for data in batches:
+            inputs = model.data_preprocessor(data, False)['inputs'].to(device)
+            for name, tokens in level_features(model, inputs, self.blocks).items():
+                out.setdefault(name, []).append(pool_tokens(tokens, self.feature, extra).float())
+        return {name: torch.cat(v) for name, v in out.items()}
+
+    def evaluate(self, runner, step: int) -> Dict[str, float]:
+        """Score every level now and log it at ``step``; returns ``{'block{n}': top1}``."""
+        t0 = time.perf_counter()
+        state = get_rng_state()
+        model = unwrap(runner.model)
+        was_training = model.training
+        model.eval()
+        try:
+            if self._data is None:
+                self._load_images(model)
+            with torch.no_grad():
+                train = self._features(model, self._data['train'][0])
+                val = self._features(model, self._data['val'][0])
+            top1 = {}
+            for name in train:
+                top1[name] = knn_probe(train[name], self._data['train'][1], val[name],
+                                       self._data['val'][1], self._num_classes, k=self.k,
+                                       temperature=self.temperature,
+                                       device=train[name].device)['top1']
+        finally:
+            model.train(was_training)
+            set_rng_state(state)
+        self.history.append(dict(step=step, top1=top1))
+        image = self._plot()
+        seconds = time.perf_counter() - t0  # all of the hook's work but writing the logs
+        epoch = self._epoch_seconds_estimate(runner, t0)
+        scalars = {f'knn_top1/{name}': v for name, v in top1.items()}
+        scalars['knn_monitor/seconds'] = seconds
+        if epoch:
+            scalars['knn_monitor/epoch_fraction'] = seconds / epoch
+        runner.visualizer.add_scalars(scalars, step=step)
+        runner.visualizer.add_image('knn_top1', image, step=step)
+        cost = f', {seconds / epoch:.3f} of an epoch' if epoch else ''
+        runner.logger.info(
+            f'kNN top-1 (k={min(self.k, len(self._data["train"][1]))}, T={self.temperature}, '
+            f'{self.feature}; '
+            f'{len(self._data["train"][1])} train / {len(self._data["val"][1])} val images) at '
+            f'iteration {step}: ' + ', '.join(f'{n} {v:.2f}' for n, v in top1.items())
+            + f' ({seconds:.2f} s{cost})')
+        self._since = (time.perf_counter(), runner.iter + (0 if self.by_epoch else 1))
+        return top1
+
+    def _epoch_seconds_estimate(self, runner, now: float) -> Optional[float]:
+        """Seconds of one training epoch: the last epoch's (epoch loops) or, for iteration
+        loops, the mean iteration time since the last evaluation x iterations per epoch."""
+        if self.by_epoch:
+            return self._epoch_seconds
+        t, it = self._since
+        done = runner.iter + 1 - it
+        try:
+            per_epoch = len(runner.train_dataloader)
+        except TypeError:
+            return None
+        if t is None or done <= 0:
+            return None
+        return (now - t) / done * per_epoch
+
+    def _plot(self) -> np.ndarray:
+        """RGB image: top-1 per level against the training step, one line per level."""
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+        names = list(self.history[-1]['top1'])
+        steps = [h['step'] for h in self.history]
+        for name in names:
+            ax.plot(steps, [h['top1'].get(name, np.nan) for h in self.history], marker='o',
+                    label=name)
+        ax.set_xlabel('iteration')
+        ax.set_ylabel(f'kNN top-1 (%), k={self.k}')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.canvas.draw()
+        img = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+        plt.close(fig)
+        return img

@@ -1,0 +1,36 @@
+"""One clear line when ``--resume`` resumes nothing, or resumes a run that has nothing left."""
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.registry import HOOKS
+from mmengine.runner import EpochBasedTrainLoop
+
+
+@HOOKS.register_module()
+class ResumeCheckHook(Hook):
+    """Says what a resumed run will do, before it trains.
+
+    mmengine's resume with no checkpoint in the work dir logs "Auto resumed from the latest
+    checkpoint None" and trains from scratch; resuming a finished run trains nothing, without a
+    word. This hook adds, when ``resume`` is set: a warning naming the work dir when no
+    checkpoint was found, and a warning naming the checkpoint's iteration and the configured
+    end when there is nothing left to train (and how to continue). ``tools/train.py`` registers
+    it; a config can list it in ``custom_hooks``.
+    """
+
+    priority = 'LOWEST'
+
+    def before_train(self, runner) -> None:
+        if not getattr(runner, '_resume', False):
+            return
+        if not getattr(runner, '_has_loaded', False):
+            print_log(f'resume: {runner.work_dir} holds no checkpoint to resume from (no '
+                      'last_checkpoint file): training starts from scratch', logger='current',
+                      level=30)
+            return
+        if runner.iter >= runner.max_iters:
+            epochs = (f' (epoch {runner.epoch} of {runner.max_epochs})'
+                      if isinstance(runner.train_loop, EpochBasedTrainLoop) else '')
+            print_log(f'resume: the checkpoint is at iteration {runner.iter} of '
+                      f'{runner.max_iters}{epochs}: nothing is left to train. Raise '
+                      'train_cfg.max_epochs / max_iters to continue this run, or give another '
+                      '--work-dir for a new one.', logger='current', level=30)
