@@ -410,8 +410,13 @@ def test_tools_reject_bad_arguments(tiny_checkpoints, tmp_path, capsys):
         attention.main([str(tmp_path / 'nope.py'), ckpt, *common])
     with pytest.raises(FileNotFoundError, match="package 'nopkg' is not installed"):
         attention.main(['nopkg::a/b.py', ckpt, *common])
-    # A mistyped override would be merged as a new key and ignored: an error naming the key.
-    with pytest.raises(InputError, match="no 'model.backbon'; did you mean 'model.backbone'"):
+    # A mistyped override would be merged as a new key and ignored: an error naming the key,
+    # from the config check or, for an argument of a class, when the class is built.
+    with pytest.raises(InputError, match="no 'model.backbone.arch.embed_dim'; did you mean "
+                       "'model.backbone.arch.embed_dims'"):
+        reconstruct.main([cfg, ckpt, *common, '--cfg-options',
+                          'model.backbone.arch.embed_dim=32'])
+    with pytest.raises(InputError, match="model: .*unexpected keyword argument 'backbon'"):
         reconstruct.main([cfg, ckpt, *common, '--cfg-options', 'model.backbon.img_size=64'])
     with pytest.raises(InputError, match='--name: 1 names for 2 models'):
         attention.main([cfg, ckpt, cfg, ckpt, '--name', 'A', *common])

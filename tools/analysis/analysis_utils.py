@@ -267,6 +267,10 @@ def _build_and_load(cfg, config, checkpoint, state, device, encoder_only):
         model = MODELS.build(cfg.model)
     except ValueError as e:  # the models' own build-time checks of their fields
         raise InputError(f'{config}: {e}') from e
+    except TypeError as e:  # an argument the class does not take (a --cfg-options typo?)
+        if 'unexpected keyword argument' not in str(e):
+            raise
+        raise InputError(f'{config}: model: {e}') from e
     target, prefix = (model.backbone, 'backbone.') if encoder_only else (model, None)
     _check_fit(target, state, prefix, checkpoint, config)
     try:
