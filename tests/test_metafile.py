@@ -9,7 +9,8 @@
 - mmpretrain weights listed for a pretraining config fit its architecture key for key.
 - ``tools/misc/metafile_stats.py`` counts MAE ViT-B as mmpretrain's model zoo does, and the
   metafile's counts for the demo are what it measures.
-- Each per-task README names every model of its metafile and only paths that exist.
+- Each per-task README has a row for every model of its metafile, with its counts, and names
+  only paths that exist.
 """
 import glob
 import importlib
@@ -224,8 +225,14 @@ def test_stats_check_and_update_the_demo_entry(tmp_path, capsys):
 def test_task_readmes_name_every_model_and_existing_paths():
     for task in CONFIG_DIRS:
         readme = open(osp.join(ROOT, 'configs', task, 'README.md')).read()
+        rows = {line.split('`')[1]: line for line in readme.splitlines()
+                if line.startswith('| `')}
         for model in _load(osp.join(ROOT, 'configs', task, 'metafile.yml'))['Models']:
-            assert f'`{model["Name"]}`' in readme, (task, model['Name'])
+            row = rows.get(model['Name'])
+            assert row, (task, model['Name'], 'no row in the README table')
+            meta = model['Metadata']
+            # The README's Params (M) and FLOPs (G) are the metafile's counts.
+            assert f'| {meta["Parameters"] / 1e6:.2f} | {meta["FLOPs"] / 1e9:.2f} |' in row, row
         for path in re.findall(r'\b((?:configs|tools|deepmim_mm)/[\w./-]+\.(?:py|sh|yml|md))',
                                readme):
             assert osp.exists(osp.join(ROOT, path)), (task, path)
