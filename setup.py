@@ -71,7 +71,6 @@ if __name__ == '__main__':
         python_requires='>=3.10,<3.14',
         license='Apache-2.0',
         classifiers=[
-            'License :: OSI Approved :: Apache Software License',
             'Programming Language :: Python :: 3.10',
             'Programming Language :: Python :: 3.11',
             'Programming Language :: Python :: 3.12',
