@@ -31,11 +31,12 @@ DEMO = 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo'
 # Keys that say how a config loads the plugin's checkpoints or runs, not what it trains: ignored
 # when a config is compared with the upstream one whose published figure it carries. (mmseg's
 # MAE config keeps mmcv 1.x's `fp16 = dict(loss_scale='dynamic')`, which mmseg 1.x ignores; ours
-# uses mmengine's AmpOptimWrapper, as its log's run did.)
+# uses mmengine's AmpOptimWrapper, as its log's run did. The plugin's AtomicCheckpointHook saves
+# the same checkpoints, crash-safely.)
 RECIPE_IGNORED = re.compile(
     r'(^|\.)_scope_$|^custom_imports\.|^model\.backbone\.type$|^model\.backbone\.init_cfg\.'
     r'|^model\.pretrained$|^pretrained_checkpoint$|^fp16(\.|$)|^optim_wrapper\.(type|loss_scale)$'
-    r'|^work_dir$')
+    r'|^default_hooks\.checkpoint\.type$|^work_dir$')
 
 
 def _load(path):
