@@ -6,13 +6,14 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import ROOT, run_tool, write_imagenet_folder
 from PIL import Image
 
 from deepmim_mm.analysis import (capture_attention, capture_block_outputs, cka_matrix,
                                  head_dissimilarity, linear_cka, masked_predictions,
                                  mean_attention_distance, patch_distances, pixel_reconstruction)
 from deepmim_mm.analysis.reconstruction import per_image_losses
+
+from conftest import ROOT, run_tool, write_imagenet_folder
 
 TOOLS = osp.join(ROOT, 'tools', 'analysis')
 DEMO_CFG = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
@@ -280,9 +281,9 @@ def test_reconstruct_tool_feature_targets(tiny_checkpoints, tmp_path):
                                                         abs=1e-4)
     assert len(list(out.glob('*.png'))) == 2
     # The training hook's grids for feature targets: original | masked | cosine map.
-    from analysis_utils import iter_batches, load_model
-
     from deepmim_mm.analysis import level_grids
+
+    from analysis_utils import iter_batches, load_model
     model = load_model(cfg, ckpt, torch.device('cpu'))
     _, inputs = next(iter_batches(model, [rows[0]['image']], 1, progress=False))
     result = masked_predictions(model, inputs, seed=0)

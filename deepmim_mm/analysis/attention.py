@@ -157,4 +157,3 @@ def vit_geometry(backbone: nn.Module) -> Tuple[Tuple[int, int], int, int]:
         raise ValueError(f'cannot find the patch size of {type(backbone).__name__}')
     extra = int(getattr(backbone, 'num_extra_tokens', 1))
     return grid, int(patch), extra
-

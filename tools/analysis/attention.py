@@ -46,8 +46,8 @@ def parse_args(argv=None):
 @torch.no_grad()
 def analyse(model, files, batch_size):
     """Per-block ``(H,)`` mean distances and the image-averaged head dissimilarity."""
-    from deepmim_mm.analysis import (capture_attention, head_dissimilarity,
-                                     mean_attention_distance, vit_geometry)
+    from deepmim_mm.analysis import (capture_attention, head_dissimilarity, mean_attention_distance,
+                                     vit_geometry)
     backbone = model.backbone
     grid, patch, extra = vit_geometry(backbone)
     n_blocks = len(backbone.layers)

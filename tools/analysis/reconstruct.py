@@ -24,8 +24,8 @@ import os.path as osp
 
 import torch
 
-from analysis_utils import (add_common_args, check_device, collect_images, iter_batches,
-                            load_model, safe_name, write_csv)
+from analysis_utils import (add_common_args, check_device, collect_images, iter_batches, load_model,
+                            safe_name, write_csv)
 
 
 def parse_args(argv=None):
