@@ -5,16 +5,75 @@ packages are deliberately not listed in ``install_requires``: their releases pin
 pip cannot resolve from PyPI wheels on PyTorch 2.14, so the set-up script installs them with
 ``--no-deps`` next to a patched mmcv build.
 """
+import os
+import os.path as osp
+import shutil
+import sys
+import warnings
+
 from setuptools import find_packages, setup
 
-setup(
-    name='deepmim_mm',
-    version='0.1.0',
-    description='DeepMIM (deep supervision) and MFF (multi-level feature fusion) for '
-    'masked image modeling, as an mmpretrain / mmseg / mmdet plugin',
-    packages=find_packages(include=['deepmim_mm', 'deepmim_mm.*']),
-    package_data={'deepmim_mm': ['demo/images/*/*/*.JPEG']},
-    include_package_data=True,
-    python_requires='==3.11.*',
-    license='Apache-2.0',
-)
+# What mim (openmim) reads from ``deepmim_mm/.mim``: configs to resolve `mim train deepmim_mm
+# <config name>`, the tools it runs, and the model index `mim search` lists.
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
+
+
+def add_mim_extension():
+    """Put ``MIM_FILES`` into ``deepmim_mm/.mim``, as mmpretrain's setup.py does: symbolic links
+    for an editable install, copies for a wheel or a source distribution.
+
+    mmpretrain recognises an editable install by ``develop`` in ``sys.argv``; pip's PEP 660
+    editable installs run setuptools' ``editable_wheel`` instead, so both are accepted here.
+    """
+    if 'develop' in sys.argv or 'editable_wheel' in sys.argv:
+        mode = 'symlink'
+    elif 'sdist' in sys.argv or 'bdist_wheel' in sys.argv:
+        mode = 'copy'
+    else:
+        return
+    repo_path = osp.dirname(osp.abspath(__file__))
+    mim_path = osp.join(repo_path, 'deepmim_mm', '.mim')
+    os.makedirs(mim_path, exist_ok=True)
+    for filename in MIM_FILES:
+        src_path = osp.join(repo_path, filename)
+        tar_path = osp.join(mim_path, filename)
+        if not osp.exists(src_path):
+            # Building a wheel from an sdist: the copies are already there (MANIFEST.in).
+            continue
+        if osp.islink(tar_path) or osp.isfile(tar_path):
+            os.remove(tar_path)
+        elif osp.isdir(tar_path):
+            shutil.rmtree(tar_path)
+        if mode == 'symlink':
+            try:
+                os.symlink(osp.relpath(src_path, mim_path), tar_path)
+                continue
+            except OSError:  # e.g. Windows without the privilege: copy instead
+                warnings.warn(f'Cannot link {tar_path} to {src_path}; copying it instead')
+        if osp.isdir(src_path):
+            shutil.copytree(src_path, tar_path,
+                            ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(src_path, tar_path)
+
+
+if __name__ == '__main__':
+    add_mim_extension()
+    setup(
+        name='deepmim_mm',
+        version='0.1.0',
+        description='DeepMIM (deep supervision) and MFF (multi-level feature fusion) for '
+        'masked image modeling, as an mmpretrain / mmseg / mmdet plugin',
+        packages=find_packages(include=['deepmim_mm', 'deepmim_mm.*']),
+        package_data={'deepmim_mm': ['demo/images/*/*/*.JPEG']},
+        include_package_data=True,
+        # torch 2.14.1 publishes wheels for CPython 3.10-3.13; CI runs 3.11.
+        python_requires='>=3.10,<3.14',
+        license='Apache-2.0',
+        classifiers=[
+            'Programming Language :: Python :: 3.10',
+            'Programming Language :: Python :: 3.11',
+            'Programming Language :: Python :: 3.12',
+            'Programming Language :: Python :: 3.13',
+        ],
+    )

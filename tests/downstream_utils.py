@@ -22,9 +22,10 @@ def make_pretrain_checkpoint(path, seed=0):
     MFF's checkpoint is a superset of MAE's (``backbone.proj_layers``/``proj_weights``), so it
     checks that pretraining-only encoder keys are dropped too.
     """
-    import deepmim_mm  # noqa: F401
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
+    import deepmim_mm  # noqa: F401
     torch.manual_seed(seed)
     cfg = dict(
         type='MFF',

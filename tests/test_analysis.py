@@ -10,13 +10,14 @@ import shutil
 
 import pytest
 import torch
-from conftest import ROOT, run_tool, write_imagenet_folder
 from PIL import Image
 
 from deepmim_mm.analysis import (capture_attention, capture_block_outputs, cka_matrix,
                                  head_dissimilarity, linear_cka, masked_predictions,
                                  mean_attention_distance, patch_distances, pixel_reconstruction)
 from deepmim_mm.analysis.reconstruction import per_image_losses
+
+from conftest import ROOT, run_tool, write_imagenet_folder
 
 TOOLS = osp.join(ROOT, 'tools', 'analysis')
 DEMO_CFG = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
@@ -289,9 +290,9 @@ def test_reconstruct_tool_feature_targets(tiny_checkpoints, tmp_path):
                                                         abs=1e-4)
     assert len(list(out.glob('*.png'))) == 2
     # The training hook's grids for feature targets: original | masked | cosine map.
-    from analysis_utils import iter_batches, load_model
-
     from deepmim_mm.analysis import level_grids
+
+    from analysis_utils import iter_batches, load_model
     model = load_model(cfg, ckpt, torch.device('cpu'))
     _, inputs = next(iter_batches(model, [rows[0]['image']], 1, progress=False))
     result = masked_predictions(model, inputs, seed=0)
@@ -365,10 +366,11 @@ def test_mff_encoder_is_analysed_unmasked(tmp_path):
     give the same block outputs and attention distances."""
     import attention
     import layer_similarity
-    from analysis_utils import load_model
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
+    from analysis_utils import load_model
     write_imagenet_folder(str(tmp_path / 'images'), num_classes=1, per_class=3, size=40)
     files = sorted(str(p) for p in (tmp_path / 'images').rglob('*.JPEG'))
     paths = {}
@@ -398,6 +400,7 @@ def test_tools_reject_bad_arguments(tiny_checkpoints, tmp_path, capsys):
     import attention
     import layer_similarity
     import reconstruct
+
     from analysis_utils import InputError
     cfg, ckpt = tiny_checkpoints['deepmim']
     common = ['--img', tiny_checkpoints['images'], '--out-dir', str(tmp_path / 'out')]
@@ -436,6 +439,7 @@ def test_encoder_only_checkpoint(tiny_checkpoints, tmp_path):
     (e.g. converted from timm) is analysed; reconstruct.py needs the decoders and says so."""
     import attention
     import reconstruct
+
     from analysis_utils import InputError
     cfg, ckpt = tiny_checkpoints['deepmim']
     full = torch.load(ckpt)['state_dict']

@@ -7,10 +7,11 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import ROOT, perturb_weights, write_imagenet_folder
 
 from deepmim_mm.apis import (LevelFeatureExtractor, extract_levels, init_encoder, level_names,
                              load_config)
+
+from conftest import ROOT, perturb_weights, write_imagenet_folder
 
 DEMO = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
 TINY = '''

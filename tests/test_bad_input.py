@@ -12,10 +12,12 @@ import sys
 
 import pytest
 import torch
-import deepmim_mm  # noqa: F401  registers the models
-from conftest import ROOT
 from mmengine.config import Config
 from test_resume import make_data, tiny_config
+
+import deepmim_mm  # noqa: F401  registers the models
+
+from conftest import ROOT
 
 MODEL = dict(
     type='DeepMIM',
@@ -136,6 +138,7 @@ def test_corrupt_teacher_checkpoint(mmpretrain_scope, tmp_path):
 # ------------------------------------------------------------------------------------------
 def make_runner(tmp_path, data, name=None, **overrides):
     from mmengine.runner import Runner
+
     # The experiment (and logger) name is the config's name plus a timestamp in seconds: two
     # runners built within one second with the same name would share the first one's logger,
     # whose output goes to the earlier test's captured stream.

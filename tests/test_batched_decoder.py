@@ -8,11 +8,11 @@ import sys
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
+from mmpretrain.registry import MODELS
 
 import deepmim_mm  # noqa: F401
 from deepmim_mm.models.necks import MultiLevelDecoder
-from mmengine.logging import MMLogger
-from mmpretrain.registry import MODELS
 
 from conftest import ROOT
 
@@ -165,8 +165,9 @@ def test_fused_attention_and_no_python_loop_kernels():
     neck = tiny_neck()
     xs = [torch.randn(2, 5, 48) for _ in range(4)]
     ids = torch.stack([torch.randperm(16) for _ in range(2)])
-    from torch.utils._python_dispatch import TorchDispatchMode
     from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
 
     class Ops(TorchDispatchMode):
         def __init__(self):

@@ -16,6 +16,7 @@ from conftest import DEMO_IMAGES, ROOT, run_tool, write_imagenet_folder
 sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis'))
 import benchmark  # noqa: E402
 import benchmark_data  # noqa: E402
+
 from benchmark_utils import flop_counter  # noqa: E402
 
 TOOL = osp.join('tools', 'analysis', 'benchmark.py')

@@ -95,9 +95,10 @@ def test_linear_probe_crops():
 
 
 def _tiny_backbone(checkpoint, img_size=PRETRAIN_IMG, **kwargs):
-    import deepmim_mm.classification  # noqa: F401
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
+    import deepmim_mm.classification  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         return MODELS.build(dict(
             type='PretrainedVisionTransformer', arch=dict(TINY_VIT), img_size=img_size,
@@ -159,9 +160,10 @@ def test_checkpoint_without_encoder_is_an_error(tmp_path):
 def test_checkpoint_of_another_architecture_is_an_error(tmp_path):
     ckpt = str(tmp_path / 'pretrain.pth')
     make_pretrain_checkpoint(ckpt)
-    import deepmim_mm.classification  # noqa: F401
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
+    import deepmim_mm.classification  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         shallow = MODELS.build(dict(  # 2 blocks: the checkpoint's blocks 2 and 3 are unknown
             type='PretrainedVisionTransformer', arch=dict(TINY_VIT, num_layers=2), img_size=48,
@@ -228,10 +230,11 @@ test_evaluator = val_evaluator
 def test_plugin_pretraining_models_feed_the_finetune_backbone(tmp_path, pretrain_config, fusion):
     """Checkpoints of the plugin's own DeepMIM models (pixel, MFF fusion; shrunk to a tiny ViT)
     initialise the fine-tuning backbone completely; decoders and fusion layers are dropped."""
-    import deepmim_mm  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
+    import deepmim_mm  # noqa: F401
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain', pretrain_config))
     model_cfg = cfg.model
     model_cfg.backbone.arch = dict(TINY_VIT)

@@ -1,6 +1,9 @@
 """CLIPTeacher: equivalence with open_clip, checkpoint formats, errors, frozen behaviour."""
 import copy
 
+# open_clip_torch (requirements/tests.txt, installed by tools/setup_env.sh) is the reference
+# implementation: a missing one fails these tests rather than skipping them.
+import open_clip
 import pytest
 import torch
 import torch.nn as nn
@@ -8,17 +11,14 @@ from mmengine.model import BaseModule
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner.checkpoint import get_state_dict
 from mmpretrain.registry import MODELS
+from open_clip.model import CLIP
 
 import deepmim_mm  # noqa: F401
 import deepmim_mm.models.losses  # noqa: F401
-# open_clip_torch (requirements/tests.txt, installed by tools/setup_env.sh) is the reference
-# implementation: a missing one fails these tests rather than skipping them.
-import open_clip
-from conftest import perturb_weights
-from open_clip.model import CLIP
-
 from deepmim_mm.models.target_generators import CLIPTeacher
 from deepmim_mm.models.target_generators.clip_teacher import CLIP_MEAN, CLIP_STD
+
+from conftest import perturb_weights
 
 pytestmark = [pytest.mark.filterwarnings('ignore::FutureWarning'),  # torch.jit deprecation
               pytest.mark.usefixtures('mmpretrain_scope')]

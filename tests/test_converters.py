@@ -35,8 +35,9 @@ def _timm_vit(**kwargs):
 
 
 def _mm_vit(**kwargs):
-    import deepmim_mm  # noqa: F401
     from mmpretrain.models.backbones import VisionTransformer
+
+    import deepmim_mm  # noqa: F401
     vit = VisionTransformer(arch=dict(TINY_VIT), img_size=PRETRAIN_IMG, patch_size=16, **kwargs)
     vit.eval()  # (mmpretrain's BaseBackbone.train returns None)
     return vit
@@ -93,9 +94,10 @@ def test_timm_classifier_to_plugin_matches_logits(tmp_path, capsys):
     state = torch.load(dst)['state_dict']
     assert {'backbone.ln2.weight', 'head.fc.weight', 'head.fc.bias'} <= set(state)
 
-    import deepmim_mm.classification  # noqa: F401
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
+    import deepmim_mm.classification  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         backbone = MODELS.build(dict(
             type='PretrainedVisionTransformer', arch=dict(TINY_VIT), img_size=PRETRAIN_IMG,
@@ -163,9 +165,10 @@ class _OfficialDecoders(nn.Module):
 
 @pytest.mark.parametrize('num_decoders', [None, 4], ids=['mae', 'deepmim'])
 def test_official_to_plugin(tmp_path, num_decoders, capsys):
-    import deepmim_mm  # noqa: F401
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
+    import deepmim_mm  # noqa: F401
     torch.manual_seed(0)
     encoder = _timm_vit(num_classes=0, global_pool='token')
     decoders = _OfficialDecoders(num_decoders).eval()

@@ -21,8 +21,9 @@ TINY_ARCH = dict(TINY_VIT, global_attn_indexes=[1, 3])
 
 @pytest.fixture
 def mmdet_scope():
-    import deepmim_mm.det  # noqa: F401
     from mmengine.registry import DefaultScope
+
+    import deepmim_mm.det  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmdet'):
         yield
 

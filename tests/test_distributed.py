@@ -19,8 +19,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, run_tool
 from test_resume import losses, make_data, tiny_config
+
+from conftest import ROOT, run_tool
 
 PLUGIN = '''
 import json, os

@@ -13,10 +13,11 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, run_tool
 from test_resume import make_data, tiny_config
 
 from deepmim_mm.checkpoint import NotACheckpointError, atomic_save, load_file, read_checkpoint
+
+from conftest import ROOT, run_tool
 
 DEMO = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
 

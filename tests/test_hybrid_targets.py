@@ -12,6 +12,7 @@ from mmpretrain.registry import MODELS
 import deepmim_mm  # noqa: F401
 from deepmim_mm.models.target_generators import MAEHybridTarget
 from deepmim_mm.models.target_generators.mae_hybrid_target import DEFAULT_ALPHAS
+
 from conftest import perturb_weights
 
 pytestmark = pytest.mark.usefixtures('mmpretrain_scope')

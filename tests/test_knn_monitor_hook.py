@@ -9,9 +9,10 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import write_imagenet_folder
 from test_resume import losses as _losses
 from test_resume import tiny_config
+
+from conftest import write_imagenet_folder
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

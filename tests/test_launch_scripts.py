@@ -10,6 +10,7 @@ import stat
 import subprocess
 
 import pytest
+
 from conftest import ROOT
 
 FAKE = '''#!/usr/bin/env bash

@@ -7,6 +7,7 @@ import os.path as osp
 import re
 
 import torch
+
 from conftest import ROOT, run_tool
 
 DEMO = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
@@ -51,6 +52,7 @@ def test_accumulation_equals_the_big_batch_update(tmp_path):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
     # Both runs start from the same saved weights (and the same seed, so the same masks).
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(Config.fromfile(tiny_config(tmp_path / 'init.py', 8, 1, 2)).model)

@@ -5,6 +5,7 @@ import os
 import os.path as osp
 
 import numpy as np
+
 from conftest import run_tool, write_imagenet_folder
 
 DEMO = 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py'

@@ -7,9 +7,9 @@ from mmpretrain.models.necks import MAEPretrainDecoder
 from mmpretrain.registry import MODELS
 
 import deepmim_mm  # noqa: F401
+from deepmim_mm.models.backbones import default_supervised_blocks
 
 pytestmark = pytest.mark.usefixtures('mmpretrain_scope')
-from deepmim_mm.models.backbones import default_supervised_blocks
 
 TINY_ARCH = dict(embed_dims=64, num_layers=6, num_heads=2, feedforward_channels=128)
 

@@ -16,7 +16,6 @@ from deepmim_mm.analysis.probe import (fit_logistic_lbfgs, fit_logistic_minibatc
                                        knn_classify, knn_probe, linear_probe, pool_tokens,
                                        standardize)
 
-
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 

@@ -13,14 +13,16 @@ import sys
 
 import pytest
 import torch
+
 from conftest import ROOT, run_tool, write_imagenet_folder
 
 DEMO = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
 
 TINY = '''
 _base_ = {demo!r}
-custom_imports = dict(imports=['deepmim_mm', 'deepmim_mm.compat.mmengine_checkpoint'{extra_imports}],
-                      allow_failed_imports=False)
+custom_imports = dict(
+    imports=['deepmim_mm', 'deepmim_mm.compat.mmengine_checkpoint'{extra_imports}],
+    allow_failed_imports=False)
 model = dict(
     backbone=dict(arch=dict(_delete_=True, embed_dims=32, num_layers=2, num_heads=2,
                             feedforward_channels=64),

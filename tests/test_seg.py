@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_tool
-from downstream_utils import (PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint,
-                              write_ade20k)
+from downstream_utils import PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint, write_ade20k
 
 SEG_CONFIG = osp.join(ROOT, 'configs', 'segmentation',
                       'deepmim-base_upernet_8xb2-amp-160k_ade20k-512x512.py')
@@ -17,8 +16,8 @@ CROP = 64
 
 
 def _tiny_backbone(checkpoint):
-    from mmseg.registry import MODELS
     from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
     with DefaultScope.overwrite_default_scope('mmseg'):
         return MODELS.build(dict(
             type='PretrainedMAE', img_size=(CROP, CROP), patch_size=16,
@@ -181,10 +180,11 @@ randomness = dict(seed=0)
 
 def test_pretrained_mae_loads_this_plugins_deepmim_checkpoint(tmp_path):
     """The real format: a DeepMIM model of this plugin (4 supervised levels, one decoder each)."""
-    import deepmim_mm.seg  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
+    import deepmim_mm.seg  # noqa: F401
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain',
                                    'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py'))
     with DefaultScope.overwrite_default_scope('mmpretrain'):

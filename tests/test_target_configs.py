@@ -11,6 +11,7 @@ from mmpretrain.registry import MODELS
 
 import deepmim_mm  # noqa: F401
 from deepmim_mm.checkpoint import load_file
+
 from conftest import ROOT, run_tool, write_imagenet_folder
 
 CLIP_CFG = 'configs/pretrain/deepmim-clip_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'

@@ -5,8 +5,9 @@ import os.path as osp
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_tool
 from PIL import Image
+
+from conftest import ROOT, run_tool
 
 DEMO_CFG = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
 IMG = 64

@@ -8,12 +8,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 WORK_DIR="${1:-work_dirs/quickstart}"
 CONFIG=configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py
+VENV="${VENV:-$ROOT/.venv}"  # as tools/setup_env.sh
 
 bash tools/setup_env.sh
 
 printf '\n==> [quickstart] DeepMIM pretraining of a tiny ViT on deepmim_mm/demo/images (%s)\n' "$CONFIG"
 LOG="$(mktemp)"
-if ! .venv/bin/python tools/train.py "$CONFIG" --work-dir "$WORK_DIR" 2>&1 \
+if ! "$VENV/bin/python" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" 2>&1 \
     | tee "$LOG" | grep --line-buffered -E 'Epoch\(train\)|Saving checkpoint|Error|error'; then
   :
 fi
@@ -25,7 +26,7 @@ if [ "$status" != 0 ]; then
 fi
 rm -f "$LOG"
 
-.venv/bin/python - "$WORK_DIR" <<'PY'
+"$VENV/bin/python" - "$WORK_DIR" <<'PY'
 import glob, json, os, sys
 work = sys.argv[1]
 runs = sorted(glob.glob(os.path.join(work, '2*', 'vis_data', 'scalars.json')))

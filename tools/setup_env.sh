@@ -5,12 +5,16 @@
 # mmcv 2.1.0 (the newest release mmseg 1.2.2 and mmdet 3.3.0 accept) has no wheel for this torch.
 # Its compiled ops are taken, in this order, from
 #   1. $MMCV_WHEEL, if set;
-#   2. ../shared/wheels/mmcv-2.1.0-cp311-*.whl (CPU ops, built against torch 2.14.1), on a CPU host;
+#   2. ../shared/wheels/mmcv-2.1.0-<cpXY>-*.whl (CPU ops, built against torch 2.14.1), on a CPU host;
 #   3. the wheel this script built earlier, in ${XDG_CACHE_HOME:-~/.cache}/deepmim-mm/wheels/{cpu,cuda};
+#   (2. and 3. only where the wheel's tag is the venv's Python, e.g. cp311 for Python 3.11)
 #   4. a build from PyPI's source distribution, patched for setuptools >= 81 (no pkg_resources) and
 #      torch 2.14's headers (C++20). About 30 minutes on 2 cores; with a GPU visible it builds the
 #      CUDA ops too (FORCE_CUDA=1). The built wheel is cached for the next run.
 # Every candidate wheel is checked by importing mmcv.ops; one that does not load is discarded.
+#
+# Python: CPython 3.10-3.13 (torch 2.14.1 publishes wheels for those; mmcv builds from source on
+# each). CI and the shared mmcv wheel are 3.11; other versions build mmcv once (then cached).
 #
 # Environment: PYTHON (default python3.11, else python3), VENV (default <repo>/.venv),
 # MMCV_WHEEL, MAX_JOBS (default: number of cores), DEEPMIM_SKIP_MMCV=1 (mmcv-lite only; mmseg/mmdet
@@ -22,7 +26,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/deepmim-mm/wheels"
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
-MM_PINS=(mmengine==0.10.7 mmpretrain==1.2.0 mmsegmentation==1.2.2 mmdet==3.3.0)
+# openmim (the `mim` command) goes with them under --no-deps: its `opendatalab` requirement pulls in
+# openxlab, which pins setuptools~=60.2 and requests~=2.28; mim runs without it (requirements/mim.txt).
+MM_PINS=(mmengine==0.10.7 mmpretrain==1.2.0 mmsegmentation==1.2.2 mmdet==3.3.0 openmim==0.3.9)
 MMCV_VERSION=2.1.0
 
 step() { printf '\n==> [setup] %s\n' "$*"; }
@@ -30,20 +36,23 @@ fail() { printf '\n!! [setup] FAILED: %s\n' "$*" >&2; exit 1; }
 trap 'fail "command \"$BASH_COMMAND\" exited with status $? (line $LINENO)"' ERR
 
 # ---------------------------------------------------------------------------------------------
-step "1/7 Python 3.11 virtual environment at $VENV"
+py_ok() { "$1" -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 13), sys.version' \
+  >/dev/null 2>&1; }
+step "1/7 Python virtual environment at $VENV (CPython 3.10-3.13)"
 if [ ! -x "$VENV/bin/python" ]; then
   PY="${PYTHON:-$(command -v python3.11 || command -v python3 || true)}"
-  [ -n "$PY" ] || fail "no python3.11 found; set PYTHON=/path/to/python3.11"
-  "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
-    || fail "$PY is not Python 3.11 (torch 2.14.1 wheels and the mmcv wheel are cp311)"
+  [ -n "$PY" ] || fail "no python3.11 or python3 found; set PYTHON=/path/to/python3.1x (3.10-3.13)"
+  py_ok "$PY" || fail "$PY is Python $("$PY" -c 'import platform; print(platform.python_version())' \
+    2>/dev/null || echo '?'); torch 2.14.1 publishes wheels for CPython 3.10-3.13 only: set PYTHON"
   "$PY" -m venv "$VENV"
 else
   echo "exists"
 fi
 PYV="$VENV/bin/python"
 PIP=("$PYV" -m pip --disable-pip-version-check)
-"$PYV" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
-  || fail "$VENV is not a Python 3.11 environment; remove it and rerun"
+py_ok "$PYV" || fail "$VENV is not a CPython 3.10-3.13 environment; remove it and rerun"
+PYTAG="$("$PYV" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
+echo "$("$PYV" -c 'import platform; print("Python", platform.python_version())') ($PYTAG)"
 
 have() { "$PYV" - "$@" <<'EOF' >/dev/null 2>&1
 import sys
@@ -61,7 +70,8 @@ step "3/7 PyTorch: ${TORCH_PINS[*]}"
 if have "${TORCH_PINS[@]}"; then echo "already installed"; else "${PIP[@]}" install "${TORCH_PINS[@]}"; fi
 
 step "4/7 pure-Python requirements and OpenMMLab packages: ${MM_PINS[*]} (--no-deps)"
-"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
+  -r "$ROOT/requirements/mim.txt" -r "$ROOT/requirements/lint.txt"
 if have "${MM_PINS[@]}"; then echo "already installed"; else "${PIP[@]}" install --no-deps "${MM_PINS[@]}"; fi
 
 # ---------------------------------------------------------------------------------------------
@@ -71,6 +81,10 @@ gpu_visible() { "$PYV" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_availa
 
 try_wheel() {  # $1: wheel path; installs it and keeps it only if mmcv.ops loads
   [ -f "$1" ] || return 1
+  case "$(basename "$1")" in
+    *-"$PYTAG"-*) ;;
+    *) echo "skipping $1: not a $PYTAG wheel"; return 1 ;;
+  esac
   echo "trying $1"
   "${PIP[@]}" install -q --no-deps --force-reinstall "$1" || return 1
   if mmcv_ok; then echo "mmcv ops load from $1"; return 0; fi
@@ -127,9 +141,10 @@ else
   done_=0
   candidates=()
   [ -n "${MMCV_WHEEL:-}" ] && candidates+=("$MMCV_WHEEL")
-  # The shared wheel has CPU ops only: use it on CPU hosts.
-  [ "$tag" = cpu ] && candidates+=("$ROOT"/../shared/wheels/mmcv-"$MMCV_VERSION"-cp311-*.whl)
-  candidates+=("$CACHE"/"$tag"/mmcv-"$MMCV_VERSION"-*.whl)
+  # Prebuilt wheels only where their tag is this Python's (the shared one is cp311, CPU ops only:
+  # used on CPU hosts).
+  [ "$tag" = cpu ] && candidates+=("$ROOT"/../shared/wheels/mmcv-"$MMCV_VERSION"-"$PYTAG"-*.whl)
+  candidates+=("$CACHE"/"$tag"/mmcv-"$MMCV_VERSION"-"$PYTAG"-*.whl)
   for w in "${candidates[@]}"; do
     if try_wheel "$w"; then done_=1; break; fi
   done
@@ -148,6 +163,18 @@ log="$(mktemp)"
 "${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT" >"$log" 2>&1 \
   || { cat "$log"; fail "pip install -e $ROOT failed (output above)"; }
 rm -f "$log"
+# mim looks for a package's .mim/{configs,tools,model-index.yml} in <location>/deepmim_mm, where
+# <location> is the directory holding its metadata: site-packages for a PEP 660 editable install,
+# which keeps the code here. Link site-packages/deepmim_mm to the source tree, as
+# `flit install --symlink` does; the import then resolves through the link to the same files.
+# setup.py has linked deepmim_mm/.mim/* to configs/, tools/ and model-index.yml.
+SITE="$("$PYV" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if [ -e "$SITE/deepmim_mm" ] && [ ! -L "$SITE/deepmim_mm" ]; then
+  fail "$SITE/deepmim_mm is a non-editable copy of the package; pip uninstall deepmim_mm and rerun"
+fi
+ln -sfn "$ROOT/deepmim_mm" "$SITE/deepmim_mm"
+[ -e "$ROOT/deepmim_mm/.mim/configs" ] || fail "setup.py did not create deepmim_mm/.mim/configs"
+echo "mim: $SITE/deepmim_mm -> $ROOT/deepmim_mm"
 echo "installed $(cd "$ROOT" && "$PYV" -c 'import deepmim_mm; print("deepmim_mm", deepmim_mm.__version__)')"
 
 step "7/7 checking the stack imports"

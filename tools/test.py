@@ -18,8 +18,7 @@ from mmengine.runner import Runner
 import deepmim_mm  # noqa: F401  registers the plugin's modules
 from deepmim_mm.compat import apply_all as apply_compat_fixes
 from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG, check_cfg_options
-from deepmim_mm.engine.launcher import (check_launcher_env, finish_distributed,
-                                        init_cpu_distributed)
+from deepmim_mm.engine.launcher import check_launcher_env, finish_distributed, init_cpu_distributed
 
 
 def parse_args():

@@ -19,8 +19,7 @@ from deepmim_mm.compat import apply_all as apply_compat_fixes
 from deepmim_mm.engine.amp import fall_back_to_fp32_without_gpu
 from deepmim_mm.engine.config_checks import (ALLOW_NEW_FLAG, check_cfg_options,
                                              check_checkpoint_hook_args, check_input_size)
-from deepmim_mm.engine.launcher import (check_launcher_env, finish_distributed,
-                                        init_cpu_distributed)
+from deepmim_mm.engine.launcher import check_launcher_env, finish_distributed, init_cpu_distributed
 
 
 def parse_args():

@@ -9,9 +9,11 @@
 _base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py'
 
 # The plugin's classification modules and its opt-in fix for loading mmengine checkpoints on
-# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe checkpoints.
-custom_imports = dict(imports=['deepmim_mm.classification', 'deepmim_mm.compat.mmengine_checkpoint'],
-                      allow_failed_imports=False)
+# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe
+# checkpoints.
+custom_imports = dict(
+    imports=['deepmim_mm.classification', 'deepmim_mm.compat.mmengine_checkpoint'],
+    allow_failed_imports=False)
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 model = dict(backbone=dict(type='PretrainedVisionTransformer'))

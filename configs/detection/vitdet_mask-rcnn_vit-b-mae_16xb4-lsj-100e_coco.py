@@ -24,7 +24,8 @@ _base_ = [
 ]
 
 # The plugin's det modules and its opt-in fix for loading mmengine checkpoints on
-# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe checkpoints.
+# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe
+# checkpoints.
 custom_imports = dict(imports=['deepmim_mm.det', 'deepmim_mm.compat.mmengine_checkpoint'],
                       allow_failed_imports=False)
 

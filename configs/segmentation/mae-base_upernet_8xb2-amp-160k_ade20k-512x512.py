@@ -16,7 +16,8 @@
 _base_ = 'mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py'
 
 # The plugin's seg modules and its opt-in fix for loading mmengine checkpoints on
-# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe checkpoints.
+# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe
+# checkpoints.
 custom_imports = dict(imports=['deepmim_mm.seg', 'deepmim_mm.compat.mmengine_checkpoint'],
                       allow_failed_imports=False)
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

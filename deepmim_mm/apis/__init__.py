@@ -6,8 +6,7 @@
     feats = extract_levels(model, ['a.jpg', 'b.jpg'], pool='avg')  # {'block6': (2, 768), ...}
 """
 from .inference import (LevelFeatureExtractor, eval_pipeline, extract_levels, init_encoder,
-                        labelled_folder, level_features, level_names, load_config,
-                        model_img_size)
+                        labelled_folder, level_features, level_names, load_config, model_img_size)
 
 __all__ = [
     'LevelFeatureExtractor', 'eval_pipeline', 'extract_levels', 'init_encoder',

@@ -120,7 +120,8 @@ def _refused(path: str, error: pickle.UnpicklingError) -> pickle.UnpicklingError
     found = None
     for pattern in (r'GLOBAL (\S+) was not an allowed global',
                     r'GLOBAL (builtins\.getattr with arguments \([^)]*\))',
-                    r'(unrecognized function .*?)(?:\n|$)', r'(Can only create new object .*?)(?:\n|$)'):
+                    r'(unrecognized function .*?)(?:\n|$)',
+                    r'(Can only create new object .*?)(?:\n|$)'):
         match = re.search(pattern, text)
         if match:
             found = match.group(1)
@@ -274,8 +275,8 @@ def _no_space(path: str, error: OSError) -> OSError:
     if error.errno != errno.ENOSPC:
         return error
     free = shutil.disk_usage(osp.dirname(osp.abspath(path))).free
-    return OSError(errno.ENOSPC, f'cannot write {path}: no space left on device ({free / 2**20:.0f} '
-                   'MiB free); the previous file, if any, is intact')
+    return OSError(errno.ENOSPC, f'cannot write {path}: no space left on device '
+                   f'({free / 2**20:.0f} MiB free); the previous file, if any, is intact')
 
 
 def atomic_write(path: str, write: Callable[[Any], None]) -> None:

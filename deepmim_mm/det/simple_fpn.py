@@ -4,8 +4,8 @@ from typing import List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, build_norm_layer
-from mmengine.model import BaseModule
 from mmdet.registry import MODELS
+from mmengine.model import BaseModule
 from torch import nn
 
 

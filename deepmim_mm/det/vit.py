@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import DropPath
 from mmdet.registry import MODELS
 from mmpretrain.models.backbones.vit_sam import (Attention, TransformerEncoderLayer, ViTSAM,
-                                                 get_rel_pos, window_partition,
-                                                 window_unpartition)
+                                                 get_rel_pos, window_partition, window_unpartition)
 from mmpretrain.models.utils import resize_pos_embed
 
 from ..checkpoint import DENSE_NEW_KEYS, PretrainedEncoderMixin

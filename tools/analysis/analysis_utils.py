@@ -10,13 +10,14 @@ import sys
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-from benchmark_utils import resolve_config_path
 
 import deepmim_mm  # noqa: F401  registers the models
 from deepmim_mm.checkpoint import NotACheckpointError
 from deepmim_mm.datasets import LoadImageFromFileChecked
 from deepmim_mm.datasets.transforms import corrupt_image
 from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
+
+from benchmark_utils import resolve_config_path
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 CONFIG_EXTENSIONS = ('.py', '.json', '.yaml', '.yml')  # what Config.fromfile reads

@@ -31,6 +31,7 @@ import time
 from datetime import datetime, timezone
 
 import torch
+
 from benchmark_utils import (HostSyncRecorder, RSSPeak, build_for_training, compute_dtype,
                              compute_dtype_of, flop_counter, format_table, hardware_summary,
                              label_of, load_cfg, matmul_peak_tflops, progress, release_host_memory,

@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 from benchmark import maybe_compile
+
 from benchmark_utils import (build_for_training, format_table, hardware_summary, load_cfg, progress,
                              synchronize, synthetic_batch, write_json)
 

@@ -2,8 +2,8 @@
 detection, FLOP counting, matmul peak, memory, config loading, building a model for training
 steps, progress and tables."""
 import ctypes
-import json
 import importlib.util
+import json
 import os
 import os.path as osp
 import sys

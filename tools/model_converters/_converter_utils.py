@@ -11,7 +11,6 @@ guarantees (one implementation here, so each tool behaves the same):
   one. The file's mode honours the umask, as ``torch.save`` does (``0o666 & ~umask``).
 """
 import io
-import os
 import os.path as osp
 import sys
 

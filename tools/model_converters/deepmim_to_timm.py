@@ -19,9 +19,9 @@ convert a pretraining checkpoint, not a fine-tuned one).
 import argparse
 import re
 
-from _converter_utils import add_common_args, check_not_near_empty, load, report_and_check, save
-
 from deepmim_mm.checkpoint import MFF_FUSION_KEYS, plugin_to_timm
+
+from _converter_utils import add_common_args, check_not_near_empty, load, report_and_check, save
 
 
 def main(argv=None):

@@ -16,9 +16,9 @@ are timm ViTs: convert them with ``timm_to_deepmim.py``.)
 """
 import argparse
 
-from _converter_utils import add_common_args, check_not_near_empty, load, report_and_check, save
-
 from deepmim_mm.checkpoint import official_mae_to_plugin
+
+from _converter_utils import add_common_args, check_not_near_empty, load, report_and_check, save
 
 
 def main(argv=None):

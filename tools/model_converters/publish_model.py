@@ -24,9 +24,10 @@ import os.path as osp
 from collections import OrderedDict
 
 import torch
-from _converter_utils import refuse_overwriting_input, serialize
 
 from deepmim_mm.checkpoint import atomic_write_bytes, read_checkpoint
+
+from _converter_utils import refuse_overwriting_input, serialize
 
 _PLAIN = (str, bool, type(None))
 _DROP = object()

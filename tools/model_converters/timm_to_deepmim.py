@@ -9,9 +9,9 @@ layer scale, a pre-norm) are listed; they are an error unless ``--allow-drop``.
 """
 import argparse
 
-from _converter_utils import add_common_args, check_not_near_empty, load, report_and_check, save
-
 from deepmim_mm.checkpoint import timm_to_plugin
+
+from _converter_utils import add_common_args, check_not_near_empty, load, report_and_check, save
 
 
 def main(argv=None):

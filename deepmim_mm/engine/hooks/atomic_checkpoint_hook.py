@@ -56,8 +56,9 @@ class AtomicCheckpointHook(CheckpointHook):
     writes; the order of save, pointer and removal is this hook's for every backend. Select it in
     a config with ``default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', ...))``;
     it takes ``CheckpointHook``'s arguments, and an unknown one is an error when it is built
-    (upstream passes it on to ``save_checkpoint`` and fails at the first save). (mmengine's ``FlexibleRunner`` strategies, e.g.
-    FSDP, write the file themselves without backend arguments: there only the order applies.)
+    (upstream passes it on to ``save_checkpoint`` and fails at the first save). (mmengine's
+    ``FlexibleRunner`` strategies, e.g. FSDP, write the file themselves without backend
+    arguments: there only the order applies.)
     """
 
     def __init__(self, *args, **kwargs) -> None:

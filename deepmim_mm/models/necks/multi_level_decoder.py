@@ -7,10 +7,9 @@ from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLay
 from mmpretrain.models.necks import MAEPretrainDecoder
 from mmpretrain.registry import MODELS
 
-from ..utils.batched_transformer import (batched_encoder_layer, batched_layer_norm,
-                                         batched_linear, encoder_layer_supported,
-                                         layer_norm_supported, stack_params,
-                                         stacked_layer_params)
+from ..utils.batched_transformer import (batched_encoder_layer, batched_layer_norm, batched_linear,
+                                         encoder_layer_supported, layer_norm_supported,
+                                         stack_params, stacked_layer_params)
 
 
 @MODELS.register_module()

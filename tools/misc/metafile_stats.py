@@ -1,0 +1,192 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+"""FLOPs and parameters of the models in the metafiles, counted on the real models.
+
+Each model is built from its config (random weights; frozen teachers without their files) and
+measured with mmengine's FLOP counter (``FlopAnalyzer``, what ``get_model_complexity_info``
+uses), the way each codebase's own
+``tools/analysis_tools/get_flops.py`` does it, so the numbers compare with their model zoos:
+
+- pretraining and classification (mmpretrain): ``model.extract_feat`` on one 3x224x224 image,
+  i.e. the encoder on the whole (unmasked) image; parameters of the whole model (decoders
+  included) except a frozen teacher (``target_generator``, not trained and not saved);
+- segmentation (mmseg): ``model(inputs)`` (tensor mode) on one 3x512x512 image, auxiliary head
+  removed as mmseg's tool does (its parameters are not counted);
+- detection (mmdet): ``model(inputs, data_samples)`` (tensor mode: backbone, pyramid, RPN, RoI
+  heads) on one 3x1024x1024 image (the LSJ test size), ``torch.manual_seed(0)``.
+
+mmengine's counter has no rule for ``aten::scaled_dot_product_attention``, which mmpretrain's and
+this plugin's attention call on torch 2.x: without one, the attention products (2 x 197^2 x 768
+per ViT-B block) go uncounted. ``sdpa_flop`` counts them as mmengine counts ``matmul`` (one
+multiply-add = one FLOP), which gives mmpretrain's published 17581972224 for MAE ViT-B
+(``tests/test_metafile.py`` checks it against mmpretrain's metafile).
+
+Usage::
+
+    python tools/misc/metafile_stats.py                      # every model of model-index.yml
+    python tools/misc/metafile_stats.py configs/pretrain/metafile.yml --models NAME ...
+    python tools/misc/metafile_stats.py --update             # write FLOPs/Parameters in place
+    python tools/misc/metafile_stats.py --check              # exit 1 where a metafile differs
+"""
+import argparse
+import os
+import os.path as osp
+import re
+import sys
+import warnings
+
+import yaml
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__))))
+INPUT_SIZE = {'mmpretrain': (224, 224), 'mmseg': (512, 512), 'mmdet': (1024, 1024)}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('metafiles', nargs='*',
+                   help='metafile.yml files (default: every file model-index.yml imports)')
+    p.add_argument('--models', nargs='+', help='only these model names')
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument('--update', action='store_true',
+                      help="write the counts into the metafiles' FLOPs / Parameters fields")
+    mode.add_argument('--check', action='store_true',
+                      help='exit with status 1 if a metafile value differs from the count')
+    return p.parse_args(argv)
+
+
+def metafiles_of_index(index=osp.join(ROOT, 'model-index.yml')):
+    """The metafiles ``model-index.yml`` imports, as absolute paths."""
+    with open(index) as f:
+        imports = yaml.safe_load(f)['Import']
+    return [osp.join(osp.dirname(index), p) for p in imports]
+
+
+def read_models(metafile):
+    """The ``Models`` list of a metafile."""
+    with open(metafile) as f:
+        return yaml.safe_load(f).get('Models') or []
+
+
+def _build(cfg_path):
+    """(model, codebase) for a config: random weights, teachers without their files."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.utils import import_modules_from_strings
+
+    cfg = Config.fromfile(cfg_path)
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    scope = cfg.get('default_scope', 'mmpretrain')
+    init_default_scope(scope)
+    model_cfg = cfg.model.copy()
+    if model_cfg.get('target_generator') is not None:
+        model_cfg.target_generator = dict(model_cfg.target_generator, checkpoint=None,
+                                          random_init=True)
+    if scope == 'mmseg':
+        model_cfg.pop('auxiliary_head', None)
+    model = MODELS.build(model_cfg)
+    model.eval()
+    return model, scope
+
+
+def sdpa_flop(inputs, outputs):
+    """FLOPs of ``scaled_dot_product_attention(q, k, v)``: ``q @ k^T`` and ``attn @ v``."""
+    from mmengine.analysis.jit_handles import get_shape
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    batch = 1
+    for d in q[:-2]:
+        batch *= d
+    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+def complexity(cfg_path):
+    """``(flops, params)`` of one config, counted as the module docstring says."""
+    import torch
+    from mmengine.analysis import FlopAnalyzer
+
+    torch.manual_seed(0)
+    model, scope = _build(cfg_path)
+    h, w = INPUT_SIZE[scope]
+    params = sum(p.numel() for n, p in model.named_parameters()
+                 if not n.startswith('target_generator.'))
+    if scope == 'mmpretrain':
+        model.forward = model.extract_feat
+        inputs = (torch.rand(1, 3, h, w), )
+    elif scope == 'mmseg':
+        from mmseg.structures import SegDataSample
+        batch = {'inputs': [torch.rand(3, h, w) * 255],
+                 'data_samples': [SegDataSample(metainfo=dict(ori_shape=(h, w),
+                                                              pad_shape=(h, w)))]}
+        inputs = (model.data_preprocessor(batch)['inputs'], )
+    elif scope == 'mmdet':
+        from functools import partial
+
+        from mmdet.structures import DetDataSample
+        meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                    batch_input_shape=(h, w), scale_factor=(1.0, 1.0))
+        model.forward = partial(model.forward, data_samples=[DetDataSample(metainfo=meta)])
+        inputs = (torch.rand(1, 3, h, w), )
+    else:
+        raise ValueError(f'{cfg_path}: default_scope {scope!r} is not one of {sorted(INPUT_SIZE)}')
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        analyzer = FlopAnalyzer(model, inputs)
+        analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_flop)
+        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        analyzer.tracer_warnings('none')
+        flops = analyzer.total()
+    return int(flops), int(params)
+
+
+def update_text(text, name, flops, params):
+    """``text`` (a metafile) with the FLOPs / Parameters lines of model ``name`` replaced.
+
+    Edits the lines in place so that comments and layout survive; the model's ``Metadata`` must
+    already have both fields (a ``ValueError`` otherwise).
+    """
+    start = re.search(rf'^(\s*)- Name: {re.escape(name)}\s*$', text, re.M)
+    if start is None:
+        raise ValueError(f'model {name} not found')
+    nxt = re.compile(rf'^{start.group(1)}- Name: ', re.M).search(text, start.end())
+    end = nxt.start() if nxt else len(text)
+    block = text[start.end():end]
+    for field, value in (('FLOPs', flops), ('Parameters', params)):
+        block, n = re.subn(rf'^(\s+{field}:).*$', rf'\g<1> {value}', block, count=1, flags=re.M)
+        if n != 1:
+            raise ValueError(f'model {name}: no "{field}:" line in its Metadata')
+    return text[:start.end()] + block + text[end:]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.chdir(ROOT)
+    metafiles = [osp.abspath(m) for m in args.metafiles] or metafiles_of_index()
+    cache, mismatches = {}, []
+    print(f'{"model":<64}{"FLOPs":>16}{"Parameters":>14}')
+    for metafile in metafiles:
+        text = open(metafile).read()
+        for m in read_models(metafile):
+            if args.models and m['Name'] not in args.models:
+                continue
+            cfg = m['Config']
+            if cfg not in cache:
+                cache[cfg] = complexity(osp.join(ROOT, cfg))
+            flops, params = cache[cfg]
+            print(f'{m["Name"]:<64}{flops:>16}{params:>14}', flush=True)
+            meta = m.get('Metadata') or {}
+            if (meta.get('FLOPs'), meta.get('Parameters')) != (flops, params):
+                mismatches.append(f'{osp.relpath(metafile, ROOT)}: {m["Name"]}: '
+                                  f'FLOPs {meta.get("FLOPs")} -> {flops}, '
+                                  f'Parameters {meta.get("Parameters")} -> {params}')
+            if args.update:
+                text = update_text(text, m['Name'], flops, params)
+        if args.update:
+            with open(metafile, 'w') as f:
+                f.write(text)
+    for line in mismatches:
+        print(('updated ' if args.update else 'differs: ') + line)
+    if args.check and mismatches:
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    main()
