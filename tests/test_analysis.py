@@ -3,6 +3,10 @@ the three tools in tools/analysis/ on tiny checkpoints and generated images."""
 import csv
 import math
 import os.path as osp
+import pickle
+import random
+import re
+import shutil
 
 import pytest
 import torch
@@ -39,6 +43,11 @@ model = dict(
     neck=dict(embed_dim=64, num_patches=16, patch_size=8, decoder_embed_dim=32,
               decoder_depth=1, decoder_num_heads=2),
     head=dict(patch_size=8))
+"""
+# mmpretrain's MFF: MAE with the fused MFFViT encoder (fusing blocks 1 and 3).
+MFF_CFG = MAE_CFG.replace('mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+                          'mff/mff_vit-base-p16_8xb512-amp-coslr-300e_in1k.py') + """
+model['backbone'].update(out_indices=[0, 2])
 """
 # Feature targets: a (random, tiny) CLIP teacher and the cosine loss of DeepMIM-CLIP.
 CLIP_CFG = DEEPMIM_CFG + f"""
@@ -307,9 +316,8 @@ def test_attention_tool_side_by_side(tiny_checkpoints, tmp_path):
     import attention
     mae, deepmim = tiny_checkpoints['mae'], tiny_checkpoints['deepmim']
     out = tmp_path / 'attn'
-    attention.main(['--config', mae[0], deepmim[0], '--checkpoint', mae[1], deepmim[1],
-                    '--name', 'MAE', 'DeepMIM', '--img', tiny_checkpoints['images'],
-                    '--out-dir', str(out), '--batch-size', '3'])
+    attention.main([*mae, *deepmim, '--name', 'MAE', 'DeepMIM', '--img',
+                    tiny_checkpoints['images'], '--out-dir', str(out), '--batch-size', '3'])
     dist = _read_csv(out / 'attention_distance.csv')
     assert list(dist[0]) == ['model', 'block', 'head', 'mean_distance_px']
     assert len(dist) == 3 * 4 + 4 * 2  # MAE: 3 blocks x 4 heads, DeepMIM: 4 blocks x 2 heads
@@ -333,9 +341,8 @@ def test_attention_tool_side_by_side(tiny_checkpoints, tmp_path):
 def test_layer_similarity_tool(tiny_checkpoints, tmp_path):
     mae, deepmim = tiny_checkpoints['mae'], tiny_checkpoints['deepmim']
     out = tmp_path / 'cka'
-    run_tool([osp.join(TOOLS, 'layer_similarity.py'), '--config', deepmim[0], mae[0],
-              '--checkpoint', deepmim[1], mae[1], '--name', 'DeepMIM', 'MAE', '--img',
-              tiny_checkpoints['images'], '--out-dir', str(out)])
+    run_tool([osp.join(TOOLS, 'layer_similarity.py'), *deepmim, *mae, '--name', 'DeepMIM', 'MAE',
+              '--img', tiny_checkpoints['images'], '--out-dir', str(out)])
     rows = _read_csv(out / 'layer_similarity.csv')
     assert list(rows[0]) == ['model_a', 'block_a', 'model_b', 'block_b', 'cka']
     assert len(rows) == 4 * 4 + 3 * 3 + 4 * 3
@@ -352,15 +359,255 @@ def test_layer_similarity_tool(tiny_checkpoints, tmp_path):
         assert size[0] > 200 and size[1] > 200
 
 
-def test_tools_reject_bad_input(tiny_checkpoints, tmp_path):
+def test_mff_encoder_is_analysed_unmasked(tmp_path):
+    """mmpretrain's ``MFFViT(x, mask=None)`` masks anyway: the tools must still see every token.
+
+    An MFF checkpoint and an MAE one with the same encoder blocks (MFF's fusion is after them)
+    give the same block outputs and attention distances."""
+    import attention
     import layer_similarity
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+
+    from analysis_utils import load_model
+    write_imagenet_folder(str(tmp_path / 'images'), num_classes=1, per_class=3, size=40)
+    files = sorted(str(p) for p in (tmp_path / 'images').rglob('*.JPEG'))
+    paths = {}
+    for name, text in (('mff', MFF_CFG), ('mae', MAE_CFG)):
+        paths[name] = str(tmp_path / f'{name}.py')
+        (tmp_path / f'{name}.py').write_text(text)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        mff = MODELS.build(Config.fromfile(paths['mff']).model).state_dict()
+    mae = {k: v for k, v in mff.items() if not k.startswith('backbone.proj_')}
+    models = {}
+    for name, state in (('mff', mff), ('mae', mae)):
+        torch.save({'state_dict': state}, tmp_path / f'{name}.pth')
+        models[name] = load_model(paths[name], str(tmp_path / f'{name}.pth'), torch.device('cpu'),
+                                  encoder_only=True)
+    assert type(models['mff'].backbone).__name__ == 'MFFViT'
+    feats = {n: layer_similarity.block_features(m, files, 2, 'tokens') for n, m in models.items()}
+    assert [f.shape for f in feats['mff']] == [(3 * 16, 64)] * 3  # 3 images x 16 tokens
+    for a, b in zip(feats['mff'], feats['mae']):
+        torch.testing.assert_close(a, b)
+    dist = {n: attention.analyse(m, files, 2)[0] for n, m in models.items()}
+    for a, b in zip(dist['mff'], dist['mae']):
+        torch.testing.assert_close(a, b)
+
+
+def test_tools_reject_bad_arguments(tiny_checkpoints, tmp_path, capsys):
+    """Missing files, a mistyped --cfg-options key, and pairs that are not CONFIG CHECKPOINT."""
+    import attention
+    import layer_similarity
+    import reconstruct
+
+    from analysis_utils import InputError
     cfg, ckpt = tiny_checkpoints['deepmim']
+    common = ['--img', tiny_checkpoints['images'], '--out-dir', str(tmp_path / 'out')]
     with pytest.raises(FileNotFoundError, match='no such file'):
-        layer_similarity.main(['--config', cfg, '--checkpoint', ckpt, '--img',
-                               str(tmp_path / 'nope'), '--out-dir', str(tmp_path)])
-    with pytest.raises(FileNotFoundError, match='checkpoint'):
-        layer_similarity.main(['--config', cfg, '--checkpoint', str(tmp_path / 'x.pth'),
-                               '--img', tiny_checkpoints['images'], '--out-dir', str(tmp_path)])
+        layer_similarity.main([cfg, ckpt, '--img', str(tmp_path / 'nope'), '--out-dir',
+                               str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match=f'checkpoint not found: {tmp_path}/x.pth'):
+        layer_similarity.main([cfg, ckpt, cfg, str(tmp_path / 'x.pth'), *common])
+    with pytest.raises(FileNotFoundError, match='config file not found: .*nope.py'):
+        attention.main([str(tmp_path / 'nope.py'), ckpt, *common])
+    with pytest.raises(FileNotFoundError, match="package 'nopkg' is not installed"):
+        attention.main(['nopkg::a/b.py', ckpt, *common])
+    # A mistyped override would be merged as a new key and ignored: an error naming the key,
+    # from the config check or, for an argument of a class, when the class is built.
+    with pytest.raises(InputError, match="no 'model.backbone.arch.embed_dim'; did you mean "
+                       "'model.backbone.arch.embed_dims'"):
+        reconstruct.main([cfg, ckpt, *common, '--cfg-options',
+                          'model.backbone.arch.embed_dim=32'])
+    with pytest.raises(InputError, match="model: .*unexpected keyword argument 'backbon'"):
+        reconstruct.main([cfg, ckpt, *common, '--cfg-options', 'model.backbon.img_size=64'])
+    with pytest.raises(InputError, match='--name: 1 names for 2 models'):
+        attention.main([cfg, ckpt, cfg, ckpt, '--name', 'A', *common])
+    for argv, message in (([cfg, ckpt, cfg], 'give CONFIG CHECKPOINT pairs: got 3 paths'),
+                          ([ckpt, cfg], "'.*deepmim.pth' is not a config .*; the config comes "
+                                        'first: CONFIG CHECKPOINT'),
+                          ([cfg, ckpt] * 3, 'at most 2 CONFIG CHECKPOINT pairs, got 3')):
+        with pytest.raises(SystemExit) as e:
+            layer_similarity.parse_args(argv + common)
+        assert e.value.code == 2
+        assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_encoder_only_checkpoint(tiny_checkpoints, tmp_path):
+    """attention.py / layer_similarity.py run the encoder only: a file with just ``backbone.``
+    (e.g. converted from timm) is analysed; reconstruct.py needs the decoders and says so."""
+    import attention
+    import reconstruct
+
+    from analysis_utils import InputError
+    cfg, ckpt = tiny_checkpoints['deepmim']
+    full = torch.load(ckpt)['state_dict']
+    encoder = str(tmp_path / 'encoder.pth')
+    torch.save({'state_dict': {k: v for k, v in full.items() if k.startswith('backbone.')}},
+               encoder)
+    common = ['--img', tiny_checkpoints['images'], '--max-images', '2']
+    attention.main([cfg, ckpt, cfg, encoder, '--name', 'full', 'encoder', *common, '--out-dir',
+                    str(tmp_path / 'attn')])
+    rows = _read_csv(tmp_path / 'attn' / 'attention_distance.csv')
+    by_model = {m: [r['mean_distance_px'] for r in rows if r['model'] == m]
+                for m in ('full', 'encoder')}
+    assert by_model['full'] == by_model['encoder']  # the same weights, the same figures
+    with pytest.raises(InputError, match=f"{encoder} has no 'neck.' weights .*needs the full "
+                       'pretraining checkpoint'):
+        reconstruct.main([cfg, encoder, *common, '--out-dir', str(tmp_path / 'recon')])
+    assert not (tmp_path / 'recon').exists()
+
+
+# ---------------------------------------------------------------- bad files, through the CLIs
+@pytest.fixture(scope='module')
+def bad_checkpoints(tiny_checkpoints, tmp_path_factory):
+    """One file per class of checkpoint a tool must refuse, and what its message must say.
+
+    ``{kind: (path, config the file is given with, pattern the error line must match)}``."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+
+    from deepmim_mm.checkpoint import plugin_to_timm
+    root = tmp_path_factory.mktemp('bad_checkpoints')
+    cfg, ckpt = tiny_checkpoints['deepmim']
+    state = torch.load(ckpt)['state_dict']
+    out = {}
+
+    def add(kind, message, write, config=cfg):
+        path = str(root / f'{kind}.pth')
+        write(path)
+        out[kind] = (path, config, message)
+
+    # As tools/model_converters/deepmim_to_timm.py writes it: a bare timm state dict.
+    add('timm', "has no 'backbone.' weights .*blocks.*it is no pretraining checkpoint",
+        lambda p: torch.save(plugin_to_timm(state)[0], p))
+    add('no_backbone', "has no 'backbone.' weights .*'layers'.*it is no pretraining checkpoint",
+        lambda p: torch.save({k[len('backbone.'):]: v for k, v in state.items()
+                              if k.startswith('backbone.')}, p))
+    # The same architecture, wider (96-d on the 64-d config), as a 384-d ViT-S on a ViT-T one.
+    wide_cfg = root / 'wide.py'
+    wide_cfg.write_text(DEEPMIM_CFG.replace('embed_dims=64', 'embed_dims=96')
+                        .replace('embed_dim=64', 'embed_dim=96'))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        wide = MODELS.build(Config.fromfile(str(wide_cfg)).model).state_dict()
+    add('wider', r'does not fit the (model|backbone) .*tensors of another shape: '
+        r'backbone.cls_token: checkpoint \(1, 1, 96\) vs model \(1, 1, 64\)',
+        lambda p: torch.save({'state_dict': wide, 'meta': {}}, p))
+    add('empty', r'not a checkpoint: .* \(an empty file, 0 bytes\)',
+        lambda p: open(p, 'wb').close())
+    add('text', r'not a checkpoint: .* \(found a text file',
+        lambda p: open(p, 'w').write('epoch_20.pth\n'))
+    add('random_bytes', r'not a checkpoint: .* \(found 4096 bytes of an unknown format',
+        lambda p: open(p, 'wb').write(random.Random(0).randbytes(4096)))
+    add('pickled_list', r'not a checkpoint: .* \(it holds a list, not a dict of tensors\)',
+        lambda p: torch.save([torch.zeros(2), 'epoch', 3], p))
+    # A list pickled without torch: only the file is asserted, the reader's message for it
+    # (the weights-only unpickler's refusal, with the trust hint) is its own business.
+    add('plain_pickle', '', lambda p: pickle.dump([1, 2, 3], open(p, 'wb')))
+    return out
+
+
+BAD_KINDS = ['timm', 'no_backbone', 'wider', 'empty', 'text', 'random_bytes', 'pickled_list',
+             'plain_pickle']
+
+
+def _tool_argv(tool, tiny, config, bad):
+    """The bad file as the only checkpoint (reconstruct.py) or as the second one, after a good
+    pair (the others): nothing may be analysed or written before it is refused."""
+    if tool == 'reconstruct.py':
+        return [config, bad]
+    return [*tiny['deepmim'], config, bad]
+
+
+def _assert_refused(proc, path, message, out):
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('error: ')]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert path in errors[0] and re.search(message, errors[0]), errors[0]
+    assert [p.name for p in out.rglob('*')] == []  # no figure, no CSV
+
+
+@pytest.mark.parametrize('kind', BAD_KINDS)
+@pytest.mark.parametrize('tool', ['reconstruct.py', 'attention.py', 'layer_similarity.py'])
+def test_tools_refuse_bad_checkpoints(tool, kind, tiny_checkpoints, bad_checkpoints, tmp_path):
+    """Every tool, every class of bad file: exit 1, one line naming the file and the problem,
+    no output (before the fix, files of another format or size gave figures from random
+    weights and exit 0)."""
+    path, config, message = bad_checkpoints[kind]
+    out = tmp_path / 'out'
+    out.mkdir()
+    proc = run_tool([osp.join(TOOLS, tool), *_tool_argv(tool, tiny_checkpoints, config, path),
+                     '--img', tiny_checkpoints['images'], '--out-dir', str(out)], check=False)
+    _assert_refused(proc, path, message, out)
+
+
+@pytest.fixture(scope='module')
+def images_with_corrupt(tiny_checkpoints, tmp_path_factory):
+    """The tiny images plus a zero-byte JPEG (first by name) and one that is not an image."""
+    root = tmp_path_factory.mktemp('corrupt_images')
+    shutil.copytree(tiny_checkpoints['images'], root / 'images')
+    empty, garbage = root / 'images' / '0_empty.jpg', root / 'images' / 'class1' / 'x.jpg'
+    empty.write_bytes(b'')
+    garbage.write_bytes(b'GIF89a not really' * 20)
+    return str(root / 'images'), str(empty), str(garbage)
+
+
+@pytest.mark.parametrize('tool', ['reconstruct.py', 'attention.py', 'layer_similarity.py'])
+def test_corrupt_image_is_named(tool, tiny_checkpoints, images_with_corrupt, tmp_path):
+    images, empty, _ = images_with_corrupt
+    out = tmp_path / 'out'
+    out.mkdir()
+    proc = run_tool([osp.join(TOOLS, tool), *tiny_checkpoints['deepmim'], '--img', images,
+                     '--out-dir', str(out)], check=False)
+    _assert_refused(proc, empty, r'cannot decode image .* \(the file is empty \(0 bytes\)\).* '
+                    'pass --skip-corrupt to skip such files', out)
+
+
+def test_skip_corrupt_images(tiny_checkpoints, images_with_corrupt, tmp_path):
+    """--skip-corrupt: a warning naming each unreadable file; the others are analysed."""
+    images, empty, garbage = images_with_corrupt
+    out = tmp_path / 'out'
+    proc = run_tool([osp.join(TOOLS, 'reconstruct.py'), *tiny_checkpoints['deepmim'], '--img',
+                     images, '--out-dir', str(out), '--skip-corrupt', '--batch-size', '3'])
+    for path in (empty, garbage):
+        assert f'cannot decode image {path}' in proc.stdout + proc.stderr
+    assert 'wrote 4 figures' in proc.stdout
+    rows = _read_csv(out / 'reconstruction_loss.csv')
+    assert len(rows) == 4 * 2 and not {empty, garbage} & {r['image'] for r in rows}
+
+
+MAE_PKG = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+# mmpretrain's MAE ViT-B config made tiny from the command line (DeiT-T encoder, 32 px).
+MAE_PKG_OPTIONS = {
+    'model.backbone.arch': 'deit-tiny', 'model.backbone.img_size': 32,
+    'model.backbone.patch_size': 8, 'model.neck.embed_dim': 192, 'model.neck.patch_size': 8,
+    'model.neck.num_patches': 16, 'model.neck.decoder_embed_dim': 32,
+    'model.neck.decoder_depth': 1, 'model.neck.decoder_num_heads': 2, 'model.head.patch_size': 8,
+}
+
+
+def test_package_config_is_accepted(tiny_checkpoints, tmp_path):
+    """``pkg::path.py`` configs (resolved in the package's .mim/configs), with --cfg-options."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    local = tmp_path / 'mae_pkg_tiny.py'  # the same model, through mmengine's own _base_
+    local.write_text(f'_base_ = {MAE_PKG!r}\n')
+    cfg = Config.fromfile(str(local))
+    cfg.merge_from_dict(MAE_PKG_OPTIONS)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    ckpt = str(tmp_path / 'mae_pkg.pth')
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    out = tmp_path / 'out'
+    proc = run_tool([osp.join(TOOLS, 'reconstruct.py'), MAE_PKG, ckpt, '--img',
+                     tiny_checkpoints['images'], '--out-dir', str(out), '--max-images', '2',
+                     '--cfg-options', *[f'{k}={v}' for k, v in MAE_PKG_OPTIONS.items()]])
+    assert 'wrote 2 figures' in proc.stdout
+    assert [r['level'] for r in _read_csv(out / 'reconstruction_loss.csv')] == ['block12'] * 2
 
 
 @pytest.fixture(autouse=True)
@@ -376,9 +623,8 @@ def test_tools_on_cuda_match_cpu(tiny_checkpoints, tmp_path):
     for device in ('cpu', 'cuda'):
         reconstruct.main([cfg, ckpt, '--img', tiny_checkpoints['images'], '--out-dir',
                           str(tmp_path / device), '--device', device])
-        attention.main(['--config', cfg, '--checkpoint', ckpt, '--img',
-                        tiny_checkpoints['images'], '--out-dir', str(tmp_path / device),
-                        '--device', device])
+        attention.main([cfg, ckpt, '--img', tiny_checkpoints['images'], '--out-dir',
+                        str(tmp_path / device), '--device', device])
     # No masking here: the attention distances agree across devices.
     cpu, gpu = (_read_csv(tmp_path / d / 'attention_distance.csv') for d in ('cpu', 'cuda'))
     assert [float(r['mean_distance_px']) for r in gpu] == pytest.approx(

@@ -157,3 +157,18 @@ def vit_geometry(backbone: nn.Module) -> Tuple[Tuple[int, int], int, int]:
         raise ValueError(f'cannot find the patch size of {type(backbone).__name__}')
     extra = int(getattr(backbone, 'num_extra_tokens', 1))
     return grid, int(patch), extra
+
+
+def encode_unmasked(backbone: nn.Module, inputs: torch.Tensor):
+    """Run an mmpretrain ViT encoder on every patch of ``inputs`` (no masking).
+
+    ``MAEViT.forward(x, mask=None)`` encodes without masking, but mmpretrain 1.2.0's ``MFFViT``
+    then calls ``super().forward(x)``, i.e. ``MAEViT.forward`` with its default ``mask=True``,
+    and masks anyway. So the plain ``VisionTransformer.forward`` is called for every
+    ``VisionTransformer`` (MAE, MFF, this plugin's ``DeepMIMViT``: the blocks are the same; the
+    returned value is that forward's); other backbones get ``backbone(inputs, mask=None)``.
+    """
+    from mmpretrain.models.backbones import VisionTransformer
+    if isinstance(backbone, VisionTransformer):
+        return VisionTransformer.forward(backbone, inputs)
+    return backbone(inputs, mask=None)

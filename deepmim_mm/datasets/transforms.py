@@ -14,17 +14,21 @@ from .image_codec import read_header
 _ACCEPTED = ('error', 'skip')
 
 
-def corrupt_image(filename: str, error: BaseException, on_corrupt: str, where: str) -> None:
+def corrupt_image(filename: str, error: BaseException, on_corrupt: str, where: str,
+                  how_to_skip: Optional[str] = None) -> None:
     """Apply the ``on_corrupt`` policy to a file whose decoding raised ``error``: raise a
     ``ValueError`` naming it (``'error'``) or warn and return (``'skip'``). ``where`` names the
-    transform or data preprocessor whose ``on_corrupt`` decides."""
+    transform or data preprocessor whose ``on_corrupt`` decides; ``how_to_skip`` replaces the
+    hint ``set on_corrupt="skip" in <where>`` where the user does not write that pipeline (a
+    tool's command-line flag)."""
     msg = (f'cannot decode image {filename} ({_reason(error)}): the file is corrupt or not an '
            'image')
     if on_corrupt == 'skip':
         print_log(f'{msg}; skipped (on_corrupt="skip")', logger='current', level=30)
         return
-    raise ValueError(f'{msg}. Replace or remove it, or set on_corrupt="skip" in {where} to skip '
-                     'such files with a warning') from error
+    how_to_skip = how_to_skip or f'set on_corrupt="skip" in {where}'
+    raise ValueError(f'{msg}. Replace or remove it, or {how_to_skip} to skip such files with a '
+                     'warning') from error
 
 
 def check_on_corrupt(on_corrupt: str, where: str) -> str:

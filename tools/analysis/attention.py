@@ -17,10 +17,14 @@ Writes ``attention_distance.csv`` (model, block, head, mean_distance_px),
 head_dissimilarity), ``attention_distance.png`` (one panel per model, a dot per head) and
 ``attention_diversity.png`` (both measures per block, one line per model).
 
+Models are given as ``CONFIG CHECKPOINT`` pairs. Only the encoder runs, so only the checkpoint's
+``backbone.`` keys are used, and they must fit the config's backbone exactly; every pair is read
+and checked before the first model is analysed.
+
 Example::
 
-    python tools/analysis/attention.py --config mae.py deepmim.py \
-        --checkpoint mae.pth deepmim.pth --name MAE DeepMIM --img val_images/ --out-dir out
+    python tools/analysis/attention.py mae.py mae.pth deepmim.py deepmim.pth \
+        --name MAE DeepMIM --img val_images/ --out-dir out
 """
 import argparse
 import os
@@ -29,7 +33,7 @@ import os.path as osp
 import torch
 
 from analysis_utils import (add_common_args, add_model_args, check_device, collect_images,
-                            iter_batches, load_model, model_names, write_csv)
+                            iter_batches, load_models, model_names, model_pairs, run, write_csv)
 
 
 def parse_args(argv=None):
@@ -37,17 +41,15 @@ def parse_args(argv=None):
     add_model_args(parser)
     add_common_args(parser)
     args = parser.parse_args(argv)
-    if len(args.config) != len(args.checkpoint):
-        parser.error(f'--config has {len(args.config)} files but --checkpoint '
-                     f'{len(args.checkpoint)}; give one checkpoint per config')
+    args.pairs = model_pairs(parser, args.models)
     return args
 
 
 @torch.no_grad()
-def analyse(model, files, batch_size):
+def analyse(model, files, batch_size, skip_corrupt=False):
     """Per-block ``(H,)`` mean distances and the image-averaged head dissimilarity."""
-    from deepmim_mm.analysis import (capture_attention, head_dissimilarity, mean_attention_distance,
-                                     vit_geometry)
+    from deepmim_mm.analysis import (capture_attention, encode_unmasked, head_dissimilarity,
+                                     mean_attention_distance, vit_geometry)
     backbone = model.backbone
     grid, patch, extra = vit_geometry(backbone)
     n_blocks = len(backbone.layers)
@@ -55,8 +57,8 @@ def analyse(model, files, batch_size):
     dis_sum = [0.0] * n_blocks
     count = 0
     with capture_attention(backbone.layers) as maps:
-        for _, inputs in iter_batches(model, files, batch_size):
-            backbone(inputs, mask=None)
+        for _, inputs in iter_batches(model, files, batch_size, skip_corrupt=skip_corrupt):
+            encode_unmasked(backbone, inputs)
             for b in range(n_blocks):
                 dist_sum[b] = dist_sum[b] + mean_attention_distance(
                     maps[b], grid, patch, extra).sum(dim=0).cpu()
@@ -110,15 +112,17 @@ def plot(out_dir, names, results):
 def main(argv=None):
     args = parse_args(argv)
     device = check_device(args.device)
-    names = model_names(args.config, args.name)
+    names = model_names([c for c, _ in args.pairs], args.name)
     files = collect_images(args.img, args.max_images)
-    os.makedirs(args.out_dir, exist_ok=True)
+    models = load_models(args.pairs, torch.device('cpu'), args.cfg_options, encoder_only=True,
+                         allow_new_keys=args.allow_new_keys)
     results = []
-    for name, cfg, ckpt in zip(names, args.config, args.checkpoint):
+    for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
         print(f'{name}: {cfg}, {ckpt}')
-        model = load_model(cfg, ckpt, device, args.cfg_options)
-        results.append(analyse(model, files, args.batch_size))
+        model, models[i] = models[i].to(device), None  # one model on the device at a time
+        results.append(analyse(model, files, args.batch_size, args.skip_corrupt))
         del model
+    os.makedirs(args.out_dir, exist_ok=True)
     dist_rows, div_rows = [], []
     for name, (per_head, dissim) in zip(names, results):
         for b, d in enumerate(per_head):
@@ -135,4 +139,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run(main)

@@ -17,10 +17,14 @@ Writes, for one model ``A``: ``cka_A.png`` and ``layer_similarity.csv``; with a 
 ``layer_similarity.csv`` has one row per pair: model_a, block_a, model_b, block_b, cka (blocks
 1-indexed).
 
+Models are given as one or two ``CONFIG CHECKPOINT`` pairs. Only the encoder runs, so only the
+checkpoint's ``backbone.`` keys are used, and they must fit the config's backbone exactly; both
+pairs are read and checked before the first model is analysed.
+
 Example::
 
-    python tools/analysis/layer_similarity.py --config mae.py deepmim.py \
-        --checkpoint mae.pth deepmim.pth --name MAE DeepMIM --img val_images/ --out-dir out
+    python tools/analysis/layer_similarity.py mae.py mae.pth deepmim.py deepmim.pth \
+        --name MAE DeepMIM --img val_images/ --out-dir out
 """
 import argparse
 import os
@@ -28,39 +32,41 @@ import os.path as osp
 
 import torch
 
-from analysis_utils import (add_common_args, add_model_args, check_device, collect_images,
-                            iter_batches, load_model, model_names, safe_name, write_csv)
+from analysis_utils import (InputError, add_common_args, add_model_args, check_device,
+                            collect_images, iter_batches, load_models, model_names, model_pairs,
+                            run, safe_name, write_csv)
 
 POOLS = ('tokens', 'mean', 'cls')
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    add_model_args(parser, 'one or two configs')
+    add_model_args(parser)
     parser.add_argument('--pool', default='tokens', choices=POOLS,
                         help='what one example is (see the module docstring); default tokens')
     add_common_args(parser)
     args = parser.parse_args(argv)
-    if len(args.config) not in (1, 2) or len(args.config) != len(args.checkpoint):
-        parser.error('give one or two --config files and as many --checkpoint files '
-                     f'(got {len(args.config)} and {len(args.checkpoint)})')
+    args.pairs = model_pairs(parser, args.models, max_models=2)
     return args
 
 
 @torch.no_grad()
-def block_features(model, files, batch_size, pool):
+def block_features(model, files, batch_size, pool, skip_corrupt=False):
     """One ``(examples, C)`` float32 CPU tensor per block."""
-    from deepmim_mm.analysis import capture_block_outputs, vit_geometry
+    from deepmim_mm.analysis import capture_block_outputs, encode_unmasked, vit_geometry
     if pool not in POOLS:
         raise ValueError(f'pool={pool!r}; accepted: {POOLS}')
     backbone = model.backbone
-    _, _, extra = vit_geometry(backbone)
+    (h, w), _, extra = vit_geometry(backbone)
     feats = [[] for _ in backbone.layers]
     with capture_block_outputs(backbone.layers) as outs:
-        for _, inputs in iter_batches(model, files, batch_size):
-            backbone(inputs, mask=None)
+        for _, inputs in iter_batches(model, files, batch_size, skip_corrupt=skip_corrupt):
+            encode_unmasked(backbone, inputs)
             for b in range(len(feats)):
                 x = outs[b].float()
+                if x.shape[1] != h * w + extra:  # CKA of masked subsets would be no error
+                    raise RuntimeError(f'block {b + 1} output {tuple(x.shape)} is not the '
+                                       f'{h}x{w} grid + {extra} token(s): was the input masked?')
                 if pool == 'cls':
                     f = x[:, 0]
                 elif pool == 'mean':
@@ -93,21 +99,23 @@ def main(argv=None):
     from deepmim_mm.analysis import cka_matrix
     args = parse_args(argv)
     device = check_device(args.device)
-    names = model_names(args.config, args.name)
+    names = model_names([c for c, _ in args.pairs], args.name)
     if len(names) == 2 and names[0] == names[1]:
         names = [names[0] + '_a', names[1] + '_b']
     files = collect_images(args.img, args.max_images)
-    os.makedirs(args.out_dir, exist_ok=True)
+    models = load_models(args.pairs, torch.device('cpu'), args.cfg_options, encoder_only=True,
+                         allow_new_keys=args.allow_new_keys)
     feats = []
-    for name, cfg, ckpt in zip(names, args.config, args.checkpoint):
+    for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
         print(f'{name}: {cfg}, {ckpt}')
-        model = load_model(cfg, ckpt, device, args.cfg_options)
-        feats.append(block_features(model, files, args.batch_size, args.pool))
+        model, models[i] = models[i].to(device), None  # one model on the device at a time
+        feats.append(block_features(model, files, args.batch_size, args.pool, args.skip_corrupt))
         del model
     if len(feats) == 2 and feats[0][0].shape[0] != feats[1][0].shape[0]:
-        raise ValueError(f'--pool {args.pool}: the models give {feats[0][0].shape[0]} and '
+        raise InputError(f'--pool {args.pool}: the models give {feats[0][0].shape[0]} and '
                          f'{feats[1][0].shape[0]} examples (different token grids?); use '
                          '--pool mean or cls to compare them')
+    os.makedirs(args.out_dir, exist_ok=True)
     pairs = [(0, 0)] + ([(1, 1), (0, 1)] if len(feats) == 2 else [])
     rows = []
     for a, b in pairs:
@@ -129,4 +137,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run(main)

@@ -9,8 +9,13 @@ the per-token cosine similarity of the level's prediction to the teacher's featu
 
 One random mask per image, drawn once and shared by every level, exactly as in training
 (``DeepMIM.loss``: masked encoder pass, neck, ``get_targets``, head). The masks depend only on
-``--seed``, ``--batch-size``, the image list and the device (CPU and CUDA draw different random
-numbers), so two checkpoints analysed with the same options see the same masks.
+``--seed``, ``--batch-size``, the list of (readable) images and the device (CPU and CUDA draw
+different random numbers), so two checkpoints analysed with the same options see the same masks.
+
+The checkpoint must fit the config exactly (every key, every shape, decoders included): a file of
+another format or size is an error naming it, not figures from random weights. The run stops at
+the first image that cannot be decoded, naming it (the figures of the images before it are kept,
+no CSV is written), unless ``--skip-corrupt``.
 
 Example::
 
@@ -24,19 +29,22 @@ import os.path as osp
 
 import torch
 
-from analysis_utils import (add_common_args, check_device, collect_images, iter_batches, load_model,
-                            safe_name, write_csv)
+from analysis_utils import (InputError, add_common_args, check_config_name, check_device,
+                            collect_images, iter_batches, load_model, run, safe_name, write_csv)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('config', help='model config file')
-    parser.add_argument('checkpoint', help='checkpoint file (mmengine .pth)')
+    parser.add_argument('config', help='model config file, or pkg::path.py inside an installed '
+                        'OpenMMLab package')
+    parser.add_argument('checkpoint', help='its pretraining checkpoint (mmengine .pth)')
     add_common_args(parser)
     parser.add_argument('--seed', type=int, default=0, help='seed of the random mask')
     parser.add_argument('--mask-ratio', type=float, default=None,
                         help='override the backbone mask ratio (default: the config\'s)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_config_name(parser, args.config, args.checkpoint)
+    return args
 
 
 def save_figure(path, name, panels, result, i):
@@ -80,14 +88,16 @@ def main(argv=None):
     args = parse_args(argv)
     device = check_device(args.device)
     files = collect_images(args.img, args.max_images)
-    model = load_model(args.config, args.checkpoint, device, args.cfg_options)
+    if args.mask_ratio is not None and not 0 < args.mask_ratio < 1:
+        raise InputError(f'--mask-ratio must be in (0, 1), got {args.mask_ratio}')
+    model = load_model(args.config, args.checkpoint, device, args.cfg_options,
+                       allow_new_keys=args.allow_new_keys)
     if args.mask_ratio is not None:
-        if not 0 < args.mask_ratio < 1:
-            raise ValueError(f'--mask-ratio must be in (0, 1), got {args.mask_ratio}')
         model.backbone.mask_ratio = args.mask_ratio
-    os.makedirs(args.out_dir, exist_ok=True)
     rows, header, used = [], None, set()
-    for b, (paths, inputs) in enumerate(iter_batches(model, files, args.batch_size)):
+    batches = iter_batches(model, files, args.batch_size, skip_corrupt=args.skip_corrupt)
+    for b, (paths, inputs) in enumerate(batches):
+        os.makedirs(args.out_dir, exist_ok=True)  # once an image was read
         # One seed per batch: the same images get the same mask whatever the checkpoint.
         result = masked_predictions(model, inputs, seed=args.seed + b)
         panels = level_panels(model, inputs, result)
@@ -112,9 +122,9 @@ def main(argv=None):
                 rows.append(row)
     csv_path = osp.join(args.out_dir, 'reconstruction_loss.csv')
     write_csv(csv_path, header, rows)
-    print(f'wrote {len(files)} figures and {csv_path} to {args.out_dir}')
+    print(f'wrote {len(used)} figures and {csv_path} to {args.out_dir}')
 
 
 if __name__ == '__main__':
     with torch.no_grad():
-        main()
+        run(main)
