@@ -164,3 +164,25 @@ def test_mmpretrain_config(tmp_path):
     assert list(feats) == ['block2'] and feats['block2'].shape == (3, 32)
     assert list(extract_levels(model, torch.randn(1, 3, 32, 32), blocks='all')) == [
         'block1', 'block2']
+
+
+def test_mmpretrain_mff_features_are_unmasked(tmp_path):
+    """mmpretrain's MFFViT(x, mask=None) masks anyway; the API encodes every patch."""
+    from mmpretrain.apis import get_model
+
+    from deepmim_mm.apis.inference import level_features
+    options = {'model.backbone.arch': dict(_delete_=True, embed_dims=32, num_layers=2,
+                                           num_heads=2, feedforward_channels=64),
+               'model.backbone.img_size': 32, 'model.backbone.out_indices': [0, 1],
+               'model.neck.embed_dim': 32, 'model.neck.decoder_embed_dim': 32,
+               'model.neck.decoder_depth': 1, 'model.neck.decoder_num_heads': 2,
+               'model.neck.num_patches': 4}
+    name = 'mmpretrain::mff/mff_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+    cfg = load_config(name, options)
+    assert cfg.model.backbone.type == 'MFFViT'
+    torch.manual_seed(0)
+    torch.save({'state_dict': get_model(cfg).state_dict()}, tmp_path / 'mff.pth')
+    model = init_encoder(name, str(tmp_path / 'mff.pth'), cfg_options=options)
+    for blocks in ('supervised', 'all'):
+        feats = level_features(model, torch.randn(2, 3, 32, 32), blocks=blocks)
+        assert all(f.shape[1] == 1 + 4 for f in feats.values()), (blocks, feats)

@@ -47,8 +47,12 @@ def _bad_files(tmp_path):
     noise.write_bytes(bytes(range(7, 256)) * 4)
     as_list = tmp_path / 'list.pth'
     torch.save([torch.zeros(2)], as_list)
+    plain = tmp_path / 'pickled.pth'
+    with open(plain, 'wb') as f:
+        pickle.dump([1, 2, 3], f, protocol=4)
     return [(empty, 'an empty file, 0 bytes'), (text, 'a text file of'),
-            (noise, 'of an unknown format'), (as_list, 'it holds a list, not a dict')]
+            (noise, 'of an unknown format'), (as_list, 'it holds a list, not a dict'),
+            (plain, 'a Python pickle, not a torch.save file; it is not unpickled')]
 
 
 def test_reader_names_every_kind_of_bad_file(tmp_path):
@@ -70,7 +74,7 @@ def test_reader_names_every_kind_of_bad_file(tmp_path):
         load_file(str(tmp_path / 'nope.pth'), 'model.backbone.init_cfg.checkpoint')
 
 
-@pytest.mark.parametrize('kind', range(4))
+@pytest.mark.parametrize('kind', range(5))
 def test_bad_load_from_through_train_py(tmp_path, kind):
     """load_from / resume go through the same reader (the compat loader), before anything
     trains: each kind named, no checkpoint written."""

@@ -16,8 +16,9 @@ from mmengine.config import Config
 from mmengine.model import BaseModel
 from mmpretrain.apis import FeatureExtractor, get_model
 
-from ..analysis.attention import capture_block_outputs, vit_geometry
+from ..analysis.attention import capture_block_outputs, encode_unmasked, vit_geometry
 from ..analysis.probe import pool_tokens
+from ..models.backbones import DeepMIMViT
 
 BLOCKS = ('supervised', 'all')
 
@@ -101,7 +102,8 @@ def level_features(model: nn.Module, inputs: torch.Tensor,
 
     ``blocks='supervised'``: what ``model.extract_feat`` returns, one entry per supervised level
     (DeepMIM: the raw outputs of the intermediate supervised blocks and the last block after the
-    final norm; MFF: fused). ``'all'``: the raw output of every block (before any final norm),
+    final norm; the plugin's MFF: fused; mmpretrain's ``MFFViT``: its unfused outputs, since its
+    own unmasked path masks). ``'all'``: the raw output of every block (before any final norm),
     recorded during the same forward pass. The model's mode is left as it is (call ``eval()``).
     """
     if blocks not in BLOCKS:
@@ -109,10 +111,10 @@ def level_features(model: nn.Module, inputs: torch.Tensor,
     names = level_names(model, blocks)
     if blocks == 'all':
         with capture_block_outputs(model.backbone.layers) as outs:
-            model.extract_feat(inputs)
+            _unmasked(model, inputs)
         feats = [outs[i] for i in range(len(names))]
     else:
-        feats = model.extract_feat(inputs)
+        feats = _unmasked(model, inputs)
         feats = [feats] if isinstance(feats, torch.Tensor) else list(feats)
         if len(feats) != len(names) or any(f.dim() != 3 for f in feats):
             raise ValueError(
@@ -120,6 +122,15 @@ def level_features(model: nn.Module, inputs: torch.Tensor,
                 f'supervised level {names}; got {[tuple(f.shape) for f in feats]} (set '
                 "model.backbone.out_type='raw')")
     return OrderedDict(zip(names, feats))
+
+
+def _unmasked(model: nn.Module, inputs: torch.Tensor):
+    """The backbone's features of every patch: ``extract_feat`` for this plugin's
+    ``DeepMIMViT`` (which never masks then; MFF fused), the plain ``VisionTransformer`` forward for
+    others (mmpretrain's ``MFFViT(x, mask=None)`` masks anyway, so its unfused block outputs)."""
+    if isinstance(model.backbone, DeepMIMViT):
+        return model.extract_feat(inputs)
+    return encode_unmasked(model.backbone, inputs)
 
 
 def eval_pipeline(img_size: int) -> List[dict]:

@@ -100,6 +100,10 @@ def _describe(head: bytes, size: int) -> str:
     return f'{size} bytes of an unknown format (starting 0x{head[:8].hex()})'
 
 
+#: torch.save's legacy (non-zip) format starts with a pickled magic number: 0x1950a86a20f9469cfc6c.
+_LEGACY_MAGIC = b'\x8a\x0a' + (0x1950a86a20f9469cfc6c).to_bytes(10, 'little')
+
+
 def _field(field_name: str) -> str:
     return f'{field_name}: ' if field_name else ''
 
@@ -114,7 +118,8 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _refused(path: str, error: pickle.UnpicklingError) -> pickle.UnpicklingError:
+def _refused(path: str, error: pickle.UnpicklingError,
+             field_name: str = '') -> pickle.UnpicklingError:
     """A real torch file with a global outside the allowlist: name it and the remedies."""
     text = str(error)
     found = None
@@ -126,15 +131,21 @@ def _refused(path: str, error: pickle.UnpicklingError) -> pickle.UnpicklingError
         if match:
             found = match.group(1)
             break
-    name = found.split(' ')[0] if found else '<the global named below>'
-    detail = text.split('WeightsUnpickler error:', 1)[-1].strip().split('\n')[0]
+    text_detail = text.split('WeightsUnpickler error:', 1)[-1].strip()
+    detail = next((line for line in text_detail.split('\n') if line.strip()), text_detail)
+    where = f'{_field(field_name)}checkpoint {path}'
+    trust = (f'set {TRUST_ENV}=1 to read checkpoints with full pickle (which can run arbitrary '
+             'code)')
+    if found is None:  # not a global: a pickle feature the weights-only unpickler lacks
+        return pickle.UnpicklingError(
+            f'{where} uses pickle features torch.load(weights_only=True) cannot read; if you '
+            f'trust this file, {trust}.\ntorch said: {detail}')
     return pickle.UnpicklingError(
-        f'checkpoint {path} holds {f"the object `{found}`" if found else "an object"}, which '
-        'torch.load(weights_only=True) refuses; allowed are tensors and what mmengine '
-        'checkpoints hold (HistoryBuffer, numpy arrays, scalars and dtypes). If you trust this '
-        f'file, allow that global with `torch.serialization.add_safe_globals([{name}])` before '
-        f'loading, or set {TRUST_ENV}=1 to read checkpoints with full pickle (which can run '
-        f'arbitrary code).\ntorch said: {detail}')
+        f'{where} holds the object `{found}`, which torch.load(weights_only=True) refuses; '
+        'allowed are tensors and what mmengine checkpoints hold (HistoryBuffer, numpy arrays, '
+        'scalars and dtypes). If you trust this file, allow that global with '
+        f'`torch.serialization.add_safe_globals([{found.split(" ")[0]}])` before loading, or '
+        f'{trust}.\ntorch said: {detail}')
 
 
 def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any:
@@ -187,6 +198,9 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
     if not is_zip and not head.startswith(b'\x80'):  # torch files are zip archives or pickles
         raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (found '
                                   f'{_describe(head, size)})')
+    if not is_zip and _LEGACY_MAGIC not in head[:32]:
+        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (a Python '
+                                  'pickle, not a torch.save file; it is not unpickled)')
     if is_zip and zipfile.is_zipfile(path) and _is_torchscript(path):
         import warnings
         with warnings.catch_warnings():  # torch.jit is deprecated; OpenAI's files are not
@@ -198,7 +212,7 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
             return torch.load(path, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as e:
         if not trusted and 'Weights only load failed' in str(e):
-            raise _refused(path, e) from e
+            raise _refused(path, e, field_name) from e
         raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (a '
                                   f'{"zip archive" if is_zip else "pickle"} torch cannot read: '
                                   f'{_first_line(e)})') from e
