@@ -170,6 +170,14 @@ def test_bad_arguments(tmp_path):
             '--data', str(tmp_path / 'missing')])
     with pytest.raises(ValueError, match='--workers'):
         benchmark_data.parse_args(['pipeline', 'x.py', '--data', '.', '--workers', '-1'])
+    # A mistyped override would measure the unchanged config: refused before anything runs.
+    demo = osp.join(ROOT, 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
+    with pytest.raises(ValueError, match="did you mean 'train_dataloader'"):
+        benchmark.main([demo, '--baseline', 'none', '--cfg-options',
+                        'train_dataloder.batch_size=2'])
+    with pytest.raises(ValueError, match="did you mean 'train_dataloader.batch_size'"):
+        benchmark_data.main(['pipeline', demo, '--data', DEMO_IMAGES, '--cfg-options',
+                             'train_dataloader.batch_sise=2'])
     assert osp.isdir(DEMO_IMAGES)
 
 

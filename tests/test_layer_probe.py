@@ -108,6 +108,17 @@ def test_layer_probe_two_checkpoints(tmp_path, setup, capsys):
     assert [os.stat(p).st_mtime_ns for p in cache] == mtimes
     assert len(rows2) == 2 * nblocks and min(r['top1'] for r in rows2) >= 75.0
 
+    # Features depend on the normalisation too: another mean / std extracts again (one
+    # checkpoint, --name / --out-dir as in the other analysis tools), under new cache files.
+    _probe([cfg, ckpts[0], '--name', 'MAE', '--data-root', data, '--out-dir', work, '--device',
+            'cpu', '--batch-size', '8', '--num-workers', '0', '--probe', 'knn', '--features',
+            'avg', '--cfg-options', 'data_preprocessor.mean=[0,0,0]',
+            'data_preprocessor.std=[1,1,1]'])
+    out = capsys.readouterr().out
+    assert 'reusing cached features' not in out
+    assert '[MAE] train features' in out
+    assert len(glob.glob(str(work / 'feature_cache' / '*.pt'))) == 3 * 2 * nblocks
+
 
 def test_layer_probe_minibatch_smaller_than_one_batch(tmp_path, setup, capsys):
     """The old defaults' failure mode: 30 training images, batch 4096. Steps, not epochs: the
@@ -142,3 +153,38 @@ def test_layer_probe_bad_input(tmp_path, setup):
                 '--device', 'cpu', '--num-workers', '0', '--no-cache'])
     with pytest.raises(FileNotFoundError, match='config file not found'):
         _probe([tmp_path / 'missing.py', ckpts[0], '--data-root', data, '--work-dir', tmp_path])
+    # Overrides: a key the config does not have (a typo), and one the tool does not read.
+    for option, message in (('model.backbone.img_sizee=32', r"reads only model\.backbone\.arch"),
+                            ('train_dataloader.batch_size=2', 'would change nothing'),
+                            ('data_preprocessor.meen=[0,0,0]', 'would change nothing'),
+                            ('model.backbone.arch.num_layerz=2', r"no 'model\.backbone\.arch"
+                             r"\.num_layerz'; did you mean 'model\.backbone\.arch\.num_layers'")):
+        with pytest.raises(ValueError, match=message):
+            _probe([cfg, ckpts[0], '--data-root', data, '--work-dir', tmp_path / 'o',
+                    '--cfg-options', option])
+    assert not (tmp_path / 'o').exists()
+
+
+def test_layer_probe_cli_errors_are_one_line(tmp_path, setup):
+    """From the command line, every bad input is one `error:` line and exit status 1, as for
+    the other analysis tools."""
+    import subprocess
+    data, ckpts, cfg = setup
+    import torch
+    bad = tmp_path / 'other_width.pth'
+    torch.save({'state_dict': {'backbone.cls_token': torch.zeros(1, 1, 48)}}, bad)
+    cases = [
+        ([cfg, ckpts[0], '--data-root', tmp_path / 'nowhere'], 'train/ and val/ folders'),
+        ([cfg, bad, '--data-root', data], 'checkpoints: cannot initialise'),
+        ([cfg, ckpts[0], '--data-root', data, '--cfg-options', 'model.neck.x=1'],
+         'would change nothing'),
+    ]
+    for argv, message in cases:
+        proc = subprocess.run(
+            [sys.executable, osp.join(ANALYSIS, 'layer_probe.py'), *map(str, argv),
+             '--work-dir', str(tmp_path / 'w'), '--device', 'cpu', '--num-workers', '0'],
+            capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 1, (argv, proc.stdout, proc.stderr)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith('error: ') and message in last, proc.stderr
+        assert 'Traceback' not in proc.stderr

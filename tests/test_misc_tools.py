@@ -29,6 +29,22 @@ def test_print_config_resolves_inheritance_and_overrides():
         'deepmim_mm/demo/images/train'
 
 
+def test_misc_tools_check_overrides(tmp_path):
+    """A mistyped --cfg-options key is one error line naming the closest key (browse_dataset
+    would otherwise show the unchanged pipeline); --allow-new-keys adds it on purpose."""
+    for tool in ('print_config.py', 'browse_dataset.py'):
+        extra = ['-o', str(tmp_path), '--not-show'] if tool.startswith('browse') else []
+        proc = run_tool([f'tools/misc/{tool}', DEMO, '--cfg-options',
+                         'train_dataloder.batch_size=2'] + extra, check=False)
+        assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith('error: --cfg-options train_dataloder.batch_size') and \
+            "did you mean 'train_dataloader'" in last, proc.stderr
+    js = json.loads(run_tool(['tools/misc/print_config.py', DEMO, '--json', '--cfg-options',
+                              'my_note=1', '--allow-new-keys']).stdout)
+    assert js['my_note'] == 1
+
+
 def test_print_config_of_a_package_config():
     out = run_tool(['tools/misc/print_config.py',
                     'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',

@@ -54,6 +54,10 @@ def test_binary_gaussians_reach_the_closed_form_bayes_accuracy():
     assert sorted(res.holdout_top1) == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
     assert res.l2 in res.holdout_top1 and res.holdout_top1[res.l2] == max(
         res.holdout_top1.values())
+    # Ties on held-out top-1 go to the lower held-out cross-entropy.
+    assert sorted(res.holdout_loss) == sorted(res.holdout_top1)
+    tied = [v for v, acc in res.holdout_top1.items() if acc == res.holdout_top1[res.l2]]
+    assert res.holdout_loss[res.l2] == min(res.holdout_loss[v] for v in tied)
 
 
 @pytest.mark.parametrize('method', ['lbfgs', 'minibatch'])

@@ -250,6 +250,7 @@ class ProbeResult:
     l2: float
     grad_max: Optional[float] = None
     holdout_top1: Dict[float, float] = field(default_factory=dict)
+    holdout_loss: Dict[float, float] = field(default_factory=dict)
 
     def as_row(self) -> dict:
         return dict(top1=self.top1, top5=self.top5, train_loss=self.train_loss,
@@ -286,7 +287,8 @@ def linear_probe(x_train: torch.Tensor,
     """Standardise, choose ``l2``, fit, evaluate.
 
     ``l2=None`` chooses it from ``l2_grid`` by top-1 on a stratified ``holdout`` part of the
-    *training* split (ties: the larger ``l2``), fitting from the largest value down with warm
+    *training* split (ties, frequent on small held-out parts: the lower held-out cross-entropy,
+    then the larger ``l2``), fitting from the largest value down with warm
     starts; the chosen value is then refitted on the whole training split. The evaluation split
     is only scored. ``seed`` draws the held-out part (and the mini-batches). ``options`` go
     to the fitting function of ``method`` (``lbfgs``:
@@ -299,6 +301,7 @@ def linear_probe(x_train: torch.Tensor,
     y_train, y_eval = y_train.long().to(device), y_eval.long().to(device)
     fit = _fitter(method, num_classes, options, seed)
     scores: Dict[float, float] = {}
+    losses: Dict[float, float] = {}
     init = None
     if l2 is None:
         fit_idx, held_idx = holdout_split(y_train, holdout, seed)
@@ -310,8 +313,11 @@ def linear_probe(x_train: torch.Tensor,
         best = None
         for value in sorted(l2_grid, reverse=True):
             init = fit(x_train[fit_idx], y_train[fit_idx], value, init)
-            scores[value] = topk_accuracy(init.logits(x_train[held_idx]), y_train[held_idx])
-            if best is None or scores[value] > scores[best]:
+            with torch.no_grad():
+                held_logits = init.logits(x_train[held_idx])
+                losses[value] = F.cross_entropy(held_logits, y_train[held_idx]).item()
+            scores[value] = topk_accuracy(held_logits, y_train[held_idx])
+            if best is None or (scores[value], -losses[value]) > (scores[best], -losses[best]):
                 best = value
         l2 = best
         init = None  # the final fit starts from zero: its iteration count is its own
@@ -324,7 +330,8 @@ def linear_probe(x_train: torch.Tensor,
         top5=topk_accuracy(logits, y_eval, 5) if num_classes > 5 else None,
         train_loss=result.loss, train_acc=train_acc, iterations=result.iterations,
         converged=result.converged, reason=result.reason, l2=l2,
-        grad_max=None if math.isnan(result.grad_max) else result.grad_max, holdout_top1=scores)
+        grad_max=None if math.isnan(result.grad_max) else result.grad_max, holdout_top1=scores,
+        holdout_loss=losses)
 
 
 # ------------------------------------------------------------------------------------------------

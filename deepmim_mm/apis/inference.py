@@ -18,37 +18,18 @@ from mmpretrain.apis import FeatureExtractor, get_model
 
 from ..analysis.attention import capture_block_outputs, encode_unmasked, vit_geometry
 from ..analysis.probe import pool_tokens
+from ..engine.config_checks import load_config
 from ..models.backbones import DeepMIMViT
 
 BLOCKS = ('supervised', 'all')
-
-
-def load_config(config: Union[str, Config], cfg_options: Optional[dict] = None) -> Config:
-    """A ``Config`` from a file, from ``pkg::rel/path.py`` inside an installed OpenMMLab package
-    (``mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py``, read with mmengine's
-    ``get_config``) or a ``Config`` (copied), with ``cfg_options`` merged in."""
-    if isinstance(config, Config):
-        cfg = config.copy()
-    elif isinstance(config, str) and '::' in config:
-        from mmengine.hub import get_config
-        cfg = get_config(config)
-    elif isinstance(config, str):
-        if not osp.isfile(config):
-            raise FileNotFoundError(f'config file not found: {config!r} (a path, or '
-                                    "'mmpretrain::<dir>/<name>.py' for mmpretrain's configs)")
-        cfg = Config.fromfile(config)
-    else:
-        raise TypeError(f'config must be a path or a Config, got {type(config).__name__}')
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
 
 
 def init_encoder(config: Union[str, Config],
                  checkpoint: Optional[str],
                  device: Union[str, torch.device] = 'cpu',
                  cfg_options: Optional[dict] = None,
-                 prefix: str = 'backbone.') -> BaseModel:
+                 prefix: str = 'backbone.',
+                 allow_new_keys: bool = False) -> BaseModel:
     """The config's pretraining model (``DeepMIM``, mmpretrain's ``MAE`` / ``MFF``, ...) with the
     checkpoint's encoder, in eval mode on ``device``.
 
@@ -60,9 +41,11 @@ def init_encoder(config: Union[str, Config],
     config without MFF fusion); the decoders and heads are not loaded (their keys are reported
     as dropped) — use the model for features, not for the pretraining loss. The load report is
     ``model.encoder_load_report``. ``checkpoint=None`` keeps the random initialisation.
+    ``cfg_options`` are checked as ``tools/train.py`` checks ``--cfg-options``: a key the config
+    does not have is a ``ValueError`` unless ``allow_new_keys``.
     """
     from ..checkpoint import load_pretrained_encoder  # the plugin's one loader
-    cfg = load_config(config, cfg_options)
+    cfg = load_config(config, cfg_options, allow_new_keys)
     if 'model' not in cfg:
         raise ValueError(f'config {config!r} has no `model` field')
     cfg.model.pop('target_generator', None)

@@ -9,9 +9,14 @@ Each turns a mistake that mmengine would accept silently, or report only much la
   and fails at the first save, after a whole epoch);
 - :func:`check_input_size`: a pretraining backbone built for another image size than the train
   pipeline's crop (a tensor-shape error at the first iteration).
+
+:func:`load_config` is how every tool besides ``tools/train.py`` / ``test.py`` reads a config
+(a file or ``pkg::path.py``) and its ``--cfg-options``, with the same key check.
 """
 import difflib
+import importlib.util
 import inspect
+import os.path as osp
 from typing import Iterable, List, Optional
 
 #: Command-line flag of the entry points that lets ``--cfg-options`` add new keys.
@@ -61,6 +66,45 @@ def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> 
                                  f'{type(node).__name__} ({node!r}), not a dict or list; pass '
                                  f'{ALLOW_NEW_FLAG} to replace it')
             path.append(part)
+
+
+def config_file(config: str) -> str:
+    """The file of a config path, or of ``pkg::rel/path.py`` inside an installed OpenMMLab
+    package (its ``.mim/configs``, where mmengine resolves a ``_base_`` of that form).
+    ``FileNotFoundError`` names what is missing."""
+    full = config
+    if '::' in config:
+        pkg, rel = config.split('::', 1)
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f'config {config}: package {pkg!r} is not installed')
+        full = osp.join(list(spec.submodule_search_locations)[0], '.mim', 'configs', rel)
+    if not osp.isfile(full):
+        raise FileNotFoundError(f'config file not found: {config!r} (a path, or '
+                                "'<package>::<dir>/<name>.py', e.g. 'mmpretrain::mae/...')")
+    return full
+
+
+def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool = False,
+                import_custom: bool = False):
+    """A ``Config`` from a file, ``pkg::rel/path.py`` (:func:`config_file`) or a ``Config``
+    (copied), with ``cfg_options`` merged after :func:`check_cfg_options` (a key the config does
+    not have is a ``ValueError`` unless ``allow_new_keys``); ``import_custom`` imports its
+    ``custom_imports`` as the Runner does."""
+    from mmengine.config import Config
+    if isinstance(config, Config):
+        cfg = config.copy()
+    elif isinstance(config, str):
+        cfg = Config.fromfile(config_file(config))
+    else:
+        raise TypeError(f'config must be a path or a Config, got {type(config).__name__}')
+    if cfg_options:
+        check_cfg_options(cfg, cfg_options, allow_new_keys)
+        cfg.merge_from_dict(cfg_options)
+    if import_custom and cfg.get('custom_imports'):
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**cfg.custom_imports)
+    return cfg
 
 
 def checkpoint_hook_arg_errors(args: dict) -> List[str]:

@@ -17,8 +17,6 @@ from deepmim_mm.datasets import LoadImageFromFileChecked
 from deepmim_mm.datasets.transforms import corrupt_image
 from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
 
-from benchmark_utils import resolve_config_path
-
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 CONFIG_EXTENSIONS = ('.py', '.json', '.yaml', '.yml')  # what Config.fromfile reads
 
@@ -141,19 +139,13 @@ def collect_images(paths: Sequence[str], max_images: Optional[int] = None) -> Li
 # Models
 # --------------------------------------------------------------------------------------------
 def load_config(config: str, cfg_options: Optional[dict] = None, allow_new_keys: bool = False):
-    """The config (a file or ``pkg::path.py``) with ``--cfg-options`` merged; a key the config
-    does not have is an :class:`InputError` unless ``allow_new_keys``."""
-    from mmengine.config import Config
-
-    from deepmim_mm.engine.config_checks import check_cfg_options
-    cfg = Config.fromfile(resolve_config_path(config))
+    """:func:`deepmim_mm.engine.config_checks.load_config`, a bad override an
+    :class:`InputError`."""
+    from deepmim_mm.engine.config_checks import load_config as load
     try:
-        check_cfg_options(cfg, cfg_options, allow_new_keys)
+        return load(config, cfg_options, allow_new_keys)
     except ValueError as e:
         raise InputError(str(e)) from e
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
 
 
 def _field(config: str) -> str:

@@ -32,11 +32,12 @@ from datetime import datetime, timezone
 
 import torch
 
+from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
+
 from benchmark_utils import (HostSyncRecorder, RSSPeak, build_for_training, compute_dtype,
                              compute_dtype_of, flop_counter, format_table, hardware_summary,
                              label_of, load_cfg, matmul_peak_tflops, progress, release_host_memory,
-                             resolve_config_path, rss_bytes, synchronize, synthetic_batch,
-                             write_json)
+                             rss_bytes, synchronize, synthetic_batch, write_json)
 
 DEFAULT_BASELINE = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 AMP_CHOICES = ('config', 'fp32', 'bf16', 'fp16')
@@ -67,6 +68,8 @@ def parse_args(argv=None):
                         '--baseline-cfg-options is given)')
     p.add_argument('--baseline-cfg-options', nargs='+', action=DictAction,
                    help='overrides for the baseline config only')
+    p.add_argument(ALLOW_NEW_FLAG, action='store_true',
+                   help='let the overrides add keys a config does not have (default: an error)')
     p.add_argument('--random-teachers', action='store_true',
                    help='build frozen teachers (CLIP, hybrid) with random weights instead of '
                         'loading their checkpoint files: same cost, no file needed')
@@ -144,7 +147,7 @@ def state_bytes(model, optim_wrapper) -> int:
 
 def benchmark_config(path, label, options, args, device):
     """Build, measure, free. Returns a result dict (MFU is filled in by the caller)."""
-    cfg = load_cfg(path, options)
+    cfg = load_cfg(path, options, args.allow_new_keys)
     bs = args.batch_size or (cfg.train_dataloader.batch_size if device.type == 'cuda' else 8)
     release_host_memory()
     rss0 = rss_bytes()
@@ -240,11 +243,9 @@ def run_training(args):
                          args.baseline_cfg_options
                          if args.baseline_cfg_options is not None else args.cfg_options))
     jobs += [(c, lab, args.cfg_options) for c, lab in zip(args.configs, labels)]
-    for path, _, _ in jobs:  # every file exists before anything is measured
-        resolve_config_path(path)
     peaks, results = {}, []
-    dtypes = {torch.float32}
-    dtypes |= {getattr(torch, compute_dtype_of(load_cfg(p, o), args, device))
+    dtypes = {torch.float32}  # every config loads (file, overrides) before anything is measured
+    dtypes |= {getattr(torch, compute_dtype_of(load_cfg(p, o, args.allow_new_keys), args, device))
                for p, _, o in jobs}
     for dt in dtypes:  # measured before and after the configs (best of both: less noise)
         progress(f'measuring the {dt} matmul peak', end=True)

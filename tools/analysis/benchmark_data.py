@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from benchmark import maybe_compile
 
+from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
+
 from benchmark_utils import (build_for_training, format_table, hardware_summary, load_cfg, progress,
                              synchronize, synthetic_batch, write_json)
 
@@ -156,7 +158,7 @@ def rates_with_workers(cfg, args, workers):
 
 
 def run_pipeline(args):
-    cfg = load_cfg(args.config, args.cfg_options)
+    cfg = load_cfg(args.config, args.cfg_options, args.allow_new_keys)
     check_folder(args.data)
     rows, results = [], []
     for w in args.workers:
@@ -216,7 +218,7 @@ def run_quality(args):
     from mmpretrain.registry import TRANSFORMS
 
     from deepmim_mm.datasets.image_codec import read_header
-    cfg = load_cfg(args.config, args.cfg_options)
+    cfg = load_cfg(args.config, args.cfg_options, args.allow_new_keys)
     rrc_cfg = next(t for t in train_pipeline(cfg, 'crop-aware')
                    if t['type'] == 'RandomResizedCropBox')
     rrc = TRANSFORMS.build(rrc_cfg)
@@ -259,7 +261,7 @@ def run_end_to_end(args):
     from deepmim_mm.datasets import apply_fast_path
     device = torch.device(args.device)
     check_folder(args.data)
-    cfg = apply_fast_path(load_cfg(args.config, args.cfg_options), args.path)
+    cfg = apply_fast_path(load_cfg(args.config, args.cfg_options, args.allow_new_keys), args.path)
     bs = args.batch_size or cfg.train_dataloader.batch_size
     model, optim_wrapper, ow_cfg, size = build_for_training(
         cfg, device, args.amp, args.fused_adamw, args.random_teachers)
@@ -423,6 +425,8 @@ def parse_args(argv=None):
         q.add_argument('config', help='pretraining config (file or pkg::path.py)')
         q.add_argument('--data', required=True, help='folder of images')
         q.add_argument('--cfg-options', nargs='+', action=DictAction)
+        q.add_argument(ALLOW_NEW_FLAG, action='store_true',
+                       help='let --cfg-options add keys the config does not have')
         q.add_argument('--json', help='also write the results to this JSON file')
         if name == 'pipeline':
             q.add_argument('--paths', nargs='+', choices=list(PIPELINE_PATHS),

@@ -2,7 +2,6 @@
 detection, FLOP counting, matmul peak, memory, config loading, building a model for training
 steps, progress and tables."""
 import ctypes
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -147,21 +146,6 @@ class RSSPeak:
         self.peak = max(self.peak, rss_bytes())
 
 
-def resolve_config_path(path: str) -> str:
-    """A config file, or ``pkg::rel/path.py`` inside an installed OpenMMLab package's configs."""
-    if '::' in path:
-        pkg, rel = path.split('::', 1)
-        spec = importlib.util.find_spec(pkg)
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f'config {path}: package {pkg!r} is not installed')
-        full = osp.join(list(spec.submodule_search_locations)[0], '.mim', 'configs', rel)
-    else:
-        full = path
-    if not osp.isfile(full):
-        raise FileNotFoundError(f'config file not found: {path}')
-    return full
-
-
 def hardware_summary(device: torch.device) -> dict:
     import platform
     info = dict(torch=torch.__version__, python=platform.python_version(),
@@ -209,23 +193,19 @@ def label_of(path: str) -> str:
     return osp.splitext(osp.basename(path.split('::')[-1]))[0]
 
 
-def load_cfg(path: str, options=None):
-    """The config (file or ``pkg::path``) with ``--cfg-options`` merged, its default scope made
-    current and its ``custom_imports`` imported (as the Runner does)."""
-    from mmengine.config import Config
+def load_cfg(path: str, options=None, allow_new_keys: bool = False):
+    """The config (file or ``pkg::path``) with ``--cfg-options`` checked and merged
+    (:func:`deepmim_mm.engine.config_checks.load_config`), its default scope made current and
+    its ``custom_imports`` imported (as the Runner does)."""
     from mmengine.registry import DefaultScope, init_default_scope
 
     import deepmim_mm  # noqa: F401  registers the plugin's modules
-    cfg = Config.fromfile(resolve_config_path(path))
-    if options:
-        cfg.merge_from_dict(options)
+    from deepmim_mm.engine.config_checks import load_config
+    cfg = load_config(path, options, allow_new_keys, import_custom=True)
     scope = cfg.get('default_scope', 'mmpretrain')
     current = DefaultScope.get_current_instance()
     if current is None or current.scope_name != scope:
         init_default_scope(scope)
-    if cfg.get('custom_imports'):
-        from mmengine.utils import import_modules_from_strings
-        import_modules_from_strings(**cfg.custom_imports)
     return cfg
 
 

@@ -23,7 +23,8 @@ this tool measures it on your own checkpoints, e.g. MAE against DeepMIM:
   token (``cls``) and the average of the patch tokens (``avg``) of each block. Features are
   cached on disk per checkpoint x block x split x data (``--cache-dir``, default
   ``WORK_DIR/feature_cache``), keyed by the checkpoint file (path, size, mtime), the encoder
-  settings and the list of images: a rerun (e.g. with another probe) extracts nothing.
+  settings, the list of images, the eval pipeline and the normalisation: a rerun (e.g. with
+  another probe) extracts nothing.
 - ``--probe linear`` / ``knn`` / ``both`` (default), per block and feature type
   (:mod:`deepmim_mm.analysis.probe`):
 
@@ -56,10 +57,17 @@ import torch
 
 from deepmim_mm.analysis.probe import (DEFAULT_L2_GRID, FEATURES, knn_probe, linear_probe,
                                        pool_tokens)
+from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
+
+from analysis_utils import InputError, load_config, run
 
 PROBES = ('linear', 'knn')
 DEFAULT_MEAN = [123.675, 116.28, 103.53]
 DEFAULT_STD = [58.395, 57.12, 57.375]
+#: What the tool reads from the config; an override of anything else would change nothing.
+READ_KEYS = ('model.backbone.arch', 'model.backbone.patch_size', 'model.backbone.img_size') + tuple(
+    f'{where}data_preprocessor.{key}' for where in ('', 'model.')
+    for key in ('mean', 'std', 'to_rgb'))
 
 
 def parse_args(argv=None):
@@ -68,10 +76,12 @@ def parse_args(argv=None):
     p.add_argument('config', help="a config whose model.backbone is a ViT (a file or "
                    "'mmpretrain::<dir>/<name>.py')")
     p.add_argument('checkpoints', nargs='+', help='pretraining (or fine-tuned) checkpoints')
-    p.add_argument('--labels', nargs='+', help='one label per checkpoint (default: file names)')
+    p.add_argument('--labels', '--name', nargs='+', dest='labels',
+                   help='one label per checkpoint (default: file names)')
     p.add_argument('--data-root', required=True,
                    help='ImageNet-layout folder with train/ and val/ class subfolders')
-    p.add_argument('--work-dir', required=True, help='where the CSV, JSON, PNG and cache go')
+    p.add_argument('--work-dir', '--out-dir', required=True, dest='work_dir',
+                   help='where the CSV, JSON, PNG and cache go')
     p.add_argument('--cache-dir', help='feature cache (default: WORK_DIR/feature_cache)')
     p.add_argument('--no-cache', action='store_true', help='neither read nor write the cache')
     p.add_argument('--prefix', default='backbone.',
@@ -122,7 +132,12 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-plot', action='store_true', help='skip the PNG')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config settings, as in tools/train.py')
+                   help='override what the tool reads from the config (model.backbone.arch / '
+                   'patch_size / img_size, the data preprocessor\'s mean / std / to_rgb), as in '
+                   f'tools/train.py; a key the config does not have is an error unless '
+                   f'{ALLOW_NEW_FLAG}, and so is a key the tool does not read')
+    p.add_argument(ALLOW_NEW_FLAG, action='store_true',
+                   help='let --cfg-options add keys the config does not have')
     args = p.parse_args(argv)
     if args.labels is None:
         args.labels = [osp.splitext(osp.basename(c))[0] for c in args.checkpoints]
@@ -146,11 +161,20 @@ def parse_args(argv=None):
 # ------------------------------------------------------------------------------------------------
 # Encoder and data
 # ------------------------------------------------------------------------------------------------
+def check_read_keys(options):
+    """Every ``--cfg-options`` key must be one the tool reads (:data:`READ_KEYS`)."""
+    for key in options or {}:
+        if not any(key == k or key.startswith(k + '.') for k in READ_KEYS):
+            raise InputError(f'--cfg-options {key}: layer_probe reads only {", ".join(READ_KEYS)} '
+                             'from the config, so this override would change nothing (the probe '
+                             'settings are flags: see --help)')
+
+
 def encoder_settings(cfg, img_size=None):
     """``arch``, ``patch_size``, ``img_size`` of ``cfg.model.backbone``."""
     bb = cfg.get('model', {}).get('backbone')
     if not bb or 'arch' not in bb:
-        raise ValueError('config: model.backbone.arch not found; the config must describe a '
+        raise InputError('config: model.backbone.arch not found; the config must describe a '
                          'ViT backbone (VisionTransformer, MAEViT, DeepMIMViT, ...)')
     arch = bb['arch']
     arch = arch.to_dict() if hasattr(arch, 'to_dict') else arch
@@ -170,10 +194,14 @@ def build_encoder(settings):
     return vit
 
 
-def data_key(ds, img_size):
+def data_key(ds, img_size, normalisation):
+    """What the features of ``ds`` depend on besides the checkpoint: the images and labels, the
+    eval pipeline and the normalisation."""
     items = [(osp.relpath(ds.get_data_info(i)['img_path'], ds.data_root),
               int(ds.get_data_info(i)['gt_label'])) for i in range(len(ds))]
-    blob = json.dumps(dict(items=items, classes=list(ds.metainfo['classes']), img=img_size))
+    blob = json.dumps(dict(items=items, classes=list(ds.metainfo['classes']), img=img_size,
+                           pipeline=repr(ds.pipeline), normalisation=normalisation),
+                      sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
@@ -223,8 +251,11 @@ def layer_features(ckpt, label, settings, datasets, preprocessor, args, cache_di
     if not todo:
         return out
     encoder = build_encoder(settings)
-    report = load_pretrained_encoder(encoder, ckpt, prefix=args.prefix or None,
-                                     field_name='checkpoints', resizable=('pos_embed', ))
+    try:
+        report = load_pretrained_encoder(encoder, ckpt, prefix=args.prefix or None,
+                                         field_name='checkpoints', resizable=('pos_embed', ))
+    except ValueError as e:  # a checkpoint of another model, width or format
+        raise InputError(str(e)) from e
     print(f'[{label}] ' + report.format().split('\n')[0])
     encoder.to(args.device).eval()
     for split, ds, files in todo:
@@ -263,7 +294,8 @@ def run_probes(tr, va, feat, num_classes, args):
                            l2_grid=args.l2_grid, holdout=args.holdout, seed=args.seed,
                            device=args.device, **linear_options(args))
         rows.append(dict(probe='linear', **res.as_row(),
-                         holdout_top1={str(k): v for k, v in res.holdout_top1.items()}))
+                         holdout_top1={str(k): v for k, v in res.holdout_top1.items()},
+                         holdout_loss={str(k): v for k, v in res.holdout_loss.items()}))
     if 'knn' in args.probes:
         res = knn_probe(tr[feat], tr['labels'], va[feat], va['labels'], num_classes,
                         k=args.knn_k, temperature=args.knn_temperature, device=args.device)
@@ -362,27 +394,27 @@ def main(argv=None):
     from mmpretrain.registry import MODELS
     from tqdm import tqdm
 
-    from deepmim_mm.apis import labelled_folder, load_config
+    from deepmim_mm.apis import labelled_folder
     torch.manual_seed(args.seed)
-    cfg = load_config(args.config, args.cfg_options)
+    check_read_keys(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options, args.allow_new_keys)
     settings = encoder_settings(cfg, args.img_size)
     probe = build_encoder(settings)
     settings['num_layers'] = probe.num_layers
     del probe
     dp = cfg.get('data_preprocessor') or cfg.get('model', {}).get('data_preprocessor') or {}
+    normalisation = dict(mean=list(dp.get('mean', DEFAULT_MEAN)),
+                         std=list(dp.get('std', DEFAULT_STD)), to_rgb=dp.get('to_rgb', True))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        preprocessor = MODELS.build(dict(type='ClsDataPreprocessor',
-                                         mean=dp.get('mean', DEFAULT_MEAN),
-                                         std=dp.get('std', DEFAULT_STD),
-                                         to_rgb=dp.get('to_rgb', True)))
+        preprocessor = MODELS.build(dict(type='ClsDataPreprocessor', **normalisation))
     datasets = {}
     for split in ('train', 'val'):
         ds = labelled_folder(args.data_root, split, settings['img_size'], args.max_per_class,
                              args.seed, field_name='--data-root')
-        datasets[split] = (ds, data_key(ds, settings['img_size']))
+        datasets[split] = (ds, data_key(ds, settings['img_size'], normalisation))
     classes = datasets['train'][0].metainfo['classes']
     if list(datasets['val'][0].metainfo['classes']) != list(classes):
-        raise ValueError(f'--data-root: train/ and val/ have different classes: {classes} vs '
+        raise InputError(f'--data-root: train/ and val/ have different classes: {classes} vs '
                          f"{datasets['val'][0].metainfo['classes']}")
     print(f"data: {len(datasets['train'][0])} train / {len(datasets['val'][0])} val images, "
           f'{len(classes)} classes; encoder {settings}; device {args.device}')
@@ -399,10 +431,18 @@ def main(argv=None):
                 row = dict(label=label, checkpoint=ckpt, block=b + 1, feature=feat, **res)
                 tqdm.write(f'[{label}] block {b + 1} {feat}: {describe(row)}', file=sys.stdout)
                 rows.append(row)
+    if args.l2 is None and len(args.l2_grid) > 1:
+        edges = (min(args.l2_grid), max(args.l2_grid))
+        edge = [r for r in rows if r['probe'] == 'linear' and r['l2'] in edges]
+        if edge:
+            print(f'NOTE: {len(edge)} linear fit(s) chose an L2 at the edge of --l2-grid '
+                  f'({edges[0]:g} .. {edges[1]:g}); a wider grid may fit '
+                  'better: ' + ', '.join(f"{r['label']}/block{r['block']}/{r['feature']} "
+                                         f"(l2={r['l2']:g})" for r in edge))
     write_outputs(rows, args.labels, args.features, args.probes, args.work_dir,
                   not args.no_plot)
     return rows
 
 
 if __name__ == '__main__':
-    main()
+    run(main)

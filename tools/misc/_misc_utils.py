@@ -1,26 +1,16 @@
 """What the tools in ``tools/misc/`` share: reading a config as the Runner would."""
-import os.path as osp
+from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
+from deepmim_mm.engine.config_checks import load_config as _load_config
 
-from mmengine.config import Config
 
-
-def load_config(path, cfg_options=None, import_custom=False):
-    """``Config.fromfile`` of a config file or of ``pkg::rel/path.py`` (resolved as mmengine
-    resolves a ``_base_`` of that form: the package's ``.mim/configs``), with ``--cfg-options``
-    merged; ``import_custom`` imports the config's ``custom_imports`` as the Runner does."""
-    full = path
-    if '::' in path:
-        # mmengine's own resolution of 'pkg::path' (also what `_base_ = 'pkg::...'` uses).
-        full, _ = Config._get_cfg_path(path, '')
-    if not osp.isfile(full):
-        raise SystemExit(f'error: config file not found: {path}')
-    cfg = Config.fromfile(full)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if import_custom and cfg.get('custom_imports'):
-        from mmengine.utils import import_modules_from_strings
-        import_modules_from_strings(**cfg.custom_imports)
-    return cfg
+def load_config(path, cfg_options=None, allow_new_keys=False, import_custom=False):
+    """:func:`deepmim_mm.engine.config_checks.load_config` (a file or ``pkg::rel/path.py``,
+    ``--cfg-options`` checked and merged, ``custom_imports`` imported when ``import_custom``);
+    a missing file or a bad override ends the tool with one ``error:`` line."""
+    try:
+        return _load_config(path, cfg_options, allow_new_keys, import_custom)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f'error: {e}') from None
 
 
 def add_cfg_options(parser):
@@ -29,4 +19,7 @@ def add_cfg_options(parser):
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, key=value pairs merged into it (as for '
         'tools/train.py): key="[a,b]" or key=a,b for lists, key="[(a,b),(c,d)]" for nested '
-        'lists/tuples; quote the value, no white space')
+        'lists/tuples; quote the value, no white space; a key the config does not have is an '
+        f'error unless {ALLOW_NEW_FLAG}')
+    parser.add_argument(ALLOW_NEW_FLAG, action='store_true',
+                        help='let --cfg-options add keys the config does not have')

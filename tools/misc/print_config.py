@@ -21,7 +21,7 @@ def main(argv=None):
     parser.add_argument('--json', action='store_true',
                         help='print the resolved config as JSON instead of Python')
     args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options, args.allow_new_keys)
     if args.json:
         import json
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
