@@ -92,6 +92,20 @@ def test_init_encoder_and_extract_levels(tiny):
     for got, want in zip(feats.values(), ref):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
+    # The other input forms of the README: a folder, one path, BGR arrays (as cv2 reads them).
+    import cv2
+    folder = extract_levels(model, osp.dirname(files[0]), batch_size=4)
+    in_folder = sorted(f for f in files if osp.dirname(f) == osp.dirname(files[0]))
+    index = [files.index(f) for f in in_folder]
+    for name in feats:
+        assert folder[name].shape[0] == len(in_folder)
+        torch.testing.assert_close(folder[name], feats[name][index], rtol=1e-5, atol=1e-5)
+    one = extract_levels(model, files[0])
+    arrays = extract_levels(model, [cv2.imread(f) for f in files], batch_size=4)
+    for name in feats:
+        torch.testing.assert_close(one[name], feats[name][:1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(arrays[name], feats[name], rtol=1e-5, atol=1e-5)
+
     # Preprocessed tensors give the same; pooling; every block (raw, before the final norm).
     same = extract_levels(model, inputs, batch_size=4)
     for name in feats:

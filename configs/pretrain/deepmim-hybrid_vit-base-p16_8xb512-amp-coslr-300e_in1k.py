@@ -3,8 +3,9 @@
 # pixel DeepMIM where a frozen, pretrained MAE ViT-B/16 (encoder + decoder) sees the
 # same visible patches as the student and reconstructs every patch, x_hat. The target of auxiliary
 # level m (blocks 6, 8, 10, 1-indexed) is alpha_m * (norm-pix patches) + (1 - alpha_m) * x_hat;
-# the last level (block 12) keeps the raw target. Second-hand: 83.6 top-1 at 300 epochs (pixel
-# DeepMIM 83.4, MAE 82.6).
+# the last level (block 12) keeps the raw target. Second-hand (from this project's method notes,
+# attributed to the paper but not checked against its tables; the official repository publishes
+# no 300-epoch figure): 83.6 top-1 at 300 epochs (pixel DeepMIM 83.4, MAE 82.6).
 #
 # The teacher is a local file you supply: a pixel MAE ViT-B/16 pretraining checkpoint trained with
 # norm_pix=True (its decoder then predicts per-patch normalised pixels, the head's target space),
@@ -31,8 +32,9 @@ model = dict(
         decoder=dict(type='MAEPretrainDecoder', num_patches=196, patch_size=16, in_chans=3,
                      embed_dim=768, decoder_embed_dim=512, decoder_depth=8,
                      decoder_num_heads=16, mlp_ratio=4.),
-        # DeepMIM paper, hybrid targets (second-hand): alpha = 0, 1/3, 2/3 for blocks 6, 8, 10
-        # (1-indexed): the shallower the level, the more of the teacher's reconstruction.
+        # Hybrid targets, second-hand (attributed to the DeepMIM paper, not checked against its
+        # text): alpha = 0, 1/3, 2/3 for blocks 6, 8, 10 (1-indexed): the shallower the level,
+        # the more of the teacher's reconstruction.
         alphas=(0.0, 1 / 3, 2 / 3),
         # Must equal the student's mask ratio (MAE / DeepMIM: 0.75).
         mask_ratio={{_base_.model.backbone.mask_ratio}}))
