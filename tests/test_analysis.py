@@ -423,6 +423,11 @@ def test_tools_reject_bad_arguments(tiny_checkpoints, tmp_path, capsys):
         reconstruct.main([cfg, ckpt, *common, '--cfg-options', 'model.backbon.img_size=64'])
     with pytest.raises(InputError, match='--name: 1 names for 2 models'):
         attention.main([cfg, ckpt, cfg, ckpt, '--name', 'A', *common])
+    afile = tmp_path / 'afile'
+    afile.write_text('x')
+    for tool in (attention, layer_similarity, reconstruct):
+        with pytest.raises(InputError, match=f'--out-dir {afile}: a file, not a folder'):
+            tool.main([cfg, ckpt, '--img', tiny_checkpoints['images'], '--out-dir', str(afile)])
     for argv, message in (([cfg, ckpt, cfg], 'give CONFIG CHECKPOINT pairs: got 3 paths'),
                           ([ckpt, cfg], "'.*deepmim.pth' is not a config .*; the config comes "
                                         'first: CONFIG CHECKPOINT'),
@@ -495,6 +500,11 @@ def bad_checkpoints(tiny_checkpoints, tmp_path_factory):
     add('wider', r'does not fit the (model|backbone) .*tensors of another shape: '
         r'backbone.cls_token: checkpoint \(1, 1, 96\) vs model \(1, 1, 64\)',
         lambda p: torch.save({'state_dict': wide, 'meta': {}}, p))
+    # Saved after a divergence: every figure would be NaN.
+    nan_state = dict(state, **{'backbone.cls_token': torch.full_like(state['backbone.cls_token'],
+                                                                     float('nan'))})
+    add('nan', r'non-finite values \(NaN or inf\) in: .*cls_token',
+        lambda p: torch.save({'state_dict': nan_state, 'meta': {}}, p))
     add('empty', r'not a checkpoint: .* \(an empty file, 0 bytes\)',
         lambda p: open(p, 'wb').close())
     add('text', r'not a checkpoint: .* \(found a text file',
@@ -509,8 +519,8 @@ def bad_checkpoints(tiny_checkpoints, tmp_path_factory):
     return out
 
 
-BAD_KINDS = ['timm', 'no_backbone', 'wider', 'empty', 'text', 'random_bytes', 'pickled_list',
-             'plain_pickle']
+BAD_KINDS = ['timm', 'no_backbone', 'wider', 'nan', 'empty', 'text', 'random_bytes',
+             'pickled_list', 'plain_pickle']
 
 
 def _tool_argv(tool, tiny, config, bad):

@@ -150,15 +150,16 @@ def make_runner(tmp_path, data, name=None, **overrides):
     return Runner.from_cfg(cfg)
 
 
-def save_other_arch(path, embed_dims):
-    """A valid mmpretrain MAE checkpoint of another width (the stand-in for another model)."""
+def save_other_arch(path, embed_dims, num_layers=2):
+    """A valid mmpretrain MAE checkpoint of another width or depth (the stand-in for another
+    model)."""
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         mae = MODELS.build(dict(
             type='MAE',
             backbone=dict(type='MAEViT', img_size=32, patch_size=8,
-                          arch=dict(embed_dims=embed_dims, num_layers=2, num_heads=2,
+                          arch=dict(embed_dims=embed_dims, num_layers=num_layers, num_heads=2,
                                     feedforward_channels=2 * embed_dims)),
             neck=dict(type='MAEPretrainDecoder', num_patches=16, patch_size=8,
                       embed_dim=embed_dims, decoder_embed_dim=32, decoder_depth=1,
@@ -178,6 +179,23 @@ def test_load_from_other_architecture(tmp_path):
     msg = str(info.value)
     assert f'{ckpt} does not fit DeepMIM' in msg
     assert 'backbone.cls_token: checkpoint (1, 1, 48) vs model (1, 1, 32)' in msg
+    assert not glob.glob(osp.join(runner.work_dir, '*.pth'))
+
+
+@pytest.mark.parametrize('depth,message', [
+    (3, 'checkpoint keys the model does not have (a different architecture?): backbone.layers.2.'),
+    (1, 'weights missing from the checkpoint: backbone.layers.1.'),
+])
+def test_load_from_other_depth(tmp_path, depth, message):
+    """Same width, another depth: mmengine would drop the extra blocks, or leave the missing
+    ones at their random initialisation, with a log line."""
+    data = make_data(tmp_path, n_per_class=1)
+    ckpt = str(tmp_path / f'mae_depth{depth}.pth')
+    save_other_arch(ckpt, embed_dims=32, num_layers=depth)
+    runner = make_runner(tmp_path, data, load_from=ckpt)
+    with pytest.raises(ValueError) as info:
+        runner.train()
+    assert f'{ckpt} does not fit DeepMIM' in str(info.value) and message in str(info.value)
     assert not glob.glob(osp.join(runner.work_dir, '*.pth'))
 
 
@@ -234,6 +252,32 @@ def test_corrupt_jpeg_skipped_with_warning(tmp_path, capsys):
     assert f'cannot decode image {bad}' in out.out + out.err
     assert 'skipped (on_corrupt="skip")' in out.out + out.err
     assert osp.isfile(osp.join(runner.work_dir, 'iter_6.pth'))
+
+
+def test_empty_image_through_a_shipped_config(tmp_path):
+    """The demo config as shipped (mmpretrain's MAE pipeline with the checked loader): an empty
+    image file is an error naming it (mmcv's loader: a bare cv2.error), and skipped with the
+    README's one override."""
+    import shutil
+    folder = tmp_path / 'data' / 'micro'
+    folder.mkdir(parents=True)
+    demo_images = osp.join(ROOT, 'deepmim_mm', 'demo', 'images', 'train', 'micro')
+    for name in sorted(os.listdir(demo_images))[:3]:
+        shutil.copy(osp.join(demo_images, name), folder / name)
+    empty = folder / 'empty.JPEG'
+    empty.write_bytes(b'')
+    demo = osp.join('configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
+    opts = ['--cfg-options', f'train_dataloader.dataset.dataset.data_root={tmp_path / "data"}',
+            'train_dataloader.dataset.times=1', 'train_dataloader.batch_size=4',
+            'train_dataloader.num_workers=0', 'train_cfg.max_epochs=1']
+    proc = run_train([demo, '--work-dir', str(tmp_path / 'w1'), *opts])
+    assert proc.returncode != 0
+    assert f'cannot decode image {empty}' in proc.stderr, proc.stderr[-3000:]
+    proc = run_train([demo, '--work-dir', str(tmp_path / 'w2'), *opts,
+                      'train_dataloader.dataset.dataset.pipeline.0.on_corrupt=skip'])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f'cannot decode image {empty}' in proc.stdout + proc.stderr
+    assert osp.isfile(tmp_path / 'w2' / 'epoch_1.pth')
 
 
 def test_bad_on_corrupt_value():

@@ -119,3 +119,27 @@ def test_deepmim_clip_decays_parameters_as_the_official_code():
     decay, _ = _weight_decay_of_every_parameter(pixel)
     assert all(decay[n] == 0.0 for n in tokens)
     assert decay['backbone.layers.0.attn.qkv.weight'] == 0.05
+
+
+def test_pretraining_pipelines_are_mmpretrains_with_the_checked_loader():
+    """Every pretraining config loads with LoadImageFromFileChecked; the rest of each pipeline
+    is mmpretrain's own (MAE's or MFF's), unchanged."""
+    from mmengine.hub import get_config
+
+    def pipeline(cfg):
+        ds = cfg.train_dataloader.dataset
+        while 'pipeline' not in ds:
+            ds = ds.dataset
+        return [{k: v for k, v in dict(t).items() if k != '_scope_'} for t in ds.pipeline]
+
+    upstream = {kind: pipeline(get_config(f'mmpretrain::{kind}/{kind}_vit-base-p16_8xb512-amp-'
+                                          'coslr-300e_in1k.py')) for kind in ('mae', 'mff')}
+    for kind in ('mae', 'mff'):
+        assert upstream[kind][0] == dict(type='LoadImageFromFile')
+    assert len(CONFIGS) > 25
+    for path in CONFIGS:
+        steps = pipeline(Config.fromfile(path))
+        if steps[0]['type'] == 'LoadImageBytes':  # the device-decode path
+            continue
+        assert steps[0] == dict(type='LoadImageFromFileChecked'), path
+        assert steps[1:] in (upstream['mae'][1:], upstream['mff'][1:]), path

@@ -269,6 +269,44 @@ def test_overwrite_refusal_is_exit_code_1_with_the_paths(tmp_path):
     assert 'fewer than half of the input' in ' '.join(help_text.split())
 
 
+def test_converters_check_the_destination_first_and_name_a_bad_input(tmp_path):
+    """An existing DST (e.g. another training checkpoint) is replaced only with --force, a
+    directory DST is refused before the conversion runs, a missing or unreadable SRC is one
+    error line naming it."""
+    import subprocess
+    import sys
+    inputs = _inputs(tmp_path)
+    other = str(tmp_path / 'other_run.pth')
+    make_pretrain_checkpoint(other, seed=3)
+    before = _sha(other)
+    text = tmp_path / 'notes.txt'
+    text.write_text('not a checkpoint\n')
+    (tmp_path / 'adir').mkdir()
+
+    def run(script, *args):
+        proc = subprocess.run([sys.executable, osp.join(CONV, f'{script}.py'), *map(str, args)],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
+        return proc.stderr.strip().splitlines()[-1]
+
+    for script, src in inputs.items():
+        assert run(script, src, other, '--allow-drop') == (
+            f'error: dst: {other} exists; pass --force to replace it (or choose another output '
+            'path)')
+        assert _sha(other) == before
+        assert run(script, src, tmp_path / 'adir', '--allow-drop').startswith(
+            f'error: dst: {tmp_path / "adir"} is a directory')
+        assert run(script, text, tmp_path / 'x.pth') .startswith(f'error: src: not a checkpoint: '
+                                                                 f'{text}')
+        assert 'not found' in run(script, tmp_path / 'missing.pth', tmp_path / 'x.pth')
+    assert not osp.exists(tmp_path / 'x.pth') and not list((tmp_path / 'adir').iterdir())
+    assert run('publish_model', text, tmp_path / 'pub.pth').startswith('error: ')
+    proc = subprocess.run([sys.executable, osp.join(CONV, 'deepmim_to_timm.py'),
+                           inputs['deepmim_to_timm'], other, '--force'],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and _sha(other) != before
+
+
 def test_converters_refuse_empty_or_near_empty_results(tmp_path, capsys):
     inputs = _inputs(tmp_path)
     dst = str(tmp_path / 'out.pth')
@@ -302,7 +340,7 @@ def test_output_mode_honours_the_umask(tmp_path, umask, capsys):
     old = os.umask(umask)
     try:
         for dst in ('timm.pth', 'timm.safetensors'):
-            _convert('deepmim_to_timm', [src, tmp_path / dst], capsys)
+            _convert('deepmim_to_timm', [src, tmp_path / dst, '--force'], capsys)
             assert os.stat(tmp_path / dst).st_mode & 0o777 == 0o666 & ~umask
     finally:
         os.umask(old)
@@ -314,7 +352,7 @@ def test_failed_write_keeps_the_previous_output(tmp_path, capsys, monkeypatch):
     import errno
     import os
     src = _inputs(tmp_path)['deepmim_to_timm']
-    dst = str(tmp_path / 'timm.pth')
+    dst = str(tmp_path / 'converted.pth')
     _convert('deepmim_to_timm', [src, dst], capsys)
     before = _sha(dst)
 
@@ -322,10 +360,10 @@ def test_failed_write_keeps_the_previous_output(tmp_path, capsys, monkeypatch):
         raise OSError(errno.ENOSPC, 'No space left on device')
     monkeypatch.setattr(os, 'fsync', full_disk)
     with pytest.raises(OSError, match='no space left on device'):
-        _convert('deepmim_to_timm', [src, dst, '--layout', 'mae'], capsys)
+        _convert('deepmim_to_timm', [src, dst, '--layout', 'mae', '--force'], capsys)
     monkeypatch.undo()
     assert _sha(dst) == before
-    assert sorted(p.name for p in tmp_path.iterdir() if 'timm' in p.name) == ['timm.pth']
+    assert sorted(p.name for p in tmp_path.iterdir() if 'converted' in p.name) == ['converted.pth']
 
 
 def test_mae_layout_loads_as_the_official_finetuning_script_does(tmp_path, capsys):

@@ -99,13 +99,23 @@ def test_bad_load_from_through_train_py(tmp_path, kind):
     ('custom_hooks.9.enable=True', 'custom_hooks is a list of 5 items'),
     ('default_hooks.checkpoint.max_keep_ckpt=1',
      "unknown argument(s) 'max_keep_ckpt' (did you mean 'max_keep_ckpts'?)"),
+    # ... also with a scoped type, in custom_hooks, and in any hook class the Runner builds.
+    ('default_hooks.checkpoint.type=mmengine.CheckpointHook '
+     'default_hooks.checkpoint.max_keep_ckpt=1',
+     "default_hooks.checkpoint (CheckpointHook): unknown argument(s) 'max_keep_ckpt'"),
+    ('custom_hooks.0.intervall=2',
+     "custom_hooks.0 (DeepMIMReconstructionHook): unknown argument(s) 'intervall' (did you "
+     "mean 'interval'?)"),
+    ('default_hooks.logger.intervl=2',
+     "default_hooks.logger (LoggerHook): unknown argument(s) 'intervl' (did you mean "
+     "'interval'?)"),
     ('model.backbone.img_size=64',
      'model.backbone.img_size=64 but the train pipeline\'s RandomResizedCrop(scale=224) gives '
      '224x224 images'),
 ])
 def test_config_mistakes_through_train_py(tmp_path, option, message):
     out = run_failing(['tools/train.py', DEMO, '--work-dir', str(tmp_path / 'w'),
-                       '--cfg-options', option])
+                       '--cfg-options', *option.split()])
     assert message in out, out[-2000:]
     assert not osp.exists(str(tmp_path / 'w')) or not any(
         f.endswith('.pth') for f in os.listdir(tmp_path / 'w'))
@@ -121,9 +131,19 @@ def test_cfg_options_rules():
                             'optim_wrapper.accumulative_counts': 2,
                             'optim_wrapper.clip_grad.max_norm': 3.0,
                             'model.backbone.init_cfg': None})
-    with pytest.raises(ValueError, match='--allow-new-keys'):
-        check_cfg_options(cfg, {'find_unused_parameters': True})
-    check_cfg_options(cfg, {'find_unused_parameters': True}, allow_new=True)
+    # New arguments the Runner takes in its untyped dicts and at the top level are accepted.
+    check_cfg_options(cfg, {'val_dataloader.persistent_workers': False,
+                            'train_dataloader.prefetch_factor': 4, 'train_cfg.val_begin': 2,
+                            'randomness.deterministic': True, 'find_unused_parameters': True,
+                            'env_cfg.dist_cfg.backend': 'gloo', 'auto_scale_lr.enable': True})
+    for key, close in (('find_unused_parameter', 'find_unused_parameters'),
+                       ('train_dataloader.persistant_workers', 'persistent_workers'),
+                       ('env_cfg.cudnn_benchmrk', 'env_cfg.cudnn_benchmark'),
+                       ('my_own_key', None)):
+        with pytest.raises(ValueError, match='--allow-new-keys') as e:
+            check_cfg_options(cfg, {key: True})
+        assert close is None or "did you mean '" in str(e.value) and close in str(e.value)
+        check_cfg_options(cfg, {key: True}, allow_new=True)
     with pytest.raises(ValueError, match='train_cfg.max_epochs is a int'):
         check_cfg_options(cfg, {'train_cfg.max_epochs.x': 1})
 
@@ -152,6 +172,26 @@ def test_launcher_without_its_environment(tmp_path):
 def test_resume_missing_file(tmp_path):
     out = run_failing(['tools/train.py', DEMO, '--resume', str(tmp_path / 'gone.pth')])
     assert f'--resume {tmp_path / "gone.pth"}: no such checkpoint file' in out
+
+
+def test_work_dir_mistakes(tmp_path):
+    """A work dir that is a file, and a last_checkpoint that is empty or names a deleted file,
+    are one line each naming the path (mmengine: FileExistsError, or an empty path)."""
+    afile = tmp_path / 'afile'
+    afile.write_text('x')
+    for tool in ('tools/train.py', 'tools/test.py'):
+        args = [tool, DEMO] + (['ckpt.pth'] if tool.endswith('test.py') else [])
+        out = run_failing(args + ['--work-dir', str(afile)])
+        assert f'--work-dir {afile}: a file, not a folder' in out, out[-2000:]
+    work = tmp_path / 'work'
+    work.mkdir()
+    pointer = work / 'last_checkpoint'
+    pointer.write_text('')
+    out = run_failing(['tools/train.py', DEMO, '--work-dir', str(work), '--resume'])
+    assert f'--resume: {pointer} is empty' in out and 'remove' in out, out[-2000:]
+    pointer.write_text(str(work / 'iter_9.pth'))
+    out = run_failing(['tools/train.py', DEMO, '--work-dir', str(work), '--resume'])
+    assert f'--resume: {pointer} names {work / "iter_9.pth"}, which does not exist' in out
 
 
 def test_resume_says_what_it_resumes(tmp_path):

@@ -163,6 +163,12 @@ def test_layer_probe_bad_input(tmp_path, setup):
             _probe([cfg, ckpts[0], '--data-root', data, '--work-dir', tmp_path / 'o',
                     '--cfg-options', option])
     assert not (tmp_path / 'o').exists()
+    # An unreadable image is named (mmcv's loader: a bare cv2.error for an empty file).
+    empty = data / 'val' / sorted(os.listdir(data / 'val'))[0] / 'empty.png'
+    empty.write_bytes(b'')
+    with pytest.raises(ValueError, match=f'cannot decode image {empty}'):
+        _probe([cfg, ckpts[0], '--data-root', data, '--work-dir', tmp_path / 'e', '--device',
+                'cpu', '--num-workers', '0', '--no-cache'])
 
 
 def test_layer_probe_cli_errors_are_one_line(tmp_path, setup):

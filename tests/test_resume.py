@@ -239,7 +239,8 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path, monkeypatch):
 
 def test_shipped_configs_select_the_atomic_checkpoint_hook():
     """Every shipped training config saves through AtomicCheckpointHook (save, then pointer,
-    then removal of old checkpoints; atomic writes)."""
+    then removal of old checkpoints; atomic writes) and checks what it loads with
+    CheckpointMatchHook."""
     from mmengine.config import Config
     configs = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                      if '_base_' not in p)
@@ -248,3 +249,4 @@ def test_shipped_configs_select_the_atomic_checkpoint_hook():
         cfg = Config.fromfile(path)
         assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook', path
         assert 'deepmim_mm.compat.mmengine_checkpoint' in cfg.custom_imports.imports, path
+        assert 'CheckpointMatchHook' in [h.type for h in cfg.custom_hooks], path

@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 
 import deepmim_mm  # noqa: F401  registers the plugin's modules
 from deepmim_mm.compat import apply_all as apply_compat_fixes
-from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG, check_cfg_options
+from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG, check_cfg_options, check_work_dir
 from deepmim_mm.engine.launcher import check_launcher_env, finish_distributed, init_cpu_distributed
 
 
@@ -111,6 +111,11 @@ def merge_args(cfg, args):
                                 osp.splitext(osp.basename(args.config))[0])
 
     cfg.load_from = args.checkpoint
+    # mmengine loads it with strict=False and only logs what did not fit: an evaluation of a
+    # model left partly at its random initialisation would be a wrong number with exit 0.
+    hooks = [h for h in cfg.get('custom_hooks') or []
+             if str(h.get('type', '')).split('.')[-1] != 'CheckpointMatchHook']
+    cfg.custom_hooks = hooks + [dict(type='CheckpointMatchHook', strict=True)]
 
     # enable automatic-mixed-precision test
     if args.amp:
@@ -247,6 +252,7 @@ def main():
 
     # merge cli arguments to config
     cfg = merge_args(cfg, args)
+    check_work_dir(cfg.work_dir)
     init_cpu_distributed(cfg, args.launcher)
 
     # build the runner from config
@@ -268,7 +274,7 @@ def main():
     finally:
         finish_distributed()
 
-    if args.out and args.out_item == 'metrics':
+    if args.out and args.out_item == 'metrics' and runner.rank == 0:  # one writer
         mmengine.dump(metrics, args.out)
 
 

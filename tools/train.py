@@ -17,8 +17,8 @@ from mmengine.runner import Runner
 import deepmim_mm  # noqa: F401  registers the plugin's modules
 from deepmim_mm.compat import apply_all as apply_compat_fixes
 from deepmim_mm.engine.amp import fall_back_to_fp32_without_gpu
-from deepmim_mm.engine.config_checks import (ALLOW_NEW_FLAG, check_cfg_options,
-                                             check_checkpoint_hook_args, check_input_size)
+from deepmim_mm.engine.config_checks import (ALLOW_NEW_FLAG, check_cfg_options, check_hook_args,
+                                             check_input_size, check_work_dir)
 from deepmim_mm.engine.launcher import check_launcher_env, finish_distributed, init_cpu_distributed
 
 
@@ -173,7 +173,8 @@ def main():
 
     # merge cli arguments to config
     cfg = merge_args(cfg, args)
-    check_checkpoint_hook_args(cfg)
+    check_work_dir(cfg.work_dir, resume=args.resume == 'auto')
+    check_hook_args(cfg)
     check_input_size(cfg)
     init_cpu_distributed(cfg, args.launcher)
 

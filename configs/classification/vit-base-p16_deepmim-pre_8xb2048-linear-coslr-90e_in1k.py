@@ -13,10 +13,12 @@ _base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.
 
 # The plugin's classification modules and its opt-in fix for loading mmengine checkpoints on
 # torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe
-# checkpoints.
+# checkpoints; a load_from / resume checkpoint that does not fit the model is an error
+# (CheckpointMatchHook; mmengine only logs it).
 custom_imports = dict(
     imports=['deepmim_mm.classification', 'deepmim_mm.compat.mmengine_checkpoint'],
     allow_failed_imports=False)
+custom_hooks = [dict(type='CheckpointMatchHook')]
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 model = dict(backbone=dict(type='PretrainedVisionTransformer'))

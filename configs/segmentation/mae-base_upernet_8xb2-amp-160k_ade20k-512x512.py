@@ -17,9 +17,11 @@ _base_ = 'mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py'
 
 # The plugin's seg modules and its opt-in fix for loading mmengine checkpoints on
 # torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe
-# checkpoints.
+# checkpoints; a load_from / resume checkpoint that does not fit the model is an error
+# (CheckpointMatchHook; mmengine only logs it).
 custom_imports = dict(imports=['deepmim_mm.seg', 'deepmim_mm.compat.mmengine_checkpoint'],
                       allow_failed_imports=False)
+custom_hooks = [dict(type='CheckpointMatchHook')]
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 pretrained_checkpoint = 'work_dirs/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k/epoch_1600.pth'

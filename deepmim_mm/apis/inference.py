@@ -135,15 +135,16 @@ def labelled_folder(data_root: str,
                     seed: int = 0,
                     field_name: str = 'data_root'):
     """mmpretrain's ``CustomDataset`` over ``data_root/split/<class>/*`` with
-    :func:`eval_pipeline` (after ``LoadImageFromFile``); ``max_per_class`` keeps a class-balanced
-    random subset (the same for the same ``seed``), in file order."""
+    :func:`eval_pipeline` (after ``LoadImageFromFileChecked``: an unreadable image is an error
+    naming it); ``max_per_class`` keeps a class-balanced random subset (the same for the same
+    ``seed``), in file order."""
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import DATASETS
     folder = osp.join(data_root, split)
     if not osp.isdir(folder):
         raise FileNotFoundError(f'{field_name}: {folder!r} not found; expected ImageNet layout: '
                                 f'{data_root}/{split}/<class>/<image>')
-    pipeline = [dict(type='LoadImageFromFile')] + eval_pipeline(img_size)
+    pipeline = [dict(type='LoadImageFromFileChecked')] + eval_pipeline(img_size)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         ds = DATASETS.build(dict(type='CustomDataset', data_root=data_root, data_prefix=split,
                                  pipeline=pipeline, lazy_init=True))

@@ -111,6 +111,11 @@ def check_state(target: Dict[str, torch.Tensor],
             report.resized[k] = (tuple(v.shape), tuple(want))
             continue
         errors.append(f'{name(k)}: checkpoint {tuple(v.shape)} vs model {tuple(want)}')
+    non_finite = [name(k) for k, v in state.items()
+                  if k in target and torch.is_tensor(v) and v.is_floating_point()
+                  and not bool(torch.isfinite(v).all())]
+    if non_finite:  # e.g. saved after a divergence: every output would be NaN
+        errors.append('non-finite values (NaN or inf) in: ' + ', '.join(fold_keys(non_finite)))
     report.loaded = [k for k in target if k in state]
     report.new = [k for k in target if k not in state]
     return report, errors
@@ -205,6 +210,17 @@ class PretrainedEncoderMixin:
         cfg = self.init_cfg
         if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
             return super().init_weights()
+        # mmengine's PretrainedInit takes these (the plugin's loader reads to the CPU, so
+        # map_location is accepted and has no effect); a typo would otherwise be ignored.
+        unknown = sorted(set(cfg) - {'type', 'checkpoint', 'prefix', 'map_location'})
+        if unknown:
+            import difflib
+            close = difflib.get_close_matches(unknown[0], ['checkpoint', 'prefix', 'map_location'],
+                                              n=1)
+            raise ValueError(f'model.backbone.init_cfg: unknown argument(s) {unknown} of '
+                             "type='Pretrained'" + (f' (did you mean {close[0]!r}?)' if close
+                                                    else '')
+                             + '; accepted: checkpoint, prefix, map_location')
         self.init_cfg = None
         try:
             super().init_weights()

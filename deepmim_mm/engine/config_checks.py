@@ -5,10 +5,12 @@ Each turns a mistake that mmengine would accept silently, or report only much la
 
 - :func:`check_cfg_options`: a ``--cfg-options`` key whose path does not exist in the config
   (mmengine merges it as a new key and the run ignores it);
-- :func:`check_checkpoint_hook_args`: an unknown ``CheckpointHook`` argument (mmengine keeps it
-  and fails at the first save, after a whole epoch);
+- :func:`check_hook_args`: an unknown hook argument (mmengine's ``CheckpointHook`` keeps it and
+  fails at the first save, after a whole epoch);
 - :func:`check_input_size`: a pretraining backbone built for another image size than the train
-  pipeline's crop (a tensor-shape error at the first iteration).
+  pipeline's crop (a tensor-shape error at the first iteration);
+- :func:`check_work_dir`: a work dir that is a file, or whose ``last_checkpoint`` is empty or
+  names a missing file when resuming.
 
 :func:`load_config` is how every tool besides ``tools/train.py`` / ``test.py`` reads a config
 (a file or ``pkg::path.py``) and its ``--cfg-options``, with the same key check.
@@ -28,13 +30,47 @@ def _closest(word: str, choices: Iterable) -> Optional[str]:
     return found[0] if found else None
 
 
+def _untyped_arguments(path: List[str]) -> Optional[set]:
+    """The arguments mmengine's Runner accepts in the untyped dict at ``path`` (``None``: not
+    one of them): a dataloader's are ``torch.utils.data.DataLoader``'s, ``train_cfg``'s those of
+    the train loops, ``randomness``'s those of ``Runner.set_randomness``, ..."""
+    key = '.'.join(path)
+    if not path:  # the Runner's own arguments, and the top-level keys it reads
+        from mmengine.runner import Runner
+        return (set(inspect.signature(Runner.__init__).parameters) - {'self', 'cfg'}) | {
+            'activation_checkpointing', 'compile', 'efficient_conv_bn_eval',
+            'find_unused_parameters', 'runner_type', 'sync_bn'}
+    if len(path) == 1 and key.endswith('_dataloader'):
+        from torch.utils.data import DataLoader
+        return set(inspect.signature(DataLoader).parameters) - {'self'}
+    if key == 'train_cfg':
+        from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
+        names = {'type', 'by_epoch'}
+        for loop in (EpochBasedTrainLoop, IterBasedTrainLoop):
+            names |= set(inspect.signature(loop).parameters)
+        return names - {'self', 'runner', 'dataloader'}
+    if key == 'randomness':
+        from mmengine.runner import Runner
+        return set(inspect.signature(Runner.set_randomness).parameters) - {'self'}
+    if key in ('val_cfg', 'test_cfg'):
+        return {'type', 'fp16'}
+    return {
+        'env_cfg': {'cudnn_benchmark', 'mp_cfg', 'dist_cfg', 'resource_limit'},
+        'env_cfg.mp_cfg': {'mp_start_method', 'opencv_num_threads'},
+        'env_cfg.dist_cfg': {'backend', 'timeout', 'init_backend', 'init_method'},
+        'auto_scale_lr': {'enable', 'base_batch_size'},
+    }.get(key)
+
+
 def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> None:
     """Every ``--cfg-options`` key must name a path that exists in ``cfg``.
 
     A new key directly under a dict with a ``type`` is accepted (an argument of the class that
     dict builds, e.g. ``optim_wrapper.clip_grad.max_norm``; the class checks it when it is
-    built); anything else that does not exist is an error naming the closest existing key,
-    unless ``allow_new`` (``--allow-new-keys``).
+    built), and so is a new argument the Runner accepts in its untyped dicts (a dataloader's
+    ``persistent_workers``, ``train_cfg.val_begin``, ``randomness.deterministic``, ...);
+    anything else that does not exist is an error naming the closest existing key, unless
+    ``allow_new`` (``--allow-new-keys``).
     """
     if not options or allow_new:
         return
@@ -53,7 +89,10 @@ def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> 
                 if part not in node:
                     if 'type' in node:
                         break  # a new argument of the class this dict builds
-                    close = _closest(part, node)
+                    accepted = _untyped_arguments(path)
+                    if accepted is not None and part in accepted:
+                        break  # a new argument the Runner passes on
+                    close = _closest(part, list(node) + sorted(accepted or ()))
                     hint = (f'did you mean {".".join(path + [close])!r}?' if close else
                             f'the keys at {where} are {sorted(map(str, node))[:15]}')
                     raise ValueError(
@@ -107,11 +146,8 @@ def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool
     return cfg
 
 
-def checkpoint_hook_arg_errors(args: dict) -> List[str]:
-    """Names in ``args`` that mmengine's ``CheckpointHook`` does not take, with a suggestion."""
-    from mmengine.hooks import CheckpointHook
-    accepted = [n for n, p in inspect.signature(CheckpointHook.__init__).parameters.items()
-                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != 'self']
+def _unknown_args(args: dict, accepted: List[str]) -> List[str]:
+    """Names in a hook config ``args`` not in ``accepted``, each with a suggestion."""
     errors = []
     for name in args:
         if name in accepted or name in ('type', 'priority', '_scope_'):
@@ -121,16 +157,73 @@ def checkpoint_hook_arg_errors(args: dict) -> List[str]:
     return errors
 
 
-def check_checkpoint_hook_args(cfg) -> None:
-    """Unknown arguments of the config's checkpoint hook are an error before training starts."""
-    hook = (cfg.get('default_hooks') or {}).get('checkpoint')
-    if not isinstance(hook, dict) or hook.get('type') not in ('CheckpointHook',
-                                                              'AtomicCheckpointHook'):
+def checkpoint_hook_arg_errors(args: dict) -> List[str]:
+    """Names in ``args`` that mmengine's ``CheckpointHook`` does not take, with a suggestion."""
+    from mmengine.hooks import CheckpointHook
+    accepted = [n for n, p in inspect.signature(CheckpointHook.__init__).parameters.items()
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != 'self']
+    return _unknown_args(args, accepted)
+
+
+def _hook_class(hook_type, scope: Optional[str]):
+    """The class a hook config's ``type`` names (``None``: not found; the Runner reports it)."""
+    if not isinstance(hook_type, str):
+        return hook_type if inspect.isclass(hook_type) else None
+    from mmengine.registry import HOOKS
+    try:
+        with HOOKS.switch_scope_and_registry(scope) as registry:
+            return registry.get(hook_type)
+    except Exception:  # an unknown scope: the Runner's own error will name it
+        return None
+
+
+def check_hook_args(cfg) -> None:
+    """Unknown arguments of the config's hooks (``default_hooks``, ``custom_hooks``) are an
+    error before anything is built: mmengine's ``CheckpointHook`` keeps them and fails at the
+    first save, after a whole epoch; other hooks fail with a bare ``TypeError``."""
+    from mmengine.hooks import CheckpointHook
+    hooks = [(f'default_hooks.{name}', hook)
+             for name, hook in (cfg.get('default_hooks') or {}).items()]
+    hooks += [(f'custom_hooks.{i}', hook) for i, hook in enumerate(cfg.get('custom_hooks') or [])]
+    for where, hook in hooks:
+        if not isinstance(hook, dict) or 'type' not in hook:
+            continue
+        cls = _hook_class(hook['type'], hook.get('_scope_', cfg.get('default_scope')))
+        if cls is None:
+            continue
+        if issubclass(cls, CheckpointHook):
+            errors = checkpoint_hook_arg_errors(hook)
+        else:
+            params = inspect.signature(cls.__init__).parameters
+            if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+                continue  # takes anything
+            errors = _unknown_args(hook, [n for n in params if n != 'self'])
+        if errors:
+            raise ValueError(f'{where} ({cls.__name__}): unknown argument(s) {", ".join(errors)}'
+                             + ('; mmengine would only fail at the first save'
+                                if issubclass(cls, CheckpointHook) else ''))
+
+
+def check_work_dir(work_dir: str, resume: bool = False) -> None:
+    """The work dir must be a folder (or not exist yet); with ``resume`` (``--resume`` alone,
+    the latest checkpoint), its ``last_checkpoint`` must name an existing file when there is
+    one (mmengine would fail with an empty path, or a missing file, and not say where it came
+    from)."""
+    if osp.exists(work_dir) and not osp.isdir(work_dir):
+        raise ValueError(f'--work-dir {work_dir}: a file, not a folder; give a folder (it is '
+                         'created when missing)')
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not resume or not osp.isfile(pointer):
         return
-    errors = checkpoint_hook_arg_errors(hook)
-    if errors:
-        raise ValueError(f'default_hooks.checkpoint ({hook["type"]}): unknown argument(s) '
-                         f'{", ".join(errors)}; mmengine would only fail at the first save')
+    with open(pointer) as f:
+        target = f.read().strip()
+    how = (f'give the checkpoint with --resume PATH, or remove {pointer} to train from '
+           'scratch')
+    if not target:
+        raise ValueError(f'--resume: {pointer} is empty (an interrupted write?); {how}')
+    if not osp.isfile(target):
+        raise FileNotFoundError(f'--resume: {pointer} names {target}, which does not exist '
+                                f'(moved or deleted?); {how}')
 
 
 _CROPS = {'RandomResizedCrop': 'scale', 'RandomCrop': 'crop_size', 'CenterCrop': 'crop_size',

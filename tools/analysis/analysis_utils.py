@@ -110,6 +110,13 @@ def model_names(configs: Sequence[str], names: Optional[Sequence[str]]) -> List[
     return [osp.splitext(osp.basename(c))[0] for c in configs]
 
 
+def check_out_dir(path: str, flag: str = '--out-dir') -> None:
+    """The output folder may not exist yet (it is created), but may not be a file."""
+    if osp.exists(path) and not osp.isdir(path):
+        raise InputError(f'{flag} {path}: a file, not a folder; give a folder (it is created '
+                         'when missing)')
+
+
 def check_device(device: str) -> torch.device:
     if device == 'cuda' and not torch.cuda.is_available():
         raise InputError('--device cuda: no CUDA device is available; use --device cpu')

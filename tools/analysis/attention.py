@@ -32,8 +32,9 @@ import os.path as osp
 
 import torch
 
-from analysis_utils import (add_common_args, add_model_args, check_device, collect_images,
-                            iter_batches, load_models, model_names, model_pairs, run, write_csv)
+from analysis_utils import (add_common_args, add_model_args, check_device, check_out_dir,
+                            collect_images, iter_batches, load_models, model_names, model_pairs,
+                            run, write_csv)
 
 
 def parse_args(argv=None):
@@ -112,6 +113,7 @@ def plot(out_dir, names, results):
 def main(argv=None):
     args = parse_args(argv)
     device = check_device(args.device)
+    check_out_dir(args.out_dir)
     names = model_names([c for c, _ in args.pairs], args.name)
     files = collect_images(args.img, args.max_images)
     models = load_models(args.pairs, torch.device('cpu'), args.cfg_options, encoder_only=True,

@@ -59,7 +59,7 @@ from deepmim_mm.analysis.probe import (DEFAULT_L2_GRID, FEATURES, knn_probe, lin
                                        pool_tokens)
 from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
 
-from analysis_utils import InputError, load_config, run
+from analysis_utils import InputError, check_out_dir, load_config, run
 
 PROBES = ('linear', 'knn')
 DEFAULT_MEAN = [123.675, 116.28, 103.53]
@@ -397,6 +397,7 @@ def main(argv=None):
     from deepmim_mm.apis import labelled_folder
     torch.manual_seed(args.seed)
     check_read_keys(args.cfg_options)
+    check_out_dir(args.work_dir, '--work-dir')
     cfg = load_config(args.config, args.cfg_options, args.allow_new_keys)
     settings = encoder_settings(cfg, args.img_size)
     probe = build_encoder(settings)

@@ -33,8 +33,8 @@ import os.path as osp
 import torch
 
 from analysis_utils import (InputError, add_common_args, add_model_args, check_device,
-                            collect_images, iter_batches, load_models, model_names, model_pairs,
-                            run, safe_name, write_csv)
+                            check_out_dir, collect_images, iter_batches, load_models, model_names,
+                            model_pairs, run, safe_name, write_csv)
 
 POOLS = ('tokens', 'mean', 'cls')
 
@@ -99,6 +99,7 @@ def main(argv=None):
     from deepmim_mm.analysis import cka_matrix
     args = parse_args(argv)
     device = check_device(args.device)
+    check_out_dir(args.out_dir)
     names = model_names([c for c, _ in args.pairs], args.name)
     if len(names) == 2 and names[0] == names[1]:
         names = [names[0] + '_a', names[1] + '_b']

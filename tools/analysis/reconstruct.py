@@ -30,7 +30,8 @@ import os.path as osp
 import torch
 
 from analysis_utils import (InputError, add_common_args, check_config_name, check_device,
-                            collect_images, iter_batches, load_model, run, safe_name, write_csv)
+                            check_out_dir, collect_images, iter_batches, load_model, run, safe_name,
+                            write_csv)
 
 
 def parse_args(argv=None):
@@ -87,6 +88,7 @@ def main(argv=None):
     from deepmim_mm.analysis.reconstruction import cosine_map
     args = parse_args(argv)
     device = check_device(args.device)
+    check_out_dir(args.out_dir)
     files = collect_images(args.img, args.max_images)
     if args.mask_ratio is not None and not 0 < args.mask_ratio < 1:
         raise InputError(f'--mask-ratio must be in (0, 1), got {args.mask_ratio}')

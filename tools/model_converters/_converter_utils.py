@@ -4,7 +4,9 @@ The key mappings themselves live in :mod:`deepmim_mm.checkpoint`. What every con
 guarantees (one implementation here, so each tool behaves the same):
 
 - it never overwrites its input: the destination may not be the source file, by path or
-  through a symbolic or hard link (``os.path.samefile``);
+  through a symbolic or hard link (``os.path.samefile``), and replaces another existing file
+  only with ``--force``; the destination is checked before anything is read;
+- a missing or unreadable input is one ``error:`` line naming it;
 - it never writes an empty or near-empty result (:data:`SAFETY_RULE`);
 - it writes atomically: a temporary file next to the destination, ``fsync``, then
   ``os.replace``, so an interrupted run leaves the old destination (or none), never a truncated
@@ -12,16 +14,21 @@ guarantees (one implementation here, so each tool behaves the same):
 """
 import io
 import os.path as osp
+import pickle
 import sys
 
 import torch
 
-from deepmim_mm.checkpoint import atomic_write_bytes, fold_keys, read_state_dict
+from deepmim_mm.checkpoint import (NotACheckpointError, atomic_write_bytes, fold_keys,
+                                   read_state_dict)
+
+#: What reading a missing or unreadable input raises (each message names the file).
+READ_ERRORS = (FileNotFoundError, NotACheckpointError, pickle.UnpicklingError)
 
 #: The near-empty rule, shown in every converter's ``--help``.
 SAFETY_RULE = ('Nothing is written (exit code 1) when DST is SRC (also through a symbolic or '
-               'hard link), or when the result would hold no tensor or fewer than half of the '
-               "input's encoder tensors, --allow-drop or not.")
+               'hard link), when DST exists (unless --force), or when the result would hold no '
+               "tensor or fewer than half of the input's encoder tensors, --allow-drop or not.")
 
 
 def add_common_args(parser):
@@ -30,6 +37,8 @@ def add_common_args(parser):
     parser.add_argument('--allow-drop', action='store_true',
                         help='write the output even when some keys could not be mapped (they '
                         'are listed and left out); by default that is an error (exit code 1)')
+    parser.add_argument('--force', action='store_true',
+                        help='replace DST when it exists (never when it is SRC)')
     parser.epilog = SAFETY_RULE
 
 
@@ -43,10 +52,26 @@ def refuse_overwriting_input(src, dst):
                          'overwrites its input: choose another output path')
 
 
-def load(src, dst):
-    """The state dict of ``src``, after checking that ``dst`` does not overwrite it."""
+def check_destination(src, dst, force=False):
+    """Exit with an error, before anything is read, when ``dst`` is ``src``, a directory, or
+    an existing file without ``force``."""
     refuse_overwriting_input(src, dst)
-    return read_state_dict(src, field_name='src')
+    if osp.isdir(dst) or dst.endswith(('/', osp.sep)):
+        raise SystemExit(f'error: dst: {dst} is a directory; give the output file path, e.g. '
+                         f'{osp.join(dst, osp.basename(src))}')
+    if osp.exists(dst) and not force:
+        raise SystemExit(f'error: dst: {dst} exists; pass --force to replace it (or choose '
+                         'another output path)')
+
+
+def load(src, dst, force=False):
+    """The state dict of ``src``, after :func:`check_destination`; a missing or unreadable
+    ``src`` is one error line."""
+    check_destination(src, dst, force)
+    try:
+        return read_state_dict(src, field_name='src')
+    except READ_ERRORS as e:
+        raise SystemExit(f'error: {e}') from None
 
 
 def report_and_check(dropped, allow_drop, what):

@@ -31,7 +31,7 @@ def main(argv=None):
                         help="timm: a bare state dict (default); mae: {'model': state dict}, for "
                         "the official MAE / DeepMIM main_finetune.py --finetune")
     args = parser.parse_args(argv)
-    src = load(args.src, args.dst)
+    src = load(args.src, args.dst, args.force)
     state, dropped = plugin_to_timm(src)
     report_and_check(dropped, args.allow_drop, 'plugin')
     # Encoder tensors: backbone.* less MFF's pretraining-only fusion layers.

@@ -25,7 +25,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     add_common_args(parser)
     args = parser.parse_args(argv)
-    src = load(args.src, args.dst)
+    src = load(args.src, args.dst, args.force)
     state, dropped = official_mae_to_plugin(src)
     report_and_check(dropped, args.allow_drop, 'official')
     encoder_in = [k for k in src if not k.startswith(('decoder', 'mask_token'))]

@@ -18,7 +18,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     add_common_args(parser)
     args = parser.parse_args(argv)
-    src = load(args.src, args.dst)
+    src = load(args.src, args.dst, args.force)
     state, dropped = timm_to_plugin(src)
     report_and_check(dropped, args.allow_drop, 'timm')
     # Every key of a timm ViT but its classifier is an encoder key.

@@ -23,3 +23,25 @@ custom_hooks = [
     #   --cfg-options custom_hooks.4.enable=True custom_hooks.4.data_root=/path/to/subset
     dict(type='KNNMonitorHook', enable=False, data_root=None),
 ]
+
+# mmpretrain 1.2.0's MAE and MFF train pipelines (configs/_base_/datasets/imagenet_bs512_mae.py;
+# configs/mff/mff_vit-base-p16_8xb512-amp-coslr-300e_in1k.py), unchanged except for the loader:
+# LoadImageFromFileChecked names a file it cannot decode (mmcv's LoadImageFromFile gives a bare
+# cv2.error for an empty one), or skips it with on_corrupt='skip'. The leaves that inherit an
+# mmpretrain:: config directly select them (tests/test_configs.py compares them with mmpretrain's).
+checked_mae_train_pipeline = [
+    dict(type='LoadImageFromFileChecked'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.2, 1.0), backend='pillow',
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackInputs')
+]
+checked_mff_train_pipeline = [
+    dict(type='LoadImageFromFileChecked'),
+    dict(type='ToPIL', to_rgb=True),
+    dict(type='torchvision/Resize', size=224),
+    dict(type='torchvision/RandomCrop', size=224, padding=4, padding_mode='reflect'),
+    dict(type='torchvision/RandomHorizontalFlip', p=0.5),
+    dict(type='ToNumpy', to_bgr=True),
+    dict(type='PackInputs')
+]

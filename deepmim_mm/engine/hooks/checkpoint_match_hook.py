@@ -1,6 +1,8 @@
 """A load_from / resume checkpoint of another architecture is an error, not a warning."""
+import re
+
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ...checkpoint import NotACheckpointError, check_state, state_dict_of
@@ -14,19 +16,26 @@ class CheckpointMatchHook(Hook):
     log mismatches): before the weights are copied, the checkpoint's ``state_dict`` is compared
     with the model's. A ``ValueError`` names the file and the keys when
 
-    - a parameter has a different shape (another width, patch size or image size), or
-    - the checkpoint shares no encoder (``backbone.``) parameter with the model (a checkpoint of
-      another model, or a fine-tune checkpoint that lacks the encoder weights).
+    - a parameter has a different shape (another width, patch size or image size),
+    - the checkpoint shares no encoder (``encoder_prefix``) parameter with the model (a
+      checkpoint of another model, or a fine-tune checkpoint that lacks the encoder weights),
+    - encoder parameters are missing from it, or it has encoder parameters the model lacks
+      (another depth, MFF fusion layers in a model without them), or
+    - with ``strict=True`` (what ``tools/test.py`` uses: an evaluation must not run with
+      parts left at their random initialisation), any parameter of the model is missing.
 
-    Missing auxiliary keys (e.g. an MAE checkpoint loaded into a DeepMIM model, whose extra
-    decoders start from scratch) remain allowed, as in mmengine.
+    Without ``strict``, missing parameters outside the encoder stay allowed, as in mmengine
+    (e.g. an MAE checkpoint loaded into a DeepMIM model, whose extra decoders start from
+    scratch), and so are checkpoint keys outside the encoder that the model lacks.
     """
 
     priority = 'VERY_HIGH'
 
-    def __init__(self, encoder_prefix: str = 'backbone.', max_listed: int = 8) -> None:
+    def __init__(self, encoder_prefix: str = 'backbone.', max_listed: int = 8,
+                 strict: bool = False) -> None:
         self.encoder_prefix = encoder_prefix
         self.max_listed = max_listed
+        self.strict = strict
 
     @staticmethod
     def _filename(runner) -> str:
@@ -42,19 +51,14 @@ class CheckpointMatchHook(Hook):
             raise NotACheckpointError(f'not a checkpoint: {fname} (it holds a '
                                       f'{type(checkpoint).__name__}, not a dict)')
         state = state_dict_of(checkpoint)
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = runner.model
+        # What mmengine's load_state_dict unwraps too (DDP/FSDP wrappers, TTA models).
+        if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+            model = model.module
         own = model.state_dict()
-        # Missing keys stay allowed (mmengine's strict=False), unknown ones are mmengine's
-        # warning; another shape is an error.
-        _, errors = check_state(own, state, fname, allow_new=('.*', ),
-                                ignore=(('.*', 'not in the model'), ))
-        n = self.max_listed
-        if errors:
-            raise ValueError(f'{fname} does not fit {type(model).__name__} (a checkpoint of '
-                             'another architecture, patch size or image size?): '
-                             + '; '.join(errors[:n]) + (' ...' if len(errors) > n else ''))
         p = self.encoder_prefix
         own_enc = [k for k in own if k.startswith(p)]
+        n = self.max_listed
         if own_enc and not any(k in state for k in own_enc):
             listed = sorted(state)[:n]
             raise ValueError(f'{fname} holds no encoder weights for {type(model).__name__}: '
@@ -62,3 +66,10 @@ class CheckpointMatchHook(Hook):
                              f'{len(own_enc)} {p}* parameters (e.g. {own_enc[0]}); its keys '
                              f'start {listed}. Expected a pretraining checkpoint with '
                              f'{p}* keys')
+        outside = f'(?!{re.escape(p)}).*'  # any key outside the encoder
+        _, errors = check_state(own, state, fname, allow_new=() if self.strict else (outside, ),
+                                ignore=((outside, 'not in the model'), ))
+        if errors:
+            raise ValueError(f'{fname} does not fit {type(model).__name__} (a checkpoint of '
+                             'another architecture, depth, patch size or image size?): '
+                             + '; '.join(errors[:n]) + (' ...' if len(errors) > n else ''))
