@@ -9,16 +9,12 @@
 # MAERandomResizedCrop), and so does mmpretrain's MFF linear config, behind MFF's published
 # linear numbers: for MFF checkpoints use vit-base-p16_mff-pre_8xb2048-linear-coslr-90e_in1k.py.
 # It trains with AMP (AmpOptimWrapper, GPU only): on a CPU set optim_wrapper.type=OptimWrapper.
-_base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
+_base_ = [
+    'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py',
+    './_base_/plugin_runtime.py'
+]
 
-# The plugin's classification modules and its opt-in fix for loading mmengine checkpoints on
-# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe
-# checkpoints; a load_from / resume checkpoint that does not fit the model is an error
-# (CheckpointMatchHook; mmengine only logs it).
-custom_imports = dict(
-    imports=['deepmim_mm.classification', 'deepmim_mm.compat.mmengine_checkpoint'],
-    allow_failed_imports=False)
-custom_hooks = [dict(type='CheckpointMatchHook')]
+# Crash-safe checkpoints (mmpretrain's bases define default_hooks, so not in a second base).
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 model = dict(backbone=dict(type='PretrainedVisionTransformer'))
