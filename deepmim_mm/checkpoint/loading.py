@@ -210,17 +210,20 @@ class PretrainedEncoderMixin:
         cfg = self.init_cfg
         if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
             return super().init_weights()
-        # mmengine's PretrainedInit takes these (the plugin's loader reads to the CPU, so
+        # The arguments of mmengine's PretrainedInit (the plugin's loader reads to the CPU, so
         # map_location is accepted and has no effect); a typo would otherwise be ignored.
-        unknown = sorted(set(cfg) - {'type', 'checkpoint', 'prefix', 'map_location'})
+        import inspect
+
+        from mmengine.model.weight_init import PretrainedInit
+
+        from ..engine.config_checks import closest_name
+        accepted = list(inspect.signature(PretrainedInit).parameters)
+        unknown = sorted(set(cfg) - {'type', *accepted})
         if unknown:
-            import difflib
-            close = difflib.get_close_matches(unknown[0], ['checkpoint', 'prefix', 'map_location'],
-                                              n=1)
+            close = closest_name(unknown[0], accepted)
             raise ValueError(f'model.backbone.init_cfg: unknown argument(s) {unknown} of '
-                             "type='Pretrained'" + (f' (did you mean {close[0]!r}?)' if close
-                                                    else '')
-                             + '; accepted: checkpoint, prefix, map_location')
+                             "type='Pretrained'" + (f' (did you mean {close!r}?)' if close else '')
+                             + f'; accepted: {", ".join(accepted)}')
         self.init_cfg = None
         try:
             super().init_weights()

@@ -25,7 +25,8 @@ from typing import Iterable, List, Optional
 ALLOW_NEW_FLAG = '--allow-new-keys'
 
 
-def _closest(word: str, choices: Iterable) -> Optional[str]:
+def closest_name(word: str, choices: Iterable) -> Optional[str]:
+    """The name in ``choices`` closest to a mistyped ``word`` (``None``: none is close)."""
     found = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
     return found[0] if found else None
 
@@ -92,7 +93,7 @@ def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> 
                     accepted = _untyped_arguments(path)
                     if accepted is not None and part in accepted:
                         break  # a new argument the Runner passes on
-                    close = _closest(part, list(node) + sorted(accepted or ()))
+                    close = closest_name(part, list(node) + sorted(accepted or ()))
                     hint = (f'did you mean {".".join(path + [close])!r}?' if close else
                             f'the keys at {where} are {sorted(map(str, node))[:15]}')
                     raise ValueError(
@@ -152,7 +153,7 @@ def _unknown_args(args: dict, accepted: List[str]) -> List[str]:
     for name in args:
         if name in accepted or name in ('type', 'priority', '_scope_'):
             continue
-        close = _closest(name, accepted)
+        close = closest_name(name, accepted)
         errors.append(f'{name!r}' + (f' (did you mean {close!r}?)' if close else ''))
     return errors
 
@@ -204,14 +205,19 @@ def check_hook_args(cfg) -> None:
                                 if issubclass(cls, CheckpointHook) else ''))
 
 
+def check_output_folder(path: str, flag: str) -> None:
+    """An output folder (``flag`` names its option) may not exist yet, but may not be a file."""
+    if osp.exists(path) and not osp.isdir(path):
+        raise ValueError(f'{flag} {path}: a file, not a folder; give a folder (it is created '
+                         'when missing)')
+
+
 def check_work_dir(work_dir: str, resume: bool = False) -> None:
     """The work dir must be a folder (or not exist yet); with ``resume`` (``--resume`` alone,
     the latest checkpoint), its ``last_checkpoint`` must name an existing file when there is
     one (mmengine would fail with an empty path, or a missing file, and not say where it came
     from)."""
-    if osp.exists(work_dir) and not osp.isdir(work_dir):
-        raise ValueError(f'--work-dir {work_dir}: a file, not a folder; give a folder (it is '
-                         'created when missing)')
+    check_output_folder(work_dir, '--work-dir')
     pointer = osp.join(work_dir, 'last_checkpoint')
     if not resume or not osp.isfile(pointer):
         return

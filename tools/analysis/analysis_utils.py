@@ -111,10 +111,12 @@ def model_names(configs: Sequence[str], names: Optional[Sequence[str]]) -> List[
 
 
 def check_out_dir(path: str, flag: str = '--out-dir') -> None:
-    """The output folder may not exist yet (it is created), but may not be a file."""
-    if osp.exists(path) and not osp.isdir(path):
-        raise InputError(f'{flag} {path}: a file, not a folder; give a folder (it is created '
-                         'when missing)')
+    """:func:`deepmim_mm.engine.config_checks.check_output_folder`, as an :class:`InputError`."""
+    from deepmim_mm.engine.config_checks import check_output_folder
+    try:
+        check_output_folder(path, flag)
+    except ValueError as e:
+        raise InputError(str(e)) from e
 
 
 def check_device(device: str) -> torch.device:

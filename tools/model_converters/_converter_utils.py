@@ -64,14 +64,20 @@ def check_destination(src, dst, force=False):
                          'another output path)')
 
 
-def load(src, dst, force=False):
-    """The state dict of ``src``, after :func:`check_destination`; a missing or unreadable
-    ``src`` is one error line."""
-    check_destination(src, dst, force)
+def read_or_exit(read, *args):
+    """``read(*args)``; a missing or unreadable input (:data:`READ_ERRORS`, whose messages name
+    the file) ends the tool with one ``error:`` line."""
     try:
-        return read_state_dict(src, field_name='src')
+        return read(*args)
     except READ_ERRORS as e:
         raise SystemExit(f'error: {e}') from None
+
+
+def load(src, dst, force=False):
+    """The state dict of ``src``, after :func:`check_destination`, read by
+    :func:`read_or_exit`."""
+    check_destination(src, dst, force)
+    return read_or_exit(read_state_dict, src, 'src')
 
 
 def report_and_check(dropped, allow_drop, what):

@@ -27,7 +27,7 @@ import torch
 
 from deepmim_mm.checkpoint import atomic_write_bytes, read_checkpoint
 
-from _converter_utils import READ_ERRORS, refuse_overwriting_input, serialize
+from _converter_utils import read_or_exit, refuse_overwriting_input, serialize
 
 _PLAIN = (str, bool, type(None))
 _DROP = object()
@@ -92,10 +92,7 @@ def main(argv=None):
     parser.add_argument('--no-ema', action='store_true',
                         help='publish the raw weights of an EMAHook checkpoint, not the averaged')
     args = parser.parse_args(argv)
-    try:
-        ckpt = load_checkpoint(args.in_file)
-    except READ_ERRORS as e:
-        raise SystemExit(f'error: {e}') from None
+    ckpt = read_or_exit(load_checkpoint, args.in_file)
     out, dropped = publish(ckpt, args.no_ema)
     if not out['state_dict']:
         raise SystemExit(f'error: {args.in_file} holds no weights (state_dict has no tensors); '
