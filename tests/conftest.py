@@ -1,6 +1,7 @@
 """Shared pytest fixtures: tiny data written to tmp dirs, the repository root, a CPU-only guard."""
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -64,6 +65,13 @@ def one_thread():
 def imagenet_folder(tmp_path):
     """A tiny ImageNet-style folder of real JPEGs (3 classes x 4 images, 64 px)."""
     return write_imagenet_folder(str(tmp_path / 'imagenet'))
+
+
+def free_port():
+    """A free TCP port on localhost (for a torchrun rendezvous)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def run_tool(args, cwd=ROOT, env=None, timeout=900, check=True):

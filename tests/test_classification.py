@@ -4,23 +4,16 @@ import glob
 import json
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, run_tool, write_imagenet_folder
+from conftest import ROOT, free_port, run_tool, write_imagenet_folder
 from downstream_utils import PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint
 
 CLS_DIR = osp.join(ROOT, 'configs', 'classification')
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _cfg(name):

@@ -14,14 +14,13 @@ distributed run trains end to end.
 import json
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
 import pytest
 from test_resume import losses, make_data, tiny_config
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, free_port, run_tool
 
 PLUGIN = '''
 import json, os
@@ -67,12 +66,6 @@ train_dataloader['dataset']['pipeline'] = [
     dict(type='LoadImageFromFile'), dict(type='Resize', scale=(32, 32)), dict(type='PackInputs')]
 custom_hooks.append(dict(type='DumpRankLosses'))
 '''
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def dist_train(cfg, work, nproc, env=None):
