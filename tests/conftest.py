@@ -1,4 +1,6 @@
 """Shared pytest fixtures: tiny data written to tmp dirs, the repository root, a CPU-only guard."""
+import glob
+import json
 import os
 import os.path as osp
 import socket
@@ -11,6 +13,7 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_IMAGES = osp.join(ROOT, 'deepmim_mm', 'demo', 'images')
+DEMO = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
 
 # Two cores on CI: keep torch from oversubscribing them when tests start subprocesses.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -143,3 +146,127 @@ def _isolated_default_scope():
     yield
     DefaultScope._instance_dict.clear()
     DefaultScope._instance_dict.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_determinism():
+    """A Runner with ``randomness.deterministic`` turns torch's deterministic mode on
+    process-wide; give later tests the mode they would have had."""
+    saved = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(saved)
+
+
+# ------------------------------------------------------------------------------------------
+# One tiny DeepMIM training config and one tiny image folder, shared by the training tests
+# ------------------------------------------------------------------------------------------
+TINY = '''
+_base_ = {demo!r}
+custom_imports = dict(
+    imports=['deepmim_mm', 'deepmim_mm.compat.mmengine_checkpoint'{extra_imports}],
+    allow_failed_imports=False)
+model = dict(
+    backbone=dict(arch=dict(_delete_=True, embed_dims=32, num_layers=2, num_heads=2,
+                            feedforward_channels=64),
+                  img_size=32, patch_size=8, out_indices=None),
+    neck=dict(embed_dim=32, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
+              patch_size=8, num_patches=16),
+    head=dict(patch_size=8))
+train_dataloader = dict(
+    batch_size={batch}, num_workers={workers}, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(_delete_=True, type='CustomDataset', data_root={data!r}, with_label=False,
+                 pipeline=[dict(type='LoadImageFromFile'),
+                           dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.2, 1.0),
+                                backend='pillow', interpolation='bicubic'),
+                           dict(type='RandomFlip', prob=0.5),
+                           dict(type='PackInputs')]))
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters={iters})
+param_scheduler = [dict(type='CosineAnnealingLR', T_max={iters}, by_epoch=False, begin=0,
+                        end={iters})]
+default_hooks = dict(logger=dict(type='LoggerHook', interval=1),
+                     checkpoint=dict(type='AtomicCheckpointHook', interval={ckpt},
+                                     by_epoch=False, max_keep_ckpts=2))
+log_processor = dict(window_size=1, by_epoch=False)
+custom_hooks = [dict(type='RNGStateHook'), dict(type='NonFiniteLossHook'),
+                dict(type='CheckpointMatchHook')]{extra_hooks}
+randomness = dict(seed=0, deterministic=True, diff_rank_seed={diff_rank})
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+'''
+
+
+def tiny_config(path, data, iters=16, ckpt=4, batch=2, workers=0, diff_rank=False,
+                extra_imports=(), extra_hooks=''):
+    """Write a tiny DeepMIM config (2 blocks, 32 px, random crops and flips, IterBasedTrainLoop,
+    deterministic, AtomicCheckpointHook + RNGStateHook) on ``data``; return its path."""
+    imports = ''.join(f', {m!r}' for m in extra_imports)
+    with open(path, 'w') as f:
+        f.write(TINY.format(demo=DEMO, data=data, iters=iters, ckpt=ckpt, batch=batch,
+                            workers=workers, diff_rank=diff_rank, extra_imports=imports,
+                            extra_hooks=extra_hooks))
+    return str(path)
+
+
+def make_data(tmp_path, n_per_class=4):
+    """A tiny image folder for :func:`tiny_config`: 3 classes x ``n_per_class`` JPEGs, 48 px."""
+    root = osp.join(str(tmp_path), 'data', 'train')
+    return write_imagenet_folder(root, num_classes=3, per_class=n_per_class, size=48)
+
+
+def losses(work_dir):
+    """{iter: {key: value}} of every loss record in every run under work_dir."""
+    out = {}
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                if 'loss' in rec:
+                    out[rec['iter']] = {k: v for k, v in rec.items() if k.startswith('loss')}
+    return out
+
+
+def assert_resumed_exactly(ref, work, iters):
+    """Every loss of the resumed run in ``work`` equals the uninterrupted run's in ``ref``, and
+    so do the final checkpoint's weights."""
+    ref_losses, got = losses(ref), losses(work)
+    assert sorted(got) == sorted(ref_losses) == list(range(1, iters + 1))
+    for it in range(1, iters + 1):
+        for key, value in ref_losses[it].items():
+            assert got[it][key] == pytest.approx(value, rel=1e-6, abs=1e-6), (it, key)
+    a = torch.load(osp.join(ref, f'iter_{iters}.pth'), weights_only=False)['state_dict']
+    b = torch.load(osp.join(work, f'iter_{iters}.pth'), weights_only=False)['state_dict']
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+
+
+KILL_PLUGIN = '''
+import os, signal
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
+
+
+@HOOKS.register_module()
+class KillAtIter(Hook):
+    """Test only: SIGKILL this process after iteration ``at`` (1-based)."""
+    priority = 'LOWEST'
+
+    def __init__(self, at):
+        self.at = at
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def with_pythonpath(folder, env=None):
+    """``env`` with ``folder`` (a test's plugin) put before the inherited ``PYTHONPATH``."""
+    paths = [str(folder)] + [p for p in [os.environ.get('PYTHONPATH')] if p]
+    return dict(env or {}, PYTHONPATH=os.pathsep.join(paths))
+
+
+def run_killed(args, env=None):
+    """Run ``python args``, expecting the process to die of SIGKILL."""
+    proc = run_tool(args, env=env, check=False)
+    assert proc.returncode == -9, (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
+    return proc

@@ -8,10 +8,12 @@ gone (e.g. a maintained fork of mmengine that loads its checkpoints under ``weig
 - :mod:`.mmengine_checkpoint`: mmengine's local checkpoint loader under
   ``torch.load(weights_only=True)`` (mmengine issue #1655, fixed on mmengine's main branch by
   PR #1670, in no release): ``load_from`` and ``--resume`` fail on every mmengine checkpoint.
+- :mod:`.optim_param_groups`: ``PlainGroupsOptimWrapperConstructor``, plain-dict param groups
+  that dynamo can trace (``compile = True`` with a ``paramwise_cfg``).
 """
-from . import mmengine_checkpoint
+from . import mmengine_checkpoint, optim_param_groups
 
-__all__ = ['apply_all', 'mmengine_checkpoint']
+__all__ = ['apply_all', 'mmengine_checkpoint', 'optim_param_groups']
 
 
 def apply_all() -> dict:

@@ -1,36 +1,3 @@
-"""One rule for AMP configs on a machine without a GPU, shared by tools/train.py and
-tools/analysis/benchmark.py."""
-from typing import Optional
-
-_AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
-
-
-def to_fp32_optim_wrapper(optim_wrapper: dict) -> dict:
-    """Turn an ``AmpOptimWrapper`` config into a plain fp32 ``OptimWrapper`` config, in place."""
-    optim_wrapper['type'] = 'OptimWrapper'
-    for key in _AMP_ONLY_KEYS:
-        optim_wrapper.pop(key, None)
-    return optim_wrapper
-
-
-def fall_back_to_fp32_without_gpu(cfg, device: Optional[str] = None) -> bool:
-    """Run an AMP config in fp32 on the CPU, with a warning; returns whether it did.
-
-    mmengine's AmpOptimWrapper refuses to start without a GPU/NPU/MLU; the pretraining configs
-    ask for it (the papers train with AMP). On a CPU-only machine (tests, a first try) the same
-    config then trains in fp32 instead of failing. ``device``: where the run will be (default:
-    mmengine's ``get_device()``).
-    """
-    optim = cfg.get('optim_wrapper')
-    if optim is None or optim.get('type') != 'AmpOptimWrapper':
-        return False
-    if device is None:
-        from mmengine.device import get_device
-        device = get_device()
-    if device != 'cpu':
-        return False
-    from mmengine.logging import print_log
-    print_log('No GPU: AmpOptimWrapper needs one, so this run trains in fp32 with '
-              'OptimWrapper.', logger='current', level=30)
-    to_fp32_optim_wrapper(optim)
-    return True
+# Transitional: the old path of deepmim_mm.utils.amp, until the imports of other areas are
+# rewritten at the merge (then delete this file).
+from ..utils.amp import *  # noqa: F401,F403

@@ -1,6 +1,5 @@
 """Crash-safe checkpoints: atomic local writes, the new file before the old one is removed."""
 import os
-import os.path as osp
 from typing import Union
 
 from mmengine.dist import is_main_process
@@ -37,6 +36,32 @@ def _is_local(path: str) -> bool:
     return '://' not in str(path) or str(path).startswith('file://')
 
 
+class _RemoveLater:
+    """A file backend whose ``remove`` / ``rmtree`` wait for :meth:`flush` (everything else is
+    the wrapped backend's)."""
+
+    def __init__(self, backend):
+        self.backend, self.pending = backend, []
+
+    def remove(self, path) -> None:
+        self.pending.append(path)
+
+    rmtree = remove
+
+    def flush(self, keep) -> None:
+        for path in self.pending:
+            if path == keep:
+                continue
+            if self.backend.isfile(path):
+                self.backend.remove(path)
+            elif self.backend.isdir(path):
+                self.backend.rmtree(path)  # DeepSpeed checkpoints are folders
+        self.pending = []
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` that never leaves a run without a complete checkpoint.
@@ -45,28 +70,18 @@ class AtomicCheckpointHook(CheckpointHook):
 
     - checkpoint files are written atomically through :class:`AtomicLocalBackend` (upstream
       writes in place: a process killed during the write leaves a truncated file);
-    - the new checkpoint is written first, then the ``last_checkpoint`` pointer is replaced
-      atomically, and only then are checkpoints beyond ``max_keep_ckpts`` removed (upstream
-      removes the oldest first and rewrites the pointer in place: a crash in between can leave
-      no complete checkpoint, a pointer to a deleted file, or an empty pointer that makes
-      ``--resume`` start from scratch);
+    - checkpoints beyond ``max_keep_ckpts`` (and an outdated best checkpoint) are removed only
+      after the new checkpoint and the ``last_checkpoint`` pointer are written (upstream removes
+      the oldest first: a crash during the save can leave no complete checkpoint); the hook's
+      file backend holds the removals until its save method has returned;
     - temporary files left by a killed save are removed (and logged) when training starts.
 
     Remote directories (``backend_args`` / ``file_client_args`` given, or a URI) keep upstream's
-    writes; the order of save, pointer and removal is this hook's for every backend. Select it in
-    a config with ``default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', ...))``;
-    it takes ``CheckpointHook``'s arguments, and an unknown one is an error when it is built
-    (upstream passes it on to ``save_checkpoint`` and fails at the first save). (mmengine's
-    ``FlexibleRunner`` strategies, e.g. FSDP, write the file themselves without backend
-    arguments: there only the order applies.)
+    writes; the order of save and removal is this hook's for every backend. (mmengine writes the
+    pointer itself, in place: no public point makes that write atomic.) Select it with
+    ``default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', ...))``; it takes
+    ``CheckpointHook``'s arguments.
     """
-
-    def __init__(self, *args, **kwargs) -> None:
-        from ..config_checks import checkpoint_hook_arg_errors
-        errors = checkpoint_hook_arg_errors(kwargs)
-        if errors:  # upstream keeps them and fails at the first save, after a whole epoch
-            raise ValueError(f'AtomicCheckpointHook: unknown argument(s) {", ".join(errors)}')
-        super().__init__(*args, **kwargs)
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
@@ -74,6 +89,7 @@ class AtomicCheckpointHook(CheckpointHook):
                 and _is_local(self.out_dir)):
             self.backend_args = dict(backend=ATOMIC_BACKEND)
             self.file_backend = AtomicLocalBackend()
+        self.file_backend = _RemoveLater(self.file_backend)
         if is_main_process() and _is_local(self.out_dir):
             stale = [p for d in {self.out_dir, runner.work_dir}
                      for p in stale_temporary_files(d)]
@@ -84,36 +100,18 @@ class AtomicCheckpointHook(CheckpointHook):
                           f'an interrupted checkpoint save: {", ".join(stale)}',
                           logger='current', level=30)
 
-    def _save_checkpoint_with_step(self, runner, step, meta):
-        # mmengine 0.10.7's steps in a crash-safe order: save, replace the pointer, then remove.
-        to_remove = []
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
-                                            and self.keep_ckpt_ids[-1] == step):
-            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                to_remove.append(self.keep_ckpt_ids.popleft())
-            self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+    def _removals(self) -> None:
+        if is_main_process():
+            self.file_backend.flush(keep=self.last_ckpt)
 
-        ckpt_filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir,
-            ckpt_filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
-        if not is_main_process():
-            return
-        atomic_write_bytes(osp.join(runner.work_dir, 'last_checkpoint'),
-                           str(self.last_ckpt).encode('utf-8'))
-        for old in to_remove:
-            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
-            if self.file_backend.isfile(path):
-                self.file_backend.remove(path)
-            elif self.file_backend.isdir(path):
-                self.file_backend.rmtree(path)  # DeepSpeed checkpoints are folders
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        self._removals()
+
+    def after_train_epoch(self, runner) -> None:
+        super().after_train_epoch(runner)
+        self._removals()
+
+    def after_val_epoch(self, runner, metrics) -> None:
+        super().after_val_epoch(runner, metrics)
+        self._removals()

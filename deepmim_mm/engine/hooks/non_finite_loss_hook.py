@@ -73,5 +73,5 @@ class NonFiniteLossHook(Hook):
         last = runner.message_hub.get_info('last_ckpt')
         msg += ('. Training stopped before saving this iteration; the last good checkpoint is '
                 f'{last}' if last else '. Training stopped; no checkpoint was saved yet')
-        msg += ' (lower the learning rate, clip gradients or check the data, then --resume).'
+        msg += ' (lower the learning rate, clip gradients or check the data, then resume).'
         raise NonFiniteLossError(msg)

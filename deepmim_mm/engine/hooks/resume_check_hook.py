@@ -1,4 +1,4 @@
-"""One clear line when ``--resume`` resumes nothing, or resumes a run that has nothing left."""
+"""One clear line when a resumed run resumes nothing, or has nothing left to train."""
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
@@ -14,15 +14,21 @@ class ResumeCheckHook(Hook):
     word. This hook adds, when ``resume`` is set: a warning naming the work dir when no
     checkpoint was found, and a warning naming the checkpoint's iteration and the configured
     end when there is nothing left to train (and how to continue). ``tools/train.py`` registers
-    it; a config can list it in ``custom_hooks``.
+    it; a config can list it in ``custom_hooks``. Reads ``resume`` from ``runner.cfg``.
     """
 
     priority = 'LOWEST'
 
+    def __init__(self) -> None:
+        self.loaded = False
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.loaded = True
+
     def before_train(self, runner) -> None:
-        if not getattr(runner, '_resume', False):
+        if not runner.cfg.get('resume'):
             return
-        if not getattr(runner, '_has_loaded', False):
+        if not self.loaded:
             print_log(f'resume: {runner.work_dir} holds no checkpoint to resume from (no '
                       'last_checkpoint file): training starts from scratch', logger='current',
                       level=30)
@@ -32,5 +38,5 @@ class ResumeCheckHook(Hook):
                       if isinstance(runner.train_loop, EpochBasedTrainLoop) else '')
             print_log(f'resume: the checkpoint is at iteration {runner.iter} of '
                       f'{runner.max_iters}{epochs}: nothing is left to train. Raise '
-                      'train_cfg.max_epochs / max_iters to continue this run, or give another '
-                      '--work-dir for a new one.', logger='current', level=30)
+                      'train_cfg.max_epochs / max_iters to continue this run, or give it another '
+                      'work_dir for a new one.', logger='current', level=30)

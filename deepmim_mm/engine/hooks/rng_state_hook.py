@@ -75,7 +75,8 @@ class RNGStateHook(Hook):
       epoch from its first batch when resumed from a mid-epoch iteration checkpoint; that case
       is logged as not exactly reproducible.)
 
-    With a different world size than the checkpoint's, nothing is restored (warning).
+    With a different world size than the checkpoint's, nothing is restored (warning). A resume
+    is told from a load by ``runner.cfg.resume``.
     """
 
     # Before CheckpointHook (VERY_LOW), so the states are gathered before it saves.
@@ -125,7 +126,7 @@ class RNGStateHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get('rng_state')
-        if not getattr(runner, '_resume', False) or not states:
+        if not runner.cfg.get('resume') or not states:
             return
         rank, world = get_dist_info()
         if len(states) != world:

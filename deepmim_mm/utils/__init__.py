@@ -1,0 +1,16 @@
+"""Entry-point helpers: what ``tools/`` does around the Runner (argument and config checks, the
+CPU process group, the AMP fallback). Nothing else in ``deepmim_mm`` imports them."""
+from .amp import fall_back_to_fp32_without_gpu, to_fp32_optim_wrapper
+from .config_checks import (ALLOW_NEW_FLAG, check_cfg_options, check_hook_args, check_output_folder,
+                            check_work_dir, closest_name, config_file, load_config, runner_keys)
+from .entry_point import (add_cfg_options, build_runner, merge_cfg_options, read_runner_config, run,
+                          runner_arg_parser)
+from .launcher import check_launcher_env, finish_distributed, init_cpu_distributed
+
+__all__ = [
+    'ALLOW_NEW_FLAG', 'add_cfg_options', 'build_runner', 'check_cfg_options', 'check_hook_args',
+    'check_launcher_env', 'check_output_folder', 'check_work_dir', 'closest_name', 'config_file',
+    'fall_back_to_fp32_without_gpu', 'finish_distributed', 'init_cpu_distributed', 'load_config',
+    'merge_cfg_options', 'read_runner_config', 'run', 'runner_arg_parser', 'runner_keys',
+    'to_fp32_optim_wrapper'
+]

@@ -1,0 +1,236 @@
+"""Checks the plugin's entry points run on a config before anything is built or trained.
+
+Each turns a mistake that mmengine would accept silently, or report only much later, into a
+``ValueError`` that names the field and what is accepted:
+
+- :func:`check_cfg_options`: a ``--cfg-options`` key whose path does not exist in the config
+  (mmengine merges it as a new key and the run ignores it);
+- :func:`check_hook_args`: an unknown hook argument (mmengine's ``CheckpointHook`` keeps it and
+  fails at the first save, after a whole epoch);
+- :func:`check_work_dir`: a work dir that is a file, or whose ``last_checkpoint`` is empty or
+  names a missing file when resuming.
+
+:func:`load_config` is how every tool besides ``tools/train.py`` / ``test.py`` reads a config
+(a file or ``pkg::path.py``) and its ``--cfg-options``, with the same key check.
+"""
+import ast
+import difflib
+import importlib.util
+import inspect
+import os.path as osp
+import textwrap
+from typing import Iterable, List, Optional
+
+#: Command-line flag of the entry points that lets ``--cfg-options`` add new keys.
+ALLOW_NEW_FLAG = '--allow-new-keys'
+
+
+def closest_name(word: str, choices: Iterable) -> Optional[str]:
+    """The name in ``choices`` closest to a mistyped ``word`` (``None``: none is close)."""
+    found = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def runner_keys() -> set:
+    """The top-level config keys mmengine's runners read: their arguments and the keys their code
+    reads with ``cfg.get`` (mmengine lists the latter nowhere), and the tools' ``runner_type``."""
+    from mmengine.runner import FlexibleRunner, Runner
+    keys = {'runner_type'}
+    for cls in (Runner, FlexibleRunner):
+        keys |= set(inspect.signature(cls.__init__).parameters) - {'self', 'cfg'}
+        for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(cls)))):
+            func = getattr(node, 'func', None)
+            owner = getattr(func, 'value', None)
+            if (isinstance(func, ast.Attribute) and func.attr == 'get' and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and 'cfg' in (getattr(owner, 'id', None), getattr(owner, 'attr', None))):
+                keys.add(node.args[0].value)
+    return keys
+
+
+def _untyped_arguments(path: List[str]) -> Optional[set]:
+    """The arguments mmengine's Runner accepts in the untyped dict at ``path`` (``None``: not
+    one of them): a dataloader's are ``torch.utils.data.DataLoader``'s, ``train_cfg``'s those of
+    the train loops, ``randomness``'s those of ``Runner.set_randomness``, ..."""
+    key = '.'.join(path)
+    if not path:
+        return runner_keys()
+    if len(path) == 1 and key.endswith('_dataloader'):
+        from torch.utils.data import DataLoader
+        return set(inspect.signature(DataLoader).parameters) - {'self'}
+    if key == 'train_cfg':
+        from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
+        names = {'type', 'by_epoch'}
+        for loop in (EpochBasedTrainLoop, IterBasedTrainLoop):
+            names |= set(inspect.signature(loop).parameters)
+        return names - {'self', 'runner', 'dataloader'}
+    if key == 'randomness':
+        from mmengine.runner import Runner
+        return set(inspect.signature(Runner.set_randomness).parameters) - {'self'}
+    if key in ('val_cfg', 'test_cfg'):
+        return {'type', 'fp16'}
+    return {
+        'env_cfg': {'cudnn_benchmark', 'mp_cfg', 'dist_cfg', 'resource_limit'},
+        'env_cfg.mp_cfg': {'mp_start_method', 'opencv_num_threads'},
+        'env_cfg.dist_cfg': {'backend', 'timeout', 'init_backend', 'init_method'},
+        'auto_scale_lr': {'enable', 'base_batch_size'},
+    }.get(key)
+
+
+def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> None:
+    """Every ``--cfg-options`` key must name a path that exists in ``cfg``.
+
+    A new key directly under a dict with a ``type`` is accepted (an argument of the class that
+    dict builds, e.g. ``optim_wrapper.clip_grad.max_norm``; the class checks it when it is
+    built), and so is a new argument the Runner accepts in its untyped dicts (a dataloader's
+    ``persistent_workers``, ``train_cfg.val_begin``, ``randomness.deterministic``, ...);
+    anything else that does not exist is an error naming the closest existing key, unless
+    ``allow_new`` (``--allow-new-keys``).
+    """
+    if not options or allow_new:
+        return
+    for full_key in options:
+        node, path = cfg._cfg_dict, []
+        parts = str(full_key).split('.')
+        for part in parts:
+            where = '.'.join(path) or 'the top level'
+            if isinstance(node, (list, tuple)):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ValueError(f'--cfg-options {full_key}: {where} is a list of {len(node)} '
+                                     f'items; {part!r} is not one of its indices '
+                                     f'0..{len(node) - 1}')
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                if part not in node:
+                    if 'type' in node:
+                        break  # a new argument of the class this dict builds
+                    accepted = _untyped_arguments(path)
+                    if accepted is not None and part in accepted:
+                        break  # a new argument the Runner passes on
+                    close = closest_name(part, list(node) + sorted(accepted or ()))
+                    hint = (f'did you mean {".".join(path + [close])!r}?' if close else
+                            f'the keys at {where} are {sorted(map(str, node))[:15]}')
+                    raise ValueError(
+                        f'--cfg-options {full_key}: the config has no '
+                        f'{".".join(path + [part])!r}; {hint} (mmengine would add it as a new key '
+                        f'that nothing reads). Pass {ALLOW_NEW_FLAG} to add new keys on purpose.')
+                node = node[part]
+            else:
+                raise ValueError(f'--cfg-options {full_key}: {where} is a '
+                                 f'{type(node).__name__} ({node!r}), not a dict or list; pass '
+                                 f'{ALLOW_NEW_FLAG} to replace it')
+            path.append(part)
+
+
+def config_file(config: str) -> str:
+    """The file of a config path, or of ``pkg::rel/path.py`` inside an installed OpenMMLab
+    package (its ``.mim/configs``, where mmengine resolves a ``_base_`` of that form).
+    ``FileNotFoundError`` names what is missing."""
+    full = config
+    if '::' in config:
+        pkg, rel = config.split('::', 1)
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f'config {config}: package {pkg!r} is not installed')
+        full = osp.join(list(spec.submodule_search_locations)[0], '.mim', 'configs', rel)
+    if not osp.isfile(full):
+        raise FileNotFoundError(f'config file not found: {config!r} (a path, or '
+                                "'<package>::<dir>/<name>.py', e.g. 'mmpretrain::mae/...')")
+    return full
+
+
+def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool = False,
+                import_custom: bool = False):
+    """A ``Config`` from a file, ``pkg::rel/path.py`` (:func:`config_file`) or a ``Config``
+    (copied), with ``cfg_options`` merged after :func:`check_cfg_options` (a key the config does
+    not have is a ``ValueError`` unless ``allow_new_keys``); ``import_custom`` imports its
+    ``custom_imports`` as the Runner does."""
+    from mmengine.config import Config
+    if isinstance(config, Config):
+        cfg = config.copy()
+    elif isinstance(config, str):
+        cfg = Config.fromfile(config_file(config))
+    else:
+        raise TypeError(f'config must be a path or a Config, got {type(config).__name__}')
+    if cfg_options:
+        check_cfg_options(cfg, cfg_options, allow_new_keys)
+        cfg.merge_from_dict(cfg_options)
+    if import_custom and cfg.get('custom_imports'):
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**cfg.custom_imports)
+    return cfg
+
+
+def _unknown_args(args: dict, accepted: List[str]) -> List[str]:
+    """Names in a hook config ``args`` not in ``accepted``, each with a suggestion."""
+    errors = []
+    for name in args:
+        if name in accepted or name in ('type', 'priority', '_scope_'):
+            continue
+        close = closest_name(name, accepted)
+        errors.append(f'{name!r}' + (f' (did you mean {close!r}?)' if close else ''))
+    return errors
+
+
+def _hook_class(hook_type, scope: Optional[str]):
+    """The class a hook config's ``type`` names (``None``: not found; the Runner reports it)."""
+    if not isinstance(hook_type, str):
+        return hook_type if inspect.isclass(hook_type) else None
+    from mmengine.registry import HOOKS
+    try:
+        with HOOKS.switch_scope_and_registry(scope) as registry:
+            return registry.get(hook_type)
+    except Exception:  # an unknown scope: the Runner's own error will name it
+        return None
+
+
+def check_hook_args(cfg) -> None:
+    """Unknown arguments of the config's hooks (``default_hooks``, ``custom_hooks``) are an
+    error before anything is built: mmengine's ``CheckpointHook`` keeps them and fails at the
+    first save, after a whole epoch; other hooks fail with a bare ``TypeError``."""
+    from mmengine.hooks import CheckpointHook
+    hooks = [(f'default_hooks.{name}', hook)
+             for name, hook in (cfg.get('default_hooks') or {}).items()]
+    hooks += [(f'custom_hooks.{i}', hook) for i, hook in enumerate(cfg.get('custom_hooks') or [])]
+    for where, hook in hooks:
+        if not isinstance(hook, dict) or 'type' not in hook:
+            continue
+        cls = _hook_class(hook['type'], hook.get('_scope_', cfg.get('default_scope')))
+        if cls is None:
+            continue
+        ckpt = issubclass(cls, CheckpointHook)  # its **kwargs go to save_checkpoint
+        params = inspect.signature((CheckpointHook if ckpt else cls).__init__).parameters
+        if not ckpt and any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            continue  # takes anything
+        errors = _unknown_args(hook, [n for n, p in params.items() if n != 'self' and p.kind
+                                      not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)])
+        if errors:
+            raise ValueError(f'{where} ({cls.__name__}): unknown argument(s) {", ".join(errors)}'
+                             + ('; mmengine would only fail at the first save' if ckpt else ''))
+
+
+def check_output_folder(path: str, flag: str) -> None:
+    """An output folder (``flag`` names its option) may not exist yet, but may not be a file."""
+    if osp.exists(path) and not osp.isdir(path):
+        raise ValueError(f'{flag} {path}: a file, not a folder; give a folder (it is created '
+                         'when missing)')
+
+
+def check_work_dir(work_dir: str, resume: bool = False) -> None:
+    """The work dir must be a folder (or not exist yet); with ``resume`` (``--resume`` alone,
+    the latest checkpoint), its ``last_checkpoint`` must name an existing file when there is
+    one (mmengine would fail with an empty path, or a missing file, and not say where it came
+    from)."""
+    check_output_folder(work_dir, '--work-dir')
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not resume or not osp.isfile(pointer):
+        return
+    with open(pointer) as f:
+        target = f.read().strip()
+    how = (f'give the checkpoint with --resume PATH, or remove {pointer} to train from '
+           'scratch')
+    if not target:
+        raise ValueError(f'--resume: {pointer} is empty (an interrupted write?); {how}')
+    if not osp.isfile(target):
+        raise FileNotFoundError(f'--resume: {pointer} names {target}, which does not exist '
+                                f'(moved or deleted?); {how}')
