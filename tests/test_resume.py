@@ -12,8 +12,8 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import (KILL_PLUGIN, ROOT, assert_resumed_exactly, losses,  # noqa: F401
-                      make_data, run_killed, run_main, tiny_config, with_pythonpath)
+from conftest import (KILL_PLUGIN, ROOT, assert_resumed_exactly, losses, make_data,  # noqa: F401
+                      run_killed, run_main, tiny_config, with_pythonpath)
 
 
 def test_sigkill_mid_epoch_resumes_exactly(tmp_path, capsys, workers=2):
