@@ -1,34 +1,24 @@
 """Bad input around the happy path: every error names the file or field and what is accepted;
 nothing is trained silently wrong and no file is lost.
 
-Through the real entry points (tools/train.py, tools/test.py), the real Runner and the plugin's
-one checkpoint reader, on tiny inputs.
+Through the entry points' ``main`` (tools/train.py, tools/test.py, in-process), the real Runner
+and the plugin's one checkpoint reader, on tiny inputs.
 """
 import errno
 import os
 import os.path as osp
 import pickle
-import subprocess
-import sys
 
 import pytest
 import torch
-from test_resume import make_data, tiny_config
 
 from deepmim_mm.checkpoint import NotACheckpointError, atomic_save, load_file, read_checkpoint
 
-from conftest import ROOT, run_tool
-
-DEMO = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
+from conftest import DEMO, make_data, run_main, tiny_config
 
 
-def run_failing(args, env=None):
-    """Run ``python args`` from the repository root, expecting it to fail; return its output."""
-    full_env = dict(os.environ, OMP_NUM_THREADS='2', **(env or {}))
-    proc = subprocess.run([sys.executable] + list(args), cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode != 0, proc.stdout[-3000:]
-    return proc.stdout + proc.stderr
+def no_checkpoint_in(work):
+    return not osp.isdir(work) or not [f for f in os.listdir(work) if f.endswith('.pth')]
 
 
 # ------------------------------------------------------------------------------------------
@@ -81,50 +71,45 @@ def test_bad_load_from_through_train_py(tmp_path, kind):
     path, found = _bad_files(tmp_path)[kind]
     cfg = tiny_config(tmp_path / 'tiny.py', make_data(tmp_path, n_per_class=1), iters=2)
     work = str(tmp_path / 'work')
-    out = run_failing(['tools/train.py', cfg, '--work-dir', work, '--cfg-options',
-                       f'load_from={path}'])
-    assert f'not a checkpoint: {path}' in out and found in out, out[-2000:]
-    assert not osp.isdir(work) or not [f for f in os.listdir(work) if f.endswith('.pth')]
+    with pytest.raises(NotACheckpointError) as info:
+        run_main('tools/train.py', cfg, '--work-dir', work, '--cfg-options', f'load_from={path}')
+    assert str(path) in str(info.value) and found in str(info.value)
+    assert no_checkpoint_in(work)
 
 
 # ------------------------------------------------------------------------------------------
 # Configuration and command-line mistakes: errors before anything is built
 # ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize('option, message', [
-    ('train_dataloder.batch_size=2',
-     "the config has no 'train_dataloder'; did you mean 'train_dataloader'?"),
+@pytest.mark.parametrize('option, named', [
+    # (--cfg-options, what the error names: the key and the closest accepted one)
+    ('train_dataloder.batch_size=2', ["'train_dataloder'", "'train_dataloader'"]),
     ('train_dataloader.batch_sise=2',
-     "the config has no 'train_dataloader.batch_sise'; did you mean "
-     "'train_dataloader.batch_size'?"),
-    ('custom_hooks.9.enable=True', 'custom_hooks is a list of 5 items'),
-    ('default_hooks.checkpoint.max_keep_ckpt=1',
-     "unknown argument(s) 'max_keep_ckpt' (did you mean 'max_keep_ckpts'?)"),
+     ["'train_dataloader.batch_sise'", "'train_dataloader.batch_size'"]),
+    ('custom_hooks.9.enable=True', ['custom_hooks', '5 items']),
+    ('default_hooks.checkpoint.max_keep_ckpt=1', ["'max_keep_ckpt'", "'max_keep_ckpts'"]),
     # ... also with a scoped type, in custom_hooks, and in any hook class the Runner builds.
     ('default_hooks.checkpoint.type=mmengine.CheckpointHook '
      'default_hooks.checkpoint.max_keep_ckpt=1',
-     "default_hooks.checkpoint (CheckpointHook): unknown argument(s) 'max_keep_ckpt'"),
+     ['default_hooks.checkpoint (CheckpointHook)', "'max_keep_ckpt'"]),
     ('custom_hooks.0.intervall=2',
-     "custom_hooks.0 (DeepMIMReconstructionHook): unknown argument(s) 'intervall' (did you "
-     "mean 'interval'?)"),
-    ('default_hooks.logger.intervl=2',
-     "default_hooks.logger (LoggerHook): unknown argument(s) 'intervl' (did you mean "
-     "'interval'?)"),
-    ('model.backbone.img_size=64',
-     'model.backbone.img_size=64 but the train pipeline\'s RandomResizedCrop(scale=224) gives '
-     '224x224 images'),
+     ['custom_hooks.0 (DeepMIMReconstructionHook)', "'intervall'", "'interval'"]),
+    ('default_hooks.logger.intervl=2', ['default_hooks.logger (LoggerHook)', "'intervl'"]),
+    # The model's own check, at its first forward.
+    ('model.backbone.img_size=64 model.neck.num_patches=16',
+     ['224x224', 'model.backbone.img_size', 'crop']),
 ])
-def test_config_mistakes_through_train_py(tmp_path, option, message):
-    out = run_failing(['tools/train.py', DEMO, '--work-dir', str(tmp_path / 'w'),
-                       '--cfg-options', *option.split()])
-    assert message in out, out[-2000:]
-    assert not osp.exists(str(tmp_path / 'w')) or not any(
-        f.endswith('.pth') for f in os.listdir(tmp_path / 'w'))
+def test_config_mistakes_through_train_py(tmp_path, option, named):
+    work = str(tmp_path / 'w')
+    with pytest.raises(ValueError) as info:
+        run_main('tools/train.py', DEMO, '--work-dir', work, '--cfg-options', *option.split())
+    assert all(n in str(info.value) for n in named), str(info.value)
+    assert no_checkpoint_in(work)
 
 
 def test_cfg_options_rules():
     from mmengine.config import Config
 
-    from deepmim_mm.engine.config_checks import check_cfg_options
+    from deepmim_mm.utils import check_cfg_options
     cfg = Config.fromfile(DEMO)
     # Existing keys, list items, and a new argument of a class (checked when it is built).
     check_cfg_options(cfg, {'train_dataloader.batch_size': 2, 'custom_hooks.0.enable': True,
@@ -148,61 +133,61 @@ def test_cfg_options_rules():
         check_cfg_options(cfg, {'train_cfg.max_epochs.x': 1})
 
 
-def test_cfg_options_typo_through_test_py(tmp_path):
+def _entry_point_cases(tmp_path):
+    """{case: (tool, argv, exception, what the message names)} for mistakes of the command
+    line and the work dir."""
     ckpt = tmp_path / 'x.pth'
     atomic_save({'state_dict': {}}, str(ckpt))
-    out = run_failing(['tools/test.py', DEMO, str(ckpt), '--cfg-options',
-                       'test_dataloder.batch_size=1'])
-    assert "the config has no 'test_dataloder'" in out, out[-2000:]
-
-
-def test_launcher_without_its_environment(tmp_path):
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')}
-    proc = subprocess.run([sys.executable, 'tools/train.py', DEMO, '--launcher', 'pytorch'],
-                          cwd=ROOT, env=clean, capture_output=True, text=True,
-                          timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert ('--launcher pytorch: the environment lacks RANK, WORLD_SIZE, MASTER_ADDR, '
-            'MASTER_PORT' in out), out[-2000:]
-    assert 'tools/dist_train.sh' in out and "KeyError: 'RANK'" not in out
-
-
-def test_resume_missing_file(tmp_path):
-    out = run_failing(['tools/train.py', DEMO, '--resume', str(tmp_path / 'gone.pth')])
-    assert f'--resume {tmp_path / "gone.pth"}: no such checkpoint file' in out
-
-
-def test_work_dir_mistakes(tmp_path):
-    """A work dir that is a file, and a last_checkpoint that is empty or names a deleted file,
-    are one line each naming the path (mmengine: FileExistsError, or an empty path)."""
     afile = tmp_path / 'afile'
     afile.write_text('x')
-    for tool in ('tools/train.py', 'tools/test.py'):
-        args = [tool, DEMO] + (['ckpt.pth'] if tool.endswith('test.py') else [])
-        out = run_failing(args + ['--work-dir', str(afile)])
-        assert f'--work-dir {afile}: a file, not a folder' in out, out[-2000:]
-    work = tmp_path / 'work'
-    work.mkdir()
-    pointer = work / 'last_checkpoint'
-    pointer.write_text('')
-    out = run_failing(['tools/train.py', DEMO, '--work-dir', str(work), '--resume'])
-    assert f'--resume: {pointer} is empty' in out and 'remove' in out, out[-2000:]
-    pointer.write_text(str(work / 'iter_9.pth'))
-    out = run_failing(['tools/train.py', DEMO, '--work-dir', str(work), '--resume'])
-    assert f'--resume: {pointer} names {work / "iter_9.pth"}, which does not exist' in out
+    empty, gone = tmp_path / 'empty', tmp_path / 'gone'
+    for work, target in ((empty, ''), (gone, str(gone / 'iter_9.pth'))):
+        work.mkdir()
+        (work / 'last_checkpoint').write_text(target)
+    test = ['tools/test.py', DEMO, str(ckpt)]
+    train = ['tools/train.py', DEMO]
+    return {
+        'test.py typo': (test + ['--cfg-options', 'test_dataloder.batch_size=1'], ValueError,
+                         ["'test_dataloder'"]),
+        'launcher env': (train + ['--launcher', 'pytorch'], ValueError,
+                         ['--launcher pytorch', 'RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT',
+                          'tools/dist_train.sh']),
+        'resume file': (train + ['--resume', str(tmp_path / 'no.pth')], FileNotFoundError,
+                        [f'--resume {tmp_path / "no.pth"}']),
+        'train work dir': (train + ['--work-dir', str(afile)], ValueError,
+                           [f'--work-dir {afile}', 'not a folder']),
+        'test work dir': (test + ['--work-dir', str(afile)], ValueError,
+                          [f'--work-dir {afile}', 'not a folder']),
+        'empty pointer': (train + ['--work-dir', str(empty), '--resume'], ValueError,
+                          [str(empty / 'last_checkpoint'), 'empty']),
+        'pointer to nothing': (train + ['--work-dir', str(gone), '--resume'], FileNotFoundError,
+                               [str(gone / 'last_checkpoint'), str(gone / 'iter_9.pth')]),
+    }
 
 
-def test_resume_says_what_it_resumes(tmp_path):
+@pytest.mark.parametrize('case', ['test.py typo', 'launcher env', 'resume file', 'train work dir',
+                                  'test work dir', 'empty pointer', 'pointer to nothing'])
+def test_entry_point_mistakes(tmp_path, monkeypatch, case):
+    """Each is one error naming the argument or file, before anything is built (mmengine: a
+    bare KeyError: 'RANK', FileExistsError, or an empty path)."""
+    for var in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.setenv(var, '0')  # restored after the test, whatever the tool sets
+        monkeypatch.delenv(var)
+    argv, error, named = _entry_point_cases(tmp_path)[case]
+    with pytest.raises(error) as info:
+        run_main(*argv)
+    assert all(n in str(info.value) for n in named), str(info.value)
+
+
+def test_resume_says_what_it_resumes(tmp_path, capsys):
     data = make_data(tmp_path, n_per_class=1)
     cfg = tiny_config(tmp_path / 'tiny.py', data, iters=2, ckpt=2)
     work = str(tmp_path / 'work')
-    first = run_tool(['tools/train.py', cfg, '--work-dir', work, '--resume'])
-    assert (f'resume: {work} holds no checkpoint to resume from (no last_checkpoint file): '
-            'training starts from scratch') in first.stdout + first.stderr
-    again = run_tool(['tools/train.py', cfg, '--work-dir', work, '--resume'])
-    out = again.stdout + again.stderr
+    assert run_main('tools/train.py', cfg, '--work-dir', work, '--resume') == 0
+    out = ''.join(capsys.readouterr())
+    assert f'resume: {work} holds no checkpoint to resume from' in out
+    assert run_main('tools/train.py', cfg, '--work-dir', work, '--resume') == 0
+    out = ''.join(capsys.readouterr())
     assert 'resume: the checkpoint is at iteration 2 of 2' in out
     assert 'nothing is left to train' in out and 'train_cfg.max_epochs / max_iters' in out
 
@@ -215,10 +200,11 @@ def test_checkpoints_honour_the_umask(tmp_path):
     data = make_data(tmp_path, n_per_class=1)
     cfg = tiny_config(tmp_path / 'tiny.py', data, iters=2, ckpt=2)
     work = str(tmp_path / 'work')
-    code = ('import os, runpy, sys; os.umask(0o002); '
-            f'sys.argv = ["tools/train.py", {cfg!r}, "--work-dir", {work!r}]; '
-            'runpy.run_path("tools/train.py", run_name="__main__")')
-    run_tool(['-c', code])
+    saved = os.umask(0o002)
+    try:
+        assert run_main('tools/train.py', cfg, '--work-dir', work) == 0
+    finally:
+        os.umask(saved)
     for name in ('iter_2.pth', 'last_checkpoint'):
         assert oct(os.stat(osp.join(work, name)).st_mode & 0o777) == oct(0o664), name
 

@@ -54,13 +54,13 @@ def init_cpu_distributed(cfg, launcher: str) -> bool:
     """Start a gloo process group for a distributed launch on a machine without CUDA.
 
     Returns whether it did; with CUDA (or ``launcher='none'``) mmengine does everything as
-    usual. The config's ``env_cfg.dist_cfg.backend`` must be ``gloo`` (the only CPU backend).
+    usual; the launcher's environment is checked before (:func:`check_launcher_env`). The
+    config's ``env_cfg.dist_cfg.backend`` must be ``gloo`` (the only CPU backend).
     DDP gets ``device_ids=None`` (``model_wrapper_cfg``), FSDP ``device_id=cpu``
     (``strategy.model_wrapper``), instead of mmengine's ``LOCAL_RANK`` GPU.
     """
     if launcher == 'none' or torch.cuda.is_available() or dist.is_initialized():
         return False
-    check_launcher_env(launcher)
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
     backend = dist_cfg.pop('backend', 'nccl')
     if backend != 'gloo':
