@@ -8,9 +8,7 @@ import re
 
 import torch
 
-from conftest import ROOT, run_tool
-
-DEMO = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
+from conftest import DEMO, run_main
 
 
 def tiny_config(path, batch_size, accumulative_counts, iters, optimizer="dict(type='SGD', lr=0.5)"):
@@ -63,8 +61,8 @@ def test_accumulation_equals_the_big_batch_update(tmp_path):
     for name, (bs, k, iters) in {'accumulated': (4, 2, 4), 'big_batch': (8, 1, 2)}.items():
         cfg = tiny_config(tmp_path / f'{name}.py', bs, k, iters)
         work = str(tmp_path / name)
-        run_tool(['tools/train.py', cfg, '--work-dir', work, '--cfg-options',
-                  f'load_from={tmp_path / "init.pth"}'])
+        assert run_main('tools/train.py', cfg, '--work-dir', work, '--cfg-options',
+                        f'load_from={tmp_path / "init.pth"}') == 0
         ckpt = torch.load(osp.join(work, f'iter_{iters}.pth'), map_location='cpu',
                           weights_only=False)
         runs[name] = (ckpt['state_dict'], _losses(work))
@@ -81,16 +79,15 @@ def test_accumulation_equals_the_big_batch_update(tmp_path):
         torch.testing.assert_close(acc[key], value, atol=2e-6, rtol=1e-5, msg=key)
 
 
-def test_auto_scale_lr_counts_gpus_times_batch_not_accumulation(tmp_path):
+def test_auto_scale_lr_counts_gpus_times_batch_not_accumulation(tmp_path, capsys):
     """mmengine 0.10.7's --auto-scale-lr scales by world_size x batch_size / base_batch_size and
     ignores accumulative_counts: keep GPUs x batch x accumulative_counts = 4096 and leave
     --auto-scale-lr off (README)."""
     cfg = tiny_config(tmp_path / 'acc.py', 4, 2, 2)
     with open(cfg, 'a') as f:
         f.write('auto_scale_lr = dict(base_batch_size=8)\n')
-    proc = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'w'),
-                     '--auto-scale-lr'])
-    out = proc.stdout + proc.stderr
+    assert run_main('tools/train.py', cfg, '--work-dir', tmp_path / 'w', '--auto-scale-lr') == 0
+    out = ''.join(capsys.readouterr())
     assert re.search(r'batch size of 8 and the current batch size is 4\. '
                      r'Scaling the original LR by 0\.5', out), out[-3000:]
 
@@ -100,8 +97,8 @@ def test_tensorboard_switch_writes_event_files(tmp_path):
     (every config of the plugin inherits vis_backends=[LocalVisBackend])."""
     cfg = tiny_config(tmp_path / 'tb.py', 4, 1, 2)
     work = tmp_path / 'work'
-    run_tool(['tools/train.py', cfg, '--work-dir', str(work), '--cfg-options',
-              'visualizer.vis_backends.0.type=TensorboardVisBackend'])
+    assert run_main('tools/train.py', cfg, '--work-dir', work, '--cfg-options',
+                    'visualizer.vis_backends.0.type=TensorboardVisBackend') == 0
     (events, ) = glob.glob(str(work / '*' / 'vis_data' / 'events.out.tfevents.*'))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     acc = EventAccumulator(osp.dirname(events))

@@ -1,12 +1,13 @@
-"""tools/train.py end to end: a DeepMIM ViT-B config shrunk through --cfg-options, real JPEGs."""
+"""tools/train.py end to end (in-process): a DeepMIM ViT-B config shrunk through --cfg-options,
+real JPEGs."""
 import glob
 import json
 import os
 import os.path as osp
 
-from conftest import run_tool, write_imagenet_folder
+from conftest import ROOT, run_main, write_imagenet_folder
 
-CONFIG = 'configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+CONFIG = osp.join(ROOT, 'configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py')
 
 # A tiny ViT (deit-t widths, 12 blocks, so the config's blocks 6/8/10/12 stay valid) at 64 px.
 SHRINK = [
@@ -30,16 +31,16 @@ def scalars(work_dir):
     return records
 
 
-def test_train_then_resume(tmp_path):
+def test_train_then_resume(tmp_path, capsys):
     data = str(tmp_path / 'imagenet')
     write_imagenet_folder(osp.join(data, 'train'), num_classes=3, per_class=4)
     work = str(tmp_path / 'work')
     dataset = [f'train_dataloader.dataset.data_root={data}',
                'train_dataloader.dataset.metainfo.classes=[class0,class1,class2]']
-    proc = run_tool(['tools/train.py', CONFIG, '--work-dir', work, '--cfg-options',
-                     'train_cfg.max_epochs=1', *SHRINK, *dataset])
+    assert run_main('tools/train.py', CONFIG, '--work-dir', work, '--cfg-options',
+                    'train_cfg.max_epochs=1', *SHRINK, *dataset) == 0
     # No GPU here: the AMP config falls back to fp32 with a warning.
-    assert 'trains in fp32' in proc.stdout + proc.stderr
+    assert 'trains in fp32' in ''.join(capsys.readouterr())
     records = scalars(work)
     assert len(records) == 3  # 12 images / batch 4
     for r in records:
@@ -50,9 +51,9 @@ def test_train_then_resume(tmp_path):
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
 
     # Resume from the last checkpoint and train a second epoch.
-    proc = run_tool(['tools/train.py', CONFIG, '--work-dir', work, '--resume', '--cfg-options',
-                     'train_cfg.max_epochs=2', *SHRINK, *dataset])
-    out = proc.stdout + proc.stderr
+    assert run_main('tools/train.py', CONFIG, '--work-dir', work, '--resume', '--cfg-options',
+                    'train_cfg.max_epochs=2', *SHRINK, *dataset) == 0
+    out = ''.join(capsys.readouterr())
     assert 'resumed epoch: 1, iter: 3' in out
     records = scalars(work)
     assert [r['iter'] for r in records] == [1, 2, 3, 4, 5, 6]
@@ -70,13 +71,13 @@ def test_compiled_speed_config_trains(tmp_path):
                'train_dataloader.dataset.metainfo.classes=[class0,class1,class2]']
     compiled = tmp_path / 'compiled.py'
     compiled.write_text(
-        f"_base_ = {osp.abspath(CONFIG.replace('.py', '_compile.py'))!r}\n"
+        f"_base_ = {CONFIG.replace('.py', '_compile.py')!r}\n"
         "compile = dict(_delete_=True, backend='eager')\n")
     firsts = []
     for name, cfg in (('plain', CONFIG), ('compiled', str(compiled))):
         work = str(tmp_path / name)
-        run_tool(['tools/train.py', cfg, '--work-dir', work, '--cfg-options',
-                  'train_cfg.max_epochs=1', *SHRINK, *dataset])
+        assert run_main('tools/train.py', cfg, '--work-dir', work, '--cfg-options',
+                        'train_cfg.max_epochs=1', *SHRINK, *dataset) == 0
         records = scalars(work)
         assert len(records) == 3
         assert all(abs(r['loss']) < 1e3 for r in records)
