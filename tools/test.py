@@ -40,22 +40,9 @@ def parse_args(argv=None):
 
 
 def apply_show_and_tta(cfg, args):
-    """``--show`` / ``--show-dir`` / ``--interval`` / ``--wait-time`` and ``--tta``, done as the
-    config's own library does in its ``tools/test.py`` (its ``default_scope`` decides):
-
-    - mmpretrain: ``VisualizationHook(enable, show, wait_time, out_dir, interval)``; TTA with the
-      config's ``tta_model`` / ``tta_pipeline`` or flip TTA averaging the class scores;
-    - mmseg 1.2.2: ``SegVisualizationHook(draw=True, show, wait_time)`` and the visualizer's
-      ``save_dir`` (images under ``<show-dir>/vis_data/vis_image/``); TTA with the config's
-      ``tta_model`` and ``tta_pipeline`` (mmseg's ADE20K configs: multi-scale + flip);
-    - mmdet 3.3.0: ``DetVisualizationHook(draw=True, show, wait_time, test_out_dir)`` (images
-      under ``<work_dir>/<timestamp>/<show-dir>`` for a relative path, as mmdet does); TTA with
-      the config's ``tta_model`` / ``tta_pipeline`` or mmdet's defaults (``DetTTAModel``, NMS
-      0.5, flip), which merge boxes only (mmdet asserts on instance masks).
-
-    ``--interval`` is passed to every scope's hook (mmseg's and mmdet's tools leave the hook's
-    default of 50).
-    """
+    """``--show`` / ``--show-dir`` / ``--interval`` / ``--wait-time`` and ``--tta``, as the
+    ``tools/test.py`` of the config's library (its ``default_scope``) does them; ``--interval``
+    reaches every scope's hook (mmseg's and mmdet's tools leave the hook's default of 50)."""
     scope = cfg.get('default_scope', 'mmpretrain')
     if args.show or args.show_dir is not None:
         hook = cfg.get('default_hooks', {}).get('visualization')

@@ -6,22 +6,10 @@ plugin's configs (pretraining and fine-tuning alike).
         --not-show --show-number 8 [--mode pipeline]
 
 The arguments and figures are those of mmpretrain 1.2.0's ``tools/visualization/
-browse_dataset.py``, which fails on these configs in three ways, each fixed here:
-
-- the visualizer is built through the ``VISUALIZERS`` registry. Upstream calls
-  ``UniversalVisualizer(**cfg.visualizer)``, but every dict a config inherits from a ``pkg::``
-  base (``mmpretrain::mae/...``, as the plugin's configs do) carries ``_scope_`` (mmengine's
-  ``Config`` adds it so that the registry builds the dict in that package's scope), which the
-  class itself does not accept: ``TypeError: ... unexpected keyword argument '_scope_'``;
-- the config's ``custom_imports`` are imported (the plugin's transforms, e.g.
-  ``LoadImageFromFileChecked``) and its ``default_scope`` is used, as the Runner does;
-- dataset wrappers (``RepeatDataset``, ``ConcatDataset``; the demo config repeats its folder) are
-  unwrapped to the dataset that owns the pipeline;
-
-and one that fails on the pinned matplotlib: figures are laid out with matplotlib's public API
-(upstream calls the private ``matplotlib._tight_bbox.adjust_bbox``, whose signature changed).
-``pkg::path.py`` configs are accepted too. Output files are named ``<index>_<image file name>``
-(images of different class folders often share a name).
+browse_dataset.py``, which fails on these configs (docs/en/notes/h1.md says how); here the
+visualizer is built through the registry, ``custom_imports`` and ``default_scope`` are used as
+the Runner uses them, dataset wrappers are unwrapped, and ``pkg::path.py`` configs are accepted.
+Output files are named ``<index>_<image file name>``.
 """
 import argparse
 import os.path as osp
