@@ -1,18 +1,7 @@
-"""Checks the plugin's entry points run on a config before anything is built or trained.
-
-Each turns a mistake that mmengine would accept silently, or report only much later, into a
-``ValueError`` that names the field and what is accepted:
-
-- :func:`check_cfg_options`: a ``--cfg-options`` key whose path does not exist in the config
-  (mmengine merges it as a new key and the run ignores it);
-- :func:`check_hook_args`: an unknown hook argument (mmengine's ``CheckpointHook`` keeps it and
-  fails at the first save, after a whole epoch);
-- :func:`check_work_dir`: a work dir that is a file, or whose ``last_checkpoint`` is empty or
-  names a missing file when resuming.
-
-:func:`load_config` is how every tool besides ``tools/train.py`` / ``test.py`` reads a config
-(a file or ``pkg::path.py``) and its ``--cfg-options``, with the same key check.
-"""
+"""Checks the entry points run on a config before anything is built: each turns a mistake that
+mmengine would accept silently, or report only much later, into an error naming the field and
+what is accepted. :func:`load_config` reads a config (a file or ``pkg::path.py``) and its
+``--cfg-options`` with the same key check for every other tool."""
 import ast
 import difflib
 import importlib.util

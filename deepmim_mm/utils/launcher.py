@@ -1,15 +1,11 @@
 """The process group of the plugin's entry points (``tools/train.py``, ``tools/test.py``).
 
-- :func:`check_launcher_env`: ``--launcher pytorch`` / ``slurm`` without the variables the
-  launcher sets is an error naming them, before mmengine's bare ``KeyError: 'RANK'``.
-- :func:`init_cpu_distributed`: on a machine without CUDA, the entry point starts the gloo process
-  group itself and configures the model wrapper for CPU modules, through what mmengine already
-  allows: it skips ``init_dist`` (which calls ``torch.cuda.set_device``) when a process group
-  exists, and takes the DDP / FSDP device arguments from ``model_wrapper_cfg`` /
-  ``strategy.model_wrapper``.
-- :func:`finish_distributed`: the process group is destroyed before the interpreter exits;
-  otherwise gloo's worker threads are torn down unjoined at exit and a rank can abort with
-  "terminate called without an active exception" after a good run.
+Without CUDA the entry point starts the gloo process group itself and configures the model
+wrapper for CPU modules, through what mmengine already allows: it skips ``init_dist`` (which
+calls ``torch.cuda.set_device``) when a process group exists, and takes the DDP / FSDP device
+arguments from ``model_wrapper_cfg`` / ``strategy.model_wrapper``. The group is destroyed before
+the interpreter exits; otherwise gloo's worker threads are torn down unjoined and a rank can abort
+with "terminate called without an active exception" after a good run.
 """
 import os
 import subprocess
@@ -86,6 +82,6 @@ def init_cpu_distributed(cfg, launcher: str) -> bool:
 
 
 def finish_distributed() -> None:
-    """Destroy the process group, if any (see the module docstring)."""
+    """Destroy the process group, if any."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
