@@ -1,21 +1,12 @@
-"""Per-level reconstructions of a DeepMIM (or MAE) checkpoint.
+"""Per-level reconstructions of a DeepMIM (or MAE / MFF) checkpoint.
 
-For every image: one PNG with the original, the masked input and, for every supervised level
-(shallowest first), the reconstruction with the visible patches pasted back (pixel targets; the
-per-patch normalisation of ``norm_pix`` is undone with each patch's true mean and variance, as
-MAE's visualisation does) or, for feature targets (a ``target_generator`` such as CLIPTeacher),
-the per-token cosine similarity of the level's prediction to the teacher's features. Plus
-``reconstruction_loss.csv``: the head's masked loss per image and level (unweighted).
-
-One random mask per image, drawn once and shared by every level, exactly as in training
-(``DeepMIM.loss``: masked encoder pass, neck, ``get_targets``, head). The masks depend only on
-``--seed``, ``--batch-size``, the list of (readable) images and the device (CPU and CUDA draw
-different random numbers), so two checkpoints analysed with the same options see the same masks.
-
-The checkpoint must fit the config exactly (every key, every shape, decoders included): a file of
-another format or size is an error naming it, not figures from random weights. The run stops at
-the first image that cannot be decoded, naming it (the figures of the images before it are kept,
-no CSV is written), unless ``--skip-corrupt``.
+For every image one PNG: the original, the masked input and, per supervised level, the
+reconstruction with the visible patches pasted back (pixel targets) or the per-token cosine
+similarity of the prediction to the teacher's features (feature targets); and
+``reconstruction_loss.csv``, the head's masked loss per image and level. One random mask per
+batch, shared by every level as in training; it depends only on ``--seed``, ``--batch-size``, the
+(readable) images and the device, so two checkpoints see the same masks. The checkpoint must fit
+the whole model (decoders included).
 
 Example::
 
