@@ -177,15 +177,9 @@ def test_linear_cka_properties():
 
 # ---------------------------------------------------------------- reconstruction pieces
 @pytest.fixture
-def tiny_deepmim(mmpretrain_scope):
-    from mmengine.config import Config
-    from mmpretrain.registry import MODELS
-    cfg = Config.fromstring(DEEPMIM_CFG, '.py')
-    cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model.eval()
+def tiny_deepmim(tiny_checkpoints):
+    from analysis_utils import load_model
+    return load_model(*tiny_checkpoints['deepmim'], torch.device('cpu'))
 
 
 def test_masked_predictions_and_pixel_reconstruction(tiny_deepmim):
