@@ -3,7 +3,7 @@ to a stated convergence criterion, their regularisation chosen on held-out train
 DINO's weighted kNN classifier. Used by ``tools/analysis/layer_probe.py`` and
 :class:`~deepmim_mm.engine.hooks.KNNMonitorHook`."""
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -222,10 +222,7 @@ class ProbeResult:
     holdout_loss: Dict[float, float] = field(default_factory=dict)
 
     def as_row(self) -> dict:
-        return dict(top1=self.top1, top5=self.top5, train_loss=self.train_loss,
-                    train_acc=self.train_acc, iterations=self.iterations,
-                    converged=self.converged, reason=self.reason, l2=self.l2,
-                    grad_max=self.grad_max)
+        return {k: v for k, v in asdict(self).items() if not k.startswith('holdout')}
 
 
 def _fitter(method: str, num_classes: int, options: dict, seed: int) -> Callable:
