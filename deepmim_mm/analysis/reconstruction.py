@@ -120,11 +120,6 @@ def to_display(model: nn.Module, images: torch.Tensor) -> np.ndarray:
     return x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def cosine_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-token cosine similarity ``(B, N)`` of a prediction with the teacher's features."""
-    return F.cosine_similarity(pred.float(), target.float(), dim=-1)
-
-
 def level_panels(model: nn.Module, inputs: torch.Tensor, result: MaskedPredictions) -> dict:
     """The pictures of one forward pass, all ``uint8 (B, H, W, 3)`` except the cosine maps.
 
@@ -148,8 +143,9 @@ def level_panels(model: nn.Module, inputs: torch.Tensor, result: MaskedPredictio
         out.update(levels=pasted, raw=raw)
     else:
         grid = vit_geometry(model.backbone)[0]
-        out['cosine'] = [cosine_map(pr, t).reshape(-1, *grid).cpu().numpy()
-                         for pr, t in zip(result.preds, result.targets)]
+        cos = [F.cosine_similarity(p.float(), t.float(), dim=-1)
+               for p, t in zip(result.preds, result.targets)]
+        out['cosine'] = [c.reshape(-1, *grid).cpu().numpy() for c in cos]
     return out
 
 
