@@ -516,12 +516,14 @@ def _assert_refused(code, err, path, named, out):
     assert [p.name for p in out.rglob('*')] == []  # no figure, no CSV
 
 
-@pytest.mark.parametrize('kind', BAD_KINDS)
-@pytest.mark.parametrize('tool', ['reconstruct.py', 'attention.py', 'layer_similarity.py'])
+@pytest.mark.parametrize('tool, kind', [(tool, kind) for tool in ('reconstruct.py', 'attention.py')
+                                        for kind in BAD_KINDS]
+                         + [('layer_similarity.py', 'wider'), ('layer_similarity.py', 'text')])
 def test_tools_refuse_bad_checkpoints(tool, kind, tiny_checkpoints, bad_checkpoints, tmp_path,
                                       capsys):
-    """Every tool, every class of bad file: the bad file alone (reconstruct.py) or after a good
-    pair (the others: nothing may be analysed or written before it is refused)."""
+    """Every class of bad file, for the whole model (reconstruct.py) and for the encoder
+    (attention.py; layer_similarity.py loads through the same function): the bad file alone or
+    after a good pair (nothing may be analysed or written before it is refused)."""
     path, config, named = bad_checkpoints[kind]
     first = [] if tool == 'reconstruct.py' else tiny_checkpoints['deepmim']
     out = tmp_path / 'out'
