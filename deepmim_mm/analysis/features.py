@@ -67,16 +67,15 @@ def capture_block_outputs(layers: Sequence[nn.Module]) -> Iterator[Dict[int, tor
 def encode_unmasked(backbone: nn.Module, inputs: torch.Tensor):
     """Run a ViT encoder on every patch of ``inputs``.
 
-    mmpretrain's own ViTs run their plain ``VisionTransformer.forward``: 1.2.0's
-    ``MFFViT.forward(x, mask=None)`` calls ``MAEViT.forward(x)`` with its default ``mask=True``
-    and masks anyway. Others (``DeepMIMViT``: never masks with ``mask=None``, MFF fused) get
-    ``backbone(inputs, mask=None)``.
+    A backbone that names its levels (``DeepMIMViT``) never masks with ``mask=None`` and returns
+    them (MFF fused). Every other mmpretrain ViT runs the plain ``VisionTransformer.forward``:
+    1.2.0's ``MFFViT.forward(x, mask=None)`` calls ``MAEViT.forward(x)`` with its default
+    ``mask=True`` and masks anyway, and fine-tuning ViTs take no ``mask``.
     """
     from mmpretrain.models.backbones import VisionTransformer
-    if isinstance(backbone, VisionTransformer) and type(backbone).__module__.startswith(
-            'mmpretrain.'):
-        return VisionTransformer.forward(backbone, inputs)
-    return backbone(inputs, mask=None)
+    if hasattr(backbone, 'level_names') or not isinstance(backbone, VisionTransformer):
+        return backbone(inputs, mask=None)
+    return VisionTransformer.forward(backbone, inputs)
 
 
 def pool_tokens(tokens: torch.Tensor, feature: Optional[str],
