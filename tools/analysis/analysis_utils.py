@@ -200,6 +200,24 @@ def load_models(pairs: Sequence[Tuple[str, str]], device: torch.device, *args,
     return [load_model(config, ckpt, device, *args, **kwargs) for config, ckpt in pairs]
 
 
+def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
+    """``(names, [analyse(model, files) per model])`` for the ``CONFIG CHECKPOINT`` pairs of the
+    encoder tools: every encoder loaded (and checked) first, one on ``--device`` at a time."""
+    device = check_device(args.device)
+    check_out_dir(args.out_dir)
+    names = model_names([c for c, _ in args.pairs], args.name)
+    files = collect_images(args.img, args.max_images)
+    models = load_models(args.pairs, torch.device('cpu'), args.cfg_options, encoder_only=True,
+                         allow_new_keys=args.allow_new_keys)
+    results = []
+    for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
+        print(f'{name}: {cfg}, {ckpt}')
+        model, models[i] = models[i].to(device), None
+        results.append(analyse(model, files))
+        del model
+    return names, results
+
+
 # --------------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------------

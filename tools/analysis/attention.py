@@ -18,9 +18,8 @@ import os.path as osp
 
 import torch
 
-from analysis_utils import (add_common_args, add_model_args, check_device, check_out_dir,
-                            collect_images, iter_batches, load_models, model_names, model_pairs,
-                            run, write_csv)
+from analysis_utils import (add_common_args, add_model_args, encoder_results, iter_batches,
+                            model_pairs, run, write_csv)
 
 
 def parse_args(argv=None):
@@ -98,18 +97,8 @@ def plot(out_dir, names, results):
 
 def main(argv=None):
     args = parse_args(argv)
-    device = check_device(args.device)
-    check_out_dir(args.out_dir)
-    names = model_names([c for c, _ in args.pairs], args.name)
-    files = collect_images(args.img, args.max_images)
-    models = load_models(args.pairs, torch.device('cpu'), args.cfg_options, encoder_only=True,
-                         allow_new_keys=args.allow_new_keys)
-    results = []
-    for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
-        print(f'{name}: {cfg}, {ckpt}')
-        model, models[i] = models[i].to(device), None  # one model on the device at a time
-        results.append(analyse(model, files, args.batch_size, args.skip_corrupt))
-        del model
+    names, results = encoder_results(
+        args, lambda model, files: analyse(model, files, args.batch_size, args.skip_corrupt))
     os.makedirs(args.out_dir, exist_ok=True)
     dist_rows, div_rows = [], []
     for name, (per_head, dissim) in zip(names, results):

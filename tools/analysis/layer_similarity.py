@@ -17,11 +17,8 @@ import argparse
 import os
 import os.path as osp
 
-import torch
-
-from analysis_utils import (InputError, add_common_args, add_model_args, check_device,
-                            check_out_dir, collect_images, iter_batches, load_models, model_names,
-                            model_pairs, run, safe_name, write_csv)
+from analysis_utils import (InputError, add_common_args, add_model_args, encoder_results,
+                            iter_batches, model_pairs, run, safe_name, write_csv)
 
 POOLS = {'tokens': None, 'mean': 'avg', 'cls': 'cls'}  # --pool -> analysis.pool_tokens
 
@@ -70,20 +67,10 @@ def heatmap(path, matrix, title, ylabel, xlabel):
 def main(argv=None):
     from deepmim_mm.analysis import cka_matrix
     args = parse_args(argv)
-    device = check_device(args.device)
-    check_out_dir(args.out_dir)
-    names = model_names([c for c, _ in args.pairs], args.name)
+    names, feats = encoder_results(args, lambda model, files: block_features(
+        model, files, args.batch_size, args.pool, args.skip_corrupt))
     if len(names) == 2 and names[0] == names[1]:
         names = [names[0] + '_a', names[1] + '_b']
-    files = collect_images(args.img, args.max_images)
-    models = load_models(args.pairs, torch.device('cpu'), args.cfg_options, encoder_only=True,
-                         allow_new_keys=args.allow_new_keys)
-    feats = []
-    for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
-        print(f'{name}: {cfg}, {ckpt}')
-        model, models[i] = models[i].to(device), None  # one model on the device at a time
-        feats.append(block_features(model, files, args.batch_size, args.pool, args.skip_corrupt))
-        del model
     if len(feats) == 2 and feats[0][0].shape[0] != feats[1][0].shape[0]:
         raise InputError(f'--pool {args.pool}: the models give {feats[0][0].shape[0]} and '
                          f'{feats[1][0].shape[0]} examples (different token grids?); use '
