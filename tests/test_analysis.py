@@ -1,6 +1,7 @@
 """Analysis math (attention distance, head diversity, linear CKA, reconstruction helpers) and
 the three tools in tools/analysis/ on tiny checkpoints and generated images."""
 import csv
+import logging
 import math
 import os.path as osp
 import pickle
@@ -17,7 +18,7 @@ from deepmim_mm.analysis import (capture_attention, capture_block_outputs, cka_m
                                  mean_attention_distance, patch_distances, pixel_reconstruction)
 from deepmim_mm.analysis.reconstruction import per_image_losses
 
-from conftest import ROOT, run_tool, write_imagenet_folder
+from conftest import ROOT, run_main, write_imagenet_folder
 
 TOOLS = osp.join(ROOT, 'tools', 'analysis')
 DEMO_CFG = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
@@ -176,15 +177,9 @@ def test_linear_cka_properties():
 
 # ---------------------------------------------------------------- reconstruction pieces
 @pytest.fixture
-def tiny_deepmim(mmpretrain_scope):
-    from mmengine.config import Config
-    from mmpretrain.registry import MODELS
-    cfg = Config.fromstring(DEEPMIM_CFG, '.py')
-    cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model.eval()
+def tiny_deepmim(tiny_checkpoints):
+    from analysis_utils import load_model
+    return load_model(*tiny_checkpoints['deepmim'], torch.device('cpu'))
 
 
 def test_masked_predictions_and_pixel_reconstruction(tiny_deepmim):
@@ -245,19 +240,23 @@ def _read_csv(path):
         return list(csv.DictReader(f))
 
 
+def _cli(tool, *argv):
+    """Run ``tools/analysis/<tool>`` as from the command line, in this process: exit status."""
+    return run_main(f'tools/analysis/{tool}', *argv)
+
+
 def _png(path):
     with Image.open(path) as im:
         im.load()
         return im.size, im.mode
 
 
-def test_reconstruct_tool_pixel_targets(tiny_checkpoints, tmp_path):
+def test_reconstruct_tool_pixel_targets(tiny_checkpoints, tmp_path, capsys):
     cfg, ckpt = tiny_checkpoints['deepmim']
     out = tmp_path / 'recon'
-    proc = run_tool([osp.join(TOOLS, 'reconstruct.py'), cfg, ckpt, '--img',
-                     tiny_checkpoints['images'], '--out-dir', str(out), '--batch-size', '3',
-                     '--device', 'cpu'])
-    assert 'wrote 4 figures' in proc.stdout
+    assert _cli('reconstruct.py', cfg, ckpt, '--img', tiny_checkpoints['images'], '--out-dir', out,
+                '--batch-size', 3, '--device', 'cpu') == 0
+    assert 'wrote 4 figures' in capsys.readouterr().out
     pngs = sorted(p for p in out.iterdir() if p.suffix == '.png')
     assert len(pngs) == 4 and pngs[0].name == '0.png' and pngs[1].name == '0_1.png'
     sizes = {_png(p)[0] for p in pngs}
@@ -341,8 +340,8 @@ def test_attention_tool_side_by_side(tiny_checkpoints, tmp_path):
 def test_layer_similarity_tool(tiny_checkpoints, tmp_path):
     mae, deepmim = tiny_checkpoints['mae'], tiny_checkpoints['deepmim']
     out = tmp_path / 'cka'
-    run_tool([osp.join(TOOLS, 'layer_similarity.py'), *deepmim, *mae, '--name', 'DeepMIM', 'MAE',
-              '--img', tiny_checkpoints['images'], '--out-dir', str(out)])
+    assert _cli('layer_similarity.py', *deepmim, *mae, '--name', 'DeepMIM', 'MAE', '--img',
+                tiny_checkpoints['images'], '--out-dir', out) == 0
     rows = _read_csv(out / 'layer_similarity.csv')
     assert list(rows[0]) == ['model_a', 'block_a', 'model_b', 'block_b', 'cka']
     assert len(rows) == 4 * 4 + 3 * 3 + 4 * 3
@@ -407,26 +406,25 @@ def test_tools_reject_bad_arguments(tiny_checkpoints, tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match='no such file'):
         layer_similarity.main([cfg, ckpt, '--img', str(tmp_path / 'nope'), '--out-dir',
                                str(tmp_path)])
-    with pytest.raises(FileNotFoundError, match=f'checkpoint not found: {tmp_path}/x.pth'):
+    with pytest.raises(FileNotFoundError, match=f'{tmp_path}/x.pth'):
         layer_similarity.main([cfg, ckpt, cfg, str(tmp_path / 'x.pth'), *common])
-    with pytest.raises(FileNotFoundError, match='config file not found: .*nope.py'):
+    with pytest.raises(FileNotFoundError, match='nope.py'):
         attention.main([str(tmp_path / 'nope.py'), ckpt, *common])
-    with pytest.raises(FileNotFoundError, match="package 'nopkg' is not installed"):
+    with pytest.raises(FileNotFoundError, match='nopkg'):
         attention.main(['nopkg::a/b.py', ckpt, *common])
     # A mistyped override would be merged as a new key and ignored: an error naming the key,
     # from the config check or, for an argument of a class, when the class is built.
-    with pytest.raises(InputError, match="no 'model.backbone.arch.embed_dim'; did you mean "
-                       "'model.backbone.arch.embed_dims'"):
+    with pytest.raises(InputError, match=r"'model\.backbone\.arch\.embed_dims'"):
         reconstruct.main([cfg, ckpt, *common, '--cfg-options',
                           'model.backbone.arch.embed_dim=32'])
-    with pytest.raises(InputError, match="model: .*unexpected keyword argument 'backbon'"):
+    with pytest.raises(InputError, match="'backbon'"):
         reconstruct.main([cfg, ckpt, *common, '--cfg-options', 'model.backbon.img_size=64'])
-    with pytest.raises(InputError, match='--name: 1 names for 2 models'):
+    with pytest.raises(InputError, match='--name'):
         attention.main([cfg, ckpt, cfg, ckpt, '--name', 'A', *common])
     afile = tmp_path / 'afile'
     afile.write_text('x')
     for tool in (attention, layer_similarity, reconstruct):
-        with pytest.raises(InputError, match=f'--out-dir {afile}: a file, not a folder'):
+        with pytest.raises(InputError, match=f'--out-dir {afile}'):
             tool.main([cfg, ckpt, '--img', tiny_checkpoints['images'], '--out-dir', str(afile)])
     for argv, message in (([cfg, ckpt, cfg], 'give CONFIG CHECKPOINT pairs: got 3 paths'),
                           ([ckpt, cfg], "'.*deepmim.pth' is not a config .*; the config comes "
@@ -458,8 +456,7 @@ def test_encoder_only_checkpoint(tiny_checkpoints, tmp_path):
     by_model = {m: [r['mean_distance_px'] for r in rows if r['model'] == m]
                 for m in ('full', 'encoder')}
     assert by_model['full'] == by_model['encoder']  # the same weights, the same figures
-    with pytest.raises(InputError, match=f"{encoder} has no 'neck.' weights .*needs the full "
-                       'pretraining checkpoint'):
+    with pytest.raises(InputError, match=f'{encoder}.*neck'):
         reconstruct.main([cfg, encoder, *common, '--out-dir', str(tmp_path / 'recon')])
     assert not (tmp_path / 'recon').exists()
 
@@ -467,9 +464,8 @@ def test_encoder_only_checkpoint(tiny_checkpoints, tmp_path):
 # ---------------------------------------------------------------- bad files, through the CLIs
 @pytest.fixture(scope='module')
 def bad_checkpoints(tiny_checkpoints, tmp_path_factory):
-    """One file per class of checkpoint a tool must refuse, and what its message must say.
-
-    ``{kind: (path, config the file is given with, pattern the error line must match)}``."""
+    """One file per class of checkpoint a tool must refuse: ``{kind: (path, config, what the
+    error line must name besides the file)}``."""
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
@@ -478,44 +474,32 @@ def bad_checkpoints(tiny_checkpoints, tmp_path_factory):
     root = tmp_path_factory.mktemp('bad_checkpoints')
     cfg, ckpt = tiny_checkpoints['deepmim']
     state = torch.load(ckpt)['state_dict']
-    out = {}
-
-    def add(kind, message, write, config=cfg):
-        path = str(root / f'{kind}.pth')
-        write(path)
-        out[kind] = (path, config, message)
-
-    # As tools/model_converters/deepmim_to_timm.py writes it: a bare timm state dict.
-    add('timm', "has no 'backbone.' weights .*blocks.*it is no pretraining checkpoint",
-        lambda p: torch.save(plugin_to_timm(state)[0], p))
-    add('no_backbone', "has no 'backbone.' weights .*'layers'.*it is no pretraining checkpoint",
-        lambda p: torch.save({k[len('backbone.'):]: v for k, v in state.items()
-                              if k.startswith('backbone.')}, p))
-    # The same architecture, wider (96-d on the 64-d config), as a 384-d ViT-S on a ViT-T one.
+    # The same architecture, wider (96-d on the 64-d config), as a ViT-S on a ViT-T config.
     wide_cfg = root / 'wide.py'
     wide_cfg.write_text(DEEPMIM_CFG.replace('embed_dims=64', 'embed_dims=96')
                         .replace('embed_dim=64', 'embed_dim=96'))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         wide = MODELS.build(Config.fromfile(str(wide_cfg)).model).state_dict()
-    add('wider', r'does not fit the (model|backbone) .*tensors of another shape: '
-        r'backbone.cls_token: checkpoint \(1, 1, 96\) vs model \(1, 1, 64\)',
-        lambda p: torch.save({'state_dict': wide, 'meta': {}}, p))
-    # Saved after a divergence: every figure would be NaN.
-    nan_state = dict(state, **{'backbone.cls_token': torch.full_like(state['backbone.cls_token'],
-                                                                     float('nan'))})
-    add('nan', r'non-finite values \(NaN or inf\) in: .*cls_token',
-        lambda p: torch.save({'state_dict': nan_state, 'meta': {}}, p))
-    add('empty', r'not a checkpoint: .* \(an empty file, 0 bytes\)',
-        lambda p: open(p, 'wb').close())
-    add('text', r'not a checkpoint: .* \(found a text file',
-        lambda p: open(p, 'w').write('epoch_20.pth\n'))
-    add('random_bytes', r'not a checkpoint: .* \(found 4096 bytes of an unknown format',
-        lambda p: open(p, 'wb').write(random.Random(0).randbytes(4096)))
-    add('pickled_list', r'not a checkpoint: .* \(it holds a list, not a dict of tensors\)',
-        lambda p: torch.save([torch.zeros(2), 'epoch', 3], p))
-    # A list pickled without torch: only the file is asserted, the reader's message for it
-    # (the weights-only unpickler's refusal, with the trust hint) is its own business.
-    add('plain_pickle', '', lambda p: pickle.dump([1, 2, 3], open(p, 'wb')))
+    nan = dict(state, **{'backbone.cls_token': torch.full_like(state['backbone.cls_token'],
+                                                               float('nan'))})
+    writers = {
+        # as tools/model_converters/deepmim_to_timm.py writes it: a bare timm state dict
+        'timm': ('blocks', lambda p: torch.save(plugin_to_timm(state)[0], p)),
+        'no_backbone': ('layers', lambda p: torch.save(
+            {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}, p)),
+        'wider': ('backbone.cls_token', lambda p: torch.save({'state_dict': wide}, p)),
+        'nan': ('cls_token', lambda p: torch.save({'state_dict': nan}, p)),  # after a divergence
+        'empty': ('', lambda p: open(p, 'wb').close()),
+        'text': ('', lambda p: open(p, 'w').write('epoch_20.pth\n')),
+        'random_bytes': ('', lambda p: open(p, 'wb').write(random.Random(0).randbytes(4096))),
+        'pickled_list': ('', lambda p: torch.save([torch.zeros(2), 'epoch', 3], p)),
+        'plain_pickle': ('', lambda p: pickle.dump([1, 2, 3], open(p, 'wb'))),
+    }
+    out = {}
+    for kind, (named, write) in writers.items():
+        path = str(root / f'{kind}.pth')
+        write(path)
+        out[kind] = (path, cfg, named)
     return out
 
 
@@ -523,35 +507,29 @@ BAD_KINDS = ['timm', 'no_backbone', 'wider', 'nan', 'empty', 'text', 'random_byt
              'pickled_list', 'plain_pickle']
 
 
-def _tool_argv(tool, tiny, config, bad):
-    """The bad file as the only checkpoint (reconstruct.py) or as the second one, after a good
-    pair (the others): nothing may be analysed or written before it is refused."""
-    if tool == 'reconstruct.py':
-        return [config, bad]
-    return [*tiny['deepmim'], config, bad]
-
-
-def _assert_refused(proc, path, message, out):
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith('error: ')]
-    assert len(errors) == 1, proc.stderr[-3000:]
-    assert path in errors[0] and re.search(message, errors[0]), errors[0]
+def _assert_refused(code, err, path, named, out):
+    """Exit 1, one ``error:`` line naming the file (and ``named``), nothing written."""
+    assert code == 1, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith('error: ')]
+    assert len(errors) == 1 and 'Traceback' not in err, err[-3000:]
+    assert path in errors[0] and named in errors[0], errors[0]
     assert [p.name for p in out.rglob('*')] == []  # no figure, no CSV
 
 
-@pytest.mark.parametrize('kind', BAD_KINDS)
-@pytest.mark.parametrize('tool', ['reconstruct.py', 'attention.py', 'layer_similarity.py'])
-def test_tools_refuse_bad_checkpoints(tool, kind, tiny_checkpoints, bad_checkpoints, tmp_path):
-    """Every tool, every class of bad file: exit 1, one line naming the file and the problem,
-    no output (before the fix, files of another format or size gave figures from random
-    weights and exit 0)."""
-    path, config, message = bad_checkpoints[kind]
+@pytest.mark.parametrize('tool, kind', [(tool, kind) for tool in ('reconstruct.py', 'attention.py')
+                                        for kind in BAD_KINDS]
+                         + [('layer_similarity.py', 'wider'), ('layer_similarity.py', 'text')])
+def test_tools_refuse_bad_checkpoints(tool, kind, tiny_checkpoints, bad_checkpoints, tmp_path,
+                                      capsys):
+    """Every class of bad file, for the whole model (reconstruct.py) and for the encoder
+    (attention.py; layer_similarity.py loads through the same function): the bad file alone or
+    after a good pair (nothing may be analysed or written before it is refused)."""
+    path, config, named = bad_checkpoints[kind]
+    first = [] if tool == 'reconstruct.py' else tiny_checkpoints['deepmim']
     out = tmp_path / 'out'
     out.mkdir()
-    proc = run_tool([osp.join(TOOLS, tool), *_tool_argv(tool, tiny_checkpoints, config, path),
-                     '--img', tiny_checkpoints['images'], '--out-dir', str(out)], check=False)
-    _assert_refused(proc, path, message, out)
+    code = _cli(tool, *first, config, path, '--img', tiny_checkpoints['images'], '--out-dir', out)
+    _assert_refused(code, capsys.readouterr().err, path, named, out)
 
 
 @pytest.fixture(scope='module')
@@ -566,25 +544,31 @@ def images_with_corrupt(tiny_checkpoints, tmp_path_factory):
 
 
 @pytest.mark.parametrize('tool', ['reconstruct.py', 'attention.py', 'layer_similarity.py'])
-def test_corrupt_image_is_named(tool, tiny_checkpoints, images_with_corrupt, tmp_path):
+def test_corrupt_image_is_named(tool, tiny_checkpoints, images_with_corrupt, tmp_path, capsys):
     images, empty, _ = images_with_corrupt
     out = tmp_path / 'out'
     out.mkdir()
-    proc = run_tool([osp.join(TOOLS, tool), *tiny_checkpoints['deepmim'], '--img', images,
-                     '--out-dir', str(out)], check=False)
-    _assert_refused(proc, empty, r'cannot decode image .* \(the file is empty \(0 bytes\)\).* '
-                    'pass --skip-corrupt to skip such files', out)
+    code = _cli(tool, *tiny_checkpoints['deepmim'], '--img', images, '--out-dir', out)
+    _assert_refused(code, capsys.readouterr().err, empty, '--skip-corrupt', out)
 
 
-def test_skip_corrupt_images(tiny_checkpoints, images_with_corrupt, tmp_path):
+def test_skip_corrupt_images(tiny_checkpoints, images_with_corrupt, tmp_path, capsys):
     """--skip-corrupt: a warning naming each unreadable file; the others are analysed."""
     images, empty, garbage = images_with_corrupt
     out = tmp_path / 'out'
-    proc = run_tool([osp.join(TOOLS, 'reconstruct.py'), *tiny_checkpoints['deepmim'], '--img',
-                     images, '--out-dir', str(out), '--skip-corrupt', '--batch-size', '3'])
+    from mmengine.logging import MMLogger
+    warnings = logging.Handler()
+    warnings.emit = lambda record: warnings.__dict__.setdefault('seen', []).append(
+        record.getMessage())
+    MMLogger.get_current_instance().addHandler(warnings)
+    try:
+        assert _cli('reconstruct.py', *tiny_checkpoints['deepmim'], '--img', images, '--out-dir',
+                    out, '--skip-corrupt', '--batch-size', 3) == 0
+    finally:
+        MMLogger.get_current_instance().removeHandler(warnings)
     for path in (empty, garbage):
-        assert f'cannot decode image {path}' in proc.stdout + proc.stderr
-    assert 'wrote 4 figures' in proc.stdout
+        assert any(f'cannot decode image {path}' in m for m in warnings.seen)
+    assert 'wrote 4 figures' in capsys.readouterr().out
     rows = _read_csv(out / 'reconstruction_loss.csv')
     assert len(rows) == 4 * 2 and not {empty, garbage} & {r['image'] for r in rows}
 
@@ -599,7 +583,7 @@ MAE_PKG_OPTIONS = {
 }
 
 
-def test_package_config_is_accepted(tiny_checkpoints, tmp_path):
+def test_package_config_is_accepted(tiny_checkpoints, tmp_path, capsys):
     """``pkg::path.py`` configs (resolved in the package's .mim/configs), with --cfg-options."""
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
@@ -613,10 +597,10 @@ def test_package_config_is_accepted(tiny_checkpoints, tmp_path):
     ckpt = str(tmp_path / 'mae_pkg.pth')
     torch.save({'state_dict': model.state_dict()}, ckpt)
     out = tmp_path / 'out'
-    proc = run_tool([osp.join(TOOLS, 'reconstruct.py'), MAE_PKG, ckpt, '--img',
-                     tiny_checkpoints['images'], '--out-dir', str(out), '--max-images', '2',
-                     '--cfg-options', *[f'{k}={v}' for k, v in MAE_PKG_OPTIONS.items()]])
-    assert 'wrote 2 figures' in proc.stdout
+    assert _cli('reconstruct.py', MAE_PKG, ckpt, '--img', tiny_checkpoints['images'], '--out-dir',
+                out, '--max-images', 2, '--cfg-options',
+                *[f'{k}={v}' for k, v in MAE_PKG_OPTIONS.items()]) == 0
+    assert 'wrote 2 figures' in capsys.readouterr().out
     assert [r['level'] for r in _read_csv(out / 'reconstruction_loss.csv')] == ['block12'] * 2
 
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, write_imagenet_folder
+from conftest import ROOT, run_main, write_imagenet_folder
 from downstream_utils import TINY_VIT, make_pretrain_checkpoint
 
 ANALYSIS = osp.join(ROOT, 'tools', 'analysis')
@@ -139,15 +139,14 @@ def test_layer_probe_minibatch_smaller_than_one_batch(tmp_path, setup, capsys):
 
 def test_layer_probe_bad_input(tmp_path, setup):
     data, ckpts, cfg = setup
-    with pytest.raises(FileNotFoundError, match='train/ and val/'):
+    with pytest.raises(FileNotFoundError, match='--data-root: .*nowhere'):
         _probe([cfg, ckpts[0], '--data-root', tmp_path / 'nowhere', '--work-dir', tmp_path])
     with pytest.raises(SystemExit):  # one label per checkpoint
         _probe([cfg, *ckpts, '--labels', 'only-one', '--data-root', data,
                 '--work-dir', tmp_path])
     # An mmpretrain:: config is read (ViT-B linear probing) and its encoder built; the tiny
     # checkpoint does not fit it, which is an error naming the keys.
-    with pytest.raises(ValueError, match=r'checkpoints: cannot initialise VisionTransformer.*'
-                                         r'layers\.\{4-11\}'):
+    with pytest.raises(ValueError, match=r'checkpoints: .*mae\.pth.*layers\.\{4-11\}'):
         _probe(['mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py',
                 ckpts[0], '--data-root', data, '--work-dir', tmp_path / 'b', '--img-size', '32',
                 '--device', 'cpu', '--num-workers', '0', '--no-cache'])
@@ -171,26 +170,24 @@ def test_layer_probe_bad_input(tmp_path, setup):
                 'cpu', '--num-workers', '0', '--no-cache'])
 
 
-def test_layer_probe_cli_errors_are_one_line(tmp_path, setup):
+def test_layer_probe_cli_errors_are_one_line(tmp_path, setup, capsys):
     """From the command line, every bad input is one `error:` line and exit status 1, as for
     the other analysis tools."""
-    import subprocess
-    data, ckpts, cfg = setup
     import torch
+    data, ckpts, cfg = setup
     bad = tmp_path / 'other_width.pth'
     torch.save({'state_dict': {'backbone.cls_token': torch.zeros(1, 1, 48)}}, bad)
     cases = [
-        ([cfg, ckpts[0], '--data-root', tmp_path / 'nowhere'], 'train/ and val/ folders'),
-        ([cfg, bad, '--data-root', data], 'checkpoints: cannot initialise'),
+        ([cfg, ckpts[0], '--data-root', tmp_path / 'nowhere'], '--data-root'),
+        ([cfg, bad, '--data-root', data], str(bad)),
         ([cfg, ckpts[0], '--data-root', data, '--cfg-options', 'model.neck.x=1'],
-         'would change nothing'),
+         '--cfg-options model.neck.x'),
     ]
     for argv, message in cases:
-        proc = subprocess.run(
-            [sys.executable, osp.join(ANALYSIS, 'layer_probe.py'), *map(str, argv),
-             '--work-dir', str(tmp_path / 'w'), '--device', 'cpu', '--num-workers', '0'],
-            capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 1, (argv, proc.stdout, proc.stderr)
-        last = proc.stderr.strip().splitlines()[-1]
-        assert last.startswith('error: ') and message in last, proc.stderr
-        assert 'Traceback' not in proc.stderr
+        code = run_main('tools/analysis/layer_probe.py', *argv, '--work-dir', tmp_path / 'w',
+                        '--device', 'cpu', '--num-workers', '0')
+        err = capsys.readouterr().err
+        assert code == 1, (argv, err)
+        last = err.strip().splitlines()[-1]
+        assert last.startswith('error: ') and message in last, err
+        assert 'Traceback' not in err

@@ -1,5 +1,5 @@
-"""DeepMIMReconstructionHook in a real tools/train.py run: figures through LocalVisBackend when
-switched on with one --cfg-options flag, none when off, training unchanged either way."""
+"""DeepMIMReconstructionHook in a real mmengine Runner (in this process): figures through
+LocalVisBackend when switched on with one config option, none when off, training unchanged."""
 import json
 import os.path as osp
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, run_tool
+from conftest import DEMO_IMAGES, ROOT
 
 DEMO_CFG = osp.join(ROOT, 'configs', 'pretrain', 'deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
 IMG = 64
@@ -25,7 +25,7 @@ model = dict(
               decoder_num_heads=2))
 train_dataloader = dict(
     batch_size=4, num_workers=0,
-    dataset=dict(times=1, dataset=dict(pipeline=[
+    dataset=dict(times=1, dataset=dict(data_root={osp.join(DEMO_IMAGES, 'train')!r}, pipeline=[
         dict(type='LoadImageFromFile'),
         dict(type='RandomResizedCrop', scale={IMG}, crop_ratio_range=(0.2, 1.0),
              backend='pillow', interpolation='bicubic'),
@@ -37,11 +37,12 @@ custom_hooks = [dict(type='DeepMIMReconstructionHook', enable=False, interval=1,
 """
 
 
-def _train(cfg, work_dir, *options):
-    args = ['tools/train.py', str(cfg), '--work-dir', str(work_dir)]
-    if options:
-        args += ['--cfg-options', *options]
-    run_tool(args)
+def _train(cfg, work_dir, options=None):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(str(cfg))
+    cfg.merge_from_dict(dict(options or {}, work_dir=str(work_dir)))
+    Runner.from_cfg(cfg).train()
     vis = list(work_dir.glob('*/vis_data'))
     assert len(vis) == 1, vis
     return vis[0]
@@ -59,7 +60,7 @@ def test_hook_writes_figures_only_when_enabled(tmp_path):
     off = _train(cfg, tmp_path / 'off')
     assert not list(off.rglob('*.png'))
 
-    on = _train(cfg, tmp_path / 'on', 'custom_hooks.0.enable=True')
+    on = _train(cfg, tmp_path / 'on', {'custom_hooks.0.enable': True})
     images = sorted(p.name for p in (on / 'vis_image').glob('*.png'))
     assert images == ['reconstruction_block1_1.png', 'reconstruction_block1_2.png',
                       'reconstruction_block2_1.png', 'reconstruction_block2_2.png']

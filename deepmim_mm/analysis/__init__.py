@@ -1,16 +1,20 @@
-"""Analysis of pretrained encoders: per-level reconstructions, attention distance and head
-diversity, linear CKA between blocks. Used by ``tools/analysis/`` and by
-:class:`deepmim_mm.engine.hooks.DeepMIMReconstructionHook`; importable on its own
-(no mmseg / mmdet)."""
-from .attention import (capture_attention, capture_block_outputs, encode_unmasked,
-                        head_dissimilarity, mean_attention_distance, patch_distances, vit_geometry)
+"""Analysis of pretrained encoders: unmasked features per level, per-level reconstructions,
+attention distance and head diversity, linear CKA, probes. Used by ``deepmim_mm.apis``, the
+kNN and reconstruction hooks and ``tools/analysis/``; importable without mmseg / mmdet."""
+from .attention import (capture_attention, head_dissimilarity, mean_attention_distance,
+                        patch_distances)
 from .cka import cka_matrix, linear_cka
+from .features import (BLOCKS, FEATURES, capture_block_outputs, encode_unmasked, eval_pipeline,
+                       extract_features, labelled_folder, labels_of, level_features, level_names,
+                       model_input_size, pool_tokens, unwrap, vit_geometry)
 from .reconstruction import (MaskedPredictions, level_grids, level_panels, masked_predictions,
                              pixel_reconstruction)
 
 __all__ = [
-    'capture_attention', 'capture_block_outputs', 'encode_unmasked', 'head_dissimilarity',
-    'mean_attention_distance', 'patch_distances', 'vit_geometry', 'cka_matrix', 'linear_cka',
+    'capture_attention', 'head_dissimilarity', 'mean_attention_distance', 'patch_distances',
+    'cka_matrix', 'linear_cka', 'BLOCKS', 'FEATURES', 'capture_block_outputs', 'encode_unmasked',
+    'eval_pipeline', 'extract_features', 'model_input_size', 'labelled_folder', 'labels_of',
+    'level_features', 'level_names', 'pool_tokens', 'unwrap', 'vit_geometry',
     'MaskedPredictions', 'level_grids', 'level_panels', 'masked_predictions',
     'pixel_reconstruction'
 ]

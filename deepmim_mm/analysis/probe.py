@@ -1,49 +1,18 @@
-"""Probes of frozen features: linear classifiers trained to a stated convergence criterion, with
-their regularisation chosen on held-out training data, and DINO's weighted kNN classifier.
-
-Used by ``tools/analysis/layer_probe.py`` (every block of a checkpoint) and by
-:class:`deepmim_mm.engine.hooks.knn_monitor_hook.KNNMonitorHook` (every supervised level while
-pretraining runs). Everything works on feature matrices ``(N, D)`` and integer labels ``(N,)``:
-
-- :func:`fit_logistic_lbfgs`: multinomial logistic regression, full batch, L-BFGS with a strong
-  Wolfe line search (``torch.optim.LBFGS``); the objective is the mean cross-entropy plus
-  ``l2 / 2 * ||W||^2`` (bias not penalised).
-- :func:`fit_logistic_minibatch`: the same objective with mini-batch AdamW, for features too
-  large for full-batch; counted in optimisation steps, with a plateau stopping rule.
-- :func:`fit_ridge`: closed-form least squares on one-hot targets.
-- :func:`linear_probe`: standardise, choose ``l2`` on a held-out part of the *training* split
-  (:func:`holdout_split`), refit on the whole training split, score the evaluation split; report
-  train loss / accuracy, iterations and whether the fit converged.
-- :func:`knn_classify` / :func:`knn_probe`: cosine-similarity kNN with DINO's weighted vote,
-  chunked over queries and over the training set.
-"""
+"""Probes of frozen features ``(N, D)`` with integer labels ``(N,)``: linear classifiers trained
+to a stated convergence criterion, their regularisation chosen on held-out training data, and
+DINO's weighted kNN classifier. Used by ``tools/analysis/layer_probe.py`` and
+:class:`~deepmim_mm.engine.hooks.KNNMonitorHook`."""
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-FEATURES = ('cls', 'avg')
 #: ``l2`` values tried on the held-out part of the training split (our choice: one value per
 #: decade; CLIP, arXiv 2103.00020, App. A.3, sweeps a wider range for its logistic-regression
 #: probes). ``l2 = 1 / (C * n)`` in terms of scikit-learn's ``C`` on ``n`` samples.
 DEFAULT_L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-
-
-def pool_tokens(tokens: torch.Tensor, feature: str, num_extra_tokens: int = 1) -> torch.Tensor:
-    """``(B, D)`` image features from ``(B, T, D)`` ViT tokens.
-
-    ``'cls'``: the class token (token 0); ``'avg'``: the mean of the patch tokens (after the
-    ``num_extra_tokens`` class/register tokens).
-    """
-    if tokens.dim() != 3:
-        raise ValueError(f'pool_tokens: expected (B, T, D) tokens, got shape {tuple(tokens.shape)}')
-    if feature == 'cls':
-        return tokens[:, 0]
-    if feature == 'avg':
-        return tokens[:, num_extra_tokens:].mean(dim=1)
-    raise ValueError(f'pool_tokens: feature must be one of {FEATURES}, got {feature!r}')
 
 
 def standardize(train: torch.Tensor, *others: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -253,10 +222,7 @@ class ProbeResult:
     holdout_loss: Dict[float, float] = field(default_factory=dict)
 
     def as_row(self) -> dict:
-        return dict(top1=self.top1, top5=self.top5, train_loss=self.train_loss,
-                    train_acc=self.train_acc, iterations=self.iterations,
-                    converged=self.converged, reason=self.reason, l2=self.l2,
-                    grad_max=self.grad_max)
+        return {k: v for k, v in asdict(self).items() if not k.startswith('holdout')}
 
 
 def _fitter(method: str, num_classes: int, options: dict, seed: int) -> Callable:
@@ -399,7 +365,7 @@ def knn_probe(x_train: torch.Tensor,
 
 
 __all__: List[str] = [
-    'FEATURES', 'DEFAULT_L2_GRID', 'pool_tokens', 'standardize', 'LinearFit',
+    'DEFAULT_L2_GRID', 'standardize', 'LinearFit',
     'fit_logistic_lbfgs', 'fit_logistic_minibatch', 'fit_ridge', 'holdout_split',
     'topk_accuracy', 'ProbeResult', 'linear_probe', 'knn_classify', 'knn_probe'
 ]

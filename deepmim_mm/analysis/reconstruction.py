@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .features import level_names, unwrap, vit_geometry
+
 
 @dataclass
 class MaskedPredictions:
@@ -23,22 +25,6 @@ class MaskedPredictions:
     mask: torch.Tensor  # (B, N), 1 = masked
     kind: str  # 'pixel' (the target is the image) or 'feature' (a teacher's features)
     losses: torch.Tensor = field(default=None)  # (B, L) masked loss per image and level
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DDP/FSDP wrapper (``.module``), or the model itself."""
-    from mmengine.model import is_model_wrapper
-    return model.module if is_model_wrapper(model) else model
-
-
-def level_names(model: nn.Module, num_levels: int) -> List[str]:
-    names = getattr(model, 'level_names', None)
-    if names is not None and len(names) == num_levels:
-        return list(names)
-    backbone = getattr(model, 'backbone', None)
-    if num_levels == 1 and backbone is not None and hasattr(backbone, 'layers'):
-        return [f'block{len(backbone.layers)}']  # plain MAE: the last block
-    return [f'level{k}' for k in range(num_levels)]
 
 
 @torch.no_grad()
@@ -63,7 +49,7 @@ def masked_predictions(model: nn.Module, inputs: torch.Tensor,
     latent, mask, ids_restore = out[0], out[1], out[2]
     preds = model.neck(latent, ids_restore)
     preds = [preds] if isinstance(preds, torch.Tensor) else list(preds)
-    names = level_names(model, len(preds))
+    names = level_names(model)[-len(preds):]  # MAE / MFF: one level, the last block
 
     get_targets = getattr(model, 'get_targets', None)
     raw = get_targets(inputs, ids_restore) if get_targets is not None else inputs
@@ -94,14 +80,11 @@ def per_image_losses(loss_module: nn.Module, preds: Sequence[torch.Tensor],
     return out
 
 
-def mask_to_image(mask: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """``(B, N)`` patch mask -> ``(B, 1, H, W)`` pixel mask (square grid)."""
-    B, N = mask.shape
-    g = int(round(N**0.5))
-    if g * g != N:
-        raise ValueError(f'mask_to_image: {N} patches do not form a square grid')
-    m = mask.reshape(B, 1, g, g).float()
-    return m.repeat_interleave(patch_size, dim=2).repeat_interleave(patch_size, dim=3)
+def mask_to_image(mask: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
+    """``(B, N)`` patch mask -> ``(B, 1, H, W)`` pixel mask."""
+    (h, w), patch, _ = vit_geometry(backbone)
+    m = mask.reshape(mask.shape[0], 1, h, w).float()
+    return m.repeat_interleave(patch, dim=2).repeat_interleave(patch, dim=3)
 
 
 def pixel_reconstruction(head: nn.Module, inputs: torch.Tensor,
@@ -137,16 +120,6 @@ def to_display(model: nn.Module, images: torch.Tensor) -> np.ndarray:
     return x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-def cosine_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-token cosine similarity ``(B, N)`` of a prediction with the teacher's features."""
-    return F.cosine_similarity(pred.float(), target.float(), dim=-1)
-
-
-def patch_size_of(model: nn.Module) -> int:
-    head = unwrap(model).head
-    return int(getattr(head, 'patch_size', 16))
-
-
 def level_panels(model: nn.Module, inputs: torch.Tensor, result: MaskedPredictions) -> dict:
     """The pictures of one forward pass, all ``uint8 (B, H, W, 3)`` except the cosine maps.
 
@@ -156,8 +129,7 @@ def level_panels(model: nn.Module, inputs: torch.Tensor, result: MaskedPredictio
     cosine-similarity map of level ``j``'s prediction to the teacher's features.
     """
     model = unwrap(model)
-    p = patch_size_of(model)
-    m = mask_to_image(result.mask, p).to(inputs)
+    m = mask_to_image(result.mask, model.backbone).to(inputs)
     original = to_display(model, inputs)
     masked = original.copy()
     masked[m[:, 0].bool().cpu().numpy()] = 127  # grey where masked
@@ -170,9 +142,10 @@ def level_panels(model: nn.Module, inputs: torch.Tensor, result: MaskedPredictio
             pasted.append(to_display(model, inputs * (1 - m) + rec * m))
         out.update(levels=pasted, raw=raw)
     else:
-        g = int(round(result.mask.shape[1]**0.5))
-        out['cosine'] = [cosine_map(pr, t).reshape(-1, g, g).cpu().numpy()
-                         for pr, t in zip(result.preds, result.targets)]
+        grid = vit_geometry(model.backbone)[0]
+        cos = [F.cosine_similarity(p.float(), t.float(), dim=-1)
+               for p, t in zip(result.preds, result.targets)]
+        out['cosine'] = [c.reshape(-1, *grid).cpu().numpy() for c in cos]
     return out
 
 

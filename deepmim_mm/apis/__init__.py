@@ -5,8 +5,10 @@
                          'work_dirs/deepmim/epoch_300.pth', device='cuda')
     feats = extract_levels(model, ['a.jpg', 'b.jpg'], pool='avg')  # {'block6': (2, 768), ...}
 """
-from .inference import (LevelFeatureExtractor, eval_pipeline, extract_levels, init_encoder,
-                        labelled_folder, level_features, level_names, load_config, model_img_size)
+from ..analysis.features import eval_pipeline, labelled_folder, level_features, level_names
+from ..analysis.features import model_input_size as model_img_size
+from ..engine.config_checks import load_config
+from .inference import LevelFeatureExtractor, extract_levels, init_encoder
 
 __all__ = [
     'LevelFeatureExtractor', 'eval_pipeline', 'extract_levels', 'init_encoder',

@@ -7,15 +7,17 @@ import os
 import os.path as osp
 import pickle
 import sys
+from contextlib import contextmanager
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
 import deepmim_mm  # noqa: F401  registers the models
+from deepmim_mm.analysis import eval_pipeline, model_input_size
 from deepmim_mm.checkpoint import NotACheckpointError
 from deepmim_mm.datasets import LoadImageFromFileChecked
 from deepmim_mm.datasets.transforms import corrupt_image
-from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
+from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG, load_config
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 CONFIG_EXTENSIONS = ('.py', '.json', '.yaml', '.yml')  # what Config.fromfile reads
@@ -147,160 +149,73 @@ def collect_images(paths: Sequence[str], max_images: Optional[int] = None) -> Li
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
-def load_config(config: str, cfg_options: Optional[dict] = None, allow_new_keys: bool = False):
-    """:func:`deepmim_mm.engine.config_checks.load_config`, a bad override an
-    :class:`InputError`."""
-    from deepmim_mm.engine.config_checks import load_config as load
+@contextmanager
+def user_input(what: str = ''):
+    """A ``ValueError`` raised inside (a bad config, override or checkpoint: the message names
+    it) becomes an :class:`InputError`, prefixed with ``what``."""
     try:
-        return load(config, cfg_options, allow_new_keys)
+        yield
+    except InputError:
+        raise
     except ValueError as e:
-        raise InputError(str(e)) from e
-
-
-def _field(config: str) -> str:
-    return f'checkpoint (for {osp.basename(config)})'
-
-
-def _check_parts(state: dict, checkpoint: str, config: str, parts: Sequence[str]) -> None:
-    """The top-level parts of the model (``backbone``, then ``neck``) must be in the checkpoint:
-    one short message for a file of another format instead of every key of the model."""
-    have = sorted({k.split('.', 1)[0] for k in state})
-    part = next((p for p in parts if p not in have), None)
-    if part is None:
-        return
-    if part == 'backbone':
-        hint = ('it is no pretraining checkpoint of this plugin or mmpretrain (encoder under '
-                '"backbone."); convert timm or official MAE / DeepMIM files with '
-                'tools/model_converters/timm_to_deepmim.py or official_to_deepmim.py first')
-    else:
-        hint = ('this tool needs the full pretraining checkpoint, with the decoders the training '
-                'wrote; an encoder-only file (converted from timm, or a fine-tuned model) has '
-                'none (attention.py and layer_similarity.py need only "backbone.")')
-    raise InputError(f'{_field(config)}: {checkpoint} has no {part + "."!r} weights (its '
-                     f'{len(state)} tensors are under {have[:8]}{"..." if len(have) > 8 else ""})'
-                     f': {hint}')
-
-
-def load_models(pairs: Sequence[Tuple[str, str]], device: torch.device,
-                cfg_options: Optional[dict] = None, encoder_only: bool = False,
-                allow_new_keys: bool = False) -> List[torch.nn.Module]:
-    """Build ``cfg.model`` of every config in its registry scope and load its checkpoint into it
-    (eval mode, on ``device``).
-
-    Works for this plugin's ``DeepMIM`` and for mmpretrain's ``MAE`` / ``MFF`` configs. Every
-    config and checkpoint is read (and checked) before any model is built, so a bad second file
-    fails at once. The checkpoint must fit exactly (:func:`deepmim_mm.checkpoint.
-    load_checked_state`, nothing allowed to be new or dropped): the whole model, or with
-    ``encoder_only`` its ``backbone`` (what the attention and CKA tools run; the other keys are
-    not used). A file of another format, size or model is an :class:`InputError` naming it and
-    what differs, not figures drawn from random weights. A missing file is a
-    ``FileNotFoundError``, a file that is no checkpoint a ``NotACheckpointError``.
-    """
-    from deepmim_mm.checkpoint import read_state_dict
-    cfgs = [load_config(config, cfg_options, allow_new_keys) for config, _ in pairs]
-    states = []
-    for cfg, (config, ckpt) in zip(cfgs, pairs):
-        state = read_state_dict(ckpt, _field(config))
-        parts = ['backbone'] + ([] if encoder_only or not cfg.model.get('neck') else ['neck'])
-        _check_parts(state, ckpt, config, parts)
-        states.append(state)
-    models = []
-    for i, (config, ckpt) in enumerate(pairs):
-        state, states[i] = states[i], None  # free each file's tensors once loaded
-        models.append(_build_and_load(cfgs[i], config, ckpt, state, device, encoder_only))
-    return models
-
-
-def _covering(keys: Sequence[str], universe: Sequence[str], limit: int = 8) -> str:
-    """``keys`` as the shortest dotted prefixes that hold only them among ``universe``
-    (``neck.aux_decoders.0.*`` for a whole missing decoder), at most ``limit`` of them."""
-    chosen, keys = [], set(keys)
-    for key in (k for k in universe if k in keys):
-        parts = key.split('.')
-        for n in range(1, len(parts) + 1):
-            head = '.'.join(parts[:n])
-            if all(u in keys for u in universe if u == head or u.startswith(head + '.')):
-                label = head if n == len(parts) else head + '.*'
-                if label not in chosen:
-                    chosen.append(label)
-                break
-    more = f' and {len(chosen) - limit} more' if len(chosen) > limit else ''
-    return ', '.join(chosen[:limit]) + more
-
-
-def _check_fit(target, state, prefix, checkpoint, config, shown=3) -> None:
-    """Every key and shape of ``target`` must be in the checkpoint, and nothing else: the
-    mismatch as one readable line (whole modules as ``prefix.*``, the first ``shown`` tensors of
-    another shape; a model of another width has one per tensor). The load itself is
-    ``load_checked_state``'s, with the same strict policy."""
-    from deepmim_mm.checkpoint import extract_prefix
-    want, p = target.state_dict(), prefix or ''
-    have, _ = extract_prefix(state, prefix)
-    missing = [p + k for k in want if k not in have]
-    unknown = [p + k for k in have if k not in want]
-    shapes = [f'{p}{k}: checkpoint {tuple(v.shape)} vs model {tuple(want[k].shape)}'
-              for k, v in have.items() if k in want and v.shape != want[k].shape]
-    problems = []
-    if missing:
-        problems.append(f'{len(missing)} model tensors missing from the checkpoint: '
-                        + _covering(missing, [p + k for k in want]))
-    if unknown:
-        problems.append(f'{len(unknown)} checkpoint tensors the model does not have: '
-                        + _covering(unknown, [p + k for k in have]))
-    if shapes:
-        more = f' and {len(shapes) - shown} more' if len(shapes) > shown else ''
-        problems.append(f'{len(shapes)} tensors of another shape: ' + '; '.join(shapes[:shown])
-                        + more)
-    if problems:
-        raise InputError(f'{_field(config)}: {checkpoint} does not fit the '
-                         f'{"backbone" if prefix else "model"} ({type(target).__name__}) of '
-                         f'{config} (another architecture or size?): ' + '; '.join(problems))
-
-
-def _build_and_load(cfg, config, checkpoint, state, device, encoder_only):
-    from mmengine.registry import init_default_scope
-    from mmpretrain.registry import MODELS
-
-    from deepmim_mm.checkpoint import load_checked_state
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    if cfg.get('data_preprocessor') is not None:  # as the Runner does
-        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    try:
-        model = MODELS.build(cfg.model)
-    except ValueError as e:  # the models' own build-time checks of their fields
-        raise InputError(f'{config}: {e}') from e
-    except TypeError as e:  # an argument the class does not take (a --cfg-options typo?)
-        if 'unexpected keyword argument' not in str(e):
-            raise
-        raise InputError(f'{config}: model: {e}') from e
-    target, prefix = (model.backbone, 'backbone.') if encoder_only else (model, None)
-    _check_fit(target, state, prefix, checkpoint, config)
-    try:
-        report = load_checked_state(target, state, checkpoint, prefix=prefix, ignore=(),
-                                    field_name=_field(config))
-    except ValueError as e:
-        raise InputError(str(e)) from e
-    unused = (f' ({len(report.dropped)} outside "backbone." not used)' if report.dropped
-              else '')
-    print(f'{osp.basename(config)}: loaded {len(report.loaded)} tensors from {checkpoint}{unused}')
-    return model.to(device).eval()
+        raise InputError(f'{what}{e}') from e
 
 
 def load_model(config: str, checkpoint: str, device: torch.device,
                cfg_options: Optional[dict] = None, encoder_only: bool = False,
                allow_new_keys: bool = False) -> torch.nn.Module:
-    """:func:`load_models` for one model."""
-    return load_models([(config, checkpoint)], device, cfg_options, encoder_only,
-                       allow_new_keys)[0]
+    """Build ``cfg.model`` in its registry scope and load the checkpoint into it (eval mode, on
+    ``device``): the whole model, or with ``encoder_only`` its ``backbone`` (what the attention
+    and CKA tools run). The checkpoint must fit exactly
+    (:func:`deepmim_mm.checkpoint.load_pretrained_encoder`, nothing new and nothing dropped
+    under the prefix): a file of another format, size or model is an error naming it."""
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from deepmim_mm.checkpoint import load_pretrained_encoder
+    with user_input():
+        cfg = load_config(config, cfg_options, allow_new_keys)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    if cfg.get('data_preprocessor') is not None:  # as the Runner does
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    with user_input(f'{config}: '):
+        try:
+            model = MODELS.build(cfg.model)
+        except TypeError as e:  # an argument the class does not take (a --cfg-options typo?)
+            if 'unexpected keyword argument' not in str(e):
+                raise
+            raise InputError(f'{config}: model: {e}') from e
+    target, prefix = (model.backbone, 'backbone.') if encoder_only else (model, None)
+    with user_input():
+        report = load_pretrained_encoder(target, checkpoint, prefix=prefix, ignore=(),
+                                         field_name=f'checkpoint (for {osp.basename(config)})')
+    unused = f' ({len(report.dropped)} outside "backbone." not used)' if report.dropped else ''
+    print(f'{osp.basename(config)}: loaded {len(report.loaded)} tensors from {checkpoint}{unused}')
+    return model.to(device).eval()
 
 
-def image_size(model: torch.nn.Module) -> int:
-    """The square input size the backbone was built for (``patch_resolution * patch_size``)."""
-    from deepmim_mm.analysis import vit_geometry
-    (h, w), patch, _ = vit_geometry(model.backbone)
-    if h != w:
-        raise InputError(f'model.backbone: only square token grids are supported, got {h}x{w}')
-    return h * patch
+def load_models(pairs: Sequence[Tuple[str, str]], device: torch.device, *args,
+                **kwargs) -> List[torch.nn.Module]:
+    """:func:`load_model` for every pair, all loaded (and checked) before any is analysed."""
+    return [load_model(config, ckpt, device, *args, **kwargs) for config, ckpt in pairs]
+
+
+def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
+    """``(names, [analyse(model, files) per model])`` for the ``CONFIG CHECKPOINT`` pairs of the
+    encoder tools: every encoder loaded (and checked) first, one on ``--device`` at a time."""
+    device = check_device(args.device)
+    check_out_dir(args.out_dir)
+    names = model_names([c for c, _ in args.pairs], args.name)
+    files = collect_images(args.img, args.max_images)
+    models = load_models(args.pairs, torch.device('cpu'), args.cfg_options, encoder_only=True,
+                         allow_new_keys=args.allow_new_keys)
+    results = []
+    for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
+        print(f'{name}: {cfg}, {ckpt}')
+        model, models[i] = models[i].to(device), None
+        results.append(analyse(model, files))
+        del model
+    return names, results
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,14 +248,8 @@ def iter_batches(model: torch.nn.Module, files: Sequence[str], batch_size: int,
     from mmengine.utils import ProgressBar
     if batch_size < 1:
         raise InputError(f'--batch-size must be at least 1, got {batch_size}')
-    size = image_size(model)
     load = _ImageLoader(on_corrupt='skip' if skip_corrupt else 'error')
-    pipeline = Compose([
-        dict(type='ResizeEdge', scale=size, edge='short', backend='pillow',
-             interpolation='bicubic'),
-        dict(type='CenterCrop', crop_size=size),
-        dict(type='PackInputs'),
-    ])
+    pipeline = Compose(eval_pipeline(model_input_size(model), crop_fraction=1))
     bar = ProgressBar(len(files)) if progress else None
     paths, samples, used, pending = [], [], 0, 0
     for i, f in enumerate(files):

@@ -1,25 +1,11 @@
 """Mean attention distance per head and block, and head diversity per block, for one or several
 checkpoints side by side (e.g. MAE vs DeepMIM).
 
-Images are encoded *unmasked*. mmpretrain's attention runs fused SDPA and keeps no weights, so
-they are recomputed from every block's ``qkv`` (``deepmim_mm.analysis.capture_attention``).
-
-- mean attention distance (ViT, arXiv 2010.11929, Fig. 7): for each query patch, the
-  attention-weighted mean distance in pixels between its centre and the key patches' centres,
-  averaged over query patches and images; CLS left out, attention over patches renormalised;
-- diversity per block: ``distance_std_px``, the standard deviation over heads of their mean
-  distances (the spread of the dots in ViT's/DeepMIM's per-head plots), and
-  ``head_dissimilarity``, 1 - the mean pairwise cosine similarity of the heads' attention maps
-  (DeepViT, arXiv 2103.11886), averaged over images.
-
-Writes ``attention_distance.csv`` (model, block, head, mean_distance_px),
-``attention_diversity.csv`` (model, block, mean_distance_px, distance_std_px,
-head_dissimilarity), ``attention_distance.png`` (one panel per model, a dot per head) and
-``attention_diversity.png`` (both measures per block, one line per model).
-
-Models are given as ``CONFIG CHECKPOINT`` pairs. Only the encoder runs, so only the checkpoint's
-``backbone.`` keys are used, and they must fit the config's backbone exactly; every pair is read
-and checked before the first model is analysed.
+Images are encoded unmasked; the attention maps are recomputed from every block's ``qkv``
+(:func:`deepmim_mm.analysis.capture_attention`). Per block, the diversity of the heads is the
+standard deviation of their mean distances and :func:`~deepmim_mm.analysis.head_dissimilarity`.
+Writes ``attention_distance.{csv,png}`` and ``attention_diversity.{csv,png}``. Only the encoder
+runs: only the checkpoints' ``backbone.`` keys are used, and they must fit exactly.
 
 Example::
 
@@ -32,9 +18,8 @@ import os.path as osp
 
 import torch
 
-from analysis_utils import (add_common_args, add_model_args, check_device, check_out_dir,
-                            collect_images, iter_batches, load_models, model_names, model_pairs,
-                            run, write_csv)
+from analysis_utils import (add_common_args, add_model_args, encoder_results, iter_batches,
+                            model_pairs, run, write_csv)
 
 
 def parse_args(argv=None):
@@ -112,18 +97,8 @@ def plot(out_dir, names, results):
 
 def main(argv=None):
     args = parse_args(argv)
-    device = check_device(args.device)
-    check_out_dir(args.out_dir)
-    names = model_names([c for c, _ in args.pairs], args.name)
-    files = collect_images(args.img, args.max_images)
-    models = load_models(args.pairs, torch.device('cpu'), args.cfg_options, encoder_only=True,
-                         allow_new_keys=args.allow_new_keys)
-    results = []
-    for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
-        print(f'{name}: {cfg}, {ckpt}')
-        model, models[i] = models[i].to(device), None  # one model on the device at a time
-        results.append(analyse(model, files, args.batch_size, args.skip_corrupt))
-        del model
+    names, results = encoder_results(
+        args, lambda model, files: analyse(model, files, args.batch_size, args.skip_corrupt))
     os.makedirs(args.out_dir, exist_ok=True)
     dist_rows, div_rows = [], []
     for name, (per_head, dissim) in zip(names, results):

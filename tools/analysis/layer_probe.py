@@ -1,48 +1,19 @@
-"""Per-layer probes: linear-probe and kNN top-1 on the frozen features of EVERY block.
-
-DeepMIM (arXiv 2303.08817) claims deep supervision makes the shallower blocks of a ViT better;
-this tool measures it on your own checkpoints, e.g. MAE against DeepMIM:
+"""Per-layer probes: linear-probe and kNN top-1 on the frozen features of every block, e.g. to
+compare MAE and DeepMIM checkpoints (DeepMIM, arXiv 2303.08817, claims deep supervision makes
+the shallower blocks better):
 
     python tools/analysis/layer_probe.py \\
         configs/classification/vit-base-p16_deepmim-pre_8xb128-coslr-100e_in1k.py \\
         work_dirs/mae/epoch_300.pth work_dirs/deepmim/epoch_300.pth --labels MAE DeepMIM \\
-        --data-root data/imagenet --max-per-class 50 --work-dir work_dirs/layer_probe \\
-        --device cuda
+        --data-root data/imagenet --max-per-class 50 --work-dir work_dirs/layer_probe
 
-- CONFIG gives the encoder: ``model.backbone``'s ``arch``, ``patch_size`` (and ``img_size``
-  unless ``--img-size``) of any ViT config of this plugin or mmpretrain (fine-tuning, linear
-  probing or pretraining; a file or ``mmpretrain::<dir>/<name>.py``). The encoder is built as
-  mmpretrain's ``VisionTransformer`` and loads each checkpoint's ``backbone.`` weights through
-  :func:`deepmim_mm.checkpoint.load_pretrained_encoder` (every encoder weight must load;
-  decoders and MFF fusion layers are dropped and reported).
-- The dataset is in ImageNet layout: ``DATA_ROOT/train/<class>/*`` and ``DATA_ROOT/val/<class>/*``
-  (mmpretrain's ``CustomDataset``; ``--max-per-class`` takes a class-balanced subset). Images
-  are resized (short side ``img_size * 256 / 224``, bicubic) and centre-cropped, the config's
-  (or ImageNet's) mean / std normalise them.
-- One forward pass per image gives every block's output (raw tokens, no final norm): the class
-  token (``cls``) and the average of the patch tokens (``avg``) of each block. Features are
-  cached on disk per checkpoint x block x split x data (``--cache-dir``, default
-  ``WORK_DIR/feature_cache``), keyed by the checkpoint file (path, size, mtime), the encoder
-  settings, the list of images, the eval pipeline and the normalisation: a rerun (e.g. with
-  another probe) extracts nothing.
-- ``--probe linear`` / ``knn`` / ``both`` (default), per block and feature type
-  (:mod:`deepmim_mm.analysis.probe`):
-
-  * linear: multinomial logistic regression on the standardised features, L2 penalty chosen
-    on a stratified ``--holdout`` part of the TRAINING split (never ``val/``) from
-    ``--l2-grid`` (or fixed with ``--l2``), refitted on the whole training split. Default
-    ``--classifier lbfgs``: full batch, L-BFGS until the largest gradient entry is below
-    ``--tol-grad`` or the objective stops changing (``--tol-change``), at most ``--max-iter``
-    iterations. ``minibatch``: AdamW on the same objective for features too large for full
-    batch, ``--max-steps`` optimisation steps with a plateau stopping rule. ``ridge``: closed
-    form. Train loss, train accuracy, iterations, the converged flag and the chosen L2 are
-    printed and written for every block; unconverged fits are listed at the end.
-  * knn: DINO's weighted kNN (cosine similarity of L2-normalised features, ``--knn-k`` 20,
-    ``--knn-temperature`` 0.07, votes ``exp(sim / T)``), training split as memory.
-- Writes ``layer_probe.csv`` (one row per label x block x feature x probe),
-  ``layer_probe.json`` (the same plus the held-out top-1 of every L2 tried) and
-  ``layer_probe.png`` (top-1 per block, one line per checkpoint, one panel per probe and
-  feature) to ``--work-dir``.
+CONFIG (any ViT config of this plugin or mmpretrain) gives only the encoder's ``arch``,
+``patch_size``, ``img_size`` and the normalisation; each checkpoint's ``backbone.`` weights are
+loaded strictly into mmpretrain's ``VisionTransformer``. Every block's class token and mean
+patch token of ``DATA_ROOT/{train,val}/<class>/*`` (evaluation pipeline) are cached per
+checkpoint x split x block, keyed by the checkpoint file, the encoder, the images, the pipeline
+and the normalisation, then probed (:mod:`deepmim_mm.analysis.probe`). Writes
+``layer_probe.{csv,json,png}`` to ``--work-dir``.
 """
 import argparse
 import csv
@@ -55,11 +26,11 @@ import time
 
 import torch
 
-from deepmim_mm.analysis.probe import (DEFAULT_L2_GRID, FEATURES, knn_probe, linear_probe,
-                                       pool_tokens)
-from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
+from deepmim_mm.analysis import FEATURES
+from deepmim_mm.analysis.probe import DEFAULT_L2_GRID, knn_probe, linear_probe
+from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG, load_config
 
-from analysis_utils import InputError, check_out_dir, load_config, run
+from analysis_utils import InputError, check_out_dir, run, user_input
 
 PROBES = ('linear', 'knn')
 DEFAULT_MEAN = [123.675, 116.28, 103.53]
@@ -147,11 +118,6 @@ def parse_args(argv=None):
     if len(set(args.labels)) != len(args.labels):
         p.error(f'--labels must be distinct, got {args.labels}')
     args.probes = list(PROBES) if args.probe == 'both' else [args.probe]
-    for split in ('train', 'val'):
-        if not osp.isdir(osp.join(args.data_root, split)):
-            raise FileNotFoundError(f'--data-root: {osp.join(args.data_root, split)!r} not '
-                                    'found; expected ImageNet layout: train/ and val/ folders '
-                                    'of class subfolders')
     for c in args.checkpoints:
         if not osp.isfile(c):
             raise FileNotFoundError(f'checkpoints: {c!r} not found')
@@ -186,12 +152,18 @@ def encoder_settings(cfg, img_size=None):
     return dict(arch=arch, patch_size=bb.get('patch_size', 16), img_size=int(size))
 
 
-def build_encoder(settings):
-    from mmpretrain.models.backbones import VisionTransformer
-    vit = VisionTransformer(arch=settings['arch'], img_size=settings['img_size'],
-                            patch_size=settings['patch_size'], out_type='raw', final_norm=False)
-    vit.out_indices = list(range(vit.num_layers))  # every block, in one forward pass
-    return vit
+def build_model(settings, normalisation):
+    """mmpretrain's ``VisionTransformer`` (raw block outputs, no final norm) with the config's
+    normalisation, as the ``backbone`` of a head-less ``ImageClassifier``."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    backbone = dict(type='VisionTransformer', arch=settings['arch'], out_type='raw',
+                    img_size=settings['img_size'], patch_size=settings['patch_size'],
+                    final_norm=False)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(dict(type='ImageClassifier', backbone=backbone,
+                                 data_preprocessor=dict(type='ClsDataPreprocessor',
+                                                        **normalisation)))
 
 
 def data_key(ds, img_size, normalisation):
@@ -212,33 +184,15 @@ def checkpoint_key(path, settings, prefix):
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-@torch.no_grad()
-def extract(encoder, ds, preprocessor, args, desc):
-    """Every block's class token and mean patch token for every image of ``ds``."""
+def layer_features(ckpt, label, model, datasets, args, cache_dir):
+    """``{split: [per-block dict(cls, avg, labels)]}``, from the cache when it is complete."""
     from mmengine.dataset import pseudo_collate
     from tqdm import tqdm
-    loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=False,
-                                         num_workers=args.num_workers, collate_fn=pseudo_collate)
-    num = encoder.num_layers
-    feats = {f: [[] for _ in range(num)] for f in FEATURES}
-    labels = []
-    for batch in tqdm(loader, desc=desc, unit='batch', file=sys.stdout, dynamic_ncols=True):
-        data = preprocessor(batch, False)
-        x = data['inputs'].to(args.device)
-        labels.append(torch.cat([s.gt_label for s in data['data_samples']]))
-        for i, tokens in enumerate(encoder(x)):
-            for f in FEATURES:
-                feats[f][i].append(pool_tokens(tokens, f).float().cpu())
-    labels = torch.cat(labels).long()
-    return [dict(cls=torch.cat(feats['cls'][i]), avg=torch.cat(feats['avg'][i]), labels=labels)
-            for i in range(num)]
 
-
-def layer_features(ckpt, label, settings, datasets, preprocessor, args, cache_dir):
-    """``{split: [per-block dict(cls, avg, labels)]}``, from the cache when it is complete."""
+    from deepmim_mm.analysis import FEATURES, extract_features, labels_of
     from deepmim_mm.checkpoint import load_pretrained_encoder
-    ckey = checkpoint_key(ckpt, settings, args.prefix)
-    num = settings['num_layers']
+    num = len(model.backbone.layers)
+    ckey = checkpoint_key(ckpt, args.settings, args.prefix)
     out, todo = {}, []
     for split, (ds, dkey) in datasets.items():
         files = [osp.join(cache_dir, f'{ckey}_{split}-{dkey}_block{b + 1:02d}.pt')
@@ -250,17 +204,20 @@ def layer_features(ckpt, label, settings, datasets, preprocessor, args, cache_di
             todo.append((split, ds, files))
     if not todo:
         return out
-    encoder = build_encoder(settings)
-    try:
-        report = load_pretrained_encoder(encoder, ckpt, prefix=args.prefix or None,
+    with user_input():  # a checkpoint of another model, width or format
+        report = load_pretrained_encoder(model.backbone, ckpt, prefix=args.prefix or None,
                                          field_name='checkpoints', resizable=('pos_embed', ))
-    except ValueError as e:  # a checkpoint of another model, width or format
-        raise InputError(str(e)) from e
     print(f'[{label}] ' + report.format().split('\n')[0])
-    encoder.to(args.device).eval()
+    model.to(args.device).eval()
     for split, ds, files in todo:
         t0 = time.time()
-        feats = extract(encoder, ds, preprocessor, args, f'[{label}] {split} features')
+        loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size,
+                                             num_workers=args.num_workers,
+                                             collate_fn=pseudo_collate)
+        feats = extract_features(model, tqdm(loader, desc=f'[{label}] {split} features',
+                                             file=sys.stdout, dynamic_ncols=True),
+                                 'all', pools=FEATURES)
+        feats = [dict(per, labels=labels_of(ds)) for per in feats.values()]
         print(f'[{label}] {split}: {len(ds)} images x {num} blocks in {time.time() - t0:.1f}s')
         if not args.no_cache:
             os.makedirs(cache_dir, exist_ok=True)
@@ -390,41 +347,36 @@ def write_outputs(rows, labels, features, probes, work_dir, plot):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import MODELS
     from tqdm import tqdm
 
-    from deepmim_mm.apis import labelled_folder
+    from deepmim_mm.analysis import labelled_folder
     torch.manual_seed(args.seed)
     check_read_keys(args.cfg_options)
     check_out_dir(args.work_dir, '--work-dir')
-    cfg = load_config(args.config, args.cfg_options, args.allow_new_keys)
-    settings = encoder_settings(cfg, args.img_size)
-    probe = build_encoder(settings)
-    settings['num_layers'] = probe.num_layers
-    del probe
+    with user_input():
+        cfg = load_config(args.config, args.cfg_options, args.allow_new_keys)
+    args.settings = encoder_settings(cfg, args.img_size)
     dp = cfg.get('data_preprocessor') or cfg.get('model', {}).get('data_preprocessor') or {}
     normalisation = dict(mean=list(dp.get('mean', DEFAULT_MEAN)),
                          std=list(dp.get('std', DEFAULT_STD)), to_rgb=dp.get('to_rgb', True))
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        preprocessor = MODELS.build(dict(type='ClsDataPreprocessor', **normalisation))
+    model = build_model(args.settings, normalisation)
     datasets = {}
     for split in ('train', 'val'):
-        ds = labelled_folder(args.data_root, split, settings['img_size'], args.max_per_class,
-                             args.seed, field_name='--data-root')
-        datasets[split] = (ds, data_key(ds, settings['img_size'], normalisation))
+        ds = labelled_folder(args.data_root, split, args.settings['img_size'],
+                             args.max_per_class, args.seed, field_name='--data-root')
+        datasets[split] = (ds, data_key(ds, args.settings['img_size'], normalisation))
     classes = datasets['train'][0].metainfo['classes']
     if list(datasets['val'][0].metainfo['classes']) != list(classes):
         raise InputError(f'--data-root: train/ and val/ have different classes: {classes} vs '
                          f"{datasets['val'][0].metainfo['classes']}")
     print(f"data: {len(datasets['train'][0])} train / {len(datasets['val'][0])} val images, "
-          f'{len(classes)} classes; encoder {settings}; device {args.device}')
+          f'{len(classes)} classes; encoder {args.settings}; device {args.device}')
     cache_dir = args.cache_dir or osp.join(args.work_dir, 'feature_cache')
     what = ' + '.join(args.classifier if p == 'linear' else 'knn' for p in args.probes)
     rows = []
     for ckpt, label in zip(args.checkpoints, args.labels):
-        feats = layer_features(ckpt, label, settings, datasets, preprocessor, args, cache_dir)
-        jobs = [(b, f) for b in range(settings['num_layers']) for f in args.features]
+        feats = layer_features(ckpt, label, model, datasets, args, cache_dir)
+        jobs = [(b, f) for b in range(len(model.backbone.layers)) for f in args.features]
         for b, feat in tqdm(jobs, desc=f'[{label}] probes ({what})', file=sys.stdout,
                             dynamic_ncols=True):
             tr, va = feats['train'][b], feats['val'][b]

@@ -1,25 +1,12 @@
 """Linear CKA between the blocks of one checkpoint, or of two checkpoints, as heat maps.
 
-Images are encoded *unmasked*; the raw output of every block (before the final norm) is
-recorded. Linear CKA (Kornblith et al., ICML 2019, arXiv 1905.00414) then compares two blocks'
-representations of the same examples. ``--pool`` chooses the examples:
-
-- ``tokens`` (default): every patch token of every image is an example (CLS dropped), as in
-  Raghu et al., "Do Vision Transformers See Like CNNs?" (arXiv 2108.08810); the spatial
-  structure counts, and a few images already give thousands of examples. Both models must then
-  have the same token grid;
-- ``mean``: one example per image, the mean of its patch tokens (needs many images: CKA over
-  fewer examples than features is biased upwards);
-- ``cls``: one example per image, its CLS token.
-
-Writes, for one model ``A``: ``cka_A.png`` and ``layer_similarity.csv``; with a second model
-``B`` also ``cka_B.png`` and ``cka_A_vs_B.png`` (rows: A's blocks, columns: B's).
-``layer_similarity.csv`` has one row per pair: model_a, block_a, model_b, block_b, cka (blocks
-1-indexed).
-
-Models are given as one or two ``CONFIG CHECKPOINT`` pairs. Only the encoder runs, so only the
-checkpoint's ``backbone.`` keys are used, and they must fit the config's backbone exactly; both
-pairs are read and checked before the first model is analysed.
+Images are encoded unmasked and the raw output of every block (before the final norm) is
+compared with :func:`deepmim_mm.analysis.linear_cka`. ``--pool`` chooses the examples: every
+patch token of every image (``tokens``, default, as Raghu et al., arXiv 2108.08810; both models
+need the same token grid), or one per image, its mean patch token (``mean``) or class token
+(``cls``). Writes ``cka_<A>.png`` (and ``cka_<B>.png``, ``cka_<A>_vs_<B>.png``) and
+``layer_similarity.csv`` (model_a, block_a, model_b, block_b, cka; blocks 1-indexed). Only the
+checkpoints' ``backbone.`` keys are used, and they must fit exactly.
 
 Example::
 
@@ -30,19 +17,16 @@ import argparse
 import os
 import os.path as osp
 
-import torch
+from analysis_utils import (InputError, add_common_args, add_model_args, encoder_results,
+                            iter_batches, model_pairs, run, safe_name, write_csv)
 
-from analysis_utils import (InputError, add_common_args, add_model_args, check_device,
-                            check_out_dir, collect_images, iter_batches, load_models, model_names,
-                            model_pairs, run, safe_name, write_csv)
-
-POOLS = ('tokens', 'mean', 'cls')
+POOLS = {'tokens': None, 'mean': 'avg', 'cls': 'cls'}  # --pool -> analysis.pool_tokens
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     add_model_args(parser)
-    parser.add_argument('--pool', default='tokens', choices=POOLS,
+    parser.add_argument('--pool', default='tokens', choices=list(POOLS),
                         help='what one example is (see the module docstring); default tokens')
     add_common_args(parser)
     args = parser.parse_args(argv)
@@ -50,31 +34,16 @@ def parse_args(argv=None):
     return args
 
 
-@torch.no_grad()
 def block_features(model, files, batch_size, pool, skip_corrupt=False):
     """One ``(examples, C)`` float32 CPU tensor per block."""
-    from deepmim_mm.analysis import capture_block_outputs, encode_unmasked, vit_geometry
-    if pool not in POOLS:
-        raise ValueError(f'pool={pool!r}; accepted: {POOLS}')
-    backbone = model.backbone
-    (h, w), _, extra = vit_geometry(backbone)
-    feats = [[] for _ in backbone.layers]
-    with capture_block_outputs(backbone.layers) as outs:
-        for _, inputs in iter_batches(model, files, batch_size, skip_corrupt=skip_corrupt):
-            encode_unmasked(backbone, inputs)
-            for b in range(len(feats)):
-                x = outs[b].float()
-                if x.shape[1] != h * w + extra:  # CKA of masked subsets would be no error
-                    raise RuntimeError(f'block {b + 1} output {tuple(x.shape)} is not the '
-                                       f'{h}x{w} grid + {extra} token(s): was the input masked?')
-                if pool == 'cls':
-                    f = x[:, 0]
-                elif pool == 'mean':
-                    f = x[:, extra:].mean(dim=1)
-                else:
-                    f = x[:, extra:].reshape(-1, x.shape[-1])
-                feats[b].append(f.cpu())
-    return [torch.cat(f) for f in feats]
+    from deepmim_mm.analysis import extract_features, vit_geometry
+    batches = (x for _, x in iter_batches(model, files, batch_size, skip_corrupt=skip_corrupt))
+    feats = extract_features(model, batches, 'all', pools=(POOLS[pool], ))
+    feats = [per[POOLS[pool]] for per in feats.values()]
+    if pool == 'tokens':  # every patch token is an example
+        extra = vit_geometry(model.backbone)[2]
+        feats = [f[:, extra:].flatten(0, 1) for f in feats]
+    return feats
 
 
 def heatmap(path, matrix, title, ylabel, xlabel):
@@ -98,20 +67,10 @@ def heatmap(path, matrix, title, ylabel, xlabel):
 def main(argv=None):
     from deepmim_mm.analysis import cka_matrix
     args = parse_args(argv)
-    device = check_device(args.device)
-    check_out_dir(args.out_dir)
-    names = model_names([c for c, _ in args.pairs], args.name)
+    names, feats = encoder_results(args, lambda model, files: block_features(
+        model, files, args.batch_size, args.pool, args.skip_corrupt))
     if len(names) == 2 and names[0] == names[1]:
         names = [names[0] + '_a', names[1] + '_b']
-    files = collect_images(args.img, args.max_images)
-    models = load_models(args.pairs, torch.device('cpu'), args.cfg_options, encoder_only=True,
-                         allow_new_keys=args.allow_new_keys)
-    feats = []
-    for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
-        print(f'{name}: {cfg}, {ckpt}')
-        model, models[i] = models[i].to(device), None  # one model on the device at a time
-        feats.append(block_features(model, files, args.batch_size, args.pool, args.skip_corrupt))
-        del model
     if len(feats) == 2 and feats[0][0].shape[0] != feats[1][0].shape[0]:
         raise InputError(f'--pool {args.pool}: the models give {feats[0][0].shape[0]} and '
                          f'{feats[1][0].shape[0]} examples (different token grids?); use '

@@ -1,21 +1,12 @@
-"""Per-level reconstructions of a DeepMIM (or MAE) checkpoint.
+"""Per-level reconstructions of a DeepMIM (or MAE / MFF) checkpoint.
 
-For every image: one PNG with the original, the masked input and, for every supervised level
-(shallowest first), the reconstruction with the visible patches pasted back (pixel targets; the
-per-patch normalisation of ``norm_pix`` is undone with each patch's true mean and variance, as
-MAE's visualisation does) or, for feature targets (a ``target_generator`` such as CLIPTeacher),
-the per-token cosine similarity of the level's prediction to the teacher's features. Plus
-``reconstruction_loss.csv``: the head's masked loss per image and level (unweighted).
-
-One random mask per image, drawn once and shared by every level, exactly as in training
-(``DeepMIM.loss``: masked encoder pass, neck, ``get_targets``, head). The masks depend only on
-``--seed``, ``--batch-size``, the list of (readable) images and the device (CPU and CUDA draw
-different random numbers), so two checkpoints analysed with the same options see the same masks.
-
-The checkpoint must fit the config exactly (every key, every shape, decoders included): a file of
-another format or size is an error naming it, not figures from random weights. The run stops at
-the first image that cannot be decoded, naming it (the figures of the images before it are kept,
-no CSV is written), unless ``--skip-corrupt``.
+For every image one PNG: the original, the masked input and, per supervised level, the
+reconstruction with the visible patches pasted back (pixel targets) or the per-token cosine
+similarity of the prediction to the teacher's features (feature targets); and
+``reconstruction_loss.csv``, the head's masked loss per image and level. One random mask per
+batch, shared by every level as in training; it depends only on ``--seed``, ``--batch-size``, the
+(readable) images and the device, so two checkpoints see the same masks. The checkpoint must fit
+the whole model (decoders included).
 
 Example::
 
@@ -85,7 +76,6 @@ def save_figure(path, name, panels, result, i):
 
 def main(argv=None):
     from deepmim_mm.analysis import level_panels, masked_predictions
-    from deepmim_mm.analysis.reconstruction import cosine_map
     args = parse_args(argv)
     device = check_device(args.device)
     check_out_dir(args.out_dir)
@@ -96,19 +86,13 @@ def main(argv=None):
                        allow_new_keys=args.allow_new_keys)
     if args.mask_ratio is not None:
         model.backbone.mask_ratio = args.mask_ratio
-    rows, header, used = [], None, set()
+    rows, used = [], set()
     batches = iter_batches(model, files, args.batch_size, skip_corrupt=args.skip_corrupt)
     for b, (paths, inputs) in enumerate(batches):
         os.makedirs(args.out_dir, exist_ok=True)  # once an image was read
         # One seed per batch: the same images get the same mask whatever the checkpoint.
         result = masked_predictions(model, inputs, seed=args.seed + b)
         panels = level_panels(model, inputs, result)
-        if header is None:
-            header = ['image', 'level', 'masked_loss']
-            if result.kind != 'pixel':
-                header.append('masked_mean_cosine')
-        cos = ([cosine_map(p, t) for p, t in zip(result.preds, result.targets)]
-               if result.kind != 'pixel' else None)
         for i, path in enumerate(paths):
             stem = base = safe_name(osp.splitext(osp.basename(path))[0])
             k = 1
@@ -116,12 +100,13 @@ def main(argv=None):
                 stem, k = f'{base}_{k}', k + 1
             used.add(stem)
             save_figure(osp.join(args.out_dir, f'{stem}.png'), path, panels, result, i)
+            masked = result.mask[i].bool().cpu().numpy()
             for j, level in enumerate(result.names):
-                row = [path, level, float(result.losses[i, j])]
-                if cos is not None:
-                    m = result.mask[i].bool()
-                    row.append(float(cos[j][i][m].mean()))
-                rows.append(row)
+                rows.append([path, level, float(result.losses[i, j])])
+                if result.kind != 'pixel':  # the mean cosine to the teacher, masked tokens
+                    rows[-1].append(float(panels['cosine'][j][i].reshape(-1)[masked].mean()))
+    feature = result.kind != 'pixel'
+    header = ['image', 'level', 'masked_loss'] + ['masked_mean_cosine'] * feature
     csv_path = osp.join(args.out_dir, 'reconstruction_loss.csv')
     write_csv(csv_path, header, rows)
     print(f'wrote {len(used)} figures and {csv_path} to {args.out_dir}')

@@ -8,9 +8,9 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-from ...analysis.probe import FEATURES, knn_probe, pool_tokens
-from ...analysis.reconstruction import unwrap
-from ...apis.inference import BLOCKS, labelled_folder, level_features, model_img_size
+from ...analysis.features import (BLOCKS, FEATURES, extract_features, labelled_folder, labels_of,
+                                  model_input_size, unwrap)
+from ...analysis.probe import knn_probe
 from .rng_state_hook import get_rng_state, set_rng_state
 
 
@@ -18,36 +18,24 @@ from .rng_state_hook import get_rng_state, set_rng_state
 class KNNMonitorHook(Hook):
     """Every ``interval`` epochs (or iterations), the kNN top-1 of every supervised level.
 
-    mmengine's validation loop needs an evaluator and a model that predicts labels, which a
-    pretraining model does not; this hook adds a label-free-model evaluation: it extracts the
-    unmasked features of every supervised level (``blocks='all'``: of every block) of a small
-    labelled image folder (``data_root/train/<class>/*`` as the kNN memory, ``data_root/val/
-    <class>/*`` as the queries), scores DINO's weighted kNN (:func:`~deepmim_mm.analysis.probe.
-    knn_probe`: cosine, ``k``, ``temperature``) and logs:
+    mmengine's validation loop needs a model that predicts labels, which a pretraining model does
+    not; this hook extracts the unmasked features of every supervised level (``blocks='all'``:
+    every block) of a small labelled folder (``data_root/train/<class>/*`` as the memory,
+    ``data_root/val/<class>/*`` as the queries; read once, kept as uint8), scores DINO's weighted
+    kNN (:func:`~deepmim_mm.analysis.probe.knn_probe`) and logs the scalars
+    ``knn_top1/block{n}``, ``knn_monitor/seconds`` and ``knn_monitor/epoch_fraction`` (its cost
+    over the time of a training epoch) and the image ``knn_top1`` (top-1 per level against the
+    step) through ``runner.visualizer``, so to every ``vis_backends``.
 
-    - scalars ``knn_top1/block{n}`` (1-indexed blocks), ``knn_monitor/seconds`` and
-      ``knn_monitor/epoch_fraction`` (its cost divided by the time of a training epoch measured
-      in the same run) with ``runner.visualizer.add_scalars`` — so to every ``vis_backends``
-      (``scalars.json``, TensorBoard, W&B...) — and one log line;
-    - an image ``knn_top1`` (top-1 per level against the training step) with
-      ``runner.visualizer.add_image``.
-
-    It does not change training: the model runs in eval mode without gradients on its own
-    dataloader (no draw from the training one), the torch / numpy / python (and CUDA) RNG states
-    are saved before and restored after, the model's train/eval mode is restored; the history
-    of values travels in the checkpoints (``checkpoint['knn_monitor']``) for the plot of a
-    resumed run. The images are read and transformed once (resize + centre crop at the model's
-    input size) and kept in memory as uint8; each evaluation then costs one forward pass per
-    image. With DDP every rank computes the same numbers (the visualizer writes on rank 0);
-    FSDP-sharded models are not supported. Registered in mmengine's root ``HOOKS``, so every
-    scope finds it.
+    Training is unchanged: eval mode without gradients, its own data, the global RNG states and
+    the model's mode restored. The history travels in the checkpoints (``knn_monitor``). Under
+    DDP every rank computes the same numbers; FSDP-sharded models are not supported.
 
     Args:
         data_root: folder with ``train/`` and ``val/`` class subfolders (required when on).
         enable: off by default.
         interval: epochs (``by_epoch=True``) or iterations between two evaluations.
-        by_epoch: evaluate after epochs (``EpochBasedTrainLoop``) or iterations (required for
-            an ``IterBasedTrainLoop``).
+        by_epoch: after epochs (``EpochBasedTrainLoop``) or iterations (``IterBasedTrainLoop``).
         blocks: ``'supervised'`` (the model's levels) or ``'all'`` (every block, raw outputs).
         feature: ``'avg'`` (mean patch token, default; our choice) or ``'cls'``.
         k, temperature: DINO's kNN (arXiv 2104.14294: 20 and 0.07).
@@ -132,35 +120,25 @@ class KNNMonitorHook(Hook):
     # -- work ------------------------------------------------------------------------------
     def _load_images(self, model) -> None:
         from mmengine.dataset import default_collate
-        size = model_img_size(model)
+        where = f'{type(self).__name__}.data_root'
         self._data = {}
-        classes = None
         for split in ('train', 'val'):
-            ds = labelled_folder(self.data_root, split, size, self.max_per_class, self.seed,
-                                 field_name=f'{type(self).__name__}.data_root')
+            ds = labelled_folder(self.data_root, split, model_input_size(model),
+                                 self.max_per_class, self.seed, field_name=where)
             if len(ds) == 0:
-                raise ValueError(f'{type(self).__name__}.data_root: no images in '
-                                 f'{self.data_root}/{split}')
-            if classes is not None and list(ds.metainfo['classes']) != classes:
-                raise ValueError(f'{type(self).__name__}.data_root: train/ and val/ have '
-                                 f'different classes: {classes} vs {ds.metainfo["classes"]}')
-            classes = list(ds.metainfo['classes'])
+                raise ValueError(f'{where}: no images in {self.data_root}/{split}')
             bs = self.batch_size
             batches = [default_collate([ds[i] for i in range(s, min(s + bs, len(ds)))])
                        for s in range(0, len(ds), bs)]
-            labels = torch.tensor([int(ds.get_data_info(i)['gt_label']) for i in range(len(ds))])
-            self._data[split] = (batches, labels)
-        self._num_classes = len(classes)
+            self._data[split] = (batches, labels_of(ds), list(ds.metainfo['classes']))
+        if self._data['train'][2] != self._data['val'][2]:
+            raise ValueError(f'{where}: train/ and val/ have different classes: '
+                             f'{self._data["train"][2]} vs {self._data["val"][2]}')
+        self._num_classes = len(self._data['train'][2])
 
     def _features(self, model, batches) -> Dict[str, torch.Tensor]:
-        device = next(model.parameters()).device
-        extra = int(getattr(model.backbone, 'num_extra_tokens', 1))
-        out: Dict[str, List[torch.Tensor]] = {}
-        for data in batches:
-            inputs = model.data_preprocessor(data, False)['inputs'].to(device)
-            for name, tokens in level_features(model, inputs, self.blocks).items():
-                out.setdefault(name, []).append(pool_tokens(tokens, self.feature, extra).float())
-        return {name: torch.cat(v) for name, v in out.items()}
+        feats = extract_features(model, batches, self.blocks, pools=(self.feature, ))
+        return {name: per[self.feature] for name, per in feats.items()}
 
     def evaluate(self, runner, step: int) -> Dict[str, float]:
         """Score every level now and log it at ``step``; returns ``{'block{n}': top1}``."""
@@ -172,15 +150,13 @@ class KNNMonitorHook(Hook):
         try:
             if self._data is None:
                 self._load_images(model)
-            with torch.no_grad():
-                train = self._features(model, self._data['train'][0])
-                val = self._features(model, self._data['val'][0])
-            top1 = {}
-            for name in train:
-                top1[name] = knn_probe(train[name], self._data['train'][1], val[name],
-                                       self._data['val'][1], self._num_classes, k=self.k,
-                                       temperature=self.temperature,
-                                       device=train[name].device)['top1']
+            train = self._features(model, self._data['train'][0])
+            val = self._features(model, self._data['val'][0])
+            device = next(model.parameters()).device
+            top1 = {name: knn_probe(train[name], self._data['train'][1], val[name],
+                                    self._data['val'][1], self._num_classes, k=self.k,
+                                    temperature=self.temperature, device=device)['top1']
+                    for name in train}
         finally:
             model.train(was_training)
             set_rng_state(state)

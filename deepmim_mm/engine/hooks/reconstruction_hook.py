@@ -5,7 +5,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from ...analysis.reconstruction import level_grids, masked_predictions, unwrap
+from ...analysis import level_grids, masked_predictions, unwrap
 
 
 @HOOKS.register_module()

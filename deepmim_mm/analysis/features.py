@@ -1,0 +1,191 @@
+"""Unmasked features of a ViT encoder, per level or per block: the one extraction path of the
+Python API (``deepmim_mm.apis``), the kNN monitor hook and the analysis tools.
+
+The geometry and the level names come from the backbone itself; images are read the evaluation
+way (resize, centre crop) and normalised by the model's own data preprocessor.
+"""
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+BLOCKS = ('supervised', 'all')
+FEATURES = ('cls', 'avg')
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DDP/FSDP wrapper (``.module``), or the model itself."""
+    from mmengine.model import is_model_wrapper
+    return model.module if is_model_wrapper(model) else model
+
+
+def vit_geometry(backbone: nn.Module) -> Tuple[Tuple[int, int], int, int]:
+    """``(grid, patch_size, num_extra_tokens)`` of an mmpretrain ViT backbone."""
+    grid = tuple(int(g) for g in backbone.patch_resolution)
+    patch = backbone.patch_embed.projection.kernel_size[0]
+    return grid, int(patch), int(getattr(backbone, 'num_extra_tokens', 1))
+
+
+def model_input_size(model: nn.Module) -> int:
+    """The square input size ``model.backbone`` was built for (token grid x patch size)."""
+    (h, w), patch, _ = vit_geometry(model.backbone)
+    if h != w:
+        raise ValueError(f'model.backbone: only square token grids are supported, got {h}x{w}')
+    return h * patch
+
+
+def level_names(model: nn.Module, blocks: str = 'supervised') -> List[str]:
+    """``block{n}`` (1-indexed) of each level :func:`level_features` returns: the backbone's own
+    ``level_names`` (DeepMIMViT), else its ``out_indices`` (mmpretrain's MAEViT / MFFViT)."""
+    backbone = model.backbone
+    n = len(backbone.layers)
+    if blocks == 'all':
+        return [f'block{i + 1}' for i in range(n)]
+    names = getattr(backbone, 'level_names', None)
+    return list(names) if names is not None else [f'block{i % n + 1}' for i in backbone.out_indices]
+
+
+@contextmanager
+def capture_block_outputs(layers: Sequence[nn.Module]) -> Iterator[Dict[int, torch.Tensor]]:
+    """Record the raw output (``(B, T, C)``, before any final norm) of every block."""
+    outs: Dict[int, torch.Tensor] = {}
+
+    def hook(i):
+        return lambda module, args, output: outs.__setitem__(
+            i, (output[0] if isinstance(output, (tuple, list)) else output).detach())
+
+    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
+    try:
+        yield outs
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def encode_unmasked(backbone: nn.Module, inputs: torch.Tensor):
+    """Run a ViT encoder on every patch of ``inputs``.
+
+    A backbone that names its levels (``DeepMIMViT``) never masks with ``mask=None`` and returns
+    them (MFF fused). Every other mmpretrain ViT runs the plain ``VisionTransformer.forward``:
+    1.2.0's ``MFFViT.forward(x, mask=None)`` calls ``MAEViT.forward(x)`` with its default
+    ``mask=True`` and masks anyway, and fine-tuning ViTs take no ``mask``.
+    """
+    from mmpretrain.models.backbones import VisionTransformer
+    if hasattr(backbone, 'level_names') or not isinstance(backbone, VisionTransformer):
+        return backbone(inputs, mask=None)
+    return VisionTransformer.forward(backbone, inputs)
+
+
+def pool_tokens(tokens: torch.Tensor, feature: Optional[str],
+                num_extra_tokens: int = 1) -> torch.Tensor:
+    """``(B, D)`` image features from ``(B, T, D)`` ViT tokens: ``'cls'`` the class token,
+    ``'avg'`` the mean of the patch tokens; ``None`` keeps the tokens."""
+    if feature is None:
+        return tokens
+    if feature == 'cls':
+        return tokens[:, 0]
+    if feature == 'avg':
+        return tokens[:, num_extra_tokens:].mean(dim=1)
+    raise ValueError(f'pool_tokens: feature must be one of {FEATURES}, got {feature!r}')
+
+
+@torch.no_grad()
+def level_features(model: nn.Module, inputs: torch.Tensor,
+                   blocks: str = 'supervised') -> Dict[str, torch.Tensor]:
+    """``{name: (B, T, C) tokens}`` for a batch of preprocessed ``inputs`` (unmasked).
+
+    ``'supervised'``: the backbone's unmasked output, one entry per supervised level (DeepMIM:
+    the raw intermediate levels and the last block after the final norm; MFF fused; mmpretrain's
+    ``MFFViT``: its unfused ``out_indices`` blocks). ``'all'``: the raw output of every block.
+    """
+    if blocks not in BLOCKS:
+        raise ValueError(f'blocks must be one of {BLOCKS}, got {blocks!r}')
+    backbone = model.backbone
+    names = level_names(model, blocks)
+    if blocks == 'all':
+        with capture_block_outputs(backbone.layers) as outs:
+            encode_unmasked(backbone, inputs)
+        return OrderedDict((name, outs[i]) for i, name in enumerate(names))
+    feats = encode_unmasked(backbone, inputs)
+    feats = [feats] if isinstance(feats, torch.Tensor) else list(feats)
+    if len(feats) != len(names) or any(f.dim() != 3 for f in feats):
+        raise ValueError(f'level_features: the backbone must return one (B, T, C) token tensor '
+                         f'per level {names}; got {[tuple(f.shape) for f in feats]} (set '
+                         "model.backbone.out_type='raw')")
+    return OrderedDict(zip(names, feats))
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, batches: Iterable[Union[torch.Tensor, dict]],
+                     blocks: str = 'supervised',
+                     pools: Sequence[Optional[str]] = (None, )
+                     ) -> Dict[str, Dict[Optional[str], torch.Tensor]]:
+    """``{level: {pool: (N, ...) float32 CPU tensor}}`` over ``batches``, each a preprocessed
+    ``(B, 3, H, W)`` tensor or a collated data batch (put through ``model.data_preprocessor``);
+    ``pools`` as :func:`pool_tokens`. The model's mode is left as it is (call ``eval()``)."""
+    device = next(model.parameters()).device
+    extra = vit_geometry(model.backbone)[2]
+    out: Dict[str, Dict[Optional[str], List[torch.Tensor]]] = OrderedDict()
+    for x in batches:
+        if not isinstance(x, torch.Tensor):
+            x = model.data_preprocessor(x, False)['inputs']
+        for name, tokens in level_features(model, x.to(device), blocks).items():
+            for pool in pools:
+                feats = pool_tokens(tokens, pool, extra).float().cpu()
+                out.setdefault(name, {}).setdefault(pool, []).append(feats)
+    if not out:
+        raise ValueError('extract_features: no images')
+    return OrderedDict((name, {p: torch.cat(v) for p, v in per.items()})
+                       for name, per in out.items())
+
+
+def eval_pipeline(img_size: int, crop_fraction: float = 224 / 256) -> List[dict]:
+    """Resize the short side to ``img_size / crop_fraction`` (bicubic, pillow), take the
+    ``img_size`` centre crop, ``PackInputs``: mmpretrain's ImageNet test pipeline at the default
+    fraction (256 -> 224); the image tools crop the whole short side (``crop_fraction=1``)."""
+    return [
+        dict(type='ResizeEdge', scale=int(round(img_size / crop_fraction)), edge='short',
+             backend='pillow', interpolation='bicubic'),
+        dict(type='CenterCrop', crop_size=img_size),
+        dict(type='PackInputs'),
+    ]
+
+
+def labelled_folder(data_root: str, split: str, img_size: int,
+                    max_per_class: Optional[int] = None, seed: int = 0,
+                    field_name: str = 'data_root'):
+    """mmpretrain's ``CustomDataset`` over ``data_root/split/<class>/*`` with
+    :func:`eval_pipeline` after ``LoadImageFromFileChecked`` (an unreadable image is an error
+    naming it); ``max_per_class`` keeps a class-balanced random subset (the same for the same
+    ``seed``), in file order."""
+    import os.path as osp
+
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import DATASETS
+    folder = osp.join(data_root, split)
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'{field_name}: {folder!r} not found; expected ImageNet layout: '
+                                f'{data_root}/{split}/<class>/<image>')
+    pipeline = [dict(type='LoadImageFromFileChecked')] + eval_pipeline(img_size)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        ds = DATASETS.build(dict(type='CustomDataset', data_root=data_root, data_prefix=split,
+                                 pipeline=pipeline, lazy_init=True))
+        ds.full_init()
+    if max_per_class:
+        g = torch.Generator().manual_seed(seed)
+        counts: Dict[int, int] = {}
+        keep = []
+        for i in torch.randperm(len(ds), generator=g).tolist():
+            label = int(ds.get_data_info(i)['gt_label'])
+            if counts.get(label, 0) < max_per_class:
+                counts[label] = counts.get(label, 0) + 1
+                keep.append(i)
+        ds = ds.get_subset(sorted(keep))
+    return ds
+
+
+def labels_of(ds) -> torch.Tensor:
+    """The ``gt_label`` of every sample of a dataset, as a long tensor."""
+    return torch.tensor([int(ds.get_data_info(i)['gt_label']) for i in range(len(ds))])
