@@ -1,11 +1,17 @@
 """MAEHybridTarget: alpha mixing, the student's visible patches, checkpoints, errors, frozen."""
+import json
 import logging
+import os
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer, MessageHub, MMLogger
+from mmengine.model import MMDistributedDataParallel, MMFullyShardedDataParallel
 from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import get_state_dict
 from mmpretrain.registry import MODELS
 
@@ -13,7 +19,7 @@ import deepmim_mm  # noqa: F401
 from deepmim_mm.models.target_generators import MAEHybridTarget
 from deepmim_mm.models.target_generators.mae_hybrid_target import DEFAULT_ALPHAS
 
-from conftest import perturb_weights
+from conftest import free_port, perturb_weights
 
 pytestmark = pytest.mark.usefixtures('mmpretrain_scope')
 
@@ -261,6 +267,39 @@ def test_in_deepmim_frozen_not_saved_not_optimised(mae_ckpt):
     model.to(torch.float64)
     assert teacher.encoder.pos_embed.dtype == torch.float64
     assert teacher.decoder.decoder_pred.weight.dtype == torch.float64
+
+
+def _wrapped_steps(rank, port, out):
+    """One of two gloo processes: DeepMIM with a hybrid teacher, two steps under DDP and FSDP."""
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=2)
+    DefaultScope.get_instance(f'gloo-{rank}', scope_name='mmpretrain')
+    results = {}
+    for kind in ('ddp', 'fsdp'):
+        model = _student(teacher=dict(type='MAEHybridTarget', random_init=True, alphas=(0.5, ),
+                                      encoder=ENCODER, decoder=DECODER))
+        teacher = {k: v.clone() for k, v in model.target_generator.encoder.state_dict().items()}
+        wrapped = (MMDistributedDataParallel(module=model) if kind == 'ddp' else
+                   MMFullyShardedDataParallel(module=model, device_id=torch.device('cpu')))
+        for step in range(2):  # DDP reports unused parameters at the second step
+            sum(wrapped(_images(seed=2 * rank + step), [], mode='loss').values()).backward()
+        results[kind] = dict(
+            saved=[k for k in wrapped.state_dict() if 'target_generator' in k],
+            unchanged=all(torch.equal(v, teacher[k])
+                          for k, v in model.target_generator.encoder.state_dict().items()))
+    with open(os.path.join(out, f'rank{rank}.json'), 'w') as f:
+        json.dump(results, f)
+    dist.destroy_process_group()
+
+
+def test_teacher_under_gloo_ddp_and_fsdp(tmp_path):
+    """Two gloo processes: the (hidden, frozen) teacher trains nothing, saves nothing and raises
+    no unused-parameter error under mmengine's DDP and FSDP wrappers."""
+    mp.spawn(_wrapped_steps, args=(free_port(), str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        results = json.loads((tmp_path / f'rank{rank}.json').read_text())
+        assert results == {kind: dict(saved=[], unchanged=True) for kind in ('ddp', 'fsdp')}
 
 
 def test_cpu_autocast_bf16(mae_ckpt):

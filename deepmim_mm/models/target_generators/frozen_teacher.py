@@ -15,8 +15,8 @@ class FrozenTeacher(BaseModule):
     :meth:`_apply` still moves and casts it with the model (``.to()``, ``.cuda()``); it has
     ``requires_grad=False`` and stays in eval mode. Hidden rather than registered with
     state-dict hooks because, registered, mmengine's default optimizer constructor puts frozen
-    parameters in its group and FSDP shards and all-gathers them every step (see
-    ``tests/test_clip_teacher.py``, which also runs it under gloo DDP and FSDP).
+    parameters in its group and FSDP shards and all-gathers them every step (tests:
+    ``test_clip_teacher.py``; ``test_hybrid_targets.py`` runs it under gloo DDP and FSDP).
 
     Subclasses load their weights in ``__init__``, hand each frozen network to :meth:`_freeze`
     and run it under ``torch.no_grad()``; their own buffers behave as usual.
