@@ -92,7 +92,7 @@ def test_in_deepmim_head_with_teacher_features():
     target = torch.randn(2, 16, 32, generator=g)
     preds = [torch.randn(2, 16, 32, generator=g) for _ in range(2)]
     mask = (torch.rand(2, 16, generator=g) < 0.75).float()
-    losses = head.loss(preds, target, mask, level_names=['block6', 'block12'])
+    losses = head.loss(preds, [target] * 2, mask, level_names=['block6', 'block12'])
     single = CosineFeatureLoss()
     torch.testing.assert_close(losses['loss_block6'], single(preds[0], target, mask))
     torch.testing.assert_close(losses['loss_block12'], 0.5 * single(preds[1], target, mask))

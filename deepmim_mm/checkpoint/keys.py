@@ -272,3 +272,39 @@ def official_mae_to_plugin(
     for key in miss:
         dropped[key] = 'unmapped'
     return out, dropped
+
+
+# ------------------------------------------------------------------------------------------------
+# OpenAI / open_clip CLIP image tower (section maintained with deepmim_mm/models: CLIPTeacher)
+# ------------------------------------------------------------------------------------------------
+#: (``visual.*`` key of OpenAI / open_clip, prefix stripped; CLIPTeacher's tower key: mmpretrain
+#: ``VisionTransformer`` under ``vit.``), as mmpretrain's
+#: ``tools/model_converters/openai-clip_to_mmpretrain-clip.py`` renames them.
+CLIP_VISUAL_KEY_PAIRS = (
+    ('conv1.weight', 'vit.patch_embed.projection.weight'),
+    ('class_embedding', 'vit.cls_token'),
+    ('positional_embedding', 'vit.pos_embed'),
+    ('ln_pre.{p}', 'vit.pre_norm.{p}'),
+    ('transformer.resblocks.{i}.ln_1.{p}', 'vit.layers.{i}.ln1.{p}'),
+    ('transformer.resblocks.{i}.attn.in_proj_weight', 'vit.layers.{i}.attn.qkv.weight'),
+    ('transformer.resblocks.{i}.attn.in_proj_bias', 'vit.layers.{i}.attn.qkv.bias'),
+    ('transformer.resblocks.{i}.attn.out_proj.{p}', 'vit.layers.{i}.attn.proj.{p}'),
+    ('transformer.resblocks.{i}.ln_2.{p}', 'vit.layers.{i}.ln2.{p}'),
+    ('transformer.resblocks.{i}.mlp.c_fc.{p}', 'vit.layers.{i}.ffn.layers.0.0.{p}'),
+    ('transformer.resblocks.{i}.mlp.c_proj.{p}', 'vit.layers.{i}.ffn.layers.1.{p}'),
+    ('ln_post.{p}', 'vit.ln1.{p}'),  # the final norm
+    ('proj', 'proj'),
+)
+
+
+def clip_visual_to_mmpretrain(
+        state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """A CLIP image tower's ``visual.*`` tensors (prefix stripped) -> CLIPTeacher's tower keys,
+    with the class and position embeddings reshaped to mmpretrain's ``(1, ...)`` layout.
+    Returns ``(mapped, unmapped)``."""
+    out, unmapped = _map_keys(state, CLIP_VISUAL_KEY_PAIRS)
+    if 'vit.cls_token' in out:
+        out['vit.cls_token'] = out['vit.cls_token'].reshape(1, 1, -1)
+    if 'vit.pos_embed' in out:
+        out['vit.pos_embed'] = out['vit.pos_embed'].unsqueeze(0)
+    return out, unmapped

@@ -7,7 +7,7 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..target_generators import FrozenTeacher
+from ..target_generators import FrozenTeacher, MAEHybridTarget
 
 
 @MODELS.register_module()
@@ -87,13 +87,17 @@ class DeepMIM(BaseSelfSupervisor):
                              f'{grid[0] * grid[1]}')
         teacher = self.target_generator
         head_patch = getattr(head, 'patch_size', None)
-        pixels = teacher is None or getattr(teacher, 'pixel_targets', False)
-        if pixels and head_patch is not None and head_patch != patch:
+        pixel_dim = head_patch**2 * head.in_channels if head_patch else None
+        hybrid = isinstance(teacher, MAEHybridTarget)
+        if (teacher is None or hybrid) and head_patch is not None and head_patch != patch:
             raise ValueError(f'DeepMIM: head.patch_size={head_patch} but model.backbone.'
                              f'patch_size={patch}; they must be equal')
+        if hybrid and pixel_dim is not None and teacher.out_channels != pixel_dim:
+            raise ValueError(f'DeepMIM: the teacher (model.target_generator.decoder) predicts '
+                             f'{teacher.out_channels} values per patch but the head\'s pixel '
+                             f'target has {pixel_dim} (model.head.patch_size / in_channels)')
         pred = getattr(neck, 'decoder_pred', None)
-        want = (getattr(teacher, 'out_channels', None) if teacher is not None
-                else head_patch ** 2 * head.in_channels if head_patch else None)
+        want = getattr(teacher, 'out_channels', None) if teacher is not None else pixel_dim
         if pred is not None and want is not None and pred.out_features != want:
             what = (f'the teacher\'s {want}-d features' if teacher is not None else
                     f'{head_patch}x{head_patch}x{head.in_channels} pixels per patch')
@@ -110,28 +114,32 @@ class DeepMIM(BaseSelfSupervisor):
         """Unmasked features of every supervised block (see ``DeepMIMViT``)."""
         return self.backbone(inputs, mask=None)
 
-    def get_targets(self, inputs: torch.Tensor, ids_restore: torch.Tensor):
-        """The reconstruction target(s) for this batch.
+    def get_targets(self, inputs: torch.Tensor, ids_restore: torch.Tensor,
+                    num_visible: int) -> List[torch.Tensor]:
+        """One target per supervised level (shallowest first), each computed once.
 
-        - no ``target_generator``: the images (the head patchifies them once);
-        - a :class:`FrozenTeacher`: its ``targets`` (one tensor shared by every level, or one
-          per level, e.g. hybrid targets mixed from the student's visible patches);
-        - any other target generator of mmpretrain's: ``target_generator(inputs)``.
+        - no ``target_generator``: the head's patch target (pixels, ``norm_pix``) for every level;
+        - :class:`MAEHybridTarget`: the teacher reconstructs the patches from the student's
+          ``num_visible`` visible ones and mixes that into the pixel target, per level;
+        - any other target generator (e.g. :class:`CLIPTeacher`): ``target_generator(inputs)``
+          for every level.
         """
-        teacher = self.target_generator
+        teacher, levels = self.target_generator, len(self.level_names)
         if teacher is None:
-            return inputs
-        if isinstance(teacher, FrozenTeacher):
-            return teacher.targets(inputs, ids_restore, self.head)
-        return teacher(inputs)
+            return [self.head.construct_target(inputs)] * levels
+        if isinstance(teacher, MAEHybridTarget):
+            ids_keep = torch.argsort(ids_restore, dim=1)[:, :num_visible]
+            return teacher.mix(self.head.construct_target(inputs),
+                               teacher(inputs, ids_keep, ids_restore))
+        return [teacher(inputs)] * levels
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, torch.Tensor]:
         """One mask, one encoder pass, one decoder and one loss per supervised level."""
         levels, mask, ids_restore, fusion_weights = self.backbone(inputs)
         preds = self.neck(levels, ids_restore)
-        target = self.get_targets(inputs, ids_restore)
-        losses = self.head.loss(preds, target, mask, self.level_names)
+        targets = self.get_targets(inputs, ids_restore, num_visible=levels[-1].shape[1] - 1)
+        losses = self.head.loss(preds, targets, mask, self.level_names)
         if fusion_weights is not None:
             blocks = self.backbone.fusion_indices
             losses.update({f'fusion_weight_block{b + 1}': w.detach()

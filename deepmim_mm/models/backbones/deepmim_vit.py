@@ -184,22 +184,12 @@ class DeepMIMViT(MAEViT):
         levels, weights = self._encode_kept(x)
         return levels, mask, ids_restore, weights
 
-    def encode_visible(self, x: torch.Tensor, ids_restore: torch.Tensor
+    def encode_visible(self, x: torch.Tensor, ids_keep: torch.Tensor
                        ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
-        """Encode the patches a given mask keeps: those ``ids_restore`` puts first.
-
-        ``ids_restore`` is what :meth:`forward` (``MAEViT.random_masking``) returns; the kept
-        patches are ``argsort(ids_restore)[:, :len_keep]`` with ``len_keep = int(N * (1 -
-        mask_ratio))``, random_masking's own rule. A frozen teacher thus sees exactly the
-        student's visible patches. Returns ``(levels, fusion_weights)`` as :meth:`forward`.
-        """
+        """Encode only the patches ``ids_keep`` (``B x N_visible``) lists, in that order: a
+        frozen teacher sees exactly the student's visible patches. Returns ``(levels,
+        fusion_weights)`` as :meth:`forward`."""
         x = self._embed_patches(x)
-        B, N = ids_restore.shape
-        if x.shape[1] != N:
-            raise ValueError(f'DeepMIMViT.encode_visible: the images give {x.shape[1]} patches, '
-                             f'ids_restore orders {N}')
-        len_keep = int(N * (1 - self.mask_ratio))
-        ids_keep = torch.argsort(ids_restore, dim=1)[:, :len_keep]
         x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         return self._encode_kept(x)
 

@@ -22,32 +22,24 @@ class MultiLevelDecoder(MAEPretrainDecoder):
     The module itself is the decoder of the deepest level, with exactly ``MAEPretrainDecoder``'s
     parameter names, so with ``num_levels=1`` mmpretrain's MAE / MFF checkpoints load unchanged.
 
-    Speed: the decoders have identical shapes, so they can run as ONE computation with a leading
-    level dimension rather than a Python loop over levels: one stacked GEMM per layer type, one
-    fused ``scaled_dot_product_attention`` call per block for all levels, one gather for every
-    level's mask tokens (see :mod:`deepmim_mm.models.utils.batched_transformer`). Parameters are
-    not moved: every decoder keeps its own modules and ``state_dict`` keys (``neck.*`` for the
-    deepest level, ``neck.aux_decoders.{k}.*`` for the others); they are stacked at each forward
-    and their gradients flow back to each of them. When ``aux_decoder_depth`` differs from
-    ``decoder_depth`` the common blocks run batched over every level and the remaining blocks
-    over the deeper decoders only. The result equals the per-level loop (mmpretrain's own
-    forward for each decoder) up to float rounding (tests: losses and every gradient within
-    1e-5).
-
-    The loop is used instead when a wrapper makes the decoders' parameters valid only inside
-    their own ``forward`` (FSDP units around single decoders or blocks, patched forwards such
-    as activation checkpointing), and for one level (mmpretrain's forward, exactly MAE).
+    The decoders have identical shapes, so on accelerators they run as one computation with a
+    leading level dimension (:mod:`deepmim_mm.models.utils.batched_transformer`) instead of a
+    loop over levels; parameters are not moved (every decoder keeps its modules and
+    ``state_dict`` keys) and the result equals the loop up to float rounding. With
+    ``aux_decoder_depth != decoder_depth`` the common blocks run batched over every level and
+    the remaining ones over the deeper decoders only. The loop runs instead for one level
+    (mmpretrain's forward, exactly MAE) and when a wrapper makes a decoder's parameters valid
+    only inside its own ``forward`` (FSDP units, activation checkpointing).
 
     Args:
         num_levels: supervised levels, including the last. ``DeepMIM`` fills it in from the
             backbone when the config leaves it out.
         aux_decoder_depth: blocks of each auxiliary decoder; defaults to ``decoder_depth``.
-        batched: ``None`` (default, auto): batched on accelerators (fewer, larger kernels), the
-            loop on the CPU, where the GEMMs are compute-bound and batching gains nothing while
-            the stacked weights saved for backward cost memory (measurements: README,
-            Performance); ``True``: always batched (a ``ValueError`` if the decoder layers are of
-            a kind the batched path does not compute, e.g. non-LayerNorm norms); ``False``:
-            always the loop. The attribute ``batched`` can be switched at run time.
+        batched: ``None`` (default, auto): batched on accelerators, the loop on the CPU (where
+            batching gains nothing and the stacked weights cost memory); ``True``: always
+            batched (a ``ValueError`` if the decoder layers are of a kind the batched path does
+            not compute, e.g. non-LayerNorm norms); ``False``: always the loop. The attribute
+            ``batched`` can be switched at run time.
         **kwargs: ``MAEPretrainDecoder`` arguments, shared by every level.
     """
 

@@ -1,5 +1,4 @@
 """Frozen OpenAI-CLIP image tower as the DeepMIM-CLIP feature target."""
-import re
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -12,6 +11,7 @@ from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 
 from ...checkpoint import load_checked_state, read_checkpoint, state_dict_of
+from ...checkpoint.keys import clip_visual_to_mmpretrain
 from .frozen_teacher import FrozenTeacher
 
 # OpenAI CLIP image towers (github.com/openai/CLIP, clip/model.py: heads = width // 64).
@@ -28,13 +28,6 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-# OpenAI / open_clip key of the visual tower -> mmpretrain VisionTransformer key (the renaming of
-# mmpretrain's tools/model_converters/openai-clip_to_mmpretrain-clip.py).
-_BLOCK_RENAMES = (('ln_1.', 'ln1.'), ('ln_2.', 'ln2.'), ('attn.in_proj_weight', 'attn.qkv.weight'),
-                  ('attn.in_proj_bias', 'attn.qkv.bias'), ('attn.out_proj.', 'attn.proj.'),
-                  ('mlp.c_fc.', 'ffn.layers.0.0.'), ('mlp.c_proj.', 'ffn.layers.1.'))
-_BLOCK_RE = re.compile(r'^transformer\.resblocks\.(\d+)\.(.+)$')
 
 
 def _normalise_arch(arch: Union[str, dict]) -> Tuple[str, dict]:
@@ -89,24 +82,10 @@ class CLIPTeacher(FrozenTeacher):
 
     The tower *is* mmpretrain's ``VisionTransformer`` configured as CLIP's (``pre_norm=True`` for
     ``ln_pre``, QuickGELU, no patch-embedding bias, LayerNorm eps 1e-5, final norm = ``ln_post``,
-    ``out_type='raw'``), which already runs fused attention (``F.scaled_dot_product_attention``);
-    OpenAI/open_clip keys are renamed on load as mmpretrain's own CLIP converter does. mmpretrain's
-    other CLIP classes are not used: ``models/utils/clip_generator_helper.py`` (MILAN's
-    ``CLIPGenerator``) needs the text tower's keys, runs ``nn.MultiheadAttention`` with
-    sequence-first transposes and returns attention maps we do not need; ``multimodal.CLIP`` is
-    a whole zero-shot classifier with a tokenizer.
-
-    What this adds over those: loading of the three checkpoint formats with clear errors, the
-    re-normalisation, the ``proj`` matrix, and being a *frozen, unsaved* teacher:
-
-    - the tower is held outside the registered submodules (:class:`FrozenTeacher`), so its
-      weights are not in the parent model's ``state_dict()`` (training checkpoints stay
-      student-only; the config points to the CLIP file), not seen by
-      ``parameters()``/``named_children()`` (so by no optimizer wrapper constructor, by DDP or by
-      mmengine's ``init_weights``), while :meth:`_apply` still moves and casts it with the model
-      (``.to()``, ``.cuda()``, ``.half()``);
-    - ``requires_grad=False``, always in eval mode (:meth:`train` is a no-op), ``forward`` under
-      ``torch.no_grad()``; under autocast it runs in the autocast dtype (fp32 weights).
+    ``out_type='raw'``). Adds over it: loading OpenAI / open_clip checkpoints (keys renamed by
+    :func:`~deepmim_mm.checkpoint.keys.clip_visual_to_mmpretrain`, checked by
+    ``load_checked_state``), the re-normalisation, the ``proj`` matrix, and being a frozen,
+    unsaved teacher (:class:`FrozenTeacher`); under autocast it runs in the autocast dtype.
 
     Args:
         checkpoint (str, optional): local path of the CLIP weights. Required unless
@@ -165,7 +144,6 @@ class CLIPTeacher(FrozenTeacher):
             tower.vit.init_weights()
             nn.init.normal_(tower.proj, std=self.arch['width']**-0.5)
             self._ckpt_pos_embed = tower.vit.pos_embed.detach().clone()
-        # Frozen and not registered as a submodule on purpose: see the class docstring.
         self._freeze('tower', tower)
 
     # ------------------------------------------------------------------ building and loading
@@ -203,93 +181,27 @@ class CLIPTeacher(FrozenTeacher):
         """Feature size of the targets (512 for ViT-B/16): what the decoders must predict."""
         return self.arch['output_dim']
 
-    def _expected_shapes(self) -> Dict[str, tuple]:
-        a = self.arch
-        w, p, o = a['width'], a['patch_size'], a['output_dim']
-        m = int(w * a.get('mlp_ratio', 4))
-        return {
-            'conv1.weight': (w, 3, p, p),
-            'class_embedding': (w, ),
-            'ln_pre.weight': (w, ),
-            'transformer.resblocks.0.attn.in_proj_weight': (3 * w, w),
-            'transformer.resblocks.0.mlp.c_fc.weight': (m, w),
-            'ln_post.weight': (w, ),
-            'proj': (w, o),
-        }
-
     def _load(self, tower: nn.Module, path: str) -> None:
-        sd = load_clip_visual_state_dict(path)
+        visual = load_clip_visual_state_dict(path)
+        state, unmapped = clip_visual_to_mmpretrain(visual)
+        state.update((k, visual[k]) for k in unmapped)  # reported as keys the tower lacks
         name = f'arch {self.arch_name!r} ({", ".join(f"{k}={self.arch[k]}" for k in _ARCH_KEYS)})'
-        if 'attnpool.c_proj.weight' in sd or 'trunk.patch_embed.proj.weight' in sd:
-            raise ValueError(f'CLIPTeacher: {path} holds a non-ViT (ResNet or timm) CLIP image '
-                             f'tower; expected a CLIP ViT image tower of {name}')
-        problems = []
-        for key, shape in self._expected_shapes().items():
-            found = tuple(sd[key].shape) if key in sd else 'missing'
-            if found != shape:
-                problems.append(f'visual.{key}: expected {shape}, found {found}')
-        layers = {int(m.group(1)) for m in map(_BLOCK_RE.match, sd) if m}
-        if len(layers) != self.arch['layers']:
-            problems.append(f"layers: expected {self.arch['layers']} transformer.resblocks, "
-                            f'found {len(layers)}')
-        if problems:
-            raise ValueError(f'CLIPTeacher: {path} does not match {name}: ' + '; '.join(problems))
-
-        new_sd = OrderedDict()
-        unknown = []
-        for k, v in sd.items():
-            m = _BLOCK_RE.match(k)
-            if m:
-                rest = m.group(2)
-                for old, new in _BLOCK_RENAMES:
-                    if rest.startswith(old):
-                        rest = new + rest[len(old):]
-                        break
-                else:
-                    unknown.append(k)
-                new_sd[f'vit.layers.{m.group(1)}.{rest}'] = v
-            elif k == 'conv1.weight':
-                new_sd['vit.patch_embed.projection.weight'] = v
-            elif k == 'class_embedding':
-                new_sd['vit.cls_token'] = v.reshape(1, 1, -1)
-            elif k == 'positional_embedding':
-                new_sd['vit.pos_embed'] = v.unsqueeze(0)
-            elif k.startswith('ln_pre.'):
-                new_sd['vit.pre_norm.' + k[len('ln_pre.'):]] = v
-            elif k.startswith('ln_post.'):
-                new_sd['vit.ln1.' + k[len('ln_post.'):]] = v
-            elif k == 'proj':
-                new_sd['proj'] = v
-            else:
-                unknown.append(k)
-        if unknown:
-            raise ValueError(f'CLIPTeacher: {path} has visual.* keys the OpenAI CLIP ViT tower '
-                             f'does not have (another tower type?): {sorted(unknown)[:8]}')
-
-        pos = new_sd.get('vit.pos_embed')
-        if pos is None:
-            raise ValueError(f'CLIPTeacher: {path} lacks visual.positional_embedding')
-        n = pos.shape[1] - 1
-        g = int(round(n**0.5))
-        if g * g != n or pos.shape[2] != self.arch['width']:
-            raise ValueError(f'CLIPTeacher: visual.positional_embedding of {path} has shape '
-                             f'{tuple(pos.shape[1:])}; expected '
-                             f'(1 + grid**2, {self.arch["width"]})')
-        self._ckpt_pos_embed = pos
-        if (g, g) != self.grid_size:
-            if not self.interpolate_pos:
-                raise ValueError(
-                    f'CLIPTeacher: {path} has a {g}x{g} positional grid but img_size='
-                    f'{self.img_size} with patch {self.arch["patch_size"]} needs '
-                    f'{self.grid_size[0]}x{self.grid_size[1]}; set img_size='
-                    f'{g * self.arch["patch_size"]} or interpolate_pos=True')
-            new_sd['vit.pos_embed'] = resize_pos_embed(pos.float(), (g, g), self.grid_size,
-                                                       'bicubic', 1).to(pos.dtype)
-        load_checked_state(tower, new_sd, path, prefix='', ignore=(),
-                           field_name=f'model.target_generator.checkpoint (CLIP {name})')
+        pos = self._ckpt_pos_embed = state.get('vit.pos_embed')
+        patch = self.arch['patch_size']
+        if (pos is not None and not self.interpolate_pos and pos.shape[-1] == self.arch['width']
+                and pos.shape[1] != self.num_tokens + 1):
+            g = int(round((pos.shape[1] - 1)**0.5))
+            raise ValueError(f'CLIPTeacher: {path} has a {g}x{g} positional grid but '
+                             f'model.target_generator.img_size={self.img_size} with patch {patch} '
+                             f'needs {self.grid_size[0]}x{self.grid_size[1]}; set img_size='
+                             f'{g * patch} or interpolate_pos=True')
+        report = load_checked_state(
+            tower, state, path, prefix='', ignore=(),
+            resizable=('vit.pos_embed', ) if self.interpolate_pos else (),  # mmpretrain resizes
+            field_name=f'model.target_generator.checkpoint (CLIP {name})')
         MMLogger.get_current_instance().info(
-            f'CLIPTeacher: loaded the {name} image tower ({len(sd)} tensors) from {path}; '
-            f'frozen, not saved in checkpoints')
+            f'CLIPTeacher: loaded the {name} image tower ({len(report.loaded)} tensors) from '
+            f'{path}; frozen, not saved in checkpoints')
 
     def match_student(self, backbone: nn.Module) -> None:
         """The teacher's tokens must line up with the student's patch grid."""

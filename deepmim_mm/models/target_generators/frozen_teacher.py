@@ -1,7 +1,6 @@
 """Shared behaviour of frozen teachers whose weights are not part of the student model."""
-from typing import Iterator, List, Tuple, Union
+from typing import Iterator, Tuple
 
-import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
@@ -10,43 +9,24 @@ class FrozenTeacher(BaseModule):
     """A target generator holding frozen networks that the parent model must not own.
 
     Adds over mmengine's ``BaseModule``: :meth:`_freeze` stores a network *outside* the
-    registered submodules, so that
-
-    - its weights are not in the parent model's ``state_dict()`` (training checkpoints stay
-      student-only; the config points to the teacher's file), and not seen by ``parameters()`` /
-      ``named_children()`` (so by no optimizer wrapper constructor, by DDP or by mmengine's
-      ``init_weights``);
-    - :meth:`_apply` still moves and casts it with the model (``.to()``, ``.cuda()``,
-      ``.half()``);
-    - it has ``requires_grad=False`` and stays in eval mode (:meth:`train` is a no-op).
+    registered submodules, so that its weights are not in the parent's ``state_dict()``
+    (training checkpoints stay student-only; the config points to the teacher's file) and not
+    seen by ``parameters()`` (optimizer constructors, DDP, FSDP, ``init_weights``);
+    :meth:`_apply` still moves and casts it with the model (``.to()``, ``.cuda()``); it has
+    ``requires_grad=False`` and stays in eval mode. Hidden rather than registered with
+    state-dict hooks because, registered, mmengine's default optimizer constructor puts frozen
+    parameters in its group and FSDP shards and all-gathers them every step (tests:
+    ``test_clip_teacher.py``; ``test_hybrid_targets.py`` runs it under gloo DDP and FSDP).
 
     Subclasses load their weights in ``__init__``, hand each frozen network to :meth:`_freeze`
-    and run it under ``torch.no_grad()``; registered buffers of the subclass itself (e.g.
-    normalisation constants, ``persistent=False``) behave as usual.
+    and run it under ``torch.no_grad()``; their own buffers behave as usual.
 
-    The protocol with :class:`~deepmim_mm.models.algorithms.DeepMIM`: at build time it calls
-    :meth:`match_student` with the student backbone (a teacher checks or adapts to its token
-    grid, mask ratio and supervised levels); at every step :meth:`targets`, which returns one
-    target for every level, or a list with one per level (shallowest first).
-    ``pixel_targets = True`` says the targets are (mixed from) the head's patchified pixels, so
-    the head's ``patch_size`` must be the backbone's.
+    At build time :class:`~deepmim_mm.models.algorithms.DeepMIM` calls :meth:`match_student`
+    with the student backbone (a teacher checks or adapts to its token grid and levels).
     """
-
-    pixel_targets = False
 
     def match_student(self, backbone: nn.Module) -> None:
         """Check (or adapt to) the student backbone at build time; nothing by default."""
-
-    def targets(self, inputs: torch.Tensor, ids_restore: torch.Tensor,
-                head: nn.Module) -> Union[torch.Tensor, List[torch.Tensor]]:
-        """The targets of a batch: ``self(inputs)`` by default, shared by every level.
-
-        Args:
-            inputs: the preprocessed images the student sees, ``B x 3 x H x W``.
-            ids_restore: the student's patch order (``MAEViT.random_masking``).
-            head: the student's head, for teachers that mix its raw target in.
-        """
-        return self(inputs)
 
     def _freeze(self, name: str, module: nn.Module) -> nn.Module:
         """Hold ``module`` as ``self.<name>``, frozen and unregistered (see the class doc)."""

@@ -1,19 +1,11 @@
 """Several independent transformer stacks of identical shape, run as one batched computation.
 
-DeepMIM (arXiv 2303.08817) gives every supervised level its own light decoder; all of them have
-the same shapes. Running them one after the other launches ``num_levels`` times as many small
-kernels. The functions here run ``L`` copies at once: activations carry a leading level
-dimension ``(L, B, N, C)``, the ``L`` weight matrices of a layer are stacked into ``(L, out, in)``
-and multiplied with one ``baddbmm``; attention folds the level dimension into the batch and calls
-``F.scaled_dot_product_attention`` once (the fused kernel: flash / memory-efficient on GPUs, the
-fused flash kernel on CPUs). The computation is, operation for operation, mmpretrain's
-``TransformerEncoderLayer`` (pre-norm, qkv bias, GELU MLP, no dropout / drop path / layer scale),
-so results equal the per-level loop up to float rounding.
-
-The parameters stay where they are (in the per-level ``nn.Module`` s, with their own names in
-``state_dict``, seen as usual by optimizers, DDP and checkpoints): they are stacked at every
-forward (a copy of the decoder weights, small next to the activations at training batch sizes)
-and the stacking's backward hands every module its own gradient.
+Activations carry a leading level dimension ``(L, B, N, C)``; the ``L`` weight matrices of a
+layer are stacked into ``(L, out, in)`` and multiplied with one ``baddbmm``; attention folds the
+level dimension into the batch and calls ``F.scaled_dot_product_attention`` once. The
+computation is, operation for operation, mmpretrain's ``TransformerEncoderLayer`` (pre-norm, qkv
+bias, GELU MLP, no dropout / drop path / layer scale). The parameters stay in their own modules:
+they are stacked at every forward, and the stacking's backward hands each its own gradient.
 """
 from typing import List, Sequence
 
