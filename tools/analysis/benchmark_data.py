@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from benchmark import maybe_compile
 
-from benchmark_utils import (add_config_args, add_training_args, build_for_training, check_device,
-                             format_table, hardware_summary, load_cfg, non_negative, now, positive,
-                             progress, synthetic_batch, timed, write_json)
+from benchmark_utils import (add_config_args, add_training_args, at_least, build_for_training,
+                             check_device, format_table, hardware_summary, load_cfg, now, progress,
+                             synthetic_batch, timed, write_json)
 
 DEMO_IMAGES = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
                        'deepmim_mm', 'demo', 'images')
+CPU = torch.device('cpu')
 PIPELINE_PATHS = {'standard': 'standard', 'crop-aware': 'crop-aware', 'bytes-only': 'device'}
 
 
@@ -102,13 +103,7 @@ def build_loader(cfg, path, folder, batch_size, workers, pin_memory=False):
 def time_loader(loader, batches):
     """img/s over ``batches`` batches, after one untimed batch (worker start-up)."""
     it = iter(loader)
-    next(it)
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    dt = time.perf_counter() - t0
-    del it
-    return loader.batch_size * batches / dt
+    return loader.batch_size * batches / sum(timed(lambda: next(it), 1, batches, CPU, 'loader'))
 
 
 def rates_in_process(loaders, batches, repeats):
@@ -162,7 +157,7 @@ def run_pipeline(args):
                          f"{res['ratio_to_standard']:.2f}x" if 'ratio_to_standard' in res
                          else '-', ' '.join(f'{v:.0f}' for v in rates[name])])
     progress('done', end=True)
-    hw = hardware_summary(torch.device('cpu'))
+    hw = hardware_summary(CPU)
     print(f'\nInput pipeline of {args.config} over {args.data} (batch {args.batch_size}, '
           f'{args.batches} timed batches x {args.repeats} repeats; 0 workers: the paths take '
           f'turns batch by batch), {hw["cpu"]}, {hw["cores"]} cores')
@@ -370,9 +365,9 @@ def parse_args(argv=None):
     sub = p.add_subparsers(dest='mode', required=True)
     m = sub.add_parser('make-set', help='JPEGs made from the bundled photos')
     m.add_argument('out')
-    m.add_argument('--size', type=positive, nargs=2, default=[1000, 750], metavar=('W', 'H'))
-    m.add_argument('--count', type=positive, default=400)
-    m.add_argument('--quality', type=positive, default=90)
+    m.add_argument('--size', type=at_least(1), nargs=2, default=[1000, 750], metavar=('W', 'H'))
+    m.add_argument('--count', type=at_least(1), default=400)
+    m.add_argument('--quality', type=at_least(1), default=90)
     m.add_argument('--grain', type=float, default=3.0)
     m.add_argument('--seed', type=int, default=0)
     for name, help_ in (('pipeline', 'img/s per worker of the three input paths'),
@@ -385,26 +380,26 @@ def parse_args(argv=None):
         if name == 'pipeline':
             q.add_argument('--paths', nargs='+', choices=list(PIPELINE_PATHS),
                            default=list(PIPELINE_PATHS))
-            q.add_argument('--workers', type=non_negative, nargs='+', default=[0],
+            q.add_argument('--workers', type=at_least(0), nargs='+', default=[0],
                            help='0: in this process, the paths taking turns batch by batch '
                                 '(the per-worker rate, robust to load changes)')
-            q.add_argument('--batch-size', type=positive, default=32)
-            q.add_argument('--batches', type=positive, default=10)
-            q.add_argument('--repeats', type=positive, default=3)
+            q.add_argument('--batch-size', type=at_least(1), default=32)
+            q.add_argument('--batches', type=at_least(1), default=10)
+            q.add_argument('--repeats', type=at_least(1), default=3)
         elif name == 'quality':
-            q.add_argument('--files', type=positive, default=100)
-            q.add_argument('--draws', type=positive, default=5, help='crops per file')
+            q.add_argument('--files', type=at_least(1), default=100)
+            q.add_argument('--draws', type=at_least(1), default=5, help='crops per file')
             q.add_argument('--seed', type=int, default=0)
         else:
             q.add_argument('--path', choices=['standard', 'crop-aware', 'device'],
                            default='device')
-            q.add_argument('--workers', type=non_negative, default=2)
+            q.add_argument('--workers', type=at_least(0), default=2)
             add_training_args(q, warmup=3, steps=10)
     d = sub.add_parser('decoders', help='batched JPEG decoders on one device')
     d.add_argument('--data', required=True)
     d.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    d.add_argument('--batch-size', type=positive, default=128)
-    d.add_argument('--batches', type=positive, default=5)
+    d.add_argument('--batch-size', type=at_least(1), default=128)
+    d.add_argument('--batches', type=at_least(1), default=5)
     d.add_argument('--json')
     args = p.parse_args(argv)
     check_device(args)

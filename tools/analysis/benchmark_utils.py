@@ -112,16 +112,7 @@ def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, size: Optional[
     size = size or (8192 if device.type == 'cuda' else 2048)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    synchronize(device)
-    best = float('inf')
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        synchronize(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * size**3 / best / 1e12
+    return 2 * size**3 / min(timed(lambda: a @ b, 2, reps, device, f'{dtype} matmul')) / 1e12
 
 
 def rss_bytes(peak: bool = False) -> int:
@@ -194,18 +185,13 @@ def format_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
     return '\n'.join(out + [line(r) for r in rows])
 
 
-def positive(v: str) -> int:
-    """argparse type: an integer >= 1."""
-    if int(v) < 1:
-        raise argparse.ArgumentTypeError(f'must be positive, got {v}')
-    return int(v)
-
-
-def non_negative(v: str) -> int:
-    """argparse type: an integer >= 0."""
-    if int(v) < 0:
-        raise argparse.ArgumentTypeError(f'must be >= 0, got {v}')
-    return int(v)
+def at_least(low: int) -> Callable[[str], int]:
+    """argparse type: an integer >= ``low``."""
+    def parse(v: str) -> int:
+        if int(v) < low:
+            raise argparse.ArgumentTypeError(f'must be >= {low}, got {v}')
+        return int(v)
+    return parse
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -224,7 +210,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 def add_training_args(p: argparse.ArgumentParser, warmup: int, steps: int) -> None:
     """The flags of a benchmark that runs training steps (benchmark.py, end-to-end mode)."""
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    p.add_argument('--batch-size', type=positive,
+    p.add_argument('--batch-size', type=at_least(1),
                    help="images per step (default: the config's train_dataloader.batch_size)")
     p.add_argument('--amp', default='config', choices=['config', 'fp32', 'bf16', 'fp16'],
                    help="config: the config's optimizer wrapper (on the CPU an AmpOptimWrapper "
@@ -235,8 +221,8 @@ def add_training_args(p: argparse.ArgumentParser, warmup: int, steps: int) -> No
     p.add_argument('--random-teachers', action='store_true',
                    help='build frozen teachers (CLIP, hybrid) with random weights instead of '
                         'loading their checkpoint files: same cost, no file needed')
-    p.add_argument('--warmup', type=non_negative, default=warmup, help='untimed steps first')
-    p.add_argument('--steps', type=positive, default=steps, help='timed steps')
+    p.add_argument('--warmup', type=at_least(0), default=warmup, help='untimed steps first')
+    p.add_argument('--steps', type=at_least(1), default=steps, help='timed steps')
 
 
 def check_device(args: argparse.Namespace) -> None:
