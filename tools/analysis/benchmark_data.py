@@ -100,12 +100,6 @@ def build_loader(cfg, path, folder, batch_size, workers, pin_memory=False):
     return loader
 
 
-def time_loader(loader, batches):
-    """img/s over ``batches`` batches, after one untimed batch (worker start-up)."""
-    it = iter(loader)
-    return loader.batch_size * batches / sum(timed(lambda: next(it), 1, batches, CPU, 'loader'))
-
-
 def rates_in_process(loaders, batches, repeats):
     """0 workers: the paths take turns batch by batch in this process (no prefetching), so a
     change of the machine's load falls on all of them alike; img/s per repeat and path."""
@@ -128,12 +122,15 @@ def rates_in_process(loaders, batches, repeats):
 
 
 def rates_with_workers(cfg, args, workers):
-    """``workers`` > 0: each path in turn, a fresh dataloader per repeat; img/s per worker."""
+    """``workers`` > 0: each path in turn, a fresh dataloader per repeat (one untimed batch for
+    the workers' start-up); img/s per worker."""
     rates = {name: [] for name in args.paths}
     for r in range(args.repeats):
         for name in args.paths:
-            loader = build_loader(cfg, PIPELINE_PATHS[name], args.data, args.batch_size, workers)
-            rates[name].append(time_loader(loader, args.batches) / workers)
+            it = iter(build_loader(cfg, PIPELINE_PATHS[name], args.data, args.batch_size, workers))
+            spent = sum(timed(it.__next__, 1, args.batches, CPU, name))
+            rates[name].append(args.batch_size * args.batches / spent / workers)
+            del it  # its workers stop before the next loader's start
             progress(f'[{workers} workers] repeat {r + 1}/{args.repeats} {name}: '
                      f'{rates[name][-1]:.1f} img/s per worker')
     return rates
