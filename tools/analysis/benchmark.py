@@ -44,8 +44,8 @@ def parse_args(argv=None):
     p.add_argument('--baseline', default=DEFAULT_BASELINE,
                    help=f'config every result is compared with, measured in the same run '
                         f'(default: {DEFAULT_BASELINE}); "none" for no baseline')
-    add_training_args(p, warmup=5, steps=20)  # --batch-size: 8 on the CPU
-    add_config_args(p)  # --cfg-options: every config, and the baseline unless:
+    add_training_args(p, warmup=5, steps=20, cpu_batch='; on the CPU: 8')
+    add_config_args(p, 'every config (and the baseline unless --baseline-cfg-options is given)')
     p.add_argument('--baseline-cfg-options', nargs='+', action=DictAction,
                    help='overrides for the baseline config only')
     p.add_argument('--no-isolate', action='store_true',

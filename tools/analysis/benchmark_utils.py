@@ -194,24 +194,26 @@ def at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    """``--cfg-options``, its ``--allow-new-keys`` and ``--json``, as every mode that reads a
-    config takes them."""
+def add_config_args(p: argparse.ArgumentParser, which: str = 'the config') -> None:
+    """``--cfg-options`` (for ``which``), its ``--allow-new-keys`` and ``--json``, as every mode
+    that reads a config takes them."""
     from mmengine.config import DictAction
 
     from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='overrides of the config (key=value)')
+                   help=f'overrides of {which} (key=value)')
     p.add_argument(ALLOW_NEW_FLAG, action='store_true',
                    help='let the overrides add keys a config does not have (default: an error)')
     p.add_argument('--json', help='also write the results to this JSON file')
 
 
-def add_training_args(p: argparse.ArgumentParser, warmup: int, steps: int) -> None:
+def add_training_args(p: argparse.ArgumentParser, warmup: int, steps: int,
+                      cpu_batch: str = '') -> None:
     """The flags of a benchmark that runs training steps (benchmark.py, end-to-end mode)."""
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     p.add_argument('--batch-size', type=at_least(1),
-                   help="images per step (default: the config's train_dataloader.batch_size)")
+                   help=f"images per step (default: the config's train_dataloader.batch_size"
+                        f'{cpu_batch})')
     p.add_argument('--amp', default='config', choices=['config', 'fp32', 'bf16', 'fp16'],
                    help="config: the config's optimizer wrapper (on the CPU an AmpOptimWrapper "
                         'becomes fp32 OptimWrapper); fp32; bf16 / fp16: AmpOptimWrapper with '
