@@ -109,7 +109,7 @@ def timed(fn: Callable, warmup: int, steps: int, device: torch.device, label: st
 def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, size: Optional[int] = None,
                        reps: int = 5) -> float:
     """Best TFLOP/s of a square matmul on ``device`` in ``dtype`` (the MFU denominator)."""
-    size = size or (8192 if device.type == 'cuda' else 2048)
+    size = size or (8192 if device.type == 'cuda' else 1024)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     return 2 * size**3 / min(timed(lambda: a @ b, 2, reps, device, f'{dtype} matmul')) / 1e12
