@@ -295,15 +295,20 @@ def build_for_training(cfg, device: torch.device, amp: str = 'config', fused_ada
     from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper
     from mmpretrain.registry import MODELS
-    MMLogger.get_current_instance().setLevel(logging.ERROR)  # per-parameter init reports
     model_cfg = cfg.model.copy()
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
     if random_teachers and model_cfg.get('target_generator') is not None:
         model_cfg['target_generator'] = dict(model_cfg['target_generator'], checkpoint=None,
                                              random_init=True)
-    model = MODELS.build(model_cfg)
-    model.init_weights()
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # per-parameter init reports, for the build only
+    try:
+        model = MODELS.build(model_cfg)
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     model.to(device).train()
     ow_cfg = optim_wrapper_cfg(cfg, amp, device, fused_adamw)
     return model, build_optim_wrapper(model, ow_cfg), ow_cfg, img_size_of(cfg)
