@@ -1,7 +1,7 @@
 """tools/analysis/benchmark.py (training steps) and benchmark_data.py (input side) on tiny
-configs on the CPU: training steps against a tiny mmpretrain MAE baseline; the data-pipeline,
-quality, end-to-end, decoder and make-set modes over folders of JPEGs. Checks that the output is
-well-formed (never the times)."""
+configs on the CPU, in this process (their ``main(argv)``): training steps against a tiny
+mmpretrain MAE baseline; the data-pipeline, quality, end-to-end, decoder and make-set modes over
+folders of JPEGs. Checks that the output is well-formed (never the times)."""
 import json
 import os
 import os.path as osp
@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import DEMO_IMAGES, ROOT, run_tool, write_imagenet_folder
+from conftest import DEMO_IMAGES, ROOT, write_imagenet_folder
 
 sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis'))
 import benchmark  # noqa: E402
@@ -19,8 +19,7 @@ import benchmark_data  # noqa: E402
 
 from benchmark_utils import flop_counter  # noqa: E402
 
-TOOL = osp.join('tools', 'analysis', 'benchmark.py')
-DATA_TOOL = osp.join('tools', 'analysis', 'benchmark_data.py')
+DEMO_CFG = osp.join(ROOT, 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
 TINY_ARCH = ('arch=dict(_delete_=True, embed_dims=64, num_layers=4, num_heads=2, '
              'feedforward_channels=128), img_size=32, patch_size=8')
 TINY_NECK = ('embed_dim=64, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2, '
@@ -46,16 +45,17 @@ def tiny_configs(tmp_path):
     return str(deepmim), str(mae), str(compiled)
 
 
-def test_training_mode(tmp_path):
+def test_training_mode(tmp_path, capsys):
     deepmim, mae, compiled = tiny_configs(tmp_path)
     out = tmp_path / 'bench.json'
-    proc = run_tool([TOOL, deepmim, compiled, '--baseline', mae, '--labels', 'deepmim',
-                     'deepmim compiled', '--fused-adamw', '--batch-size', '2', '--warmup', '1',
-                     '--steps', '2', '--json', str(out)], timeout=600)
-    assert '| baseline: mae_tiny' in proc.stdout and '| deepmim ' in proc.stdout
-    assert '| deepmim compiled ' in proc.stdout
-    assert 'img/s vs base' in proc.stdout and 'MFU' in proc.stdout
-    assert 'step 2/2' in proc.stderr  # progress display
+    benchmark.main([deepmim, compiled, '--baseline', mae, '--labels', 'deepmim',
+                    'deepmim compiled', '--fused-adamw', '--batch-size', '2', '--warmup', '1',
+                    '--steps', '2', '--no-isolate', '--json', str(out)])
+    stdout, stderr = capsys.readouterr()
+    assert '| baseline: mae_tiny' in stdout and '| deepmim ' in stdout
+    assert '| deepmim compiled ' in stdout
+    assert 'img/s vs base' in stdout and 'MFU' in stdout
+    assert 'step 2/2' in stderr  # progress display
     res = json.loads(out.read_text())
     assert res['mode'] == 'training' and res['device'] == 'cpu'
     assert res['baseline'] == 'baseline: mae_tiny'
@@ -99,14 +99,17 @@ def test_compile_config():
     assert fast.param_scheduler == base.param_scheduler
 
 
-def test_data_pipeline_mode(tmp_path):
+@pytest.fixture
+def jpeg_folder(tmp_path):
+    return write_imagenet_folder(str(tmp_path / 'imgs'), num_classes=2, per_class=3, size=48)
+
+
+def test_data_pipeline_mode(tmp_path, jpeg_folder, capsys):
     deepmim, _, _ = tiny_configs(tmp_path)
-    folder = write_imagenet_folder(str(tmp_path / 'imgs'), num_classes=2, per_class=3, size=48)
-    out = tmp_path / 'pipe.json'
-    proc = run_tool([DATA_TOOL, 'pipeline', deepmim, '--data', folder, '--workers', '0', '2',
-                     '--batches', '2', '--batch-size', '2', '--repeats', '2', '--json', str(out)])
-    assert '| workers |' in proc.stdout and '| bytes-only ' in proc.stdout
-    res = json.loads(out.read_text())
+    res = benchmark_data.main(['pipeline', deepmim, '--data', jpeg_folder, '--workers', '0', '2',
+                               '--batches', '2', '--batch-size', '2', '--repeats', '2'])
+    stdout = capsys.readouterr().out
+    assert '| workers |' in stdout and '| bytes-only ' in stdout
     assert res['mode'] == 'pipeline'
     assert [(r['workers'], r['path']) for r in res['results']] == [
         (w, p) for w in (0, 2) for p in ('standard', 'crop-aware', 'bytes-only')]
@@ -116,16 +119,15 @@ def test_data_pipeline_mode(tmp_path):
     assert res['batch_size'] == 2
 
 
-def test_make_set_and_quality_modes(tmp_path):
+def test_make_set_and_quality_modes(tmp_path, capsys):
     deepmim, _, _ = tiny_configs(tmp_path)
     folder = str(tmp_path / 'set')
-    proc = run_tool([DATA_TOOL, 'make-set', folder, '--size', '500', '375', '--count', '4'])
-    assert '4 JPEGs of 500x375' in proc.stdout
+    benchmark_data.main(['make-set', folder, '--size', '500', '375', '--count', '4'])
+    assert '4 JPEGs of 500x375' in capsys.readouterr().out
     assert len(os.listdir(folder)) == 4
     out = tmp_path / 'quality.json'
     # the pipeline's RandomResizedCrop at 224 (its own), so crops of 500x375 use scale 1 or 2
-    run_tool([DATA_TOOL, 'quality', deepmim, '--data', folder, '--draws', '3', '--json',
-              str(out)])
+    benchmark_data.main(['quality', deepmim, '--data', folder, '--draws', '3', '--json', str(out)])
     res = json.loads(out.read_text())
     assert res['mode'] == 'quality' and res['crops'] == 12
     assert res['results'][-1]['dct_scale'] == 'all'
@@ -134,17 +136,15 @@ def test_make_set_and_quality_modes(tmp_path):
 
 
 @pytest.mark.parametrize('path', ['device', 'standard'])
-def test_end_to_end_mode(tmp_path, path):
+def test_end_to_end_mode(tmp_path, jpeg_folder, path, capsys):
     """Training from files through the real dataloader next to the model-only rate."""
     deepmim, _, _ = tiny_configs(tmp_path)
-    folder = write_imagenet_folder(str(tmp_path / 'imgs'), num_classes=2, per_class=3, size=48)
-    out = tmp_path / 'e2e.json'
-    proc = run_tool([DATA_TOOL, 'end-to-end', deepmim, '--data', folder, '--path', path,
-                     '--workers', '1', '--batch-size', '2', '--warmup', '1', '--steps', '2',
-                     '--cfg-options', 'train_dataloader.dataset.dataset.pipeline.1.scale=32',
-                     '--json', str(out)])
-    assert 'end-to-end / model-only' in proc.stdout
-    (r, ) = json.loads(out.read_text())['results']
+    res = benchmark_data.main([
+        'end-to-end', deepmim, '--data', jpeg_folder, '--path', path, '--workers', '1',
+        '--batch-size', '2', '--warmup', '1', '--steps', '2',
+        '--cfg-options', 'train_dataloader.dataset.dataset.pipeline.1.scale=32'])
+    assert 'end-to-end / model-only' in capsys.readouterr().out
+    (r, ) = res['results']
     assert r['path'] == path and r['batch_size'] == 2 and r['optim_wrapper'] == 'OptimWrapper'
     assert r['model_only_img_per_s'] > 0 and r['end_to_end_img_per_s'] > 0
     assert r['ratio'] == pytest.approx(r['end_to_end_img_per_s'] / r['model_only_img_per_s'])
@@ -159,26 +159,33 @@ def test_decoders_mode_on_the_cpu(tmp_path):
     assert all(r.get('img_per_s', 0) > 0 for r in res['results'])
 
 
-def test_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match='--amp bf16'):
-        benchmark.parse_args(['x.py', '--amp', 'bf16'])
-    with pytest.raises(FileNotFoundError, match='no_such.py'):
-        benchmark.main([str(tmp_path / 'no_such.py'), '--baseline', 'none'])
-    with pytest.raises(FileNotFoundError, match='--data: no such folder'):
-        benchmark_data.main(['pipeline', osp.join(
-            ROOT, 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py'),
-            '--data', str(tmp_path / 'missing')])
-    with pytest.raises(ValueError, match='--workers'):
-        benchmark_data.parse_args(['pipeline', 'x.py', '--data', '.', '--workers', '-1'])
-    # A mistyped override would measure the unchanged config: refused before anything runs.
-    demo = osp.join(ROOT, 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py')
-    with pytest.raises(ValueError, match="did you mean 'train_dataloader'"):
-        benchmark.main([demo, '--baseline', 'none', '--cfg-options',
-                        'train_dataloder.batch_size=2'])
-    with pytest.raises(ValueError, match="did you mean 'train_dataloader.batch_size'"):
-        benchmark_data.main(['pipeline', demo, '--data', DEMO_IMAGES, '--cfg-options',
-                             'train_dataloader.batch_sise=2'])
-    assert osp.isdir(DEMO_IMAGES)
+@pytest.mark.parametrize('argv,flag', [
+    (['pipeline', 'x.py', '--data', '.', '--workers', '-1'], '--workers'),
+    (['pipeline', 'x.py', '--data', '.', '--batch-size', '0'], '--batch-size'),
+    (['end-to-end', 'x.py', '--data', '.', '--steps', '0'], '--steps'),
+    (['end-to-end', 'x.py', '--data', '.', '--warmup', '-1'], '--warmup')])
+def test_out_of_range_counts_name_the_flag(argv, flag, capsys):
+    with pytest.raises(SystemExit):
+        benchmark_data.parse_args(argv)
+    assert f'argument {flag}' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('main,argv,error,named', [
+    (benchmark.main, ['x.py', '--amp', 'bf16'], ValueError, '--amp bf16'),
+    (benchmark_data.main, ['end-to-end', 'x.py', '--data', '.', '--amp', 'fp16'], ValueError,
+     '--amp fp16'),
+    (benchmark.main, ['no_such.py', '--baseline', 'none'], FileNotFoundError, 'no_such.py'),
+    (benchmark_data.main, ['pipeline', DEMO_CFG, '--data', 'missing'], FileNotFoundError,
+     '--data'),
+    # a mistyped override would measure the unchanged config: refused before anything runs
+    (benchmark.main, [DEMO_CFG, '--baseline', 'none', '--cfg-options',
+                      'train_dataloder.batch_size=2'], ValueError, "'train_dataloader'"),
+    (benchmark_data.main, ['pipeline', DEMO_CFG, '--data', DEMO_IMAGES, '--cfg-options',
+                           'train_dataloader.batch_sise=2'], ValueError,
+     "'train_dataloader.batch_size'")])
+def test_bad_input_is_named(main, argv, error, named):
+    with pytest.raises(error, match=named):
+        main(argv)
 
 
 def test_random_teachers_time_a_clip_config_without_its_file(tmp_path):
@@ -194,23 +201,20 @@ def test_random_teachers_time_a_clip_config_without_its_file(tmp_path):
         "             target_generator=dict(checkpoint='/nonexistent/ViT-B-16.pt', img_size=32,\n"
         "                 arch=dict(_delete_=True, width=32, layers=1, heads=2, patch_size=8,\n"
         "                           output_dim=512)))\n")
-    args = [TOOL, str(clip), '--baseline', 'none', '--batch-size', '2', '--warmup', '1',
-            '--steps', '1', '--no-isolate']
-    res = benchmark.main(args[1:] + ['--random-teachers'])
+    args = [str(clip), '--baseline', 'none', '--batch-size', '2', '--warmup', '1', '--steps', '1']
+    res = benchmark.main(args + ['--random-teachers', '--no-isolate'])
     (r, ) = res['results']
     assert r['gflop_per_img'] > 0 and r['img_per_s'] > 0
+    # measured in a fresh process by default (its own RSS): the error comes back from it
     with pytest.raises(FileNotFoundError, match='/nonexistent/ViT-B-16.pt'):
-        benchmark.main(args[1:])
+        benchmark.main(args)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
 def test_training_mode_cuda_bf16(tmp_path):
     deepmim, mae, _ = tiny_configs(tmp_path)
-    out = tmp_path / 'bench.json'
-    run_tool([TOOL, deepmim, '--baseline', mae, '--device', 'cuda', '--amp', 'bf16',
-              '--fused-adamw', '--batch-size', '4', '--warmup', '2', '--steps', '3',
-              '--json', str(out)])
-    res = json.loads(out.read_text())
+    res = benchmark.main([deepmim, '--baseline', mae, '--device', 'cuda', '--amp', 'bf16',
+                          '--fused-adamw', '--batch-size', '4', '--warmup', '2', '--steps', '3'])
     for r in res['results']:
         assert r['mem_kind'] == 'cuda max allocated' and r['dtype'] == 'bfloat16'
         assert r['fused_adamw'] and r['host_sync_ops'] == {}

@@ -3,22 +3,15 @@
 # installs deepmim_mm in editable mode. Idempotent: a step whose result is already there is skipped.
 #
 # mmcv 2.1.0 (the newest release mmseg 1.2.2 and mmdet 3.3.0 accept) has no wheel for this torch.
-# Its compiled ops are taken, in this order, from
-#   1. $MMCV_WHEEL, if set;
-#   2. ../shared/wheels/mmcv-2.1.0-<cpXY>-*.whl (CPU ops, built against torch 2.14.1), on a CPU host;
-#   3. the wheel this script built earlier, in ${XDG_CACHE_HOME:-~/.cache}/deepmim-mm/wheels/{cpu,cuda};
-#   (2. and 3. only where the wheel's tag is the venv's Python, e.g. cp311 for Python 3.11)
-#   4. a build from PyPI's source distribution, patched for setuptools >= 81 (no pkg_resources) and
-#      torch 2.14's headers (C++20). About 30 minutes on 2 cores; with a GPU visible it builds the
-#      CUDA ops too (FORCE_CUDA=1). The built wheel is cached for the next run.
-# Every candidate wheel is checked by importing mmcv.ops; one that does not load is discarded.
+# Its compiled ops come from the first of these wheels that is for this Python (e.g. cp311) and loads:
+#   1. $MMCV_WHEEL; 2. ../shared/wheels/ (CPU ops, built against torch 2.14.1; CPU hosts only);
+#   3. the wheel an earlier run built, in ${XDG_CACHE_HOME:-~/.cache}/deepmim-mm/wheels/{cpu,cuda};
+#   4. a build from PyPI's source, patched for setuptools >= 81 (no pkg_resources) and torch 2.14's
+#      C++20 headers: about 30 minutes on 2 cores, CUDA ops too with a GPU visible; then cached.
 #
-# Python: CPython 3.10-3.13 (torch 2.14.1 publishes wheels for those; mmcv builds from source on
-# each). CI and the shared mmcv wheel are 3.11; other versions build mmcv once (then cached).
-#
-# Environment: PYTHON (default python3.11, else python3), VENV (default <repo>/.venv),
-# MMCV_WHEEL, MAX_JOBS (default: number of cores), DEEPMIM_SKIP_MMCV=1 (mmcv-lite only; mmseg/mmdet
-# will not import).
+# Python: CPython 3.10-3.13 (torch 2.14.1's wheels). Environment: PYTHON (default python3.11, else
+# python3), VENV (default <repo>/.venv), MMCV_WHEEL, MAX_JOBS (default: number of cores),
+# DEEPMIM_SKIP_MMCV=1 (mmcv-lite only; mmseg/mmdet will not import).
 set -Eeuo pipefail
 shopt -s inherit_errexit
 
@@ -26,8 +19,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/deepmim-mm/wheels"
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
-# openmim (the `mim` command) goes with them under --no-deps: its `opendatalab` requirement pulls in
-# openxlab, which pins setuptools~=60.2 and requests~=2.28; mim runs without it (requirements/mim.txt).
+# openmim (`mim`) goes with them under --no-deps: see requirements/mim.txt.
 MM_PINS=(mmengine==0.10.7 mmpretrain==1.2.0 mmsegmentation==1.2.2 mmdet==3.3.0 openmim==0.3.9)
 MMCV_VERSION=2.1.0
 
@@ -163,11 +155,9 @@ log="$(mktemp)"
 "${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT" >"$log" 2>&1 \
   || { cat "$log"; fail "pip install -e $ROOT failed (output above)"; }
 rm -f "$log"
-# mim looks for a package's .mim/{configs,tools,model-index.yml} in <location>/deepmim_mm, where
-# <location> is the directory holding its metadata: site-packages for a PEP 660 editable install,
-# which keeps the code here. Link site-packages/deepmim_mm to the source tree, as
-# `flit install --symlink` does; the import then resolves through the link to the same files.
-# setup.py has linked deepmim_mm/.mim/* to configs/, tools/ and model-index.yml.
+# mim looks for .mim/ (setup.py links it) in <the metadata's folder>/deepmim_mm: site-packages
+# for a PEP 660 editable install. Link site-packages/deepmim_mm to the source tree, as
+# `flit install --symlink` does.
 SITE="$("$PYV" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 if [ -e "$SITE/deepmim_mm" ] && [ ! -L "$SITE/deepmim_mm" ]; then
   fail "$SITE/deepmim_mm is a non-editable copy of the package; pip uninstall deepmim_mm and rerun"

@@ -24,13 +24,11 @@ BYTES_META_KEYS = PackInputs.DEFAULT_META_KEYS + ('crop_box', 'interpolation', '
 class RandomResizedCropBox(RandomResizedCrop):
     """mmpretrain's ``RandomResizedCrop`` that only draws the crop box.
 
-    Adds over the upstream transform: it needs ``img_shape`` only (from ``LoadImageBytes``'
-    header read, or from a decoded ``img``), calls the upstream ``rand_crop_params`` unchanged
-    (same distribution, fallback and ``np.random`` draws as the standard pipeline, so mmengine's
-    per-worker seeding and exact resume work as before), and records ``crop_box`` = (top, left,
-    height, width), ``img_shape`` = the output size and ``interpolation`` instead of cropping.
-    ``DecodeCropResize`` (CPU) or ``DecodeDataPreprocessor`` (device) apply it with Pillow's
-    resampling, so ``backend`` must be ``'pillow'``, as in mmpretrain's MAE pipeline.
+    Adds over the upstream transform: it needs ``img_shape`` only, draws with the upstream
+    ``rand_crop_params`` (same distribution and ``np.random`` draws), and records ``crop_box`` =
+    (top, left, height, width), ``img_shape`` = the output size and ``interpolation`` instead of
+    cropping. ``DecodeCropResize`` or ``DecodeDataPreprocessor`` apply it with Pillow's filters,
+    so ``backend`` must be ``'pillow'``, as in mmpretrain's MAE pipeline.
     """
 
     def __init__(self, *args, backend: str = 'pillow', **kwargs) -> None:
@@ -57,14 +55,12 @@ class DecodeCropResize(BaseTransform):
     """Crop-aware decoding on the CPU: decodes ``img_bytes`` only as finely as ``crop_box``
     needs, then crops and resizes it to ``img_shape``.
 
-    Replaces ``LoadImageFromFile`` + ``RandomResizedCrop`` (with ``LoadImageBytes`` +
-    ``RandomResizedCropBox`` before it): a JPEG is decoded at the largest libjpeg DCT scale
-    (1/2, 1/4, 1/8, Pillow's ``draft``) that leaves at least the output resolution inside the
-    crop, which skips most of the inverse DCT and of the resize. Where no DCT scaling applies
-    (small crops, other formats) it runs the standard pipeline's operations, bit for bit. ``img``
-    is set as ``LoadImageFromFile`` sets it (BGR uint8 ``(H, W, 3)``, the order mmpretrain's
-    data preprocessor converts with ``to_rgb=True``) unless ``channel_order='rgb'``. A file that
-    cannot be decoded is handled by ``on_corrupt`` as in ``LoadImageFromFileChecked``.
+    Replaces the decode and crop of ``LoadImageFromFile`` + ``RandomResizedCrop`` (after
+    ``LoadImageBytes`` + ``RandomResizedCropBox``): a JPEG is decoded at the largest libjpeg DCT
+    scale (:func:`~.image_codec.dct_scale`) that leaves the output resolution inside the crop;
+    where none applies it runs the standard pipeline's operations, bit for bit. ``img`` is BGR
+    as ``LoadImageFromFile`` sets it, unless ``channel_order='rgb'``; ``on_corrupt`` as in
+    ``LoadImageFromFileChecked``.
     """
 
     def __init__(self, channel_order: str = 'bgr', on_corrupt: str = 'error') -> None:
@@ -109,12 +105,15 @@ class DecodeCropResize(BaseTransform):
 
 @TRANSFORMS.register_module()
 class RandomFlipFlag(RandomFlip):
-    """mmcv's ``RandomFlip`` that only decides: ``flip`` and ``flip_direction`` are drawn as
-    upstream (same ``np.random`` draw) and recorded; the image (not decoded yet) is flipped by
-    ``DecodeDataPreprocessor`` on the device."""
+    """mmcv's ``RandomFlip`` that only decides: ``flip`` and ``flip_direction`` are drawn by
+    the upstream transform and recorded; ``DecodeDataPreprocessor`` flips the image (not decoded
+    yet) on the device."""
 
-    def _flip(self, results: dict) -> None:
-        pass
+    def transform(self, results: dict) -> dict:
+        results['img'] = np.empty((1, 1, 0), np.uint8)  # upstream flips an image: a stand-in
+        results = super().transform(results)
+        del results['img']
+        return results
 
 
 @TRANSFORMS.register_module()
@@ -138,11 +137,8 @@ class PackImageBytes(PackInputs):
 @FUNCTIONS.register_module()
 def image_bytes_collate(data_batch: Sequence[dict]) -> dict:
     """mmengine's ``default_collate``, with the encoded files of the batch (``PackImageBytes``)
-    joined into one uint8 tensor: ``inputs = dict(data=<all bytes>, offsets=<B + 1 ends>)``.
-
-    Runs in the dataloader worker; a worker then hands the main process one shared-memory
-    tensor per batch instead of pickling every file through a pipe.
-    """
+    joined into one uint8 tensor, ``inputs = dict(data=<all bytes>, offsets=<B + 1 ends>)``: a
+    worker hands the main process one shared-memory tensor instead of pickling every file."""
     batch = default_collate(data_batch)
     files = batch['inputs']
     offsets = np.zeros(len(files) + 1, np.int64)

@@ -37,15 +37,12 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
        CMYK and EXIF-rotated JPEGs (all: ``decoder='pillow'``, or when TorchCodec is missing);
     2. crops, resizes with Pillow's filter and flips all images in two batched matrix products
        (:func:`~deepmim_mm.datasets.resample.resized_crops`);
-    3. converts channels and normalises as the upstream class does.
+    3. hands the batch, in cv2's BGR order, to the upstream class, which converts channels
+       (``to_rgb``) and normalises.
 
-    The output equals what mmpretrain's CPU pipeline (``LoadImageFromFile``,
-    ``RandomResizedCrop(backend='pillow')``, ``RandomFlip``) gives with the same seeds, to one
-    grey level; teachers (CLIP, hybrid) take these ``inputs`` and so see the same crops.
-    ``to_rgb`` (``bgr_to_rgb``/``rgb_to_bgr``) means what it means upstream for images decoded
-    by cv2 (BGR): with it the output is RGB, without it BGR. A file no decoder can read is named
-    (``on_corrupt='error'``) or dropped from the batch with a warning (``'skip'``). Batches of
-    image tensors (synthetic batches, other pipelines) pass through the upstream code unchanged.
+    The output is the standard pipeline's with the same seeds, to one grey level. A file no
+    decoder can read is named (``on_corrupt='error'``) or dropped from the batch with a warning
+    (``'skip'``). Batches of image tensors pass through the upstream code unchanged.
     """
 
     def __init__(self, *args, decoder: str = 'auto', on_corrupt: str = 'error',
@@ -61,7 +58,6 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
             raise ImportError('DecodeDataPreprocessor: decoder="torchcodec" but torchcodec '
                               'does not import (pip install torchcodec, matching your torch)')
         self.decoder = 'torchcodec' if self._decode_jpeg is not None else 'pillow'
-        self._bgr_output = not self._channel_conversion
 
     def forward(self, data: dict, training: bool = False) -> dict:
         files = _encoded_files(data.get('inputs'))
@@ -75,14 +71,10 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
         if interpolation not in FILTERS:
             raise ValueError(f'DecodeDataPreprocessor: interpolation={interpolation!r} (from '
                              f'RandomResizedCropBox); accepted: {sorted(FILTERS)}')
-        inputs = resized_crops(images, [m['crop_box'] for m in meta], meta[0]['img_shape'],
-                               [m.get('flip_direction') if m.get('flip') else None for m in meta],
-                               interpolation, self.chunk)
-        if self._bgr_output:
-            inputs = inputs[:, [2, 1, 0]]
-        if self._enable_normalize:
-            inputs = (inputs - self.mean) / self.std
-        return {'inputs': inputs, 'data_samples': self.cast_data(samples)}
+        rgb = resized_crops(images, [m['crop_box'] for m in meta], meta[0]['img_shape'],
+                            [m.get('flip_direction') if m.get('flip') else None for m in meta],
+                            interpolation, self.chunk)
+        return super().forward({'inputs': rgb.flip(1), 'data_samples': samples}, training)
 
     def decode(self, files: Sequence[torch.Tensor],
                samples: Sequence) -> Tuple[List[torch.Tensor], List[int]]:

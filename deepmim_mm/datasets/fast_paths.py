@@ -6,14 +6,7 @@ from typing import List
 
 PATHS = ('standard', 'crop-aware', 'device')
 _LOADERS = ('LoadImageFromFile', 'LoadImageFromFileChecked')
-
-
-def _loader(t: dict) -> dict:
-    out = dict(type='LoadImageBytes')
-    for key in ('on_corrupt', 'backend_args', 'file_client_args'):
-        if key in t:
-            out[key] = t[key]
-    return out
+_LOADER_KEYS = ('on_corrupt', 'backend_args', 'file_client_args')  # LoadImageBytes takes
 
 
 def fast_path_pipeline(pipeline: List[dict], path: str) -> List[dict]:
@@ -36,7 +29,7 @@ def fast_path_pipeline(pipeline: List[dict], path: str) -> List[dict]:
     for t in pipeline:
         t, kind = dict(t), t.get('type')
         if kind in _LOADERS:
-            out.append(_loader(t))
+            out.append(dict(type='LoadImageBytes', **{k: t[k] for k in _LOADER_KEYS if k in t}))
         elif kind == 'RandomResizedCrop':
             out.append(dict(t, type='RandomResizedCropBox'))
             if path == 'crop-aware':

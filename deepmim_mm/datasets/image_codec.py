@@ -6,20 +6,12 @@ import math
 from typing import NamedTuple, Sequence, Tuple
 
 import numpy as np
+from mmcv.image.geometric import pillow_interp_codes as PIL_FILTERS  # mmcv.imresize's filters
 from PIL import Image, ImageOps
 
 EXIF_ORIENTATION = 0x0112
 JPEG_FORMATS = ('JPEG', 'MPO')  # Pillow names a JPEG with a multi-picture segment 'MPO'
 DCT_SCALES = (8, 4, 2, 1)  # the downscaling factors libjpeg decodes at directly
-
-PIL_FILTERS = {
-    'nearest': Image.Resampling.NEAREST,
-    'bilinear': Image.Resampling.BILINEAR,
-    'bicubic': Image.Resampling.BICUBIC,
-    'box': Image.Resampling.BOX,
-    'lanczos': Image.Resampling.LANCZOS,
-    'hamming': Image.Resampling.HAMMING,
-}
 
 
 class ImageHeader(NamedTuple):
@@ -32,17 +24,10 @@ class ImageHeader(NamedTuple):
     mode: str  # Pillow's mode of the stored pixels: 'RGB', 'L', 'CMYK', ...
     orientation: int  # EXIF orientation of a JPEG (1: none; other formats: 1)
 
-    @property
-    def is_jpeg(self) -> bool:
-        return self.format in JPEG_FORMATS
-
 
 def read_header(data: bytes) -> ImageHeader:
-    """The header of ``data`` (no pixels are decoded: about 30 us for a JPEG).
-
-    Raises what Pillow raises for data that is not an image (``PIL.UnidentifiedImageError``,
-    an ``OSError``), and ``ValueError`` for an empty buffer.
-    """
+    """The header of ``data`` (no pixels decoded). Raises what Pillow raises for data that is
+    not an image, and ``ValueError`` for an empty buffer."""
     if not data:
         raise ValueError('the file is empty (0 bytes)')
     with Image.open(io.BytesIO(data)) as im:

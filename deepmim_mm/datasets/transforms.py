@@ -1,6 +1,5 @@
 """Image loading that names the file it cannot decode, or skips it with a warning; and a loader
-that only reads the file and its header (the decoding happens later, in a crop-aware transform or
-on the device)."""
+that only reads the file and its header (decoding happens later, crop-aware or on the device)."""
 from typing import Optional
 
 from mmcv.transforms import LoadImageFromFile
@@ -16,10 +15,9 @@ _ACCEPTED = ('error', 'skip')
 
 def corrupt_image(filename: str, error: BaseException, on_corrupt: str, where: str,
                   how_to_skip: Optional[str] = None) -> None:
-    """Apply the ``on_corrupt`` policy to a file whose decoding raised ``error``: raise a
-    ``ValueError`` naming it (``'error'``) or warn and return (``'skip'``). ``where`` names the
-    transform or data preprocessor whose ``on_corrupt`` decides; ``how_to_skip`` replaces the
-    hint ``set on_corrupt="skip" in <where>`` where the user does not write that pipeline (a
+    """Apply the ``on_corrupt`` policy of ``where`` (a transform or data preprocessor) to a file
+    whose decoding raised ``error``: a ``ValueError`` naming it (``'error'``), or a warning
+    (``'skip'``). ``how_to_skip`` replaces the hint ``set on_corrupt="skip" in <where>`` (for a
     tool's command-line flag)."""
     msg = (f'cannot decode image {filename} ({_reason(error)}): the file is corrupt or not an '
            'image')
@@ -50,20 +48,12 @@ def _reason(e: BaseException) -> str:
 
 @TRANSFORMS.register_module()
 class LoadImageFromFileChecked(LoadImageFromFile):
-    """mmcv's ``LoadImageFromFile`` with an explicit policy for unreadable images.
+    """mmcv's ``LoadImageFromFile`` with a policy for files that exist but cannot be decoded.
 
-    Adds over the upstream transform: a file that exists but cannot be decoded (empty,
-    truncated or corrupt JPEG, not an image) is
-
-    - ``on_corrupt='error'`` (default): a ``ValueError`` naming the file, raised where it is
-      read (upstream: an ``assert``, which ``python -O`` removes, or a bare ``cv2.error`` for an
-      empty file);
-    - ``on_corrupt='skip'``: a warning naming the file, and ``None`` returned, so mmengine's
-      ``BaseDataset`` draws another sample (``max_refetch`` times at most) and training goes on.
-
-    A missing file stays a ``FileNotFoundError`` in both modes: a wrong ``data_root`` is a
-    configuration error, not a bad sample. Use it in place of ``LoadImageFromFile`` in a
-    pipeline: ``dict(type='LoadImageFromFileChecked', on_corrupt='skip')``.
+    Adds over the upstream transform (an ``assert``, or a bare ``cv2.error`` for an empty file):
+    ``on_corrupt='error'`` raises a ``ValueError`` naming the file; ``'skip'`` warns and returns
+    ``None``, so mmengine's ``BaseDataset`` draws another sample. A missing file stays a
+    ``FileNotFoundError`` in both modes (a wrong ``data_root`` is not a bad sample).
     """
 
     def __init__(self, on_corrupt: str = 'error', **kwargs) -> None:
@@ -98,14 +88,11 @@ class LoadImageFromFileChecked(LoadImageFromFile):
 class LoadImageBytes(LoadImageFromFileChecked):
     """Reads the encoded file and its header, and decodes nothing.
 
-    Adds over ``LoadImageFromFileChecked`` (same ``on_corrupt`` policy, same messages): instead
-    of ``img`` it sets ``img_bytes`` (the file's bytes), ``img_shape`` and ``ori_shape`` (height,
-    width as a decoder returns the image: EXIF orientation applied), ``img_format`` (Pillow's
-    name, e.g. ``'JPEG'``), ``img_mode`` (e.g. ``'RGB'``, ``'L'``, ``'CMYK'``) and
-    ``img_orientation`` (EXIF, 1 = none). About 30 us per file instead of milliseconds: the
-    workers of the device path (``DecodeDataPreprocessor``) and of the crop-aware CPU path
-    (``DecodeCropResize``) start with it. A file whose header cannot be read (empty, not an
-    image) is handled here; one that is corrupt further in is named when it is decoded.
+    Adds over ``LoadImageFromFileChecked`` (same ``on_corrupt`` policy): instead of ``img`` it
+    sets ``img_bytes``, ``img_shape`` = ``ori_shape`` (as a decoder returns the image: EXIF
+    orientation applied), ``img_format`` (Pillow's name), ``img_mode`` and ``img_orientation``
+    (EXIF, 1 = none). A file whose header cannot be read is handled here; one that is corrupt
+    further in is named where it is decoded (``DecodeCropResize``, ``DecodeDataPreprocessor``).
     """
 
     def transform(self, results: dict) -> Optional[dict]:

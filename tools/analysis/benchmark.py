@@ -13,34 +13,27 @@ host-synchronising operators in forward+backward, and throughput / memory ratios
         configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \\
         --device cuda --batch-size 256 --amp bf16 --json bench.json
 
-Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the timed steps (parameters,
-gradients, optimizer state, activations); on the CPU the growth of the process's resident set
-size (RSS, sampled every 2 ms) from before the model was built to the peak of the timed steps:
-an estimate that includes allocator caching; each config runs in its own fresh process on the
-CPU (``--no-isolate`` to disable) so one config's memory does not count for another. ``state``
-is the exact size of parameters + gradients + optimizer state. ``compile=True`` in a config
-(mmengine's Runner key) compiles ``train_step`` as the Runner does; its compile time is part of
-the warm-up.
-
-The input side (data pipeline per worker, end-to-end training from image files next to this
-model-only rate) is measured by ``tools/analysis/benchmark_data.py``.
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the timed steps; on the CPU the
+growth of the process's resident set size (sampled every 2 ms) from before the model was built
+to the peak of the timed steps, each config in its own fresh process (``--no-isolate`` to
+disable). ``state`` is the exact size of parameters + gradients + optimizer state.
+``compile=True`` in a config (mmengine's Runner key) compiles ``train_step`` as the Runner does,
+within the warm-up. The input side is measured by ``tools/analysis/benchmark_data.py``.
 """
 import argparse
 import statistics
-import time
-from datetime import datetime, timezone
+from functools import partial
 
+import numpy as np
 import torch
 
-from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
-
-from benchmark_utils import (HostSyncRecorder, RSSPeak, build_for_training, compute_dtype,
-                             compute_dtype_of, flop_counter, format_table, hardware_summary,
-                             label_of, load_cfg, matmul_peak_tflops, progress, release_host_memory,
-                             rss_bytes, synchronize, synthetic_batch, write_json)
+from benchmark_utils import (HostSyncRecorder, add_config_args, add_training_args,
+                             build_for_training, check_device, compute_dtype, flop_counter,
+                             format_table, hardware_summary, label_of, load_cfg, matmul_peak_tflops,
+                             now, optim_wrapper_cfg, progress, release_host_memory, reset_peak_rss,
+                             rss_bytes, synthetic_batch, timed, write_json)
 
 DEFAULT_BASELINE = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
-AMP_CHOICES = ('config', 'fp32', 'bf16', 'fp16')
 
 
 def parse_args(argv=None):
@@ -51,45 +44,17 @@ def parse_args(argv=None):
     p.add_argument('--baseline', default=DEFAULT_BASELINE,
                    help=f'config every result is compared with, measured in the same run '
                         f'(default: {DEFAULT_BASELINE}); "none" for no baseline')
-    p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    p.add_argument('--batch-size', type=int, default=None,
-                   help='images per step (default: the config\'s train_dataloader.batch_size; '
-                        'on the CPU: 8)')
-    p.add_argument('--amp', default='config', choices=AMP_CHOICES,
-                   help='config: the config\'s optimizer wrapper (on the CPU an AmpOptimWrapper '
-                        'becomes fp32 OptimWrapper); fp32; bf16 / fp16: AmpOptimWrapper with '
-                        'that dtype (GPU only)')
-    p.add_argument('--fused-adamw', action='store_true',
-                   help='optimizer.fused=True (one fused kernel, no GradScaler host sync)')
-    p.add_argument('--warmup', type=int, default=5, help='untimed steps first')
-    p.add_argument('--steps', type=int, default=20, help='timed steps')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='overrides applied to every config (and the baseline unless '
-                        '--baseline-cfg-options is given)')
+    add_training_args(p, warmup=5, steps=20, cpu_batch='; on the CPU: 8')
+    add_config_args(p, 'every config (and the baseline unless --baseline-cfg-options is given)')
     p.add_argument('--baseline-cfg-options', nargs='+', action=DictAction,
                    help='overrides for the baseline config only')
-    p.add_argument(ALLOW_NEW_FLAG, action='store_true',
-                   help='let the overrides add keys a config does not have (default: an error)')
-    p.add_argument('--random-teachers', action='store_true',
-                   help='build frozen teachers (CLIP, hybrid) with random weights instead of '
-                        'loading their checkpoint files: same cost, no file needed')
     p.add_argument('--no-isolate', action='store_true',
                    help='on the CPU, measure every config in this process (default: each in a '
                         'fresh process, so that its RSS growth is its own)')
-    p.add_argument('--json', help='also write the results to this JSON file')
     args = p.parse_args(argv)
     if args.labels and len(args.labels) != len(args.configs):
         p.error(f'--labels: {len(args.labels)} labels for {len(args.configs)} configs')
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        raise ValueError('--device cuda: no CUDA device is available; use --device cpu')
-    if args.device == 'cpu' and args.amp in ('bf16', 'fp16'):
-        raise ValueError(f'--amp {args.amp}: mmengine\'s AmpOptimWrapper needs a GPU; '
-                         'accepted on --device cpu: config, fp32')
-    for name in ('warmup', 'steps'):
-        if getattr(args, name) < (0 if name == 'warmup' else 1):
-            raise ValueError(f'--{name} must be positive, got {getattr(args, name)}')
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError(f'--batch-size must be positive, got {args.batch_size}')
+    check_device(args)
     return args
 
 
@@ -99,7 +64,7 @@ def audit_step(model, data, optim_wrapper):
         model.train_step(data, optim_wrapper)
     with HostSyncRecorder() as rec:
         with optim_wrapper.optim_context(model):
-            losses = model._run_forward(model.data_preprocessor(data, True), mode='loss')
+            losses = model(**model.data_preprocessor(data, True), mode='loss')
         optim_wrapper.backward(model.parse_losses(losses)[0])
     optim_wrapper.zero_grad()
     return fc.get_total_flops(), dict(rec.counts)
@@ -114,25 +79,16 @@ def maybe_compile(step, cfg):
     return torch.compile(step, **({} if compile_cfg is True else dict(compile_cfg)))
 
 
-def timed_steps(step, data, optim_wrapper, args, device, label):
+def timed_steps(step, args, device, label):
     """Warm-up, then ``args.steps`` timed steps; returns (seconds per step, peak bytes, kind)."""
-    for i in range(args.warmup):
-        progress(f'[{label}] warm-up {i + 1}/{args.warmup}')
-        step(data, optim_wrapper)
-    synchronize(device)
+    timed(step, args.warmup, 0, device, label)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    with RSSPeak() as rss:
-        for i in range(args.steps):
-            t = time.perf_counter()
-            step(data, optim_wrapper)
-            synchronize(device)  # mmengine's loop waits for the losses every step as well
-            times.append(time.perf_counter() - t)
-            progress(f'[{label}] step {i + 1}/{args.steps}: {times[-1] * 1e3:.1f} ms')
+    reset_peak_rss()
+    times = timed(step, 0, args.steps, device, label)
     if device.type == 'cuda':
         return times, torch.cuda.max_memory_allocated(device), 'cuda max allocated'
-    return times, rss.peak, 'RSS growth'
+    return times, rss_bytes(peak=True), 'RSS growth'
 
 
 def state_bytes(model, optim_wrapper) -> int:
@@ -159,55 +115,38 @@ def benchmark_config(path, label, options, args, device):
     progress(f'[{label}] count FLOPs')
     flops, syncs = audit_step(model, data, optim_wrapper)  # eager, before compiling
     step = maybe_compile(model.train_step, cfg)
-    times, peak_mem, mem_kind = timed_steps(step, data, optim_wrapper, args, device, label)
+    run = partial(step, data, optim_wrapper)
+    times, peak_mem, mem_kind = timed_steps(run, args, device, label)
     if mem_kind == 'RSS growth':
         peak_mem -= rss0
     med = statistics.median(times)
+    p25, p75 = np.percentile(times, [25, 75])
     progress(f'[{label}] done: {med * 1e3:.1f} ms/step', end=True)
     result = dict(
         label=label, config=path, batch_size=bs, img_size=size, steps=args.steps,
         optim_wrapper=ow_cfg.get('type'), dtype=compute_dtype(ow_cfg),
         fused_adamw=bool(ow_cfg['optimizer'].get('fused', False)),
         compile=bool(cfg.get('compile')),
-        step_ms_median=med * 1e3, step_ms_p25=_q(times, 0.25) * 1e3,
-        step_ms_p75=_q(times, 0.75) * 1e3, img_per_s=bs / med,
+        step_ms_median=med * 1e3, step_ms_p25=p25 * 1e3, step_ms_p75=p75 * 1e3,
+        img_per_s=bs / med,
         peak_mem_mib=peak_mem / 2**20, mem_kind=mem_kind,
         state_mib=state_bytes(model, optim_wrapper) / 2**20,
         gflop_per_img=flops / bs / 1e9, achieved_tflops=flops / med / 1e12,
         host_sync_ops=syncs,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6)
-    del model, optim_wrapper, step, data
+    del model, optim_wrapper, step, data, run
     release_host_memory()
     if device.type == 'cuda':
         torch.cuda.empty_cache()
     return result
 
 
-def _child(queue, *a):
-    try:
-        queue.put(('ok', benchmark_config(*a)))
-    except BaseException as e:  # report it in the parent
-        import traceback
-        queue.put(('error', f'{type(e).__name__}: {e}\n{traceback.format_exc()}'))
-
-
-def _in_subprocess(path, label, opts, args, device):
-    """One config in a fresh (spawned) process, so its RSS is its own."""
+def _in_subprocess(*args):
+    """``benchmark_config(*args)`` in a fresh (spawned) process, so its RSS is its own."""
     import multiprocessing as mp
-    ctx = mp.get_context('spawn')
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, path, label, opts, args, device))
-    proc.start()
-    status, payload = queue.get()
-    proc.join()
-    if status != 'ok':
-        raise RuntimeError(f'benchmark of {path} failed:\n{payload}')
-    return payload
-
-
-def _q(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * (len(xs) - 1) + 0.5))]
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(1, mp_context=mp.get_context('spawn')) as pool:
+        return pool.submit(benchmark_config, *args).result()
 
 
 def training_table(results, baseline_label):
@@ -245,8 +184,9 @@ def run_training(args):
     jobs += [(c, lab, args.cfg_options) for c, lab in zip(args.configs, labels)]
     peaks, results = {}, []
     dtypes = {torch.float32}  # every config loads (file, overrides) before anything is measured
-    dtypes |= {getattr(torch, compute_dtype_of(load_cfg(p, o, args.allow_new_keys), args, device))
-               for p, _, o in jobs}
+    dtypes |= {getattr(torch, compute_dtype(optim_wrapper_cfg(
+        load_cfg(p, o, args.allow_new_keys), args.amp, device, args.fused_adamw)))
+        for p, _, o in jobs}
     for dt in dtypes:  # measured before and after the configs (best of both: less noise)
         progress(f'measuring the {dt} matmul peak', end=True)
         peaks[dt] = matmul_peak_tflops(device, dt)
@@ -266,7 +206,7 @@ def run_training(args):
         result['mfu'] = result['achieved_tflops'] / peak
     hw = hardware_summary(device)
     print(f'\nTraining step: {args.warmup} warm-up + {args.steps} timed steps, synthetic batch '
-          f'on {device.type}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC')
+          f'on {device.type}, {now()[:16]} UTC')
     print(f"Hardware: {hw.get('gpu', hw['cpu'])}; torch {hw['torch']}, {hw['threads']} threads")
     print('Matmul peaks measured: ' + ', '.join(
         f"{str(k).replace('torch.', '')} {v:.3f} TFLOP/s" for k, v in peaks.items()))
@@ -274,7 +214,7 @@ def run_training(args):
     for r in results:
         if r['host_sync_ops']:
             print(f"  {r['label']}: host-sync ops in forward+backward: {r['host_sync_ops']}")
-    return dict(mode='training', date=datetime.now(timezone.utc).isoformat(),
+    return dict(mode='training', date=now(),
                 device=device.type, hardware=hw, baseline=base_label,
                 matmul_peak_tflops={str(k).replace('torch.', ''): v for k, v in peaks.items()},
                 results=results)

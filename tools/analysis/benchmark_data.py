@@ -13,33 +13,29 @@ decoders, and the quality of crop-aware decoding.
     # batched JPEG decoding on the GPU: TorchCodec vs torchvision.io.decode_jpeg
     python tools/analysis/benchmark_data.py decoders --data DIR --device cuda
 
-The three input paths (``deepmim_mm.datasets.fast_paths``): ``standard`` is the config's own
-pipeline (mmpretrain's: decode in the worker, RandomResizedCrop, flip); ``crop-aware`` draws the
-crop box from the JPEG header first and decodes at the DCT scale the crop needs; ``device``
-(``bytes-only`` in the pipeline mode, which times the workers only) reads the files in the
-workers and decodes, crops and flips in the data preprocessor on the model's device. Ratios are
-taken within one run, the paths interleaved (batch by batch with 0 workers, repeat by repeat
-with workers), so a shared machine's load affects all of them alike.
+The input paths are ``deepmim_mm.datasets.fast_paths``' (``bytes-only``: the workers of the
+``device`` path alone). Ratios are taken within one run, the paths interleaved (batch by batch
+with 0 workers, repeat by repeat with workers), so a shared machine's load affects all alike.
 """
 import argparse
+import copy
 import glob
 import os
 import os.path as osp
 import statistics
 import time
-from datetime import datetime, timezone
 
 import numpy as np
 import torch
 from benchmark import maybe_compile
 
-from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
-
-from benchmark_utils import (build_for_training, format_table, hardware_summary, load_cfg, progress,
-                             synchronize, synthetic_batch, write_json)
+from benchmark_utils import (add_config_args, add_training_args, at_least, build_for_training,
+                             check_device, format_table, hardware_summary, load_cfg, now, progress,
+                             synthetic_batch, timed, write_json)
 
 DEMO_IMAGES = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
                        'deepmim_mm', 'demo', 'images')
+CPU = torch.device('cpu')
 PIPELINE_PATHS = {'standard': 'standard', 'crop-aware': 'crop-aware', 'bytes-only': 'device'}
 
 
@@ -83,43 +79,25 @@ def run_make_set(args):
 
 
 # ------------------------------------------------------------------------------ pipeline
-def train_pipeline(cfg, path):
-    from deepmim_mm.datasets import fast_path_pipeline
-    from deepmim_mm.datasets.fast_paths import innermost_dataset
-    return fast_path_pipeline(innermost_dataset(cfg.train_dataloader.dataset)['pipeline'], path)
-
-
-def collate_of(cfg, path):
-    if path == 'device':
-        return dict(type='image_bytes_collate')
-    collate = dict(cfg.train_dataloader.get('collate_fn') or dict(type='pseudo_collate'))
-    collate.pop('_scope_', None)
-    return collate
-
-
-def build_loader(folder, pipeline, collate, batch_size, workers, seed=0, pin_memory=False):
-    """mmengine's dataloader over the images in ``folder`` (mmpretrain ``CustomDataset``)."""
+def build_loader(cfg, path, folder, batch_size, workers, pin_memory=False):
+    """mmengine's dataloader over the images in ``folder`` (mmpretrain ``CustomDataset``) with
+    the train pipeline and collate function of ``cfg`` switched to ``path``."""
     from mmengine.runner import Runner
+
+    from deepmim_mm.datasets import apply_fast_path
+    from deepmim_mm.datasets.fast_paths import innermost_dataset
+    loader_cfg = apply_fast_path(copy.deepcopy(cfg), path).train_dataloader
+    collate = dict(loader_cfg.get('collate_fn') or dict(type='pseudo_collate'))
+    collate.pop('_scope_', None)
     loader = Runner.build_dataloader(dict(
         batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
         pin_memory=pin_memory, sampler=dict(type='InfiniteSampler', shuffle=True),
-        collate_fn=collate, dataset=dict(type='CustomDataset', data_root=folder,
-                                         with_label=False, pipeline=pipeline)), seed=seed)
+        collate_fn=collate, dataset=dict(
+            type='CustomDataset', data_root=folder, with_label=False,
+            pipeline=innermost_dataset(loader_cfg.dataset)['pipeline'])), seed=0)
     if len(loader.dataset) == 0:
         raise FileNotFoundError(f'--data: no images in {folder}')
     return loader
-
-
-def time_loader(loader, batches):
-    """img/s over ``batches`` batches, after one untimed batch (worker start-up)."""
-    it = iter(loader)
-    next(it)
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    dt = time.perf_counter() - t0
-    del it
-    return loader.batch_size * batches / dt
 
 
 def rates_in_process(loaders, batches, repeats):
@@ -144,14 +122,15 @@ def rates_in_process(loaders, batches, repeats):
 
 
 def rates_with_workers(cfg, args, workers):
-    """``workers`` > 0: each path in turn, a fresh dataloader per repeat; img/s per worker."""
+    """``workers`` > 0: each path in turn, a fresh dataloader per repeat (one untimed batch for
+    the workers' start-up); img/s per worker."""
     rates = {name: [] for name in args.paths}
     for r in range(args.repeats):
         for name in args.paths:
-            path = PIPELINE_PATHS[name]
-            loader = build_loader(args.data, train_pipeline(cfg, path), collate_of(cfg, path),
-                                  args.batch_size, workers)
-            rates[name].append(time_loader(loader, args.batches) / workers)
+            it = iter(build_loader(cfg, PIPELINE_PATHS[name], args.data, args.batch_size, workers))
+            spent = sum(timed(it.__next__, 1, args.batches, CPU, name))
+            rates[name].append(args.batch_size * args.batches / spent / workers)
+            del it  # its workers stop before the next loader's start
             progress(f'[{workers} workers] repeat {r + 1}/{args.repeats} {name}: '
                      f'{rates[name][-1]:.1f} img/s per worker')
     return rates
@@ -164,8 +143,7 @@ def run_pipeline(args):
     for w in args.workers:
         if w == 0:
             rates = rates_in_process(
-                {name: build_loader(args.data, train_pipeline(cfg, PIPELINE_PATHS[name]),
-                                    collate_of(cfg, PIPELINE_PATHS[name]), args.batch_size, 0)
+                {name: build_loader(cfg, PIPELINE_PATHS[name], args.data, args.batch_size, 0)
                  for name in args.paths}, args.batches, args.repeats)
         else:
             rates = rates_with_workers(cfg, args, w)
@@ -176,7 +154,7 @@ def run_pipeline(args):
                          f"{res['ratio_to_standard']:.2f}x" if 'ratio_to_standard' in res
                          else '-', ' '.join(f'{v:.0f}' for v in rates[name])])
     progress('done', end=True)
-    hw = hardware_summary(torch.device('cpu'))
+    hw = hardware_summary(CPU)
     print(f'\nInput pipeline of {args.config} over {args.data} (batch {args.batch_size}, '
           f'{args.batches} timed batches x {args.repeats} repeats; 0 workers: the paths take '
           f'turns batch by batch), {hw["cpu"]}, {hw["cores"]} cores')
@@ -196,11 +174,6 @@ def summarise_rates(name, workers, rates):
 
 
 # ------------------------------------------------------------------------------ quality
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64))**2))
-    return float('inf') if mse == 0 else 10 * np.log10(255**2 / mse)
-
-
 def crop_pair(data, box, out_hw, interpolation):
     """(full decode + crop + resize, crop-aware decode) of one crop, RGB uint8, and the scale."""
     from PIL import Image
@@ -217,9 +190,12 @@ def crop_pair(data, box, out_hw, interpolation):
 def run_quality(args):
     from mmpretrain.registry import TRANSFORMS
 
+    from deepmim_mm.datasets import fast_path_pipeline
+    from deepmim_mm.datasets.fast_paths import innermost_dataset
     from deepmim_mm.datasets.image_codec import read_header
     cfg = load_cfg(args.config, args.cfg_options, args.allow_new_keys)
-    rrc_cfg = next(t for t in train_pipeline(cfg, 'crop-aware')
+    pipeline = innermost_dataset(cfg.train_dataloader.dataset)['pipeline']
+    rrc_cfg = next(t for t in fast_path_pipeline(pipeline, 'crop-aware')
                    if t['type'] == 'RandomResizedCropBox')
     rrc = TRANSFORMS.build(rrc_cfg)
     files = list_images(args.data)[:args.files]
@@ -267,14 +243,19 @@ def run_end_to_end(args):
         cfg, device, args.amp, args.fused_adamw, args.random_teachers)
     step = maybe_compile(model.train_step, cfg)
     synthetic = synthetic_batch(bs, size, device)
-    # cfg already has the path's pipeline and collate function: take them as they are
-    loader = build_loader(args.data, train_pipeline(cfg, 'standard'), collate_of(cfg, 'standard'),
-                          bs, args.workers, pin_memory=device.type == 'cuda')
-    model_only = [steps_per_s(step, lambda: synthetic, optim_wrapper, args, device, 'model')]
-    batches = iter(loader)
-    e2e = steps_per_s(step, batches.__next__, optim_wrapper, args, device, 'end-to-end')
+    # cfg already has the path's pipeline and collate function: 'standard' keeps them
+    batches = iter(build_loader(cfg, 'standard', args.data, bs, args.workers,
+                                pin_memory=device.type == 'cuda'))
+
+    def steps_per_s(next_batch, label):  # total wall time: stalls waiting for data count
+        times = timed(lambda: step(next_batch(), optim_wrapper), args.warmup, args.steps,
+                      device, label)
+        return args.steps / sum(times)
+
+    model_only = [steps_per_s(lambda: synthetic, 'model')]
+    e2e = steps_per_s(batches.__next__, 'end-to-end')
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
-    model_only.append(steps_per_s(step, lambda: synthetic, optim_wrapper, args, device, 'model'))
+    model_only.append(steps_per_s(lambda: synthetic, 'model'))
     del batches
     res = dict(path=args.path, batch_size=bs, workers=args.workers,
                optim_wrapper=ow_cfg['type'], compile=bool(cfg.get('compile')),
@@ -290,21 +271,6 @@ def run_end_to_end(args):
                         'end-to-end img/s (files)', 'end-to-end / model-only']))
     return dict(mode='end-to-end', date=now(), config=args.config, folder=args.data,
                 hardware=hw, results=[res])
-
-
-def steps_per_s(step, next_batch, optim_wrapper, args, device, label):
-    """Steps per second over ``args.steps`` steps after ``args.warmup`` (total wall time, so
-    stalls waiting for data count)."""
-    for i in range(args.warmup):
-        step(next_batch(), optim_wrapper)
-        progress(f'[{label}] warm-up {i + 1}/{args.warmup}')
-    synchronize(device)
-    t0 = time.perf_counter()
-    for i in range(args.steps):
-        step(next_batch(), optim_wrapper)
-        progress(f'[{label}] step {i + 1}/{args.steps}')
-    synchronize(device)
-    return args.steps / (time.perf_counter() - t0)
 
 
 # ------------------------------------------------------------------------------ decoders
@@ -351,13 +317,8 @@ def run_decoders(args):
 
 
 def time_decoder(fn, files, batches, device):
-    fn(files)  # warm-up (CUDA context, nvJPEG handles)
-    synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(batches):
-        fn(files)
-    synchronize(device)
-    return len(files) * batches / (time.perf_counter() - t0)
+    """img/s of ``fn(files)``, after one untimed call (CUDA context, nvJPEG handles)."""
+    return len(files) * batches / sum(timed(lambda: fn(files), 1, batches, device, 'decode'))
 
 
 def preprocessor_rate(args, device):
@@ -382,10 +343,6 @@ def preprocessor_rate(args, device):
 
 
 # ------------------------------------------------------------------------------ common
-def now():
-    return datetime.now(timezone.utc).isoformat()
-
-
 def check_folder(folder):
     if not osp.isdir(folder):
         raise FileNotFoundError(f'--data: no such folder: {folder}')
@@ -400,22 +357,14 @@ def list_images(folder):
     return files
 
 
-def positive(v):
-    v = int(v)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f'must be positive, got {v}')
-    return v
-
-
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     sub = p.add_subparsers(dest='mode', required=True)
     m = sub.add_parser('make-set', help='JPEGs made from the bundled photos')
     m.add_argument('out')
-    m.add_argument('--size', type=positive, nargs=2, default=[1000, 750], metavar=('W', 'H'))
-    m.add_argument('--count', type=positive, default=400)
-    m.add_argument('--quality', type=positive, default=90)
+    m.add_argument('--size', type=at_least(1), nargs=2, default=[1000, 750], metavar=('W', 'H'))
+    m.add_argument('--count', type=at_least(1), default=400)
+    m.add_argument('--quality', type=at_least(1), default=90)
     m.add_argument('--grain', type=float, default=3.0)
     m.add_argument('--seed', type=int, default=0)
     for name, help_ in (('pipeline', 'img/s per worker of the three input paths'),
@@ -424,45 +373,33 @@ def parse_args(argv=None):
         q = sub.add_parser(name, help=help_)
         q.add_argument('config', help='pretraining config (file or pkg::path.py)')
         q.add_argument('--data', required=True, help='folder of images')
-        q.add_argument('--cfg-options', nargs='+', action=DictAction)
-        q.add_argument(ALLOW_NEW_FLAG, action='store_true',
-                       help='let --cfg-options add keys the config does not have')
-        q.add_argument('--json', help='also write the results to this JSON file')
+        add_config_args(q)
         if name == 'pipeline':
             q.add_argument('--paths', nargs='+', choices=list(PIPELINE_PATHS),
                            default=list(PIPELINE_PATHS))
-            q.add_argument('--workers', type=int, nargs='+', default=[0],
+            q.add_argument('--workers', type=at_least(0), nargs='+', default=[0],
                            help='0: in this process, the paths taking turns batch by batch '
                                 '(the per-worker rate, robust to load changes)')
-            q.add_argument('--batch-size', type=positive, default=32)
-            q.add_argument('--batches', type=positive, default=10)
-            q.add_argument('--repeats', type=positive, default=3)
+            q.add_argument('--batch-size', type=at_least(1), default=32)
+            q.add_argument('--batches', type=at_least(1), default=10)
+            q.add_argument('--repeats', type=at_least(1), default=3)
         elif name == 'quality':
-            q.add_argument('--files', type=positive, default=100)
-            q.add_argument('--draws', type=positive, default=5, help='crops per file')
+            q.add_argument('--files', type=at_least(1), default=100)
+            q.add_argument('--draws', type=at_least(1), default=5, help='crops per file')
             q.add_argument('--seed', type=int, default=0)
         else:
             q.add_argument('--path', choices=['standard', 'crop-aware', 'device'],
                            default='device')
-            q.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-            q.add_argument('--workers', type=int, default=2)
-            q.add_argument('--batch-size', type=positive)
-            q.add_argument('--amp', default='config', choices=['config', 'fp32', 'bf16', 'fp16'])
-            q.add_argument('--fused-adamw', action='store_true')
-            q.add_argument('--random-teachers', action='store_true')
-            q.add_argument('--warmup', type=int, default=3)
-            q.add_argument('--steps', type=positive, default=10)
+            q.add_argument('--workers', type=at_least(0), default=2)
+            add_training_args(q, warmup=3, steps=10)
     d = sub.add_parser('decoders', help='batched JPEG decoders on one device')
     d.add_argument('--data', required=True)
     d.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    d.add_argument('--batch-size', type=positive, default=128)
-    d.add_argument('--batches', type=positive, default=5)
+    d.add_argument('--batch-size', type=at_least(1), default=128)
+    d.add_argument('--batches', type=at_least(1), default=5)
     d.add_argument('--json')
     args = p.parse_args(argv)
-    if getattr(args, 'device', 'cpu') == 'cuda' and not torch.cuda.is_available():
-        raise ValueError('--device cuda: no CUDA device is available; use --device cpu')
-    if any(w < 0 for w in np.atleast_1d(getattr(args, 'workers', 0))):
-        raise ValueError(f'--workers: counts must be >= 0, got {args.workers}')
+    check_device(args)
     return args
 
 

@@ -1,15 +1,17 @@
 """Measurement helpers of tools/analysis/benchmark.py and benchmark_data.py: host-sync
-detection, FLOP counting, matmul peak, memory, config loading, building a model for training
-steps, progress and tables."""
+detection, FLOP counting, matmul peak, memory, timing, the shared command-line flags, config
+loading, building a model for training steps, progress and tables."""
+import argparse
 import ctypes
 import json
 import os
 import os.path as osp
+import platform
 import sys
-import threading
 import time
 from collections import Counter
-from typing import Optional, Sequence
+from datetime import datetime, timezone
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -87,28 +89,47 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(fn: Callable, warmup: int, steps: int, device: torch.device, label: str) -> List[float]:
+    """Seconds of each of ``steps`` calls of ``fn()`` after ``warmup`` untimed ones, the device
+    synchronised after each call (mmengine's loop waits for the losses every step as well)."""
+    for i in range(warmup):
+        progress(f'[{label}] warm-up {i + 1}/{warmup}')
+        fn()
+    synchronize(device)
+    times = []
+    for i in range(steps):
+        t = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t)
+        progress(f'[{label}] step {i + 1}/{steps}: {times[-1] * 1e3:.1f} ms')
+    return times
+
+
 def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, size: Optional[int] = None,
                        reps: int = 5) -> float:
     """Best TFLOP/s of a square matmul on ``device`` in ``dtype`` (the MFU denominator)."""
-    size = size or (8192 if device.type == 'cuda' else 2048)
+    size = size or (8192 if device.type == 'cuda' else 1024)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    synchronize(device)
-    best = float('inf')
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        synchronize(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * size**3 / best / 1e12
+    return 2 * size**3 / min(timed(lambda: a @ b, 2, reps, device, f'{dtype} matmul')) / 1e12
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux /proc)."""
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+def rss_bytes(peak: bool = False) -> int:
+    """Resident set size of this process, or its peak since :func:`reset_peak_rss` (Linux)."""
+    key = 'VmHWM:' if peak else 'VmRSS:'
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak for ``rss_bytes(peak=True)`` (Linux >= 4.0; elsewhere it stays the
+    process's peak)."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
 
 
 def release_host_memory() -> None:
@@ -121,33 +142,7 @@ def release_host_memory() -> None:
         pass
 
 
-class RSSPeak:
-    """Samples RSS every ``interval`` s in a thread while active; ``peak`` is the maximum."""
-
-    def __init__(self, interval: float = 0.002):
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.peak = rss_bytes()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
-
-
 def hardware_summary(device: torch.device) -> dict:
-    import platform
     info = dict(torch=torch.__version__, python=platform.python_version(),
                 threads=torch.get_num_threads(), cpu=_cpu_name(), cores=os.cpu_count())
     if device.type == 'cuda':
@@ -159,13 +154,14 @@ def hardware_summary(device: torch.device) -> dict:
 def _cpu_name() -> str:
     try:
         with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or 'unknown'
+            return next(line.split(':', 1)[1].strip() for line in f
+                        if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or 'unknown'
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat()
 
 
 def progress(msg: str, end: bool = False) -> None:
@@ -189,6 +185,58 @@ def format_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
     return '\n'.join(out + [line(r) for r in rows])
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """argparse type: an integer >= ``low``."""
+    def parse(v: str) -> int:
+        if int(v) < low:
+            raise argparse.ArgumentTypeError(f'must be >= {low}, got {v}')
+        return int(v)
+    return parse
+
+
+def add_config_args(p: argparse.ArgumentParser, which: str = 'the config') -> None:
+    """``--cfg-options`` (for ``which``), its ``--allow-new-keys`` and ``--json``, as every mode
+    that reads a config takes them."""
+    from mmengine.config import DictAction
+
+    from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help=f'overrides of {which} (key=value)')
+    p.add_argument(ALLOW_NEW_FLAG, action='store_true',
+                   help='let the overrides add keys a config does not have (default: an error)')
+    p.add_argument('--json', help='also write the results to this JSON file')
+
+
+def add_training_args(p: argparse.ArgumentParser, warmup: int, steps: int,
+                      cpu_batch: str = '') -> None:
+    """The flags of a benchmark that runs training steps (benchmark.py, end-to-end mode)."""
+    p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    p.add_argument('--batch-size', type=at_least(1),
+                   help=f"images per step (default: the config's train_dataloader.batch_size"
+                        f'{cpu_batch})')
+    p.add_argument('--amp', default='config', choices=['config', 'fp32', 'bf16', 'fp16'],
+                   help="config: the config's optimizer wrapper (on the CPU an AmpOptimWrapper "
+                        'becomes fp32 OptimWrapper); fp32; bf16 / fp16: AmpOptimWrapper with '
+                        'that dtype (GPU only)')
+    p.add_argument('--fused-adamw', action='store_true',
+                   help='optimizer.fused=True (one fused kernel, no GradScaler host sync)')
+    p.add_argument('--random-teachers', action='store_true',
+                   help='build frozen teachers (CLIP, hybrid) with random weights instead of '
+                        'loading their checkpoint files: same cost, no file needed')
+    p.add_argument('--warmup', type=at_least(0), default=warmup, help='untimed steps first')
+    p.add_argument('--steps', type=at_least(1), default=steps, help='timed steps')
+
+
+def check_device(args: argparse.Namespace) -> None:
+    """``--device cuda`` needs a GPU; ``--amp bf16/fp16`` needs ``--device cuda``."""
+    device = getattr(args, 'device', 'cpu')
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise ValueError('--device cuda: no CUDA device is available; use --device cpu')
+    if device == 'cpu' and getattr(args, 'amp', None) in ('bf16', 'fp16'):
+        raise ValueError(f"--amp {args.amp}: mmengine's AmpOptimWrapper needs a GPU; "
+                         'accepted on --device cpu: config, fp32')
+
+
 def label_of(path: str) -> str:
     return osp.splitext(osp.basename(path.split('::')[-1]))[0]
 
@@ -197,15 +245,12 @@ def load_cfg(path: str, options=None, allow_new_keys: bool = False):
     """The config (file or ``pkg::path``) with ``--cfg-options`` checked and merged
     (:func:`deepmim_mm.engine.config_checks.load_config`), its default scope made current and
     its ``custom_imports`` imported (as the Runner does)."""
-    from mmengine.registry import DefaultScope, init_default_scope
+    from mmengine.registry import init_default_scope
 
     import deepmim_mm  # noqa: F401  registers the plugin's modules
     from deepmim_mm.engine.config_checks import load_config
     cfg = load_config(path, options, allow_new_keys, import_custom=True)
-    scope = cfg.get('default_scope', 'mmpretrain')
-    current = DefaultScope.get_current_instance()
-    if current is None or current.scope_name != scope:
-        init_default_scope(scope)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return cfg
 
 
@@ -229,17 +274,13 @@ def optim_wrapper_cfg(cfg, amp: str, device: torch.device, fused_adamw: bool = F
 
 def compute_dtype(ow: dict) -> str:
     """The autocast dtype of an optimizer wrapper config: 'float32', 'bfloat16', 'float16'."""
-    if ow.get('type') == 'AmpOptimWrapper':
-        return 'bfloat16' if str(ow.get('dtype')) == 'bfloat16' else (
-            'float32' if str(ow.get('dtype')) == 'float32' else 'float16')
-    return 'float32'
-
-
-def compute_dtype_of(cfg, args, device: torch.device) -> str:
-    return compute_dtype(optim_wrapper_cfg(cfg, args.amp, device, args.fused_adamw))
+    if ow.get('type') != 'AmpOptimWrapper':
+        return 'float32'
+    return str(ow.get('dtype') or 'float16').replace('torch.', '')  # AmpOptimWrapper's default
 
 
 def img_size_of(cfg) -> int:
+    # TODO(merge): the one ViT-geometry helper (h3, deepmim_mm.analysis/apis) replaces this
     size = cfg.model.get('backbone', {}).get('img_size', 224)
     return size if isinstance(size, int) else size[0]
 
@@ -254,15 +295,20 @@ def build_for_training(cfg, device: torch.device, amp: str = 'config', fused_ada
     from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper
     from mmpretrain.registry import MODELS
-    MMLogger.get_current_instance().setLevel(logging.ERROR)  # per-parameter init reports
     model_cfg = cfg.model.copy()
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
     if random_teachers and model_cfg.get('target_generator') is not None:
         model_cfg['target_generator'] = dict(model_cfg['target_generator'], checkpoint=None,
                                              random_init=True)
-    model = MODELS.build(model_cfg)
-    model.init_weights()
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # per-parameter init reports, for the build only
+    try:
+        model = MODELS.build(model_cfg)
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     model.to(device).train()
     ow_cfg = optim_wrapper_cfg(cfg, amp, device, fused_adamw)
     return model, build_optim_wrapper(model, ow_cfg), ow_cfg, img_size_of(cfg)

@@ -1,31 +1,17 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README's Performance section in one run, for a GPU host whose Python
-# has torch but not the OpenMMLab stack and no network (such as this project's lent H200).
-#
-#   bash tools/analysis/gpu_benchmarks.sh prepare     # here, with the project's venv: fills
-#                                                     # .gpu_bundle/ (pure-Python packages,
-#                                                     # TorchCodec wheels), ~40 MB, git-ignored
+# Every GPU figure of the README's Performance section in one run, on a GPU host whose Python has
+# torch but neither the OpenMMLab stack nor a network:
+#   bash tools/analysis/gpu_benchmarks.sh prepare                  # here: fills .gpu_bundle/
 #   OUT=/path/to/results bash tools/analysis/gpu_benchmarks.sh run [budget_s]   # on the GPU host
-#
-# A rehearsal of the whole run on a CPU machine (tiny batches, one step each, eager "compile"):
+# A rehearsal on a CPU machine (tiny batches, one step each, eager "compile"):
 #   SMOKE=1 DEVICE=cpu PYTHON=.venv/bin/python OUT=/tmp/gpu_rehearsal \
 #       bash tools/analysis/gpu_benchmarks.sh run
-#
-# Nothing needs mmcv's compiled ops: mmpretrain, the plugin's models and its data paths import
-# with mmcv's pure-Python part, which is what the bundle carries. Each part runs in its own
-# process with a hard time limit (and only if the total budget, default 540 s, still allows
-# it), so one failure or hang does not lose the others. Results: $OUT/summary.md (tables),
+# The bundle carries mmcv's pure-Python part (no compiled op is needed) and TorchCodec wheels.
+# Each part runs in its own process under a time limit, within the budget (default 540 s), in
+# order of priority: decoders (batched JPEG decoding, device-path preprocessor), train (DeepMIM
+# pixel and CLIP vs mmpretrain's MAE, model only), e2e (from JPEG files, device then standard
+# path), compiled (torch.compile, one process per config). Results: $OUT/summary.md (tables),
 # $OUT/results.json (every part's JSON), $OUT/log.txt (all output), $OUT/env.txt.
-#
-# Parts, in order of priority:
-#   decoders  batched JPEG decoding on the GPU: TorchCodec vs torchvision.io.decode_jpeg (and
-#             the whole device-path preprocessor: decode + crop + resize + flip + normalise)
-#   train     DeepMIM-pixel and DeepMIM-CLIP (random teacher weights: same cost) vs mmpretrain's
-#             MAE, ViT-B, batch 256, bf16, fused AdamW: img/s, peak memory, MFU (model only)
-#   e2e       DeepMIM ViT-B end-to-end from JPEG files through the real dataloader, device path,
-#             next to its model-only rate; then the same with the standard CPU pipeline
-#   compiled  MAE, DeepMIM-pixel and DeepMIM-CLIP with torch.compile (compile=True, as the
-#             Runner does), one process each
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD

@@ -23,18 +23,14 @@ def ratios(parts):
     out = []
     base = result(parts, 'train', 'baseline: mae_vit-base-p16_8xb512-amp-coslr-300e_in1k')
     for label, target in (('deepmim-pixel', '>= 1.0'), ('deepmim-clip', '>= 0.85')):
-        r = result(parts, 'train', label)
-        if base and r:
-            out.append((f'{label} / MAE img/s (plain)', r['img_per_s'] / base['img_per_s'],
-                        target))
-            out.append((f'{label} / MAE peak memory (plain)',
-                        r['peak_mem_mib'] / base['peak_mem_mib'], '<= 1.3'))
-        cb, cr = result(parts, 'compiled_mae'), result(parts, f'compiled_{label}')
-        if cb and cr:
-            out.append((f'{label} / MAE img/s (compiled)', cr['img_per_s'] / cb['img_per_s'],
-                        target))
-            out.append((f'{label} / MAE peak memory (compiled)',
-                        cr['peak_mem_mib'] / cb['peak_mem_mib'], '<= 1.3'))
+        for kind, b, r in (('plain', base, result(parts, 'train', label)),
+                           ('compiled', result(parts, 'compiled_mae'),
+                            result(parts, f'compiled_{label}'))):
+            if b and r:
+                out.append((f'{label} / MAE img/s ({kind})', r['img_per_s'] / b['img_per_s'],
+                            target))
+                out.append((f'{label} / MAE peak memory ({kind})',
+                            r['peak_mem_mib'] / b['peak_mem_mib'], '<= 1.3'))
     for part, target in (('e2e_device', '>= 0.90'), ('e2e_standard', '-')):
         r = result(parts, part)
         if r:
