@@ -10,11 +10,7 @@ model = dict(
     neck=dict(type='MultiLevelDecoder'),
     head=dict(type='DeepMIMHead'))
 
-# What a second _base_ cannot add (mmengine refuses a key defined in two bases): crash-safe
-# checkpoints, the checked image loader, and the collate_fn without the `_scope_` tag mmengine
-# puts on dicts inherited from `mmpretrain::` configs (mmengine 0.10.7's Runner passes it on to
-# default_collate, which fails at the first batch).
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
-train_pipeline = {{_base_.checked_mae_train_pipeline}}  # names unreadable images
+train_pipeline = {{_base_.checked_mae_train_pipeline}}
 train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'),
                         dataset=dict(pipeline=train_pipeline))
