@@ -1,4 +1,5 @@
 """Every pretraining config parses, builds, and supervises the blocks its name promises."""
+import functools
 import glob
 import os.path as osp
 
@@ -24,9 +25,15 @@ def test_there_are_configs_for_every_method_and_schedule():
     assert any(n.startswith('deepmim_vit-large') for n in names)
 
 
+@functools.lru_cache(maxsize=None)
+def _config(path):
+    """Each config loaded once for the tests that only read it."""
+    return Config.fromfile(path)
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=[osp.basename(c) for c in CONFIGS])
 def test_config_parses(path):
-    cfg = Config.fromfile(path)
+    cfg = _config(path)
     assert cfg.model.type == 'DeepMIM'
     assert cfg.model.backbone.type == 'DeepMIMViT'
     assert 'deepmim_mm' in cfg.custom_imports.imports
@@ -138,7 +145,7 @@ def test_pretraining_pipelines_are_mmpretrains_with_the_checked_loader():
         assert upstream[kind][0] == dict(type='LoadImageFromFile')
     assert len(CONFIGS) > 25
     for path in CONFIGS:
-        steps = pipeline(Config.fromfile(path))
+        steps = pipeline(_config(path))
         if steps[0]['type'] == 'LoadImageBytes':  # the device-decode path
             continue
         assert steps[0] == dict(type='LoadImageFromFileChecked'), path

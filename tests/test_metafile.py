@@ -12,6 +12,7 @@
 - Each per-task README has a row for every model of its metafile, with its counts, and names
   only paths that exist.
 """
+import functools
 import glob
 import importlib
 import importlib.util
@@ -39,10 +40,16 @@ RECIPE_IGNORED = re.compile(
     r'|^default_hooks\.checkpoint\.type$|^work_dir$')
 
 
+@functools.lru_cache(maxsize=None)
+def _config(path):
+    """Each config loaded once per session (several models share one); callers only read it."""
+    return Config.fromfile(path)
+
+
 def _recipe(path):
     """The config as a flat dict, without the plugin's CheckpointMatchHook (it only checks what
     is loaded)."""
-    cfg = Config.fromfile(path).to_dict()
+    cfg = _config(path).to_dict()
     hooks = [h for h in cfg.get('custom_hooks') or [] if h.get('type') != 'CheckpointMatchHook']
     if hooks:
         cfg['custom_hooks'] = hooks
@@ -56,13 +63,21 @@ def _load(path):
         return yaml.safe_load(f)
 
 
-def _metafiles():
-    return [osp.join(ROOT, p) for p in _load(INDEX)['Import']]
+def _stats_module():
+    spec = importlib.util.spec_from_file_location(
+        'metafile_stats', osp.join(ROOT, 'tools', 'misc', 'metafile_stats.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+STATS = _stats_module()  # tools/misc/metafile_stats.py: reads the index as mim does
+_metafiles = STATS.metafiles_of_index
 
 
 def _models():
     """``(metafile, model)`` for every model of the index."""
-    return [(m, model) for m in _metafiles() for model in _load(m).get('Models') or []]
+    return [(m, model) for m in _metafiles() for model in STATS.read_models(m)]
 
 
 def _collections():
@@ -150,7 +165,7 @@ def test_names_unique_and_fields_present():
 
 def test_metadata_matches_the_configs():
     for _, model in _models():
-        cfg = Config.fromfile(osp.join(ROOT, model['Config']))
+        cfg = _config(osp.join(ROOT, model['Config']))
         meta, name = model['Metadata'], model['Name']
         gpus, per_gpu = map(int, re.search(r'_(\d+)xb(\d+)', model['Config']).groups())
         assert cfg.train_dataloader.batch_size == per_gpu, name
@@ -202,35 +217,26 @@ def test_mmpretrain_weights_fit_the_config_key_for_key():
     assert len(checked) == 3  # MAE ViT-B, MAE ViT-L, MFF ViT-B
 
 
-def _stats_module():
-    spec = importlib.util.spec_from_file_location(
-        'metafile_stats', osp.join(ROOT, 'tools', 'misc', 'metafile_stats.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_stats_count_mae_vit_base_as_mmpretrain_does():
     """Same convention as mmpretrain's model zoo: its MAE ViT-B entry's FLOPs and parameters."""
-    stats = _stats_module()
     name = 'mae_vit-base-p16_8xb512-amp-coslr-300e_in1k'
     upstream = osp.join(osp.dirname(_upstream_config('mmpretrain::mae/x')), 'metafile.yml')
     meta = next(m['Metadata'] for m in _load(upstream)['Models'] if m['Name'] == name)
-    assert stats.complexity(osp.join(ROOT, 'configs', 'pretrain', f'{name}.py')) == (
+    assert STATS.complexity(osp.join(ROOT, 'configs', 'pretrain', f'{name}.py')) == (
         meta['FLOPs'], meta['Parameters'])
 
 
 def test_stats_check_and_update_the_demo_entry(tmp_path, capsys):
-    stats = _stats_module()
     metafile = osp.join(ROOT, 'configs', 'pretrain', 'metafile.yml')
-    stats.main([metafile, '--models', DEMO, '--check'])  # exits 1 on a difference
-    flops, params = stats.complexity(osp.join(ROOT, 'configs', 'pretrain', f'{DEMO}.py'))
-    stale = stats.update_text(open(metafile).read(), DEMO, 1, 2)
+    STATS.main([metafile, '--models', DEMO, '--check'])  # exits 1 on a difference
+    meta = next(m['Metadata'] for m in STATS.read_models(metafile) if m['Name'] == DEMO)
+    flops, params = meta['FLOPs'], meta['Parameters']  # = the counts: --check passed
+    stale = STATS.update_text(open(metafile).read(), DEMO, 1, 2)
     copy = tmp_path / 'metafile.yml'
     copy.write_text(stale)
     with pytest.raises(SystemExit):
-        stats.main([str(copy), '--models', DEMO, '--check'])
-    stats.main([str(copy), '--models', DEMO, '--update'])
+        STATS.main([str(copy), '--models', DEMO, '--check'])
+    STATS.main([str(copy), '--models', DEMO, '--update'])
     assert copy.read_text() == open(metafile).read()
     assert f'{flops:>16}{params:>14}' in capsys.readouterr().out
 

@@ -97,6 +97,4 @@ def test_import_registers_models_without_dense_task_libraries():
             'assert not bad, bad\n')
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = subprocess.run([sys.executable, '-c', 'import deepmim_mm, mmdet.models, mmseg.models'],
-                          capture_output=True, text=True)  # still importable side by side
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # (Importable side by side with them: test_import_changes_nothing_upstream imports both.)

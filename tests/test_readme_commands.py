@@ -3,6 +3,7 @@ new argument a class or the Runner takes): a README must not teach a silently ig
 
 The commands themselves run in the tests of their tools; this checks the overrides as written,
 against the configs they are written for."""
+import functools
 import glob
 import os.path as osp
 import re
@@ -53,9 +54,13 @@ def test_readmes_have_overrides_to_check():
 @pytest.mark.parametrize('readme,config,options', OVERRIDES,
                          ids=[f'{r}:{osp.basename(c)}:{",".join(o)}' for r, c, o in OVERRIDES])
 def test_readme_override_keys_exist(readme, config, options):
-    from mmengine.config import Config
-
     from deepmim_mm.engine.config_checks import check_cfg_options
     assert osp.isfile(osp.join(ROOT, config)), f'{readme}: {config} does not exist'
-    cfg = Config.fromfile(osp.join(ROOT, config))
-    check_cfg_options(cfg, options)
+    check_cfg_options(_config(config), options)
+
+
+@functools.lru_cache(maxsize=None)
+def _config(path):
+    """Each config loaded once (the READMEs name some several times); only read."""
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(ROOT, path))

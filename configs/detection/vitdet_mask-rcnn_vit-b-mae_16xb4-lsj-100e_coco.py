@@ -1,41 +1,20 @@
-# Mask R-CNN on COCO with a plain ViT-B/16 backbone pretrained by this plugin (MAE, DeepMIM or MFF
-# checkpoint), ViTDet style, with ViTDet's recipe for MAE ViT-B (Li et al., "Exploring Plain
-# Vision Transformer Backbones for Object Detection", arXiv 2203.16527; its numbers are those of
-# detectron2's projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py, which mmdetection's
-# projects/ViTDet (configs/vitdet_mask-rcnn_vit-b-mae_lsj-100e.py, lsj-100e_coco-instance.py)
-# reproduces at 51.6 box AP / 45.7 mask AP for MAE ViT-B).
-#
-# The pretraining checkpoint: set it on the command line (the variable below is only the default;
-# mmengine resolves it when the file is read, so override the field itself):
-#   tools/dist_train.sh configs/detection/vitdet_mask-rcnn_vit-b-mae_16xb4-lsj-100e_coco.py 16 \
-#       --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/<pretrain>/epoch_1600.pth
-# The log then reports every checkpoint key loaded, dropped (class token, final norm, decoders,
-# MFF fusion, teacher) or new (relative positions). As in ViTDet, the position embedding keeps the
-# pretraining grid (14x14 at 224) and is interpolated to the input's grid (64x64 at 1024) at every
-# forward.
-# Data: COCO 2017 in mmdet's layout under data/coco/ (override the dataloaders' data_root and
-# val_evaluator.ann_file / test_evaluator.ann_file).
-# The backbone (PlainViT), the pyramid (SimpleFPN), 'LN2d' and the layer-decay constructor are
-# registered in mmdet by deepmim_mm.det: mmdet's wheel has no projects/ViTDet.
+# Mask R-CNN ViTDet-style on COCO with a ViT-B/16 pretrained by this plugin: ViTDet's MAE ViT-B
+# recipe (arXiv 2203.16527; detectron2 mask_rcnn_vitdet_b_100ep.py; README.md).
+# Set model.backbone.init_cfg.checkpoint=PRETRAIN.pth
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/default_runtime.py',
 ]
 
-# The plugin's det modules and its opt-in fix for loading mmengine checkpoints on
-# torch >= 2.6 (deepmim_mm.compat; a no-op where mmengine loads them itself); crash-safe
-# checkpoints; a load_from / resume checkpoint that does not fit the model is an error
-# (CheckpointMatchHook; mmengine only logs it).
 custom_imports = dict(imports=['deepmim_mm.det', 'deepmim_mm.compat.mmengine_checkpoint'],
                       allow_failed_imports=False)
 custom_hooks = [dict(type='CheckpointMatchHook')]
 
 pretrained_checkpoint = 'work_dirs/mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k/epoch_1600.pth'
 
-# ViTDet (arXiv 2203.16527): 1024x1024 inputs, large-scale jitter.
+# ViTDet's numbers throughout, unless said otherwise.
 image_size = (1024, 1024)
-# ViTDet: LayerNorm in the pyramid and in the RoI heads' convs ("LN" in detectron2's config).
 norm_cfg = dict(type='LN2d', eps=1e-6, requires_grad=True)
 
 model = dict(
@@ -45,12 +24,9 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='PlainViT',
-        # ViT-B: 12 blocks of 768; ViTDet: window attention 14x14, global attention in blocks
-        # 2, 5, 8, 11 (arch 'base' of mmpretrain's ViTSAM), decomposed relative positions,
-        # drop path 0.1.
         arch='base',
         img_size=image_size[0],
-        pretrain_img_size=224,  # ViTDet (projects/ViTDet/vit.py): MAE's 224-px pretraining
+        pretrain_img_size=224,  # MAE's 224-px pretraining
         patch_size=16,
         window_size=14,
         use_rel_pos=True,
@@ -65,7 +41,6 @@ model = dict(
         out_channels=256,
         num_outs=5,
         norm_cfg=norm_cfg),
-    # ViTDet: 2 convs in the RPN head, 4 convs + 1 fc box head, normed mask head.
     rpn_head=dict(num_convs=2),
     roi_head=dict(
         bbox_head=dict(type='Shared4Conv1FCBBoxHead', conv_out_channels=256,
@@ -73,7 +48,6 @@ model = dict(
         mask_head=dict(norm_cfg=norm_cfg)))
 
 backend_args = None
-# ViTDet large-scale jitter: resize by 0.1-2.0 of 1024, crop 1024, flip, pad to 1024.
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -85,8 +59,7 @@ train_pipeline = [
     dict(type='Pad', size=image_size, pad_val=dict(img=(114, 114, 114))),
     dict(type='PackDetInputs'),
 ]
-# Test on the same 1024x1024 canvas (ViTDet); PadKeepImgShape (deepmim_mm.det) pads like mmdet's
-# Pad but keeps img_shape at the image's size, so boxes are clipped to the image, not the canvas.
+# PadKeepImgShape: boxes clipped to the image, not the canvas (README.md).
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=image_size, keep_ratio=True),
@@ -95,8 +68,7 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
-# ViTDet: batch 64 = 16 GPUs x 4 images. Samples are batched as lists (mmdet's pseudo_collate;
-# tools/train.py keeps it for default_scope='mmdet').
+# Batch 64 = 16 GPUs x 4 images.
 train_dataloader = dict(
     batch_size=4,
     num_workers=8,
@@ -105,11 +77,7 @@ train_dataloader = dict(
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# detectron2's mask_rcnn_vitdet_b_100ep.py (common/optim.py AdamW): lr 1e-4, betas (0.9, 0.999),
-# weight decay 0.1, layer-wise lr decay 0.7 for ViT-B; no weight decay on norms
-# (weight_decay_norm 0) and on the absolute position embedding (overrides pos_embed); biases
-# are decayed there (mmdetection's projects/ViTDet constructor exempts them). Mixed precision
-# (tools/train.py runs it in fp32 on a machine without a GPU).
+# detectron2's mask_rcnn_vitdet_b_100ep.py (common/optim.py): biases decayed, as there.
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     constructor='ViTLayerDecayOptimWrapperConstructor',
@@ -119,8 +87,7 @@ optim_wrapper = dict(
         custom_keys={'backbone.pos_embed': dict(decay_mult=0.)}),
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1))
 
-# ViTDet: 100 epochs = 184,375 iterations at batch 64 on COCO train2017 (118k images); 250
-# warm-up iterations; lr x0.1 at 88 and 96 epochs (163,889 and 177,546 iterations).
+# 100 epochs at batch 64; lr x0.1 at epochs 88 and 96.
 max_iters = 184375
 interval = 5000
 param_scheduler = [

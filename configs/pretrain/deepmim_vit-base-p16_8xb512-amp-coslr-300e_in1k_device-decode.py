@@ -1,7 +1,5 @@
-# DeepMIM ViT-B, 300 epochs, with the device path (configs/pretrain/_base_/device_decode.py):
-# dataloader workers read the JPEG files only; the GPU decodes (nvJPEG, TorchCodec), crops, resizes,
-# flips and normalises each batch. Same model, data distribution, schedule and loss as
-#   deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py
+# deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py with the device decoding path
+# (_base_/device_decode.py): same model, data distribution, schedule and loss.
 _base_ = ['./deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py', './_base_/device_decode.py']
 
 train_dataloader = dict(collate_fn=dict(_delete_=True, type='image_bytes_collate'),

@@ -1,7 +1,4 @@
-# The first-run demo: DeepMIM (pixel targets) on a tiny ViT, on the real photographs bundled in
-# deepmim_mm/demo/images, for 20 short epochs on the CPU (a few minutes on 2 cores). It shows the
-# whole pipeline (data, one shared mask, four supervised levels, per-level losses, checkpoints);
-# the model is far too small and the data far too few to learn useful features.
+# The first-run demo (our choice): a tiny ViT on the bundled photographs, 20 short CPU epochs.
 #   python tools/train.py configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py
 _base_ = './deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 
@@ -45,8 +42,7 @@ env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, diff_rank_seed=True)
 resume = False
 auto_scale_lr = dict(base_batch_size=8)
-# The demo draws the per-level reconstructions (vis_data/vis_image/reconstruction_block*.png)
-# every 60 of its 180 iterations; the other hooks as in _base_/deepmim_runtime.py.
+# Reconstructions every 60 of the 180 iterations; the other hooks as in _base_/deepmim_runtime.py.
 custom_hooks = [
     dict(type='DeepMIMReconstructionHook', enable=True, interval=60, num_images=4),
     dict(type='RNGStateHook'),

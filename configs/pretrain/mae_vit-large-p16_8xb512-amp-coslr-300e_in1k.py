@@ -1,20 +1,5 @@
-# Plain MAE ViT-L/16 (arXiv 2111.06377) with this plugin's classes; mmpretrain's recipe inherited.
-_base_ = [
-    'mmpretrain::mae/mae_vit-large-p16_8xb512-amp-coslr-300e_in1k.py',
-    './_base_/deepmim_runtime.py'
-]
+# Plain MAE ViT-L/16 (arXiv 2111.06377): the ViT-B leaf with the model of mmpretrain's
+# mae_vit-large-p16_8xb512-amp-coslr-300e_in1k.py (its ViT-B recipe otherwise).
+_base_ = './mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 
-model = dict(
-    type='DeepMIM',
-    backbone=dict(type='DeepMIMViT', out_indices=[23]),
-    neck=dict(type='MultiLevelDecoder'),
-    head=dict(type='DeepMIMHead'))
-
-# What a second _base_ cannot add (mmengine refuses a key defined in two bases): crash-safe
-# checkpoints, the checked image loader, and the collate_fn without the `_scope_` tag mmengine
-# puts on dicts inherited from `mmpretrain::` configs (mmengine 0.10.7's Runner passes it on to
-# default_collate, which fails at the first batch).
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
-train_pipeline = {{_base_.checked_mae_train_pipeline}}  # names unreadable images
-train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'),
-                        dataset=dict(pipeline=train_pipeline))
+model = dict(backbone=dict(arch='l', out_indices=[23]), neck=dict(embed_dim=1024))

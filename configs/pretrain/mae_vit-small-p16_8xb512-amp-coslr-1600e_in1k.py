@@ -1,5 +1,4 @@
-# Plain MAE with a ViT-S/16 encoder (DeiT-S widths: 384-d, 12 blocks, 6 heads; note mmpretrain's
-# 's' arch is a different, 768-d model). mmpretrain ships no MAE ViT-S config: the ViT-B recipe.
+# MAE ViT-S/16 (DeiT-S widths; our choice: no published recipe): the ViT-B recipe.
 _base_ = './mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
 
 model = dict(

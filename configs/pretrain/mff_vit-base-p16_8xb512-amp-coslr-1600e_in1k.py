@@ -1,6 +1,4 @@
-# MFF (arXiv 2308.00261) at 1600 epochs: the 800-epoch recipe with the 1600-epoch schedule of
-# mmpretrain's mae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py (40 warm-up epochs, cosine to 0).
-# mmpretrain ships no 1600e MFF config and MFF published none: this project's choice.
+# MFF at 1600 epochs (our choice: no published recipe); schedule of mmpretrain's MAE 1600e config.
 _base_ = './mff_vit-base-p16_8xb512-amp-coslr-800e_in1k.py'
 
 param_scheduler = [
