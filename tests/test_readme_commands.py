@@ -54,7 +54,7 @@ def test_readmes_have_overrides_to_check():
 @pytest.mark.parametrize('readme,config,options', OVERRIDES,
                          ids=[f'{r}:{osp.basename(c)}:{",".join(o)}' for r, c, o in OVERRIDES])
 def test_readme_override_keys_exist(readme, config, options):
-    from deepmim_mm.engine.config_checks import check_cfg_options
+    from deepmim_mm.utils import check_cfg_options
     assert osp.isfile(osp.join(ROOT, config)), f'{readme}: {config} does not exist'
     check_cfg_options(_config(config), options)
 

@@ -176,7 +176,7 @@ def test_hybrid_config_builds_full_size(tmp_path, mmpretrain_scope):
     model = MODELS.build(cfg.model)
     teacher = model.target_generator
     assert teacher.alphas == pytest.approx((0, 1 / 3, 2 / 3))
-    assert teacher.level_names == ['block6', 'block8', 'block10', 'block12']
+    assert model.level_names == ['block6', 'block8', 'block10', 'block12']
     assert not any(k.startswith('target_generator') for k in model.state_dict())
     assert teacher.out_channels == model.neck.decoder_pred.out_features == 16 * 16 * 3
 

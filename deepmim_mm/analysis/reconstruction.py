@@ -51,19 +51,11 @@ def masked_predictions(model: nn.Module, inputs: torch.Tensor,
     preds = [preds] if isinstance(preds, torch.Tensor) else list(preds)
     names = level_names(model)[-len(preds):]  # MAE / MFF: one level, the last block
 
-    get_targets = getattr(model, 'get_targets', None)
-    raw = get_targets(inputs, ids_restore) if get_targets is not None else inputs
-    kind = 'pixel' if isinstance(raw, torch.Tensor) and raw.dim() == 4 else 'feature'
-    raws = [raw] * len(preds) if isinstance(raw, torch.Tensor) else list(raw)
-    if len(raws) != len(preds):
-        raise ValueError(f'masked_predictions: {len(raws)} targets for {len(preds)} levels')
-    targets, cache = [], {}
-    for t in raws:
-        if t.dim() == 4:  # images: patchify (+ norm_pix) once, as DeepMIMHead does
-            if id(t) not in cache:
-                cache[id(t)] = model.head.construct_target(t)
-            t = cache[id(t)]
-        targets.append(t)
+    if hasattr(model, 'get_targets'):  # DeepMIM: one target per level, as its loss scores them
+        targets = model.get_targets(inputs, ids_restore, num_visible=latent[-1].shape[1] - 1)
+    else:  # mmpretrain's MAE / MFF: the patchified pixels
+        targets = [model.head.construct_target(inputs)] * len(preds)
+    kind = 'pixel' if getattr(model, 'target_generator', None) is None else 'feature'
     result = MaskedPredictions(names, preds, targets, mask.float(), kind)
     result.losses = per_image_losses(model.head.loss_module, preds, targets, result.mask)
     return result

@@ -7,7 +7,7 @@
 """
 from ..analysis.features import eval_pipeline, labelled_folder, level_features, level_names
 from ..analysis.features import model_input_size as model_img_size
-from ..engine.config_checks import load_config
+from ..utils import load_config
 from .inference import LevelFeatureExtractor, extract_levels, init_encoder
 
 __all__ = [

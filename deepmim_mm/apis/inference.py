@@ -16,7 +16,7 @@ from mmpretrain.apis import FeatureExtractor, get_model
 
 from ..analysis.features import eval_pipeline, extract_features, model_input_size
 from ..checkpoint import load_pretrained_encoder
-from ..engine.config_checks import load_config
+from ..utils import load_config
 
 
 def init_encoder(config: Union[str, Config],

@@ -1,5 +1,6 @@
 """Entry-point helpers: what ``tools/`` does around the Runner (argument and config checks, the
-CPU process group, the AMP fallback). Nothing else in ``deepmim_mm`` imports them."""
+CPU process group, the AMP fallback), and config loading for ``apis``. Nothing below ``apis``
+imports them."""
 from .amp import fall_back_to_fp32_without_gpu, to_fp32_optim_wrapper
 from .config_checks import (ALLOW_NEW_FLAG, check_cfg_options, check_hook_args, check_output_folder,
                             check_work_dir, closest_name, config_file, load_config, runner_keys)

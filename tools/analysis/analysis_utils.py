@@ -17,7 +17,7 @@ from deepmim_mm.analysis import eval_pipeline, model_input_size
 from deepmim_mm.checkpoint import NotACheckpointError
 from deepmim_mm.datasets import LoadImageFromFileChecked
 from deepmim_mm.datasets.transforms import corrupt_image
-from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG, load_config
+from deepmim_mm.utils import ALLOW_NEW_FLAG, load_config
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 CONFIG_EXTENSIONS = ('.py', '.json', '.yaml', '.yml')  # what Config.fromfile reads
@@ -113,8 +113,8 @@ def model_names(configs: Sequence[str], names: Optional[Sequence[str]]) -> List[
 
 
 def check_out_dir(path: str, flag: str = '--out-dir') -> None:
-    """:func:`deepmim_mm.engine.config_checks.check_output_folder`, as an :class:`InputError`."""
-    from deepmim_mm.engine.config_checks import check_output_folder
+    """:func:`deepmim_mm.utils.check_output_folder`, as an :class:`InputError`."""
+    from deepmim_mm.utils import check_output_folder
     try:
         check_output_folder(path, flag)
     except ValueError as e:

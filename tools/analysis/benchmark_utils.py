@@ -199,7 +199,7 @@ def add_config_args(p: argparse.ArgumentParser, which: str = 'the config') -> No
     that reads a config takes them."""
     from mmengine.config import DictAction
 
-    from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG
+    from deepmim_mm.utils import ALLOW_NEW_FLAG
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help=f'overrides of {which} (key=value)')
     p.add_argument(ALLOW_NEW_FLAG, action='store_true',
@@ -243,12 +243,12 @@ def label_of(path: str) -> str:
 
 def load_cfg(path: str, options=None, allow_new_keys: bool = False):
     """The config (file or ``pkg::path``) with ``--cfg-options`` checked and merged
-    (:func:`deepmim_mm.engine.config_checks.load_config`), its default scope made current and
+    (:func:`deepmim_mm.utils.load_config`), its default scope made current and
     its ``custom_imports`` imported (as the Runner does)."""
     from mmengine.registry import init_default_scope
 
     import deepmim_mm  # noqa: F401  registers the plugin's modules
-    from deepmim_mm.engine.config_checks import load_config
+    from deepmim_mm.utils import load_config
     cfg = load_config(path, options, allow_new_keys, import_custom=True)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return cfg
@@ -257,7 +257,7 @@ def load_cfg(path: str, options=None, allow_new_keys: bool = False):
 def optim_wrapper_cfg(cfg, amp: str, device: torch.device, fused_adamw: bool = False) -> dict:
     """The config's optimizer wrapper for ``--amp`` (config | fp32 | bf16 | fp16): 'config' keeps
     it (AMP becomes fp32 on the CPU, as tools/train.py does)."""
-    from deepmim_mm.engine.amp import fall_back_to_fp32_without_gpu, to_fp32_optim_wrapper
+    from deepmim_mm.utils import fall_back_to_fp32_without_gpu, to_fp32_optim_wrapper
     ow = cfg.optim_wrapper.copy()
     if amp == 'fp32' and ow.get('type') == 'AmpOptimWrapper':
         to_fp32_optim_wrapper(ow)

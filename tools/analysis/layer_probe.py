@@ -28,7 +28,7 @@ import torch
 
 from deepmim_mm.analysis import FEATURES
 from deepmim_mm.analysis.probe import DEFAULT_L2_GRID, knn_probe, linear_probe
-from deepmim_mm.engine.config_checks import ALLOW_NEW_FLAG, load_config
+from deepmim_mm.utils import ALLOW_NEW_FLAG, load_config
 
 from analysis_utils import InputError, check_out_dir, run, user_input
 
