@@ -92,9 +92,11 @@ def matches(key: str, patterns: Sequence[str]) -> bool:
     return any(re.fullmatch(p, key) for p in patterns)
 
 
-def pretrain_only_reason(key: str) -> Optional[str]:
-    """The reason ``key`` (an encoder key) is pretraining-only, or ``None``."""
-    return next((why for pattern, why in PRETRAIN_ONLY_KEYS if re.fullmatch(pattern, key)), None)
+def pretrain_only_reason(key: str, rules: Sequence[Tuple[str, str]] = PRETRAIN_ONLY_KEYS
+                         ) -> Optional[str]:
+    """The reason of the first ``(regex, reason)`` rule ``key`` (an encoder key) matches, or
+    ``None``."""
+    return next((why for pattern, why in rules if re.fullmatch(pattern, key)), None)
 
 
 def extract_prefix(state: Dict[str, torch.Tensor],
