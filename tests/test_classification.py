@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, free_port, run_tool, write_imagenet_folder
-from downstream_utils import PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint
+from conftest import ROOT, free_port, write_imagenet_folder
+from downstream_utils import PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint, run_in_process
 
 CLS_DIR = osp.join(ROOT, 'configs', 'classification')
 
@@ -209,10 +209,7 @@ test_evaluator = val_evaluator
         'val_dataloader.dataset.pipeline.2.crop_size=32',
         'default_hooks.logger.interval=1',
     ]
-    proc = run_tool(['tools/train.py', str(cfg), '--work-dir', work_dir, '--cfg-options'] + opts)
-    logs = glob.glob(osp.join(work_dir, '*', '*.log'))
-    assert logs, proc.stdout[-3000:]
-    text = open(logs[0]).read()
+    text = run_in_process('train.py', cfg, '--work-dir', work_dir, '--cfg-options', *opts)
     assert 'Loaded pretrained encoder from' in text and 'keys loaded' in text
     assert 'resized pos_embed: (1, 10, 64) -> (1, 5, 64)' in text
     scalars = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
@@ -231,8 +228,8 @@ test_evaluator = val_evaluator
     test_opts += [o.replace('val_dataloader', 'test_dataloader', 1) for o in opts
                   if o.startswith('val_dataloader')] + ['env_cfg.dist_cfg.backend=gloo']
     single = tmp_path / 'single.json'
-    run_tool(['tools/test.py', str(cfg), ckpt_ft, '--work-dir', str(tmp_path / 't1'), '--out',
-              str(single), '--out-item', 'metrics', '--cfg-options'] + test_opts)
+    run_in_process('test.py', cfg, ckpt_ft, '--work-dir', tmp_path / 't1', '--out', single,
+                   '--out-item', 'metrics', '--cfg-options', *test_opts)
     two = tmp_path / 'two.json'
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PORT=str(free_port()))
     proc = subprocess.run(['bash', 'tools/dist_test.sh', str(cfg), ckpt_ft, '2', '--work-dir',
@@ -245,14 +242,14 @@ test_evaluator = val_evaluator
 
     # A checkpoint that does not hold the whole model (here the pretraining one: no head, MFF
     # fusion layers) would be evaluated with random parts by mmengine (strict=False, a log
-    # line, exit 0): tools/test.py refuses it, naming the file and the keys.
-    proc = run_tool(['tools/test.py', str(cfg), ckpt, '--work-dir', str(tmp_path / 't3'),
-                     '--cfg-options'] + test_opts, check=False)
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert f'{ckpt} does not fit ImageClassifier' in last and 'head.' in last, proc.stderr[-3000:]
-    assert 'weights missing from the checkpoint' in last
-    assert 'checkpoint keys the model does not have' in last and 'proj_layers' in last
+    # line, exit 0): tools/test.py refuses it, naming the file and the keys, in one line.
+    with pytest.raises(ValueError) as info:
+        run_in_process('test.py', cfg, ckpt, '--work-dir', tmp_path / 't3', '--cfg-options',
+                       *test_opts)
+    msg = str(info.value)
+    assert f'{ckpt} does not fit ImageClassifier' in msg and '\n' not in msg
+    assert 'missing from the checkpoint: ' in msg and 'head.*' in msg
+    assert 'the model does not have: ' in msg and 'backbone.proj_layers' in msg
 
 
 @pytest.mark.parametrize('pretrain_config,fusion', [

@@ -7,6 +7,7 @@ read with ``torch.load(weights_only=True)`` inside :func:`checkpoint_safe_global
 allowlist of what mmengine checkpoints hold besides tensors (nothing is registered
 process-wide); ``DEEPMIM_TRUST_CHECKPOINTS=1`` reads with full pickle.
 """
+import contextlib
 import os
 import os.path as osp
 import pickle
@@ -227,27 +228,20 @@ def read_state_dict(path: str, field_name: str = '') -> 'OrderedDict[str, torch.
 def _umask() -> int:
     try:
         with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('Umask:'):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # no /proc: read it by setting it (and set it back)
-    os.umask(mask)
-    return mask
+            return next(int(line.split()[1], 8) for line in f if line.startswith('Umask:'))
+    except (OSError, StopIteration):
+        mask = os.umask(0o022)  # no /proc: read it by setting it (and set it back)
+        os.umask(mask)
+        return mask
 
 
 def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory or '.', os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):  # not every file system syncs directories
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _no_space(path: str, error: OSError) -> OSError:
@@ -279,10 +273,8 @@ def atomic_write(path: str, write: Callable[[Any], None]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as error:
-        try:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
-        except OSError:
-            pass
         if isinstance(error, OSError):
             raise _no_space(path, error) from error
         raise

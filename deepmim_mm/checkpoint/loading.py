@@ -144,15 +144,9 @@ def check_state(target: Dict[str, torch.Tensor],
     """
     report = LoadReport(checkpoint=source)
     missing = [k for k in target if k not in state and not matches(k, allow_new)]
-    unknown = []
-    for k in state:
-        if k in target:
-            continue
-        why = pretrain_only_reason(k, ignore)
-        if why is None:
-            unknown.append(k)
-        else:
-            report.dropped[name(k)] = why
+    extra = {k: pretrain_only_reason(k, ignore) for k in state if k not in target}
+    unknown = [k for k, why in extra.items() if why is None]
+    report.dropped = {name(k): why for k, why in extra.items() if why is not None}
     shapes = []
     for k, v in state.items():
         want = tuple(target[k].shape) if k in target else None
