@@ -213,9 +213,11 @@ log_processor = dict(window_size=1)
     assert osp.isfile(ckpt_out)
 
     # --show-dir as mmdet's tools/test.py does it: DetVisualizationHook(draw=True,
-    # test_out_dir), a relative directory under <work_dir>/<timestamp>/.
+    # test_out_dir), a relative directory under <work_dir>/<timestamp>/. (A visualizer of its
+    # own name, as in a fresh process: mmengine keeps one instance per name.)
     test_work = tmp_path / 'test_vis'
-    out = run_in_process('test.py', cfg, ckpt_out, '--work-dir', test_work, '--show-dir', 'vis')
+    out = run_in_process('test.py', cfg, ckpt_out, '--work-dir', test_work, '--show-dir', 'vis',
+                         '--cfg-options', 'visualizer.name=det_test')
     assert re.search(r'coco/bbox_mAP: -?\d+\.\d+', out), out[-3000:]
     assert re.search(r'coco/segm_mAP: -?\d+\.\d+', out), out[-3000:]
     assert 'Evaluating bbox' in out and 'Evaluating segm' in out

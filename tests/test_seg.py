@@ -162,10 +162,11 @@ randomness = dict(seed=0)
 
     # Evaluated with --show-dir and --tta as mmseg's tools/test.py does them:
     # SegVisualizationHook(draw=True) writing through the visualizer (save_dir), the config's
-    # tta_model / tta_pipeline.
+    # tta_model / tta_pipeline. (A visualizer of its own name, as in a fresh process: mmengine
+    # keeps one instance per name.)
     vis = tmp_path / 'vis'
     out = run_in_process('test.py', cfg, ckpt_out, '--work-dir', tmp_path / 'test2',
-                         '--show-dir', vis, '--tta')
+                         '--show-dir', vis, '--tta', '--cfg-options', 'visualizer.name=seg_test')
     assert re.search(r'mIoU: \d+\.\d+', out), out[-3000:]
     assert 'aAcc' in out and 'per class results' in out
     drawn = sorted(glob.glob(str(vis / 'vis_data' / 'vis_image' / '*.png')))
