@@ -1,20 +1,8 @@
 """Checkpoint key names: the pretraining-only encoder keys, report folding, and the key maps
-between mmpretrain, timm and the official MAE / DeepMIM code.
-
-Key conventions
----------------
-- *Plugin pretraining checkpoint*: mmengine checkpoint whose ``state_dict`` holds the encoder under
-  ``backbone.`` with mmpretrain ``VisionTransformer``/``MAEViT`` names (``cls_token``,
-  ``pos_embed``, ``patch_embed.projection``, ``layers.{i}.{ln1,attn.qkv,attn.proj,ln2,
-  ffn.layers.0.0,ffn.layers.1}``, final norm ``ln1``), MFF's pretraining-only fusion
-  (``proj_layers.{k}``, ``proj_weights``), and the decoders under ``neck.`` (the last level's
-  decoder with ``MAEPretrainDecoder`` names, auxiliary levels under ``neck.aux_decoders.{k}.``).
-- *timm*: ``timm.models.vision_transformer.VisionTransformer`` names (``patch_embed.proj``,
-  ``blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``, ``norm``, ``fc_norm``, ``head``).
-  The official MAE and DeepMIM code (built on timm) uses these names for the encoder.
-
-Every mapping function returns ``(mapped, unmapped)``: nothing is dropped silently; callers
-report ``unmapped`` (and decide whether it is an error).
+between this plugin (mmpretrain names: the encoder under ``backbone.``, the last level's decoder
+under ``neck.``, the others under ``neck.aux_decoders.{k}.``), timm and the official MAE /
+DeepMIM code (timm names for the encoder). Every map returns what it could not map, with a
+reason: nothing is dropped silently.
 """
 import re
 from collections import OrderedDict

@@ -54,7 +54,8 @@ def plain(value, path, dropped):
 def publish(ckpt, no_ema=False):
     """Returns ``(published checkpoint, [what was dropped])``."""
     dropped = [k for k in ckpt if k not in ('state_dict', 'meta', 'ema_state_dict')]
-    state = OrderedDict(ckpt['state_dict'])
+    state = OrderedDict((k, v) for k, v in ckpt['state_dict'].items() if torch.is_tensor(v))
+    dropped += [f'state_dict.{k}' for k in ckpt['state_dict'] if k not in state]
     if 'ema_state_dict' in ckpt:
         if no_ema:  # EMAHook swaps: ema_state_dict holds the raw weights ('module.' prefix)
             for k, v in ckpt['ema_state_dict'].items():
@@ -62,10 +63,6 @@ def publish(ckpt, no_ema=False):
                     state[k[len('module.'):]] = v
         dropped.append('ema_state_dict' + (' (its raw weights published: --no-ema)' if no_ema
                                            else ' (the averaged weights are published)'))
-    non_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    for k in non_tensors:
-        state.pop(k)
-        dropped.append(f'state_dict.{k}')
     meta = plain(ckpt.get('meta') or {}, 'meta', dropped)
     return OrderedDict(state_dict=state, meta=meta if isinstance(meta, dict) else {}), dropped
 
