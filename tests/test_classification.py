@@ -173,6 +173,40 @@ def test_checkpoint_that_does_not_fit_is_an_error(tmp_path):
         bad.init_weights()
 
 
+def test_check_state_names_the_likely_cause_compactly():
+    """The one fit check (deepmim_mm.checkpoint.check_state) puts the likely cause first (and
+    non-finite weights before it) and stays short however many keys differ."""
+    from deepmim_mm.checkpoint import check_state
+
+    def t(*shape):
+        return torch.zeros(shape or (1, ))
+    layers = {f'backbone.layers.{i}.w': t() for i in range(3)}
+    cases = [  # (model state, checkpoint state, cause)
+        ({'backbone.cls_token': t(1, 1, 32)}, {'backbone.cls_token': t(1, 1, 48)},
+         'another width (backbone.cls_token: 48 channels in the checkpoint, 32 in the model)'),
+        (dict(list(layers.items())[:2]), layers,
+         'another depth (backbone.layers: 3 blocks in the checkpoint, 2 in the model)'),
+        ({'backbone.a': t(), 'head.fc.w': t()}, {'backbone.a': t(), 'neck.x': t()},
+         'a pretraining checkpoint where a fine-tuned model is expected'),
+        ({'backbone.a': t(), 'neck.x': t()}, {'backbone.a': t(), 'head.fc.w': t()},
+         'an encoder-only checkpoint'),
+        ({'backbone.a': t()}, {'backbone.a': t(), 'backbone.proj_weights': t()},
+         'an MFF checkpoint'),
+        ({'backbone.a': t()}, {'blocks.0.norm1.weight': t()}, 'tools/model_converters/'),
+        ({'backbone.a': t()}, {'head.w': t()}, 'its keys are under head.'),
+    ]
+    for target, state, cause in cases:
+        _, errors = check_state(target, state, 'x.pth', ignore=())
+        assert cause in errors[0], errors
+    _, errors = check_state({'a': t(), 'b': t(2)}, {'a': t() / 0 * 0, 'b': t(3)}, 'x.pth')
+    assert errors[0] == 'non-finite values (NaN or inf) in: a', errors
+    many = {f'neck.aux_decoders.{k}.blocks.{i}.w{j}': t() for k in range(50) for i in range(8)
+            for j in range(4)}
+    _, errors = check_state(many, {'neck.aux_decoders.0.blocks.0.w0': t()}, 'x.pth')
+    assert 'neck.aux_decoders.{1-49}.*' in errors[-1] and '(1599 tensors)' in errors[-1], errors
+    assert len('; '.join(errors)) < 400
+
+
 def test_finetune_one_epoch_with_tools_train(tmp_path):
     """A tiny pretraining checkpoint fine-tuned for one epoch on a generated ImageNet-style
     dataset through tools/train.py and the DeepMIM fine-tune config; validation accuracy comes
