@@ -298,11 +298,3 @@ def stale_temporary_files(directory: str) -> List[str]:
     pattern = re.compile(r'.+\.[a-z0-9_]{8}' + re.escape(_TMP_SUFFIX))  # mkstemp's names
     return sorted(osp.join(directory, n) for n in os.listdir(directory)
                   if pattern.fullmatch(n) and osp.isfile(osp.join(directory, n)))
-
-
-__all__ = [
-    'TRUST_ENV', 'NotACheckpointError', 'trust_checkpoints', 'mmengine_safe_globals',
-    'checkpoint_safe_globals', 'load_file', 'read_checkpoint', 'state_dict_of',
-    'read_state_dict', 'atomic_write', 'atomic_save', 'atomic_write_bytes',
-    'stale_temporary_files'
-]
