@@ -1,6 +1,7 @@
 """Helpers for the downstream tests: tiny datasets in the real ADE20K / COCO formats and a tiny
 pretraining checkpoint in this plugin's format (mmpretrain MFF/MAE keys under ``backbone.``,
 decoder under ``neck.``, plus a teacher key that downstream loading must drop)."""
+import glob
 import json
 import os
 import os.path as osp
@@ -13,6 +14,17 @@ TINY_VIT = dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=2
 #: Pretraining resolution (3x3 patch grid at patch 16): downstream grids differ, so the
 #: position embedding is resized on load.
 PRETRAIN_IMG = 48
+
+
+def run_in_process(script, *argv):
+    """``python tools/<script> argv`` in this process (``conftest.run_main``): returns the log the
+    Runner wrote under ``--work-dir``."""
+    from conftest import run_main
+    argv = [str(a) for a in argv]
+    assert run_main(f'tools/{script}', *argv) == 0
+    work_dir = argv[argv.index('--work-dir') + 1]
+    with open(max(glob.glob(osp.join(work_dir, '*', '*.log')), key=osp.getmtime)) as f:
+        return f.read()
 
 
 def make_pretrain_checkpoint(path, seed=0):

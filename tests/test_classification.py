@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, free_port, run_tool, write_imagenet_folder
-from downstream_utils import PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint
+from conftest import ROOT, free_port, write_imagenet_folder
+from downstream_utils import PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint, run_in_process
 
 CLS_DIR = osp.join(ROOT, 'configs', 'classification')
 
@@ -103,10 +103,10 @@ def _tiny_backbone(checkpoint, img_size=PRETRAIN_IMG, **kwargs):
 
     import deepmim_mm.classification  # noqa: F401
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MODELS.build(dict(
+        return MODELS.build(dict(dict(
             type='PretrainedVisionTransformer', arch=dict(TINY_VIT), img_size=img_size,
             patch_size=16, init_cfg=dict(type='Pretrained', checkpoint=checkpoint,
-                                         prefix='backbone.'), **kwargs))
+                                         prefix='backbone.')), **kwargs))
 
 
 def test_pretrained_backbone_loads_every_encoder_key(tmp_path):
@@ -141,45 +141,70 @@ def test_pretrained_backbone_resizes_pos_embed(tmp_path):
     assert 'ln1.weight' in backbone.pretrain_report.loaded  # final_norm=True keeps it
 
 
-def test_checkpoint_without_encoder_is_an_error(tmp_path):
+def test_checkpoint_that_does_not_fit_is_an_error(tmp_path):
+    """Each kind of bad pretrained checkpoint is refused naming the field, the file and what
+    does not fit (the keys, folded)."""
     ckpt = str(tmp_path / 'pretrain.pth')
     state = make_pretrain_checkpoint(ckpt)
-    no_encoder = str(tmp_path / 'decoder_only.pth')
-    torch.save({'state_dict': {k: v for k, v in state.items() if not k.startswith('backbone.')},
-                'meta': {}}, no_encoder)
-    with pytest.raises(ValueError, match=r"no encoder weights: no key starts with 'backbone.'"):
-        _tiny_backbone(no_encoder).init_weights()
 
-    partial = str(tmp_path / 'partial.pth')
-    torch.save({'state_dict': {k: v for k, v in state.items()
-                               if not k.startswith('backbone.layers.3.')}}, partial)
-    with pytest.raises(ValueError, match=r'missing from the checkpoint: backbone\.layers\.3\.'):
-        _tiny_backbone(partial).init_weights()
+    def saved(name, keep):
+        path = str(tmp_path / f'{name}.pth')
+        torch.save({'state_dict': {k: v for k, v in state.items() if keep(k)}}, path)
+        return path
+    cases = [  # (checkpoint, backbone arguments, error type, what the message names)
+        (saved('decoder_only', lambda k: not k.startswith('backbone.')), {}, ValueError,
+         "it holds no 'backbone.' weights"),
+        (saved('partial', lambda k: not k.startswith('backbone.layers.3.')), {}, ValueError,
+         'missing from the checkpoint: backbone.layers.3.*'),
+        (ckpt, dict(arch=dict(TINY_VIT, num_layers=2)), ValueError,  # a shallower model
+         'model does not have: backbone.layers.{2-3}.*'),
+        (str(tmp_path / 'nope.pth'), {}, FileNotFoundError, 'checkpoint not found'),
+    ]
+    for path, kwargs, error, named in cases:
+        with pytest.raises(error) as info:
+            _tiny_backbone(path, **kwargs).init_weights()
+        assert 'model.backbone.init_cfg.checkpoint' in str(info.value), info.value
+        assert path in str(info.value) and named in str(info.value), info.value
 
-    with pytest.raises(FileNotFoundError, match='model.backbone.init_cfg.checkpoint'):
-        _tiny_backbone(str(tmp_path / 'nope.pth')).init_weights()
-
-    # A mistyped init_cfg argument (mmengine would ignore it: here the prefix would stay).
+    # A mistyped init_cfg argument: mmengine's PretrainedInit names it.
     bad = _tiny_backbone(ckpt)
     bad.init_cfg['prefx'] = 'encoder.'
-    with pytest.raises(ValueError, match=r"init_cfg: unknown argument\(s\) \['prefx'\].*did you "
-                                         r"mean 'prefix'"):
+    with pytest.raises(TypeError, match="PretrainedInit.*'prefx'"):
         bad.init_weights()
 
 
-def test_checkpoint_of_another_architecture_is_an_error(tmp_path):
-    ckpt = str(tmp_path / 'pretrain.pth')
-    make_pretrain_checkpoint(ckpt)
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import MODELS
+def test_check_state_names_the_likely_cause_compactly():
+    """The one fit check (deepmim_mm.checkpoint.check_state) puts the likely cause first (and
+    non-finite weights before it) and stays short however many keys differ."""
+    from deepmim_mm.checkpoint import check_state
 
-    import deepmim_mm.classification  # noqa: F401
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        shallow = MODELS.build(dict(  # 2 blocks: the checkpoint's blocks 2 and 3 are unknown
-            type='PretrainedVisionTransformer', arch=dict(TINY_VIT, num_layers=2), img_size=48,
-            init_cfg=dict(type='Pretrained', checkpoint=ckpt, prefix='backbone.')))
-    with pytest.raises(ValueError, match=r'model does not have .*layers\.\{2-3\}'):
-        shallow.init_weights()
+    def t(*shape):
+        return torch.zeros(shape or (1, ))
+    layers = {f'backbone.layers.{i}.w': t() for i in range(3)}
+    cases = [  # (model state, checkpoint state, cause)
+        ({'backbone.cls_token': t(1, 1, 32)}, {'backbone.cls_token': t(1, 1, 48)},
+         'another width (backbone.cls_token: 48 channels in the checkpoint, 32 in the model)'),
+        (dict(list(layers.items())[:2]), layers,
+         'another depth (backbone.layers: 3 blocks in the checkpoint, 2 in the model)'),
+        ({'backbone.a': t(), 'head.fc.w': t()}, {'backbone.a': t(), 'neck.x': t()},
+         'a pretraining checkpoint where a fine-tuned model is expected'),
+        ({'backbone.a': t(), 'neck.x': t()}, {'backbone.a': t(), 'head.fc.w': t()},
+         'an encoder-only checkpoint'),
+        ({'backbone.a': t()}, {'backbone.a': t(), 'backbone.proj_weights': t()},
+         'an MFF checkpoint'),
+        ({'backbone.a': t()}, {'blocks.0.norm1.weight': t()}, 'tools/model_converters/'),
+        ({'backbone.a': t()}, {'head.w': t()}, 'its keys are under head.'),
+    ]
+    for target, state, cause in cases:
+        _, errors = check_state(target, state, 'x.pth', ignore=())
+        assert cause in errors[0], errors
+    _, errors = check_state({'a': t(), 'b': t(2)}, {'a': t() / 0 * 0, 'b': t(3)}, 'x.pth')
+    assert errors[0] == 'non-finite values (NaN or inf) in: a', errors
+    many = {f'neck.aux_decoders.{k}.blocks.{i}.w{j}': t() for k in range(50) for i in range(8)
+            for j in range(4)}
+    _, errors = check_state(many, {'neck.aux_decoders.0.blocks.0.w0': t()}, 'x.pth')
+    assert 'neck.aux_decoders.{1-49}.*' in errors[-1] and '(1599 tensors)' in errors[-1], errors
+    assert len('; '.join(errors)) < 400
 
 
 def test_finetune_one_epoch_with_tools_train(tmp_path):
@@ -218,10 +243,7 @@ test_evaluator = val_evaluator
         'val_dataloader.dataset.pipeline.2.crop_size=32',
         'default_hooks.logger.interval=1',
     ]
-    proc = run_tool(['tools/train.py', str(cfg), '--work-dir', work_dir, '--cfg-options'] + opts)
-    logs = glob.glob(osp.join(work_dir, '*', '*.log'))
-    assert logs, proc.stdout[-3000:]
-    text = open(logs[0]).read()
+    text = run_in_process('train.py', cfg, '--work-dir', work_dir, '--cfg-options', *opts)
     assert 'Loaded pretrained encoder from' in text and 'keys loaded' in text
     assert 'resized pos_embed: (1, 10, 64) -> (1, 5, 64)' in text
     scalars = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
@@ -240,8 +262,8 @@ test_evaluator = val_evaluator
     test_opts += [o.replace('val_dataloader', 'test_dataloader', 1) for o in opts
                   if o.startswith('val_dataloader')] + ['env_cfg.dist_cfg.backend=gloo']
     single = tmp_path / 'single.json'
-    run_tool(['tools/test.py', str(cfg), ckpt_ft, '--work-dir', str(tmp_path / 't1'), '--out',
-              str(single), '--out-item', 'metrics', '--cfg-options'] + test_opts)
+    run_in_process('test.py', cfg, ckpt_ft, '--work-dir', tmp_path / 't1', '--out', single,
+                   '--out-item', 'metrics', '--cfg-options', *test_opts)
     two = tmp_path / 'two.json'
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PORT=str(free_port()))
     proc = subprocess.run(['bash', 'tools/dist_test.sh', str(cfg), ckpt_ft, '2', '--work-dir',
@@ -254,14 +276,14 @@ test_evaluator = val_evaluator
 
     # A checkpoint that does not hold the whole model (here the pretraining one: no head, MFF
     # fusion layers) would be evaluated with random parts by mmengine (strict=False, a log
-    # line, exit 0): tools/test.py refuses it, naming the file and the keys.
-    proc = run_tool(['tools/test.py', str(cfg), ckpt, '--work-dir', str(tmp_path / 't3'),
-                     '--cfg-options'] + test_opts, check=False)
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert f'{ckpt} does not fit ImageClassifier' in last and 'head.' in last, proc.stderr[-3000:]
-    assert 'weights missing from the checkpoint' in last
-    assert 'checkpoint keys the model does not have' in last and 'proj_layers' in last
+    # line, exit 0): tools/test.py refuses it, naming the file and the keys, in one line.
+    with pytest.raises(ValueError) as info:
+        run_in_process('test.py', cfg, ckpt, '--work-dir', tmp_path / 't3', '--cfg-options',
+                       *test_opts)
+    msg = str(info.value)
+    assert f'{ckpt} does not fit ImageClassifier' in msg and '\n' not in msg
+    assert 'missing from the checkpoint: ' in msg and 'head.*' in msg
+    assert 'the model does not have: ' in msg and 'backbone.proj_layers' in msg
 
 
 @pytest.mark.parametrize('pretrain_config,fusion', [

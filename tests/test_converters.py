@@ -1,5 +1,8 @@
 """Converters in tools/model_converters/: plugin <-> timm (features match timm's own ViT) and
-official MAE / DeepMIM -> plugin (decoders match the official forward), with dropped-key reports."""
+official MAE / DeepMIM -> plugin (decoders match the official forward), with dropped-key reports;
+the converters' safety rules; publish_model.py."""
+import hashlib
+import os
 import os.path as osp
 from functools import partial
 
@@ -7,23 +10,23 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import ROOT
+from conftest import run_main
 from downstream_utils import PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint
 
-CONV = osp.join(ROOT, 'tools', 'model_converters')
 
-
-def _convert(script, args, capsys):
-    """Run a converter's ``main`` in this process (a subprocess per call costs seconds of
-    imports); returns its stdout. ``test_unmapped_keys_are_an_error_unless_allowed`` runs one as
-    a real command."""
-    import importlib
-    import sys
-    if CONV not in sys.path:
-        sys.path.insert(0, CONV)
+def _convert(capsys, script, *args):
+    """Run ``tools/model_converters/<script>.py args`` in this process; returns ``(exit status,
+    stdout, stderr)``."""
     capsys.readouterr()
-    importlib.import_module(script).main([str(a) for a in args])
-    return capsys.readouterr().out
+    code = run_main(f'tools/model_converters/{script}.py', *args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _ok(capsys, script, *args):
+    code, out, err = _convert(capsys, script, *args)
+    assert code == 0, err
+    return out
 
 
 def _timm_vit(**kwargs):
@@ -52,7 +55,7 @@ def test_plugin_to_timm_features_match_and_round_trip(tmp_path, capsys):
     src = str(tmp_path / 'pretrain.pth')
     state = make_pretrain_checkpoint(src)  # MFF: fusion layers, decoder, a teacher key
     dst = str(tmp_path / 'timm.pth')
-    out = _convert('deepmim_to_timm', [src, dst], capsys)
+    out = _ok(capsys, 'deepmim_to_timm', src, dst)
     # Every dropped key is listed with its reason.
     assert 'dropped (pretraining only' in out
     for key in ('backbone.proj_weights', 'backbone.proj_layers.{0-1}.weight',
@@ -73,7 +76,7 @@ def test_plugin_to_timm_features_match_and_round_trip(tmp_path, capsys):
 
     # And back: timm -> plugin gives the original encoder tensors.
     back = str(tmp_path / 'back.pth')
-    _convert('timm_to_deepmim', [dst, back], capsys)
+    _ok(capsys, 'timm_to_deepmim', dst, back)
     back_state = torch.load(back)['state_dict']
     expected = {'backbone.' + k: v for k, v in _backbone_state(state).items()}
     assert set(back_state) == set(expected)
@@ -90,7 +93,7 @@ def test_timm_classifier_to_plugin_matches_logits(tmp_path, capsys):
     src = str(tmp_path / 'timm_cls.pth')
     torch.save(timm_vit.state_dict(), src)
     dst = str(tmp_path / 'mm_cls.pth')
-    _convert('timm_to_deepmim', [src, dst], capsys)
+    _ok(capsys, 'timm_to_deepmim', src, dst)
     state = torch.load(dst)['state_dict']
     assert {'backbone.ln2.weight', 'head.fc.weight', 'head.fc.bias'} <= set(state)
 
@@ -121,14 +124,10 @@ def test_unmapped_keys_are_an_error_unless_allowed(tmp_path, capsys):
     odd = str(tmp_path / 'odd.pth')
     torch.save({'state_dict': state}, odd)
     dst = str(tmp_path / 'timm.pth')
-    import subprocess
-    import sys
-    proc = subprocess.run([sys.executable, osp.join(CONV, 'deepmim_to_timm.py'), odd, dst],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 1
-    assert 'dropped (unmapped, 1 keys): backbone.extra_adapter.weight' in proc.stdout
-    assert '--allow-drop' in proc.stderr and not osp.exists(dst)
-    out = _convert('deepmim_to_timm', [odd, dst, '--allow-drop'], capsys)
+    code, out, err = _convert(capsys, 'deepmim_to_timm', odd, dst)
+    assert code == 1 and '--allow-drop' in err and not osp.exists(dst)
+    assert 'dropped (unmapped, 1 keys): backbone.extra_adapter.weight' in out
+    out = _ok(capsys, 'deepmim_to_timm', odd, dst, '--allow-drop')
     assert 'backbone.extra_adapter.weight' in out and osp.isfile(dst)
 
 
@@ -176,7 +175,7 @@ def test_official_to_plugin(tmp_path, num_decoders, capsys):
     src = str(tmp_path / 'official.pth')
     torch.save({'model': model, 'epoch': 1599, 'args': None}, src)
     dst = str(tmp_path / 'plugin.pth')
-    out = _convert('official_to_deepmim', [src, dst], capsys)
+    out = _ok(capsys, 'official_to_deepmim', src, dst)
     assert 'dropped' not in out and 'auxiliary' in out, out
     state = torch.load(dst)['state_dict']
 
@@ -213,7 +212,7 @@ def test_official_unmapped_key_is_reported(tmp_path, capsys):
     model = dict(encoder.state_dict(), teacher_proj=torch.zeros(2))
     src = str(tmp_path / 'official.pth')
     torch.save({'model': model}, src)
-    out = _convert('official_to_deepmim', [src, tmp_path / 'o.pth', '--allow-drop'], capsys)
+    out = _ok(capsys, 'official_to_deepmim', src, tmp_path / 'o.pth', '--allow-drop')
     assert 'dropped (unmapped, 1 keys): teacher_proj' in out
 
 
@@ -221,146 +220,105 @@ def test_official_unmapped_key_is_reported(tmp_path, capsys):
 # Safety: no overwritten input, no near-empty output, atomic writes with the umask's mode
 # ------------------------------------------------------------------------------------------------
 def _sha(path):
-    import hashlib
     with open(path, 'rb') as f:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def _inputs(tmp_path):
-    """One valid input per converter: plugin, timm and official checkpoints."""
-    plugin = str(tmp_path / 'plugin.pth')
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+    """One valid input per converter: plugin, timm and official checkpoints (read only)."""
+    root = tmp_path_factory.mktemp('inputs')
+    plugin, timm_file, official = (str(root / n) for n in ('plugin.pth', 'timm.pth',
+                                                           'official.pth'))
     make_pretrain_checkpoint(plugin)
-    timm_file = str(tmp_path / 'timm.pth')
     torch.save(_timm_vit(num_classes=0).state_dict(), timm_file)
-    official = str(tmp_path / 'official.pth')
     torch.save({'model': dict(_timm_vit(num_classes=0).state_dict(),
                               **_OfficialDecoders(None).state_dict())}, official)
     return {'deepmim_to_timm': plugin, 'timm_to_deepmim': timm_file,
             'official_to_deepmim': official}
 
 
-@pytest.mark.parametrize('link', ['same path', 'symlink', 'hardlink'])
-def test_converters_refuse_to_overwrite_their_input(tmp_path, link, capsys):
-    import os
-    for script, src in _inputs(tmp_path).items():
-        before = _sha(src)
-        dst = src
-        if link != 'same path':
-            dst = str(tmp_path / f'{script}_link.pth')
-            (os.symlink if link == 'symlink' else os.link)(src, dst)
-        with pytest.raises(SystemExit, match='is the input') as err:
-            _convert(script, [src, dst, '--allow-drop'], capsys)
-        assert dst in str(err.value)
-        assert _sha(src) == before, script
-
-
-def test_overwrite_refusal_is_exit_code_1_with_the_paths(tmp_path):
-    import subprocess
-    import sys
-    src = str(tmp_path / 'pretrain.pth')
-    make_pretrain_checkpoint(src)
-    proc = subprocess.run([sys.executable, osp.join(CONV, 'deepmim_to_timm.py'), src, src],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 1
-    assert f'the output {src} is the input {src}' in proc.stderr
-    assert 'at least half' not in proc.stderr
-    help_text = subprocess.run([sys.executable, osp.join(CONV, 'timm_to_deepmim.py'), '-h'],
-                               capture_output=True, text=True, cwd=ROOT).stdout
+def test_bad_arguments_are_one_error_line_naming_them(inputs, tmp_path, capsys):
+    """DST is SRC (path, symlink, hard link), an existing file (without --force) or a directory,
+    SRC missing or no checkpoint: exit status 1, one error line naming the path, nothing
+    written, the input unchanged; DST is checked before SRC is read."""
+    other = str(tmp_path / 'other_run.pth')
+    make_pretrain_checkpoint(other, seed=3)
+    text, adir, out = tmp_path / 'notes.txt', tmp_path / 'adir', str(tmp_path / 'x.pth')
+    text.write_text('not a checkpoint\n')
+    adir.mkdir()
+    before = {p: _sha(p) for p in [other, *inputs.values()]}
+    for script, src in inputs.items():
+        symlink, hardlink = (str(tmp_path / f'{script}_{k}.pth') for k in ('sym', 'hard'))
+        os.symlink(src, symlink)
+        os.link(src, hardlink)
+        for bad_src, dst, named in [
+                (src, src, f'the output {src} is the input'),
+                (src, symlink, f'the output {symlink} is the input'),
+                (src, hardlink, f'the output {hardlink} is the input'),
+                (src, other, f'dst: {other} exists; pass --force'),
+                (src, adir, f'dst: {adir} is a directory'),
+                (text, out, f'src: not a checkpoint: {text}'),
+                (tmp_path / 'missing.pth', out, f'src: checkpoint not found: {tmp_path}')]:
+            code, _, err = _convert(capsys, script, bad_src, dst, '--allow-drop')
+            assert code == 1 and err.startswith('error: ') and named in err, (script, err)
+            assert len(err.strip().splitlines()) == 1 and 'at least half' not in err
+    assert {p: _sha(p) for p in before} == before
+    assert not osp.exists(out) and not list(adir.iterdir())
+    code, _, err = _convert(capsys, 'publish_model', text, tmp_path / 'pub.pth')
+    assert code == 1 and str(text) in err
+    _ok(capsys, 'deepmim_to_timm', inputs['deepmim_to_timm'], other, '--force')
+    assert _sha(other) != before[other]
+    help_text = _ok(capsys, 'timm_to_deepmim', '-h')
     assert 'fewer than half of the input' in ' '.join(help_text.split())
 
 
-def test_converters_check_the_destination_first_and_name_a_bad_input(tmp_path):
-    """An existing DST (e.g. another training checkpoint) is replaced only with --force, a
-    directory DST is refused before the conversion runs, a missing or unreadable SRC is one
-    error line naming it."""
-    import subprocess
-    import sys
-    inputs = _inputs(tmp_path)
-    other = str(tmp_path / 'other_run.pth')
-    make_pretrain_checkpoint(other, seed=3)
-    before = _sha(other)
-    text = tmp_path / 'notes.txt'
-    text.write_text('not a checkpoint\n')
-    (tmp_path / 'adir').mkdir()
-
-    def run(script, *args):
-        proc = subprocess.run([sys.executable, osp.join(CONV, f'{script}.py'), *map(str, args)],
-                              capture_output=True, text=True, cwd=ROOT)
-        assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
-        return proc.stderr.strip().splitlines()[-1]
-
-    for script, src in inputs.items():
-        assert run(script, src, other, '--allow-drop') == (
-            f'error: dst: {other} exists; pass --force to replace it (or choose another output '
-            'path)')
-        assert _sha(other) == before
-        assert run(script, src, tmp_path / 'adir', '--allow-drop').startswith(
-            f'error: dst: {tmp_path / "adir"} is a directory')
-        assert run(script, text, tmp_path / 'x.pth') .startswith(f'error: src: not a checkpoint: '
-                                                                 f'{text}')
-        assert 'not found' in run(script, tmp_path / 'missing.pth', tmp_path / 'x.pth')
-    assert not osp.exists(tmp_path / 'x.pth') and not list((tmp_path / 'adir').iterdir())
-    assert run('publish_model', text, tmp_path / 'pub.pth').startswith('error: ')
-    proc = subprocess.run([sys.executable, osp.join(CONV, 'deepmim_to_timm.py'),
-                           inputs['deepmim_to_timm'], other, '--force'],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0 and _sha(other) != before
-
-
-def test_converters_refuse_empty_or_near_empty_results(tmp_path, capsys):
-    inputs = _inputs(tmp_path)
+def test_converters_refuse_empty_or_near_empty_results(inputs, tmp_path, capsys):
     dst = str(tmp_path / 'out.pth')
     # A plugin checkpoint given to the timm and official converters: every key unmapped, so
     # --allow-drop would write 0 tensors.
     for script in ('timm_to_deepmim', 'official_to_deepmim'):
-        with pytest.raises(SystemExit, match=r'only 0 of the \d+ encoder tensors'):
-            _convert(script, [inputs['deepmim_to_timm'], dst, '--allow-drop'], capsys)
-    # A checkpoint whose encoder is mostly under foreign names: more than half dropped.
+        code, _, err = _convert(capsys, script, inputs['deepmim_to_timm'], dst, '--allow-drop')
+        assert code == 1 and 'only 0 of the' in err and inputs['deepmim_to_timm'] in err
     state = torch.load(inputs['deepmim_to_timm'])['state_dict']
-    renamed = {(k.replace('.layers.', '.adapter_layers.') if k.startswith('backbone.') else k): v
-               for k, v in state.items()}
-    odd = str(tmp_path / 'mostly_foreign.pth')
-    torch.save({'state_dict': renamed}, odd)
-    with pytest.raises(SystemExit, match='at least half are required'):
-        _convert('deepmim_to_timm', [odd, dst, '--allow-drop'], capsys)
-    # No encoder at all (decoder only).
-    neck_only = str(tmp_path / 'neck_only.pth')
-    torch.save({'state_dict': {k: v for k, v in state.items() if k.startswith('neck.')}},
-               neck_only)
-    with pytest.raises(SystemExit, match='has no encoder keys'):
-        _convert('deepmim_to_timm', [neck_only, dst, '--allow-drop'], capsys)
+    # Most of the encoder under foreign names: more than half dropped; no encoder at all.
+    mostly_foreign = {k.replace('.layers.', '.adapter_layers.'): v for k, v in state.items()}
+    neck_only = {k: v for k, v in state.items() if k.startswith('neck.')}
+    for name, bad, named in [('foreign', mostly_foreign, 'at least half are required'),
+                             ('neck_only', neck_only, 'has no encoder keys')]:
+        path = str(tmp_path / f'{name}.pth')
+        torch.save({'state_dict': bad}, path)
+        code, _, err = _convert(capsys, 'deepmim_to_timm', path, dst, '--allow-drop')
+        assert code == 1 and named in err and path in err
     assert not osp.exists(dst)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
 
 
 @pytest.mark.parametrize('umask', [0o022, 0o002])
-def test_output_mode_honours_the_umask(tmp_path, umask, capsys):
-    import os
-    src = _inputs(tmp_path)['deepmim_to_timm']
+def test_output_mode_honours_the_umask(inputs, tmp_path, umask, capsys):
     old = os.umask(umask)
     try:
         for dst in ('timm.pth', 'timm.safetensors'):
-            _convert('deepmim_to_timm', [src, tmp_path / dst, '--force'], capsys)
+            _ok(capsys, 'deepmim_to_timm', inputs['deepmim_to_timm'], tmp_path / dst, '--force')
             assert os.stat(tmp_path / dst).st_mode & 0o777 == 0o666 & ~umask
     finally:
         os.umask(old)
 
 
-def test_failed_write_keeps_the_previous_output(tmp_path, capsys, monkeypatch):
+def test_failed_write_keeps_the_previous_output(inputs, tmp_path, capsys, monkeypatch):
     """A write that fails (here: fsync reports a full disk) leaves the previous output intact
     and no temporary file."""
     import errno
-    import os
-    src = _inputs(tmp_path)['deepmim_to_timm']
+    src = inputs['deepmim_to_timm']
     dst = str(tmp_path / 'converted.pth')
-    _convert('deepmim_to_timm', [src, dst], capsys)
+    _ok(capsys, 'deepmim_to_timm', src, dst)
     before = _sha(dst)
 
     def full_disk(fd):
         raise OSError(errno.ENOSPC, 'No space left on device')
     monkeypatch.setattr(os, 'fsync', full_disk)
     with pytest.raises(OSError, match='no space left on device'):
-        _convert('deepmim_to_timm', [src, dst, '--layout', 'mae', '--force'], capsys)
+        _convert(capsys, 'deepmim_to_timm', src, dst, '--layout', 'mae', '--force')
     monkeypatch.undo()
     assert _sha(dst) == before
     assert sorted(p.name for p in tmp_path.iterdir() if 'converted' in p.name) == ['converted.pth']
@@ -373,7 +331,7 @@ def test_mae_layout_loads_as_the_official_finetuning_script_does(tmp_path, capsy
     src = str(tmp_path / 'pretrain.pth')
     state = make_pretrain_checkpoint(src)
     dst = str(tmp_path / 'official_ft_input.pth')
-    _convert('deepmim_to_timm', [src, dst, '--layout', 'mae'], capsys)
+    _ok(capsys, 'deepmim_to_timm', src, dst, '--layout', 'mae')
     checkpoint = torch.load(dst, map_location='cpu')
     assert set(checkpoint) == {'model'}
     model = _timm_vit(num_classes=5, global_pool='avg')
@@ -383,34 +341,33 @@ def test_mae_layout_loads_as_the_official_finetuning_script_does(tmp_path, capsy
     assert msg.unexpected_keys == ['norm.weight', 'norm.bias']  # no final norm with global pool
     torch.testing.assert_close(model.blocks[1].attn.qkv.weight,
                                state['backbone.layers.1.attn.qkv.weight'])
-    with pytest.raises(SystemExit, match="'model' layout needs a .pth"):
-        _convert('deepmim_to_timm', [src, tmp_path / 'x.safetensors', '--layout', 'mae'], capsys)
+    code, _, err = _convert(capsys, 'deepmim_to_timm', src, tmp_path / 'x.safetensors',
+                            '--layout', 'mae')
+    assert code == 1 and "'model' layout needs a .pth" in err
 
 
 # ------------------------------------------------------------------------------------------------
 # publish_model.py
 # ------------------------------------------------------------------------------------------------
-def test_publish_model_loads_with_weights_only_without_the_plugin(tmp_path):
+def test_publish_model_loads_with_weights_only_without_the_plugin(tmp_path, capsys):
     """A real training checkpoint (the demo config, one short epoch: optimizer, message hub,
     schedulers, RNG states) -> <name>-<sha8>.pth that a fresh interpreter loads with
     weights_only=True without importing deepmim_mm or mmengine; weights unchanged."""
-    import hashlib
     import subprocess
     import sys
-
-    from conftest import run_tool
     work = tmp_path / 'work'
-    run_tool(['tools/train.py', 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py',
-              '--work-dir', str(work), '--cfg-options', 'train_cfg.max_epochs=1',
-              'train_dataloader.dataset.times=1', 'train_dataloader.num_workers=0',
-              'custom_hooks.0.enable=False'])
+    demo = 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py'
+    assert run_main('tools/train.py', demo, '--work-dir', work, '--cfg-options',
+                    'train_cfg.max_epochs=1', 'train_dataloader.dataset.times=1',
+                    'train_dataloader.dataset.dataset.indices=8',  # one iteration
+                    'train_dataloader.num_workers=0', 'custom_hooks.0.enable=False') == 0
     ckpt = str(work / 'epoch_1.pth')
-    proc = run_tool([osp.join(CONV, 'publish_model.py'), ckpt, str(tmp_path / 'pub' / 'demo.pth')])
+    out = _ok(capsys, 'publish_model', ckpt, tmp_path / 'pub' / 'demo.pth')
     (final, ) = [p for p in (tmp_path / 'pub').iterdir()]
     assert final.name == f'demo-{hashlib.sha256(final.read_bytes()).hexdigest()[:8]}.pth'
-    assert f'wrote {final}' in proc.stdout
+    assert f'wrote {final}' in out
     for key in ('optimizer', 'message_hub', 'param_schedulers', 'rng_state'):
-        assert key in proc.stdout.split('dropped: ')[1].splitlines()[0]
+        assert key in out.split('dropped: ')[1].splitlines()[0]
     assert final.stat().st_size < osp.getsize(ckpt) / 2  # no AdamW moments
 
     check = ('import sys, torch\n'

@@ -4,14 +4,13 @@ COCO-format dataset, through mmcv's compiled RoIAlign and NMS on the CPU."""
 import glob
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, run_tool
-from downstream_utils import PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint, write_coco
+from conftest import ROOT, run_main
+from downstream_utils import (PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint, run_in_process,
+                              write_coco)
 
 DET_CONFIG = osp.join(ROOT, 'configs', 'detection',
                       'vitdet_mask-rcnn_vit-b-deepmim_16xb4-lsj-100e_coco.py')
@@ -204,8 +203,7 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
 randomness = dict(seed=0)
 log_processor = dict(window_size=1)
 ''')
-    train = run_tool(['tools/train.py', str(cfg), '--work-dir', work_dir, '--no-validate'])
-    log = train.stdout + train.stderr
+    log = run_in_process('train.py', cfg, '--work-dir', work_dir, '--no-validate')
     assert 'Loaded pretrained encoder from' in log
     # ViTDet's position embedding: loaded at the pretraining grid, interpolated per forward.
     assert 'resized pos_embed' not in log and 'pos_embed' in log
@@ -214,31 +212,27 @@ log_processor = dict(window_size=1)
     ckpt_out = osp.join(work_dir, 'iter_2.pth')
     assert osp.isfile(ckpt_out)
 
-    test = run_tool(['tools/test.py', str(cfg), ckpt_out, '--work-dir', str(tmp_path / 'test')])
-    out = test.stdout + test.stderr
+    # --show-dir as mmdet's tools/test.py does it: DetVisualizationHook(draw=True,
+    # test_out_dir), a relative directory under <work_dir>/<timestamp>/. (A visualizer of its
+    # own name, as in a fresh process: mmengine keeps one instance per name.)
+    test_work = tmp_path / 'test_vis'
+    out = run_in_process('test.py', cfg, ckpt_out, '--work-dir', test_work, '--show-dir', 'vis',
+                         '--cfg-options', 'visualizer.name=det_test')
     assert re.search(r'coco/bbox_mAP: -?\d+\.\d+', out), out[-3000:]
     assert re.search(r'coco/segm_mAP: -?\d+\.\d+', out), out[-3000:]
     assert 'Evaluating bbox' in out and 'Evaluating segm' in out
     assert 'results of the whole dataset is empty' not in out
-
-    # --show-dir as mmdet's tools/test.py does it: DetVisualizationHook(draw=True,
-    # test_out_dir), a relative directory under <work_dir>/<timestamp>/.
-    test_work = tmp_path / 'test_vis'
-    run_tool(['tools/test.py', str(cfg), ckpt_out, '--work-dir', str(test_work),
-              '--show-dir', 'vis'])
     drawn = glob.glob(str(test_work / '*' / 'vis' / '*.jpg'))
     assert len(drawn) == 2, glob.glob(str(test_work / '**'), recursive=True)
 
     # --tta: mmdet's DetTTAModel (flip, NMS) merges boxes and refuses masks: a clear error for
     # Mask R-CNN before anything is built, and a TTA run of the same detector without its mask
     # head.
-    proc = subprocess.run([sys.executable, 'tools/test.py', str(cfg), ckpt_out, '--tta'],
-                          cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode != 0 and 'roi_head.mask_head' in proc.stderr, proc.stderr[-2000:]
-    test = run_tool(['tools/test.py', str(cfg), ckpt_out, '--work-dir', str(tmp_path / 'tta'),
-                     '--tta', '--cfg-options', 'model.roi_head.mask_head=None',
-                     'model.roi_head.mask_roi_extractor=None', 'test_evaluator.metric=bbox'])
-    out = test.stdout + test.stderr
+    with pytest.raises(ValueError, match='roi_head.mask_head'):
+        run_main('tools/test.py', cfg, ckpt_out, '--tta')
+    out = run_in_process('test.py', cfg, ckpt_out, '--work-dir', tmp_path / 'tta', '--tta',
+                         '--cfg-options', 'model.roi_head.mask_head=None',
+                         'model.roi_head.mask_roi_extractor=None', 'test_evaluator.metric=bbox')
     assert re.search(r'coco/bbox_mAP: -?\d+\.\d+', out), out[-3000:]
     dumped = (tmp_path / 'tta' / cfg.name).read_text()
     assert "type='DetTTAModel'" in dumped and "type='TestTimeAug'" in dumped

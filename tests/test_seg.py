@@ -7,8 +7,9 @@ import re
 import pytest
 import torch
 
-from conftest import ROOT, run_tool
-from downstream_utils import PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint, write_ade20k
+from conftest import ROOT
+from downstream_utils import (PRETRAIN_IMG, TINY_VIT, make_pretrain_checkpoint, run_in_process,
+                              write_ade20k)
 
 SEG_CONFIG = osp.join(ROOT, 'configs', 'segmentation',
                       'deepmim-base_upernet_8xb2-amp-160k_ade20k-512x512.py')
@@ -151,8 +152,7 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
 # Fixed seed: the same tiny run every time.
 randomness = dict(seed=0)
 ''')
-    train = run_tool(['tools/train.py', str(cfg), '--work-dir', work_dir, '--no-validate'])
-    log = train.stdout + train.stderr
+    log = run_in_process('train.py', cfg, '--work-dir', work_dir, '--no-validate')
     assert 'Loaded pretrained encoder from' in log
     assert 'resized pos_embed: (1, 10, 64) -> (1, 17, 64)' in log
     assert 'target_generator.teacher.proj' in log
@@ -160,18 +160,15 @@ randomness = dict(seed=0)
     ckpt_out = osp.join(work_dir, 'iter_2.pth')
     assert osp.isfile(ckpt_out), glob.glob(work_dir + '/*')
 
-    test = run_tool(['tools/test.py', str(cfg), ckpt_out, '--work-dir', str(tmp_path / 'test')])
-    out = test.stdout + test.stderr
+    # Evaluated with --show-dir and --tta as mmseg's tools/test.py does them:
+    # SegVisualizationHook(draw=True) writing through the visualizer (save_dir), the config's
+    # tta_model / tta_pipeline. (A visualizer of its own name, as in a fresh process: mmengine
+    # keeps one instance per name.)
+    vis = tmp_path / 'vis'
+    out = run_in_process('test.py', cfg, ckpt_out, '--work-dir', tmp_path / 'test2',
+                         '--show-dir', vis, '--tta', '--cfg-options', 'visualizer.name=seg_test')
     assert re.search(r'mIoU: \d+\.\d+', out), out[-3000:]
     assert 'aAcc' in out and 'per class results' in out
-
-    # --show-dir and --tta as mmseg's tools/test.py does them: SegVisualizationHook(draw=True)
-    # writing through the visualizer (save_dir), the config's tta_model / tta_pipeline.
-    vis = tmp_path / 'vis'
-    test = run_tool(['tools/test.py', str(cfg), ckpt_out, '--work-dir', str(tmp_path / 'test2'),
-                     '--show-dir', str(vis), '--tta'])
-    out = test.stdout + test.stderr
-    assert re.search(r'mIoU: \d+\.\d+', out), out[-3000:]
     drawn = sorted(glob.glob(str(vis / 'vis_data' / 'vis_image' / '*.png')))
     assert len(drawn) == 2, (drawn, glob.glob(str(vis / '**'), recursive=True))
     dumped = (tmp_path / 'test2' / cfg.name).read_text()  # the config the Runner ran

@@ -10,8 +10,8 @@ from .io import (TRUST_ENV, NotACheckpointError, atomic_save, atomic_write, atom
 from .keys import (DENSE_NEW_KEYS, MFF_FUSION_KEYS, PRETRAIN_ONLY_KEYS, extract_prefix, fold_keys,
                    matches, mmpretrain_vit_to_timm, official_mae_to_plugin, plugin_to_timm,
                    pretrain_only_reason, timm_to_plugin, timm_vit_to_mmpretrain)
-from .loading import (LoadReport, PretrainedEncoderMixin, check_state, load_checked_state,
-                      load_pretrained_encoder)
+from .loading import (LoadReport, PretrainedEncoderMixin, check_state, fit_error,
+                      load_checked_state, load_pretrained_encoder, summarize)
 
 __all__ = [
     'TRUST_ENV', 'NotACheckpointError', 'atomic_save', 'atomic_write', 'atomic_write_bytes',
@@ -20,5 +20,6 @@ __all__ = [
     'DENSE_NEW_KEYS', 'MFF_FUSION_KEYS', 'PRETRAIN_ONLY_KEYS', 'extract_prefix', 'fold_keys',
     'matches', 'mmpretrain_vit_to_timm', 'official_mae_to_plugin', 'plugin_to_timm',
     'pretrain_only_reason', 'timm_to_plugin', 'timm_vit_to_mmpretrain', 'LoadReport',
-    'PretrainedEncoderMixin', 'check_state', 'load_checked_state', 'load_pretrained_encoder'
+    'PretrainedEncoderMixin', 'check_state', 'fit_error', 'load_checked_state',
+    'load_pretrained_encoder', 'summarize'
 ]

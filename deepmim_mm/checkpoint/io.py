@@ -1,16 +1,11 @@
 """Reading checkpoint files, and writing them so that a crash never leaves a truncated one.
 
-One reader serves the whole plugin (fine-tuning, segmentation and detection backbones, both
-teachers, the analysis tools, the converters and the checkpoint hooks): :func:`load_file` turns a
-file into the object it holds, :func:`read_checkpoint` insists on a dict and
-:func:`read_state_dict` returns its tensors. A file that is not a checkpoint is a
-:class:`NotACheckpointError` naming the file and what was found instead.
-
-Files are read with ``torch.load(weights_only=True)`` inside :func:`checkpoint_safe_globals`, a
-*scoped* allowlist of exactly what mmengine checkpoints hold besides tensors, so nothing is
-registered process-wide. A checkpoint holding any other object is refused with the name of the
-object and the two ways to accept it; ``DEEPMIM_TRUST_CHECKPOINTS=1`` reads with full pickle
-(only for files you trust: pickle can run code).
+The plugin's one reader: :func:`load_file` turns a file into the object it holds,
+:func:`read_checkpoint` insists on a dict, :func:`read_state_dict` returns its tensors; a file
+that is not a checkpoint is a :class:`NotACheckpointError` naming it and what it holds. Files are
+read with ``torch.load(weights_only=True)`` inside :func:`checkpoint_safe_globals`, a *scoped*
+allowlist of what mmengine checkpoints hold besides tensors (nothing is registered
+process-wide); ``DEEPMIM_TRUST_CHECKPOINTS=1`` reads with full pickle.
 """
 import contextlib
 import os
@@ -20,7 +15,7 @@ import re
 import tempfile
 import zipfile
 from collections import OrderedDict
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, List
 
 import numpy as np
 import torch
@@ -43,11 +38,8 @@ def trust_checkpoints() -> bool:
 # What mmengine checkpoints hold besides tensors
 # --------------------------------------------------------------------------------------------
 def _restricted_getattr(obj, name):
-    """``getattr`` for the weights-only unpickler: only ``HistoryBuffer``'s statistics methods.
-
-    ``HistoryBuffer.__getstate__`` pickles its statistics methods as ``getattr(HistoryBuffer,
-    'min')``; anything else a pickle asks ``getattr`` for is refused.
-    """
+    """``getattr`` for the weights-only unpickler, only for ``HistoryBuffer``'s statistics
+    methods (``HistoryBuffer.__getstate__`` pickles them as ``getattr(HistoryBuffer, 'min')``)."""
     from mmengine.logging import HistoryBuffer
     allowed = {'min', 'max', 'current', 'mean'} | {
         key for key, value in HistoryBuffer._statistics_methods.items()
@@ -62,12 +54,9 @@ def _restricted_getattr(obj, name):
 
 
 def mmengine_safe_globals() -> List[Any]:
-    """The globals an mmengine checkpoint holds besides tensors, for ``safe_globals``.
-
-    The message hub's ``HistoryBuffer`` (whose statistics methods pickle as ``getattr``, allowed
-    here only for those methods), numpy arrays, scalars and dtypes (under numpy 2 and numpy 1
-    names); the classes of numpy's boolean and numeric dtypes, not object/string/void ones.
-    """
+    """The globals an mmengine checkpoint holds besides tensors, for ``safe_globals``: the
+    message hub's ``HistoryBuffer``, numpy arrays, scalars and boolean / numeric dtypes (under
+    numpy 2 and numpy 1 names)."""
     from mmengine.logging import HistoryBuffer
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     dtype_classes = sorted({type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDG'}, key=repr)
@@ -79,11 +68,9 @@ def mmengine_safe_globals() -> List[Any]:
     ]
 
 
-@contextlib.contextmanager
-def checkpoint_safe_globals() -> Iterator[None]:
+def checkpoint_safe_globals() -> torch.serialization.safe_globals:
     """``torch.serialization.safe_globals`` with :func:`mmengine_safe_globals`, for a scope."""
-    with torch.serialization.safe_globals(mmengine_safe_globals()):
-        yield
+    return torch.serialization.safe_globals(mmengine_safe_globals())
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,34 +105,24 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _refused(path: str, error: pickle.UnpicklingError,
-             field_name: str = '') -> pickle.UnpicklingError:
-    """A real torch file with a global outside the allowlist: name it and the remedies."""
-    text = str(error)
-    found = None
-    for pattern in (r'GLOBAL (\S+) was not an allowed global',
-                    r'GLOBAL (builtins\.getattr with arguments \([^)]*\))',
-                    r'(unrecognized function .*?)(?:\n|$)',
-                    r'(Can only create new object .*?)(?:\n|$)'):
-        match = re.search(pattern, text)
-        if match:
-            found = match.group(1)
-            break
-    text_detail = text.split('WeightsUnpickler error:', 1)[-1].strip()
-    detail = next((line for line in text_detail.split('\n') if line.strip()), text_detail)
-    where = f'{_field(field_name)}checkpoint {path}'
-    trust = (f'set {TRUST_ENV}=1 to read checkpoints with full pickle (which can run arbitrary '
-             'code)')
-    if found is None:  # not a global: a pickle feature the weights-only unpickler lacks
+def _refused(path: str, error: pickle.UnpicklingError, where: str) -> pickle.UnpicklingError:
+    """A torch file the weights-only unpickler refuses: name what it holds and the remedies."""
+    try:  # the globals outside the allowlist in scope (zip-format files)
+        with checkpoint_safe_globals():
+            found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except (ValueError, RuntimeError):  # the legacy format: torch's own message names them
+        found = []
+    trust = f'set {TRUST_ENV}=1 to read it with full pickle (which can run arbitrary code)'
+    detail = _first_line(error.__context__ or error)  # torch re-raises its unpickler's error
+    if not found:
         return pickle.UnpicklingError(
-            f'{where} uses pickle features torch.load(weights_only=True) cannot read; if you '
+            f'{where}checkpoint {path} holds what torch.load(weights_only=True) refuses; if you '
             f'trust this file, {trust}.\ntorch said: {detail}')
     return pickle.UnpicklingError(
-        f'{where} holds the object `{found}`, which torch.load(weights_only=True) refuses; '
-        'allowed are tensors and what mmengine checkpoints hold (HistoryBuffer, numpy arrays, '
-        'scalars and dtypes). If you trust this file, allow that global with '
-        f'`torch.serialization.add_safe_globals([{found.split(" ")[0]}])` before loading, or '
-        f'{trust}.\ntorch said: {detail}')
+        f'{where}checkpoint {path} holds the object(s) {", ".join(sorted(found))}, which '
+        'torch.load(weights_only=True) refuses; allowed are tensors and what mmengine '
+        'checkpoints hold (HistoryBuffer, numpy arrays, scalars and dtypes). If you trust this '
+        f'file, allow them with `torch.serialization.add_safe_globals([...])` or {trust}.')
 
 
 def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any:
@@ -163,9 +140,9 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
         pickle.UnpicklingError: a torch file holding an object outside the allowlist; the
             message names it and how to allow it.
     """
+    where = _field(field_name)
     if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise ValueError(f'{_field(field_name)}expected the path of a checkpoint file, '
-                         f'got {path!r}')
+        raise ValueError(f'{where}expected the path of a checkpoint file, got {path!r}')
     path = str(path)
     if '://' in path and not path.startswith('file://'):
         from mmengine.runner.checkpoint import CheckpointLoader
@@ -176,31 +153,26 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
         config_path = re.search(r'\bmodel\.[\w.]+', field_name)  # a config field: how to set it
         hint = (f' (set it with --cfg-options {config_path.group(0)}=/path/to/checkpoint.pth)'
                 if config_path else '')
-        raise FileNotFoundError(f'{_field(field_name)}checkpoint not found: {path}{hint}')
+        raise FileNotFoundError(f'{where}checkpoint not found: {path}{hint}')
     size = osp.getsize(path)
     with open(path, 'rb') as f:
         head = f.read(64)
     if size == 0:
-        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (an empty '
-                                  'file, 0 bytes)')
+        raise NotACheckpointError(f'{where}not a checkpoint: {path} (an empty file, 0 bytes)')
     if path.endswith('.safetensors'):
-        try:
-            from safetensors.torch import load_file as load_safetensors
-        except ImportError as e:
-            raise ValueError(f'{_field(field_name)}reading {path} needs the safetensors package '
-                             '(pip install safetensors)') from e
+        from safetensors.torch import load_file as load_safetensors
         try:
             return load_safetensors(path, device='cpu')
         except Exception as e:  # noqa: BLE001  (safetensors raises its own error types)
-            raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (not a '
-                                      f'readable safetensors file: {_first_line(e)})') from e
+            raise NotACheckpointError(f'{where}not a checkpoint: {path} (not a readable '
+                                      f'safetensors file: {_first_line(e)})') from e
     is_zip = head.startswith(b'PK\x03\x04')
     if not is_zip and not head.startswith(b'\x80'):  # torch files are zip archives or pickles
-        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (found '
+        raise NotACheckpointError(f'{where}not a checkpoint: {path} (found '
                                   f'{_describe(head, size)})')
     if not is_zip and _LEGACY_MAGIC not in head[:32]:
-        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (a Python '
-                                  'pickle, not a torch.save file; it is not unpickled)')
+        raise NotACheckpointError(f'{where}not a checkpoint: {path} (a Python pickle, not a '
+                                  'torch.save file; it is not unpickled)')
     if is_zip and zipfile.is_zipfile(path) and _is_torchscript(path):
         import warnings
         with warnings.catch_warnings():  # torch.jit is deprecated; OpenAI's files are not
@@ -210,15 +182,11 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
     try:
         with checkpoint_safe_globals():
             return torch.load(path, map_location=map_location, weights_only=not trusted)
-    except pickle.UnpicklingError as e:
-        if not trusted and 'Weights only load failed' in str(e):
-            raise _refused(path, e, field_name) from e
-        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (a '
-                                  f'{"zip archive" if is_zip else "pickle"} torch cannot read: '
-                                  f'{_first_line(e)})') from e
-    except (RuntimeError, EOFError, ValueError, KeyError, TypeError, AttributeError,
-            zipfile.BadZipFile) as e:
-        raise NotACheckpointError(f'{_field(field_name)}not a checkpoint: {path} (a '
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, TypeError,
+            AttributeError, zipfile.BadZipFile) as e:
+        if isinstance(e, pickle.UnpicklingError) and not trusted:
+            raise _refused(path, e, where) from e
+        raise NotACheckpointError(f'{where}not a checkpoint: {path} (a '
                                   f'{"zip archive" if is_zip else "pickle"} torch cannot read: '
                                   f'{type(e).__name__}: {_first_line(e)})') from e
 
@@ -260,27 +228,20 @@ def read_state_dict(path: str, field_name: str = '') -> 'OrderedDict[str, torch.
 def _umask() -> int:
     try:
         with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('Umask:'):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # no /proc: read it by setting it (and set it back)
-    os.umask(mask)
-    return mask
+            return next(int(line.split()[1], 8) for line in f if line.startswith('Umask:'))
+    except (OSError, StopIteration):
+        mask = os.umask(0o022)  # no /proc: read it by setting it (and set it back)
+        os.umask(mask)
+        return mask
 
 
 def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory or '.', os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):  # not every file system syncs directories
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _no_space(path: str, error: OSError) -> OSError:
@@ -312,10 +273,8 @@ def atomic_write(path: str, write: Callable[[Any], None]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as error:
-        try:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
-        except OSError:
-            pass
         if isinstance(error, OSError):
             raise _no_space(path, error) from error
         raise
@@ -339,11 +298,3 @@ def stale_temporary_files(directory: str) -> List[str]:
     pattern = re.compile(r'.+\.[a-z0-9_]{8}' + re.escape(_TMP_SUFFIX))  # mkstemp's names
     return sorted(osp.join(directory, n) for n in os.listdir(directory)
                   if pattern.fullmatch(n) and osp.isfile(osp.join(directory, n)))
-
-
-__all__ = [
-    'TRUST_ENV', 'NotACheckpointError', 'trust_checkpoints', 'mmengine_safe_globals',
-    'checkpoint_safe_globals', 'load_file', 'read_checkpoint', 'state_dict_of',
-    'read_state_dict', 'atomic_write', 'atomic_save', 'atomic_write_bytes',
-    'stale_temporary_files'
-]

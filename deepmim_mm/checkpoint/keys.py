@@ -1,20 +1,8 @@
 """Checkpoint key names: the pretraining-only encoder keys, report folding, and the key maps
-between mmpretrain, timm and the official MAE / DeepMIM code.
-
-Key conventions
----------------
-- *Plugin pretraining checkpoint*: mmengine checkpoint whose ``state_dict`` holds the encoder under
-  ``backbone.`` with mmpretrain ``VisionTransformer``/``MAEViT`` names (``cls_token``,
-  ``pos_embed``, ``patch_embed.projection``, ``layers.{i}.{ln1,attn.qkv,attn.proj,ln2,
-  ffn.layers.0.0,ffn.layers.1}``, final norm ``ln1``), MFF's pretraining-only fusion
-  (``proj_layers.{k}``, ``proj_weights``), and the decoders under ``neck.`` (the last level's
-  decoder with ``MAEPretrainDecoder`` names, auxiliary levels under ``neck.aux_decoders.{k}.``).
-- *timm*: ``timm.models.vision_transformer.VisionTransformer`` names (``patch_embed.proj``,
-  ``blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``, ``norm``, ``fc_norm``, ``head``).
-  The official MAE and DeepMIM code (built on timm) uses these names for the encoder.
-
-Every mapping function returns ``(mapped, unmapped)``: nothing is dropped silently; callers
-report ``unmapped`` (and decide whether it is an error).
+between this plugin (mmpretrain names: the encoder under ``backbone.``, the last level's decoder
+under ``neck.``, the others under ``neck.aux_decoders.{k}.``), timm and the official MAE /
+DeepMIM code (timm names for the encoder). Every map returns what it could not map, with a
+reason: nothing is dropped silently.
 """
 import re
 from collections import OrderedDict
@@ -92,9 +80,11 @@ def matches(key: str, patterns: Sequence[str]) -> bool:
     return any(re.fullmatch(p, key) for p in patterns)
 
 
-def pretrain_only_reason(key: str) -> Optional[str]:
-    """The reason ``key`` (an encoder key) is pretraining-only, or ``None``."""
-    return next((why for pattern, why in PRETRAIN_ONLY_KEYS if re.fullmatch(pattern, key)), None)
+def pretrain_only_reason(key: str, rules: Sequence[Tuple[str, str]] = PRETRAIN_ONLY_KEYS
+                         ) -> Optional[str]:
+    """The reason of the first ``(regex, reason)`` rule ``key`` (an encoder key) matches, or
+    ``None``."""
+    return next((why for pattern, why in rules if re.fullmatch(pattern, key)), None)
 
 
 def extract_prefix(state: Dict[str, torch.Tensor],
@@ -186,23 +176,21 @@ def plugin_to_timm(
     """A plugin (or mmpretrain) checkpoint's state dict -> a timm ``VisionTransformer`` state dict.
 
     Maps the encoder (``backbone.``) and a ``LinearClsHead`` (``head.fc.`` -> ``head.``). Returns
-    ``(timm_state, dropped)`` where ``dropped`` maps every key not converted to the reason:
-    decoders, teachers and MFF fusion are *pretraining only*; anything else is *unmapped* (the
-    caller decides whether that is an error).
+    ``(timm_state, dropped)``: every key not converted with its reason, *pretraining only*
+    (decoders, teachers, MFF fusion) or *unmapped*.
     """
     out, unmapped = _map_keys(state, VIT_KEY_PAIRS, src_prefix='backbone.')
-    head, _ = _map_keys(state, (('{p}', '{p}'), ), src_prefix='head.fc.', dst_prefix='head.')
+    head, unmapped_head = _map_keys(state, (('{p}', '{p}'), ), src_prefix='head.fc.',
+                                    dst_prefix='head.')
     out.update(head)
+    unmapped = set(unmapped + unmapped_head)
     dropped = OrderedDict()
-    for key in unmapped:
-        rel = key[len('backbone.'):]
-        dropped[key] = 'pretraining only' if pretrain_only_reason(rel) else 'unmapped'
     for key in state:
-        if key.startswith('backbone.') or key.startswith('head.fc.'):
-            continue
-        top = key.split('.', 1)[0]
-        dropped[key] = 'pretraining only' if top in ('neck', 'target_generator', 'teacher') \
-            else 'unmapped'
+        if key in unmapped or not key.startswith(('backbone.', 'head.fc.')):
+            part, rest = key.split('.', 1) if '.' in key else (key, '')
+            pretraining = (pretrain_only_reason(rest) if part == 'backbone' else
+                           part in ('neck', 'target_generator', 'teacher'))
+            dropped[key] = 'pretraining only' if pretraining else 'unmapped'
     return out, dropped
 
 
@@ -212,65 +200,44 @@ def timm_to_plugin(
     classifier ``head.`` -> ``head.fc.``). Returns ``(state, dropped)``; every key not converted
     is ``'unmapped'``."""
     out, unmapped = _map_keys(state, VIT_KEY_PAIRS, reverse=True, dst_prefix='backbone.')
-    dropped = OrderedDict()
-    for key in unmapped:
-        m = re.fullmatch(r'head\.(weight|bias)', key)
-        if m:
-            out['head.fc.' + m.group(1)] = state[key]
-        else:
-            dropped[key] = 'unmapped'
-    return out, dropped
+    head = [k for k in unmapped if k in ('head.weight', 'head.bias')]
+    out.update(('head.fc.' + k[len('head.'):], state[k]) for k in head)
+    return out, OrderedDict((k, 'unmapped') for k in unmapped if k not in head)
 
 
-#: Official DeepMIM (``OliverRensu/DeepMIM``, ``models_mae.py``) numbers its decoders 1..L
-#: (shallowest first) with these suffixed names; ``decoder_pos_embed`` is shared.
-_DEEPMIM_DECODER_RE = re.compile(
-    r'(decoder_embed|mask_token|decoder_blocks|decoder_norm|decoder_pred)(\d+)(\..*)?$')
+#: A decoder key of the official code: MAE's (``decoder_embed.weight``) or DeepMIM's, numbered
+#: 1..L, shallowest first (``decoder_embed3.weight``); ``decoder_pos_embed`` is shared.
+_DECODER_RE = re.compile(
+    r'(decoder_embed|mask_token|decoder_blocks|decoder_norm|decoder_pred)(\d*)(\..*)?$')
 
 
 def official_mae_to_plugin(
         state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """An official MAE or DeepMIM checkpoint's ``model`` dict -> this plugin's pretraining keys.
 
-    - encoder (timm names) -> ``backbone.`` (mmpretrain names);
-    - MAE's decoder (``decoder_*``, ``mask_token``) -> ``neck.`` (``MAEPretrainDecoder`` names);
-    - DeepMIM's numbered decoders ``decoder_embed{k}``, ``mask_token{k}``, ``decoder_blocks{k}``,
-      ``decoder_norm{k}``, ``decoder_pred{k}`` (k = 1..L, shallowest first): the highest ``k``
-      (the last block's decoder) -> ``neck.``, the others -> ``neck.aux_decoders.{k-1}.``; the
-      shared ``decoder_pos_embed`` is copied to every decoder.
-
-    Returns ``(state, dropped)``; keys no rule covers are ``'unmapped'``.
+    The encoder (timm names) -> ``backbone.`` (mmpretrain names); the decoder (MAE's, or
+    DeepMIM's last one) -> ``neck.`` and DeepMIM's other decoders -> ``neck.aux_decoders.{k}.``
+    (``MAEPretrainDecoder`` names, shallowest first), each with the shared
+    ``decoder_pos_embed``. Returns ``(state, dropped)``; keys no rule covers are ``'unmapped'``.
     """
-    encoder_keys = [k for k in state if not (k.startswith('decoder') or k.startswith('mask_token'))]
-    out, unmapped = _map_keys(OrderedDict((k, state[k]) for k in encoder_keys), VIT_KEY_PAIRS,
-                              reverse=True, dst_prefix='backbone.')
-    dropped = OrderedDict((k, 'unmapped') for k in unmapped)
-    decoder = OrderedDict((k, v) for k, v in state.items() if k not in encoder_keys)
-    numbered: Dict[int, Dict[str, torch.Tensor]] = {}
-    plain = OrderedDict()
-    for key, value in decoder.items():
-        m = _DEEPMIM_DECODER_RE.match(key)
-        if m:
-            numbered.setdefault(int(m.group(2)), OrderedDict())[
-                m.group(1) + (m.group(3) or '')] = value
+    levels: Dict[int, Dict[str, torch.Tensor]] = {}
+    shared, encoder = {}, OrderedDict()
+    for key, value in state.items():
+        m = _DECODER_RE.match(key)
+        if key == 'decoder_pos_embed':
+            shared[key] = value
+        elif m:
+            levels.setdefault(int(m.group(2) or 0), {})[m.group(1) + (m.group(3) or '')] = value
         else:
-            plain[key] = value
-    if numbered:
-        levels = sorted(numbered)
-        shared = {k: v for k, v in plain.items() if k == 'decoder_pos_embed'}
-        for k in shared:
-            plain.pop(k)
-        for n, num in enumerate(levels):
-            dst = 'neck.' if n == len(levels) - 1 else f'neck.aux_decoders.{n}.'
-            mapped, miss = _map_keys(dict(numbered[num], **shared), DECODER_KEY_PAIRS,
-                                     reverse=True, dst_prefix=dst)
-            out.update(mapped)
-            for key in miss:
-                dropped[f'{key} (decoder {num})'] = 'unmapped'
-    mapped, miss = _map_keys(plain, DECODER_KEY_PAIRS, reverse=True, dst_prefix='neck.')
-    out.update(mapped)
-    for key in miss:
-        dropped[key] = 'unmapped'
+            encoder[key] = value
+    out, unmapped = _map_keys(encoder, VIT_KEY_PAIRS, reverse=True, dst_prefix='backbone.')
+    dropped = OrderedDict((k, 'unmapped') for k in unmapped + ([] if levels else list(shared)))
+    for n, num in enumerate(sorted(levels)):
+        dst = 'neck.' if n == len(levels) - 1 else f'neck.aux_decoders.{n}.'
+        mapped, miss = _map_keys(dict(levels[num], **shared), DECODER_KEY_PAIRS, reverse=True,
+                                 dst_prefix=dst)
+        out.update(mapped)
+        dropped.update((f'{k} (decoder {num})' if num else k, 'unmapped') for k in miss)
     return out, dropped
 
 

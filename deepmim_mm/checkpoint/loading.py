@@ -1,24 +1,20 @@
-"""Loading weights into a module with every key accounted for: one checked path and one report.
+"""Loading weights into a module with every key accounted for: one check, one message, one report.
 
-:func:`check_state` compares a state dict with a module's; :func:`load_checked_state` raises on
-what the caller's policy does not allow, loads and returns a :class:`LoadReport`;
+:func:`check_state` decides whether a state dict fits a module; :func:`load_checked_state`
+raises its verdict as a ``ValueError`` or loads and returns a :class:`LoadReport`;
 :func:`load_pretrained_encoder` reads a file first. The policy is explicit and strict by default:
 
 - ``allow_new``: regexes of module keys the checkpoint may lack (they keep their
-  initialisation): none for fine-tuning and the teachers; relative position tables and layer
-  scale for the dense tasks (:data:`~deepmim_mm.checkpoint.keys.DENSE_NEW_KEYS`);
-- ``ignore``: ``(regex, reason)`` pairs of checkpoint keys the module does not have that may be
-  dropped: by default the pretraining-only encoder keys
-  (:data:`~deepmim_mm.checkpoint.keys.PRETRAIN_ONLY_KEYS`); none for a teacher;
+  initialisation), e.g. :data:`~deepmim_mm.checkpoint.keys.DENSE_NEW_KEYS`;
+- ``ignore``: ``(regex, reason)`` pairs of checkpoint keys the module lacks that are dropped,
+  by default :data:`~deepmim_mm.checkpoint.keys.PRETRAIN_ONLY_KEYS`;
 - ``resizable``: module keys whose checkpoint tensor may differ in its token count because the
   module's own load hook resizes it (mmpretrain's ``VisionTransformer`` for ``pos_embed``);
-- ``prepare``: a function applied to the encoder state dict before the checks (the backbone's
-  own upstream resizing, e.g. mmseg's ``MAE.resize_abs_pos_embed``).
-
-Anything else (a missing weight, an unknown key, another shape) is a ``ValueError`` naming the
-keys, the file and the config field.
+- ``prepare``: applied to the state dict before the checks (e.g. mmseg's
+  ``MAE.resize_abs_pos_embed``).
 """
-from collections import OrderedDict
+import re
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -26,23 +22,15 @@ import torch
 from torch import nn
 
 from .io import read_state_dict
-from .keys import PRETRAIN_ONLY_KEYS, extract_prefix, fold_keys, matches
+from .keys import (MFF_FUSION_KEYS, PRETRAIN_ONLY_KEYS, extract_prefix, fold_keys, matches,
+                   pretrain_only_reason)
 
 
 @dataclass
 class LoadReport:
-    """What :func:`load_checked_state` did.
-
-    Attributes:
-        checkpoint: the file (or other source) read.
-        loaded: module keys set from the checkpoint.
-        resized: keys whose checkpoint tensor was resized on load (position embedding):
-            ``key -> (checkpoint shape, model shape)``.
-        new: module keys the checkpoint does not have (allowed by the policy); they keep the
-            module's initialisation.
-        dropped: checkpoint keys not loaded, with the reason (``key -> reason``).
-        what: what was loaded, for the report's first line.
-    """
+    """What :func:`load_checked_state` did: module keys ``loaded`` from ``checkpoint``,
+    ``resized`` (``key -> (checkpoint shape, model shape)``), ``new`` (allowed to be absent,
+    initialised by the module) and checkpoint keys ``dropped`` (``key -> reason``)."""
     checkpoint: str
     what: str = 'pretrained encoder'
     loaded: List[str] = field(default_factory=list)
@@ -53,22 +41,88 @@ class LoadReport:
     def format(self) -> str:
         lines = [f'Loaded {self.what} from {self.checkpoint}: {len(self.loaded)} keys loaded, '
                  f'{len(self.new)} new, {len(self.dropped)} dropped.']
-        for key, (old, new) in self.resized.items():
-            lines.append(f'  resized {key}: {tuple(old)} -> {tuple(new)}')
+        lines += [f'  resized {k}: {tuple(a)} -> {tuple(b)}' for k, (a, b) in self.resized.items()]
         if self.new:
             lines.append('  new (not in the checkpoint, initialised by the model): '
                          + ', '.join(fold_keys(self.new)))
         by_reason: Dict[str, List[str]] = OrderedDict()
         for key, reason in self.dropped.items():
             by_reason.setdefault(reason, []).append(key)
-        for reason, keys in by_reason.items():
-            lines.append(f'  dropped ({reason}): ' + ', '.join(fold_keys(keys)))
+        lines += [f'  dropped ({why}): ' + ', '.join(fold_keys(keys))
+                  for why, keys in by_reason.items()]
         lines.append('  loaded: ' + ', '.join(fold_keys(self.loaded)))
         return '\n'.join(lines)
 
 
-def _reason(key: str, ignore: Sequence[Tuple[str, str]]) -> Optional[str]:
-    return next((why for pattern, why in ignore if matches(key, [pattern])), None)
+def summarize(keys: Sequence[str], universe: Sequence[str], limit: int = 6) -> str:
+    """``keys`` as the shortest dotted prefixes that hold only them among ``universe``, numbers
+    folded (``neck.aux_decoders.{0-2}.*``), at most ``limit`` items, then their count."""
+    def prefixes(key):
+        parts = key.split('.')
+        return ['.'.join(parts[:n]) for n in range(1, len(parts) + 1)]
+
+    have = Counter(p for k in keys for p in prefixes(k))
+    total = Counter(p for k in universe for p in prefixes(k))
+    labels = []
+    for key in keys:
+        head = next((p for p in prefixes(key) if have[p] == total[p]), key)
+        label = head if head == key else head + '.*'
+        if label not in labels:
+            labels.append(label)
+    folded = fold_keys(labels)
+    more = f', ... {len(folded) - limit} more' if len(folded) > limit else ''
+    return f'{", ".join(folded[:limit])}{more} ({len(keys)} tensors)'
+
+
+def _blocks(keys) -> Dict[str, set]:
+    """``{container: block indices}`` from the first numbered component of each key."""
+    out: Dict[str, set] = {}
+    for key in keys:
+        m = re.match(r'(.*?)\.(\d+)\.', key)
+        if m:
+            out.setdefault(m.group(1), set()).add(int(m.group(2)))
+    return out
+
+
+def _foreign(state) -> str:
+    """What a checkpoint that shares no key with the model probably is."""
+    if any(k.startswith(('blocks.', 'patch_embed.proj.')) for k in state):
+        return 'timm / official MAE names: convert it with tools/model_converters/ first'
+    if any(k.startswith(('layers.', 'patch_embed.projection.')) for k in state):
+        return "a bare encoder state dict: read it with prefix=''"
+    return 'a checkpoint of another model or format'
+
+
+def _causes(target, state, missing, unknown, shapes) -> List[str]:
+    """The likely reasons ``state`` does not fit ``target``, most specific first."""
+    parts = {k.split('.', 1)[0] for k in state}
+    if not set(target) & set(state):
+        return [f'no key in common: {_foreign(state)} (its keys are under '
+                f'{", ".join(p + "." for p in sorted(parts)[:8])})']
+    causes = []
+    absent = sorted({k.split('.', 1)[0] for k in missing} - parts)
+    if 'head' in absent and 'neck' in parts:
+        causes.append("a pretraining checkpoint where a fine-tuned model is expected (no 'head.')")
+    elif 'neck' in absent:
+        causes.append('an encoder-only checkpoint (fine-tuned or converted) where a pretraining '
+                      "checkpoint with decoders is expected (no 'neck.')")
+    elif absent:
+        causes.append(f'it holds no {", ".join(p + "." for p in absent)} weights (its keys are '
+                      f'under {", ".join(p + "." for p in sorted(parts)[:8])})')
+    theirs, ours = _blocks(state), _blocks(target)
+    causes += [f'another depth ({c}: {len(theirs[c])} blocks in the checkpoint, '
+               f'{len(ours[c])} in the model)'
+               for c in ours if c in theirs and len(ours[c]) != len(theirs[c])]
+    wider = [(k, a, b) for k, a, b in shapes if a[-1] != b[-1]]
+    if wider:
+        k, a, b = wider[0]
+        causes.append(f'another width ({k}: {a[-1]} channels in the checkpoint, {b[-1]} in '
+                      'the model)')
+    elif shapes:
+        causes.append('another patch or image size, or another architecture')
+    if unknown and all(matches(k.rsplit('backbone.', 1)[-1], [MFF_FUSION_KEYS]) for k in unknown):
+        causes.append('an MFF checkpoint (fusion layers) for a model that fuses nothing')
+    return causes or ['another architecture']
 
 
 def check_state(target: Dict[str, torch.Tensor],
@@ -78,47 +132,61 @@ def check_state(target: Dict[str, torch.Tensor],
                 ignore: Sequence[Tuple[str, str]] = PRETRAIN_ONLY_KEYS,
                 resizable: Sequence[str] = (),
                 name: Callable[[str], str] = str) -> Tuple[LoadReport, List[str]]:
-    """Compare ``state`` with a module's ``target`` state dict.
+    """Whether ``state`` fits a module's ``target`` state dict, under the policy.
 
-    Returns the report of what loading would do and the list of problems the policy does not
-    allow (empty when ``state`` fits). ``name`` maps a key to how the checkpoint spells it (for
-    messages and ``dropped``).
+    Returns the report of what loading would do and the problems (empty when it fits). The
+    problems are complete and compact, so a caller only prefixes the file and the module
+    (:func:`fit_error`) and never re-checks: first non-finite values (named), then the likely
+    cause (another model or format, a pretraining vs. a fine-tuned checkpoint, another depth or
+    width, MFF fusion), then missing keys, unknown keys (both as folded prefixes, a few with a
+    count) and a few tensors of another shape. ``name`` maps a key to how the checkpoint spells
+    it (for the messages and ``dropped``).
     """
     report = LoadReport(checkpoint=source)
-    errors = []
-    missing = [name(k) for k in target if k not in state and not matches(k, allow_new)]
-    if missing:
-        errors.append('weights missing from the checkpoint: ' + ', '.join(fold_keys(missing)))
-    unknown = []
-    for k in state:
-        if k in target:
-            continue
-        why = _reason(k, ignore)
-        if why is None:
-            unknown.append(name(k))
-        else:
-            report.dropped[name(k)] = why
-    if unknown:
-        errors.append('checkpoint keys the model does not have (a different architecture?): '
-                      + ', '.join(fold_keys(unknown)))
+    missing = [k for k in target if k not in state and not matches(k, allow_new)]
+    extra = {k: pretrain_only_reason(k, ignore) for k in state if k not in target}
+    unknown = [k for k, why in extra.items() if why is None]
+    report.dropped = {name(k): why for k, why in extra.items() if why is not None}
+    shapes = []
     for k, v in state.items():
-        if k not in target or not hasattr(v, 'shape'):
-            continue
-        want = target[k].shape
-        if v.shape == want:
+        want = tuple(target[k].shape) if k in target else None
+        if want is None or tuple(v.shape) == want:
             continue
         if k in resizable and v.dim() == len(want) and v.shape[-1] == want[-1]:
-            report.resized[k] = (tuple(v.shape), tuple(want))
-            continue
-        errors.append(f'{name(k)}: checkpoint {tuple(v.shape)} vs model {tuple(want)}')
-    non_finite = [name(k) for k, v in state.items()
-                  if k in target and torch.is_tensor(v) and v.is_floating_point()
+            report.resized[k] = (tuple(v.shape), want)
+        else:
+            shapes.append((name(k), tuple(v.shape), want))
+    non_finite = [name(k) for k, v in state.items() if k in target and v.is_floating_point()
                   and not bool(torch.isfinite(v).all())]
-    if non_finite:  # e.g. saved after a divergence: every output would be NaN
-        errors.append('non-finite values (NaN or inf) in: ' + ', '.join(fold_keys(non_finite)))
     report.loaded = [k for k in target if k in state]
     report.new = [k for k in target if k not in state]
+    if not (missing or unknown or shapes or non_finite):
+        return report, []
+    errors = []
+    if non_finite:  # e.g. saved after a divergence: every output would be NaN
+        errors.append('non-finite values (NaN or inf) in: ' + ', '.join(fold_keys(non_finite)))
+    if missing or unknown or shapes:
+        errors += _causes(target, state, missing, unknown, shapes)
+    if missing:
+        errors.append('weights missing from the checkpoint: '
+                      + summarize([name(k) for k in missing], [name(k) for k in target]))
+    if unknown:
+        errors.append('checkpoint keys the model does not have: '
+                      + summarize([name(k) for k in unknown], [name(k) for k in state]))
+    if shapes:
+        more = f' and {len(shapes) - 3} more' if len(shapes) > 3 else ''
+        errors.append(f'{len(shapes)} tensors of another shape: ' + '; '.join(
+            f'{k}: checkpoint {a} vs model {b}' for k, a, b in shapes[:3]) + more)
     return report, errors
+
+
+def fit_error(source: str, model: str, errors: Sequence[str], field_name: str = '',
+              prefix: Optional[str] = None) -> ValueError:
+    """The one message of a checkpoint that does not fit: field, file, module, the problems of
+    :func:`check_state`."""
+    where = f'{field_name}: ' if field_name else ''
+    under = f' (keys under {prefix!r})' if prefix else ''
+    return ValueError(f'{where}{source} does not fit {model}{under}: ' + '; '.join(errors))
 
 
 def load_checked_state(module: nn.Module,
@@ -131,51 +199,37 @@ def load_checked_state(module: nn.Module,
                        prepare: Optional[Callable[[Dict[str, torch.Tensor]],
                                                   Dict[str, torch.Tensor]]] = None,
                        field_name: str = '') -> LoadReport:
-    """Load the keys of ``state`` under ``prefix`` into ``module`` under the given policy.
-
-    Args:
-        module: what to load into (every key of its ``state_dict`` must be covered).
-        state: a state dict (see :func:`~deepmim_mm.checkpoint.io.read_state_dict`).
-        source: the file it came from, for the report and errors.
-        prefix: the module's prefix in ``state`` (``'backbone.'`` for an encoder in a
-            pretraining checkpoint); ``None`` or ``''`` uses every key. Keys outside it are
-            dropped and reported.
-        allow_new, ignore, resizable, prepare: the policy (see the module docstring).
-        field_name: the config field or argument named in errors.
+    """Load the keys of ``state`` under ``prefix`` (``None`` or ``''``: every key) into
+    ``module`` under the policy (module docstring); keys outside ``prefix`` are dropped.
 
     Raises:
-        ValueError: no key under ``prefix``, or what the policy does not allow.
+        ValueError: :func:`fit_error` naming ``field_name``, ``source`` and what does not fit
+            (also when no key starts with ``prefix``).
     """
-    where = f'{field_name}: ' if field_name else ''
     encoder, others = extract_prefix(state, prefix)
     if not encoder:
-        prefixes = sorted({k.split('.', 1)[0] + '.' for k in state})
-        raise ValueError(
-            f'{where}{source!r} has no encoder weights: no key starts with {prefix!r} (the model '
-            f'is {type(module).__name__}; its top-level prefixes: {prefixes}). Expected a '
-            'pretraining checkpoint '
-            f'of this plugin or mmpretrain (encoder under {prefix!r}); convert official MAE / '
-            'DeepMIM or timm checkpoints with tools/model_converters/ first, or set the '
-            "init_cfg's prefix='' for a bare encoder state dict.")
+        parts = sorted({k.split('.', 1)[0] + '.' for k in state})
+        raise fit_error(source, type(module).__name__, [
+            f'it holds no {prefix!r} weights, its keys are under {", ".join(parts[:8])} '
+            f'({_foreign(state)})'], field_name, prefix)
     shapes = {k: tuple(v.shape) for k, v in encoder.items()}
     if prepare is not None:
         encoder = prepare(OrderedDict(encoder))
     report, errors = check_state(module.state_dict(), encoder, source, allow_new, ignore,
                                  resizable, name=lambda k: (prefix or '') + k)
+    if errors:
+        raise fit_error(source, type(module).__name__, errors, field_name, prefix)
     for k, v in encoder.items():  # what ``prepare`` resized
         if k in shapes and tuple(v.shape) != shapes[k]:
             report.resized[k] = (shapes[k], tuple(v.shape))
-    if errors:
-        raise ValueError(f'{where}cannot initialise {type(module).__name__} from {source!r} '
-                         f'(prefix {prefix!r}): ' + '; '.join(errors))
-    for k in others:
-        report.dropped[k] = f'outside {prefix!r}'
+    report.dropped.update((k, f'outside {prefix!r}') for k in others)
     result = module.load_state_dict(
         OrderedDict((k, v) for k, v in encoder.items() if k in report.loaded), strict=False)
     not_taken = [k for k in result.missing_keys if k in report.loaded]
     if not_taken or result.unexpected_keys:  # a load hook renamed or dropped something
-        raise ValueError(f'{where}{type(module).__name__} did not accept '
-                         f'{fold_keys(not_taken + list(result.unexpected_keys))}')
+        raise fit_error(source, type(module).__name__, [
+            f'its load hooks did not take {fold_keys(not_taken + result.unexpected_keys)}'],
+            field_name, prefix)
     return report
 
 
@@ -192,14 +246,13 @@ def load_pretrained_encoder(module: nn.Module, checkpoint: str, prefix: Optional
 
 
 class PretrainedEncoderMixin:
-    """``init_weights`` for a backbone whose ``init_cfg=dict(type='Pretrained', ...)`` must load
-    through :func:`load_pretrained_encoder` with the backbone's policy.
+    """``init_weights`` that loads ``init_cfg=dict(type='Pretrained', ...)`` through
+    :func:`load_pretrained_encoder` with the backbone's :meth:`encoder_load_policy`.
 
-    Every weight is first initialised the upstream way with the ``Pretrained`` config held back
-    (so modules new at fine-tune time, e.g. relative position tables, keep that
-    initialisation), then the encoder is loaded with :meth:`encoder_load_policy`; the report is
-    logged and kept as ``self.pretrain_report``. Any other ``init_cfg`` is upstream's.
-    Subclasses put this mixin first among their bases and override :meth:`encoder_load_policy`.
+    Every weight is first initialised the upstream way (so modules new at fine-tune time keep
+    that initialisation), then the encoder is loaded; the report is logged and kept as
+    ``self.pretrain_report``. Any other ``init_cfg`` is upstream's. Subclasses put this mixin
+    first among their bases.
     """
 
     def encoder_load_policy(self) -> dict:
@@ -210,26 +263,14 @@ class PretrainedEncoderMixin:
         cfg = self.init_cfg
         if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
             return super().init_weights()
-        # The arguments of mmengine's PretrainedInit (the plugin's loader reads to the CPU, so
-        # map_location is accepted and has no effect); a typo would otherwise be ignored.
-        import inspect
-
-        from mmengine.model.weight_init import PretrainedInit
-
-        from ..engine.config_checks import closest_name
-        accepted = list(inspect.signature(PretrainedInit).parameters)
-        unknown = sorted(set(cfg) - {'type', *accepted})
-        if unknown:
-            close = closest_name(unknown[0], accepted)
-            raise ValueError(f'model.backbone.init_cfg: unknown argument(s) {unknown} of '
-                             "type='Pretrained'" + (f' (did you mean {close!r}?)' if close else '')
-                             + f'; accepted: {", ".join(accepted)}')
+        from mmengine.logging import print_log
+        from mmengine.registry import WEIGHT_INITIALIZERS
+        WEIGHT_INITIALIZERS.build(cfg)  # mmengine's own check of the arguments
         self.init_cfg = None
         try:
             super().init_weights()
         finally:
             self.init_cfg = cfg
-        from mmengine.logging import print_log
         self.pretrain_report = load_pretrained_encoder(
             self, cfg.get('checkpoint'), prefix=cfg.get('prefix', 'backbone.'),
             field_name='model.backbone.init_cfg.checkpoint', **self.encoder_load_policy())

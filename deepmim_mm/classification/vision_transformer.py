@@ -12,24 +12,12 @@ class PretrainedVisionTransformer(PretrainedEncoderMixin, VisionTransformer):
     """mmpretrain ``VisionTransformer`` whose ``init_cfg=dict(type='Pretrained', ...)`` must load
     every encoder weight.
 
-    Adds over mmpretrain's ``VisionTransformer`` (whose ``Pretrained`` init loads with
-    ``strict=False`` and only *warns* about missing keys, silently fine-tuning a randomly
-    initialised encoder when the checkpoint or ``prefix`` is wrong):
-
-    - the pretrained load goes through :func:`deepmim_mm.checkpoint.load_pretrained_encoder`,
-      which raises ``ValueError`` naming the missing keys when the checkpoint has no encoder under
-      ``prefix`` or lacks any encoder weight the model has, when it has encoder keys the model does
-      not know (another architecture) or a shape differs; ``FileNotFoundError`` when the file is
-      missing;
-    - keys that are new by design are allowed: ``ln2`` (the norm after global average pooling,
-      ``out_type='avg_featmap'``) and ``ln1`` is dropped when ``final_norm=False``; MFF's
-      pretraining-only ``proj_layers``/``proj_weights`` and every key outside ``prefix``
-      (decoders, heads, teachers) are dropped;
-    - the position embedding is resized to the fine-tuning grid by the upstream load hook;
-    - a report of loaded / new / dropped keys is logged and kept as ``self.pretrain_report``.
-
-    Everything else (architecture, outputs, layer-wise depth for learning-rate decay) is
-    upstream's.
+    Adds over upstream, whose ``Pretrained`` init only warns about missing keys (silently
+    fine-tuning a random encoder when the checkpoint or ``prefix`` is wrong): the load goes
+    through :func:`deepmim_mm.checkpoint.load_pretrained_encoder` and its report is kept as
+    ``self.pretrain_report``. New by design: ``ln2`` with ``out_type='avg_featmap'``; dropped:
+    the pretraining-only encoder keys and everything outside ``prefix``. The position embedding
+    is resized by the upstream load hook.
 
     Args:
         allow_new (Sequence[str]): extra regexes of model keys the checkpoint may lack.
@@ -44,8 +32,6 @@ class PretrainedVisionTransformer(PretrainedEncoderMixin, VisionTransformer):
         self.ignore_keys = tuple(ignore_keys)
 
     def encoder_load_policy(self) -> dict:
-        allow_new = list(self.allow_new)
-        if self.out_type == 'avg_featmap':
-            allow_new.append(r'ln2\..*')
-        ignore = list(PRETRAIN_ONLY_KEYS) + [(k, 'ignore_keys') for k in self.ignore_keys]
+        allow_new = self.allow_new + ((r'ln2\..*', ) if self.out_type == 'avg_featmap' else ())
+        ignore = PRETRAIN_ONLY_KEYS + tuple((k, 'ignore_keys') for k in self.ignore_keys)
         return dict(allow_new=allow_new, ignore=ignore, resizable=('pos_embed', ))

@@ -1,13 +1,11 @@
-"""Opt-in fixes for defects of the pinned stack (mmengine 0.10.7 on torch >= 2.6), one module each.
+"""Opt-in fixes for defects of the pinned stack, one module each (listed in the docs).
 
-Nothing here runs when ``deepmim_mm`` is imported. A fix is applied by importing its module,
-which configs do through ``custom_imports`` and the plugin's tools do explicitly
-(:func:`apply_all`); each fix first tests whether the defect is there and does nothing where it is
-gone (e.g. a maintained fork of mmengine that loads its checkpoints under ``weights_only``).
+Importing ``deepmim_mm`` runs none of them. Importing a fix's module applies it (configs do it
+through ``custom_imports``; the plugin's tools call :func:`apply_all`); each first tests whether
+the defect is there and does nothing where it is gone.
 
 - :mod:`.mmengine_checkpoint`: mmengine's local checkpoint loader under
-  ``torch.load(weights_only=True)`` (mmengine issue #1655, fixed on mmengine's main branch by
-  PR #1670, in no release): ``load_from`` and ``--resume`` fail on every mmengine checkpoint.
+  ``torch.load(weights_only=True)`` (mmengine issue #1655).
 - :mod:`.optim_param_groups`: ``PlainGroupsOptimWrapperConstructor``, plain-dict param groups
   that dynamo can trace (``compile = True`` with a ``paramwise_cfg``).
 """
@@ -17,5 +15,5 @@ __all__ = ['apply_all', 'mmengine_checkpoint', 'optim_param_groups']
 
 
 def apply_all() -> dict:
-    """Apply every fix (idempotent); returns ``{fix name: whether it was needed}``."""
+    """Apply every fix (idempotent); returns ``{fix name: whether it is applied}``."""
     return {'mmengine_checkpoint': mmengine_checkpoint.apply()}

@@ -1,18 +1,9 @@
 """Object detection / instance segmentation with mmdetection, ViTDet style.
 
-Importing this package imports mmdet (configs do it with
-``custom_imports=dict(imports=['deepmim_mm.det'], allow_failed_imports=False)``) and registers in
-mmdet's registries what mmdetection keeps in its ``projects/ViTDet`` (not in the mmdet wheel):
-
-- :class:`PlainViT` (``MODELS``): plain ViT with window + global attention, relative positions,
-  SDPA, loading of this plugin's pretraining checkpoints with a report;
-- :class:`SimpleFPN` (``MODELS``): ViTDet's simple feature pyramid with channel LayerNorm;
-- ``'LN2d'`` (``MODELS``): mmpretrain's ``LayerNorm2d`` (channel LayerNorm), registered for mmdet;
-- :class:`ViTLayerDecayOptimWrapperConstructor` (``OPTIM_WRAPPER_CONSTRUCTORS``);
-- :class:`PadKeepImgShape` (``TRANSFORMS``): test-time padding to the square canvas that keeps
-  boxes clipped to the image.
-
-Configs: ``configs/detection/``.
+Importing this package imports mmdet (configs: ``custom_imports``) and registers what
+mmdetection keeps in its ``projects/ViTDet``, outside the wheel: :class:`PlainViT`,
+:class:`SimpleFPN`, ``'LN2d'`` (mmpretrain's ``LayerNorm2d``), the layer-decay constructor
+:class:`ViTLayerDecayOptimWrapperConstructor` and the test-time :class:`PadKeepImgShape`.
 """
 from mmdet.registry import MODELS
 from mmpretrain.models.utils.norm import LayerNorm2d

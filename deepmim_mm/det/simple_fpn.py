@@ -13,16 +13,12 @@ from torch import nn
 class SimpleFPN(BaseModule):
     """Multi-scale maps from the single stride-16 map of a plain ViT, as in ViTDet.
 
-    mmdet 3.3.0 has no such neck (ViTDet lives in mmdetection's ``projects/``, not in the wheel)
-    and mmseg's ``Feature2Pyramid`` rescales four *different* block outputs and has neither the
-    lateral/output convolutions nor the norms ViTDet uses, so this class is new. From the last
-    backbone map (``backbone_channel`` channels, stride 16):
-
-    - stride 4: deconv 2x2/2 -> channel LayerNorm -> GELU -> deconv 2x2/2 (``C/4`` channels);
-    - stride 8: deconv 2x2/2 (``C/2``);  stride 16: identity (``C``);  stride 32: max-pool 2x2/2;
-    - each level: 1x1 conv + norm, then 3x3 conv + norm to ``out_channels`` (ViTDet: 256, LN);
-    - ``num_outs=5`` adds stride 64 by max-pooling (kernel 1, stride 2) the stride-32 output, the
-      ``LastLevelMaxPool`` of ViTDet and Mask R-CNN's FPN.
+    New because mmdet 3.3.0 has no such neck and mmseg's ``Feature2Pyramid`` rescales four
+    *different* block outputs without ViTDet's convolutions and norms. From the last map (``C``
+    channels): stride 4 (deconv, norm, GELU, deconv; ``C/4``), 8 (deconv; ``C/2``), 16
+    (identity), 32 (max-pool); each level a 1x1 and a 3x3 conv with norm to ``out_channels``;
+    ``num_outs=5`` adds stride 64 by max-pooling the stride-32 output (ViTDet's
+    ``LastLevelMaxPool``).
 
     Args:
         backbone_channel: channels of the backbone map (768 for ViT-B).

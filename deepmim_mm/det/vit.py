@@ -63,43 +63,25 @@ class ViTDetLayer(TransformerEncoderLayer):
 
 @MODELS.register_module()
 class PlainViT(PretrainedEncoderMixin, ViTSAM):
-    """ViTDet's plain ViT backbone for mmdet: mmpretrain's ``ViTSAM`` without its neck, with
-    ViTDet's position embedding, checked loading of pretraining checkpoints, SDPA attention and
-    drop path on both branches.
+    """ViTDet's plain ViT backbone for mmdet (mmdet 3.3.0 ships none: ViTDet lives in
+    mmdetection's ``projects/``), built on mmpretrain's ``ViTSAM`` (window attention with
+    global blocks ``global_attn_indexes``, decomposed relative positions, one stride-16 map).
 
-    mmpretrain's ``ViTSAM`` is ViTDet's backbone (Li et al., arXiv 2203.16527, Sec. 3): window
-    attention (``window_size=14``) with global attention in blocks ``global_attn_indexes``
-    ([2, 5, 8, 11] for ViT-B), decomposed relative positions, no class token, one output map at
-    stride 16. mmdet 3.3.0 ships no ViTDet (it lives in mmdetection's ``projects/``, outside the
-    wheel), so this class registers it in mmdet's ``MODELS``. What it changes over ``ViTSAM``:
+    What it changes over ``ViTSAM``:
 
-    - ``out_channels=0`` (no SAM neck): the last block's map goes to :class:`SimpleFPN`;
-    - the absolute position embedding is ViTDet's (mmdetection ``projects/ViTDet/vit.py``,
+    - no SAM neck: the last block's map goes to :class:`SimpleFPN`;
+    - ViTDet's absolute position embedding (mmdetection ``projects/ViTDet/vit.py``,
       ``get_abs_pos``): the pretraining one, class slot included, ``(1, 1 + (pretrain_img_size /
-      patch)^2, C)``, interpolated (bicubic) to the input's patch grid at every forward, so the
-      14x14 parameters of a 224-px pretraining are what fine-tuning trains;
-    - attention through :class:`SDPARelPosAttention` and layers :class:`ViTDetLayer` (same
-      parameter names, so checkpoints and ``get_layer_depth`` for layer decay are unchanged);
-    - ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` loads a
-      DeepMIM/MFF/MAE pretraining checkpoint through
-      :func:`deepmim_mm.checkpoint.load_pretrained_encoder`: every encoder weight must load; the
-      relative positions are new; class token, final norm, MFF and decoder/teacher keys are
-      dropped with their reason; a checkpoint of another pretraining resolution has its position
-      embedding resized to ``pretrain_img_size``. The report is logged and kept in
-      ``self.pretrain_report``.
+      patch)^2, C)``, interpolated to the input's patch grid at every forward;
+    - attention through :class:`SDPARelPosAttention`, layers :class:`ViTDetLayer` (same
+      parameter names, so checkpoints and ``get_layer_depth`` are unchanged);
+    - ``init_cfg=dict(type='Pretrained', ...)`` loads through
+      :func:`deepmim_mm.checkpoint.load_pretrained_encoder`: the relative positions may be new,
+      a position embedding of another grid is resized to ``pretrain_img_size``.
     """
 
     def __init__(self, arch='base', img_size=1024, pretrain_img_size=224, patch_size=16,
-                 out_channels=0, drop_path_rate=0.1, **kwargs):
-        if out_channels != 0:
-            raise ValueError('PlainViT: out_channels must be 0 (the feature pyramid is the '
-                             f'neck, SimpleFPN), got {out_channels}')
-        if isinstance(arch, dict) and 'global_attn_indexes' not in arch:
-            raise ValueError('PlainViT: a custom arch needs global_attn_indexes (list of block '
-                             'indices with global attention)')
-        if pretrain_img_size % patch_size:
-            raise ValueError(f'PlainViT: pretrain_img_size={pretrain_img_size} is not a multiple '
-                             f'of patch_size={patch_size}')
+                 drop_path_rate=0.1, **kwargs):
         super().__init__(arch=arch, img_size=img_size, patch_size=patch_size, out_channels=0,
                          drop_path_rate=drop_path_rate, **kwargs)
         for layer in self.layers:
@@ -116,16 +98,15 @@ class PlainViT(PretrainedEncoderMixin, ViTSAM):
         return dict(allow_new=DENSE_NEW_KEYS, prepare=self._fit_pos_embed)
 
     def _fit_pos_embed(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """A checkpoint position embedding of another grid, resized to the pretraining one."""
+        """A checkpoint position embedding of another square grid, resized to the pretraining
+        one."""
         pos = state.get('pos_embed')
         if pos is None or not self.use_abs_pos or pos.shape == self.pos_embed.shape:
             return state
         side = int(round((pos.shape[1] - 1) ** 0.5))
-        if pos.dim() != 3 or side * side != pos.shape[1] - 1:
-            raise ValueError(f'PlainViT: cannot read a (1, 1 + h*w, C) position embedding with a '
-                             f'square grid from checkpoint shape {tuple(pos.shape)}')
-        state['pos_embed'] = resize_pos_embed(pos, (side, side), self.pretrain_grid,
-                                              self.interpolate_mode, 1)
+        if side * side == pos.shape[1] - 1:  # otherwise the shape check names it
+            state['pos_embed'] = resize_pos_embed(pos, (side, side), self.pretrain_grid,
+                                                  self.interpolate_mode, 1)
         return state
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:

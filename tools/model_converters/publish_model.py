@@ -2,20 +2,13 @@
 
     python tools/model_converters/publish_model.py work_dirs/quickstart/epoch_20.pth \\
         published/deepmim_vit-tiny-p16_demo.pth
-    # -> published/deepmim_vit-tiny-p16_demo-<sha256[:8]>.pth
+    # -> published/deepmim_vit-tiny-p16_demo-<sha256[:8]>.pth  (OpenMMLab's naming)
 
-Kept: ``state_dict`` (every weight the model saved: encoder and decoders; frozen teachers are
-never saved) and ``meta`` reduced to plain values (str, int, float, bool, None and lists / dicts
-of them: epoch, iter, seed, config text, versions, dataset meta). Dropped, and listed: the
-optimizer state (AdamW's two moments double the file), ``message_hub``, ``param_schedulers``,
-the RNG states of ``RNGStateHook``, ``ema_state_dict`` and any non-plain meta value. The output
-loads with ``torch.load(path, weights_only=True)`` in an interpreter that has not imported this
-plugin (or mmengine), and still feeds every config of the plugin (``init_cfg.checkpoint``,
-``load_from``). The name is OpenMMLab's: ``<OUT without .pth>-<first 8 hex digits of the
-file's sha256>.pth``.
-
-With mmengine's ``EMAHook`` the checkpoint's ``state_dict`` holds the averaged weights (and
-``ema_state_dict`` the raw ones): they are published, unless ``--no-ema``.
+Kept: ``state_dict`` and ``meta`` reduced to plain values (str, numbers, bool, None and lists /
+dicts of them). Dropped, and listed: the optimizer state, ``message_hub``, ``param_schedulers``,
+RNG states, ``ema_state_dict`` and any non-plain meta value, so the output loads with
+``torch.load(path, weights_only=True)`` without this plugin or mmengine. With mmengine's
+``EMAHook`` the averaged weights are published, unless ``--no-ema``.
 """
 import argparse
 import hashlib
@@ -58,18 +51,11 @@ def plain(value, path, dropped):
     return _DROP
 
 
-def load_checkpoint(path):
-    """The training checkpoint, read by the plugin's reader (a bare state dict is wrapped)."""
-    ckpt = read_checkpoint(path, 'in_file')
-    if 'state_dict' not in ckpt:  # a bare state dict (e.g. converted from another repository)
-        ckpt = dict(state_dict=ckpt)
-    return ckpt
-
-
 def publish(ckpt, no_ema=False):
     """Returns ``(published checkpoint, [what was dropped])``."""
     dropped = [k for k in ckpt if k not in ('state_dict', 'meta', 'ema_state_dict')]
-    state = OrderedDict(ckpt['state_dict'])
+    state = OrderedDict((k, v) for k, v in ckpt['state_dict'].items() if torch.is_tensor(v))
+    dropped += [f'state_dict.{k}' for k in ckpt['state_dict'] if k not in state]
     if 'ema_state_dict' in ckpt:
         if no_ema:  # EMAHook swaps: ema_state_dict holds the raw weights ('module.' prefix)
             for k, v in ckpt['ema_state_dict'].items():
@@ -77,10 +63,6 @@ def publish(ckpt, no_ema=False):
                     state[k[len('module.'):]] = v
         dropped.append('ema_state_dict' + (' (its raw weights published: --no-ema)' if no_ema
                                            else ' (the averaged weights are published)'))
-    non_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    for k in non_tensors:
-        state.pop(k)
-        dropped.append(f'state_dict.{k}')
     meta = plain(ckpt.get('meta') or {}, 'meta', dropped)
     return OrderedDict(state_dict=state, meta=meta if isinstance(meta, dict) else {}), dropped
 
@@ -92,7 +74,9 @@ def main(argv=None):
     parser.add_argument('--no-ema', action='store_true',
                         help='publish the raw weights of an EMAHook checkpoint, not the averaged')
     args = parser.parse_args(argv)
-    ckpt = read_or_exit(load_checkpoint, args.in_file)
+    ckpt = read_or_exit(read_checkpoint, args.in_file, 'in_file')
+    if 'state_dict' not in ckpt:  # a bare state dict (e.g. converted from another repository)
+        ckpt = dict(state_dict=ckpt)
     out, dropped = publish(ckpt, args.no_ema)
     if not out['state_dict']:
         raise SystemExit(f'error: {args.in_file} holds no weights (state_dict has no tensors); '
