@@ -560,12 +560,15 @@ def test_skip_corrupt_images(tiny_checkpoints, images_with_corrupt, tmp_path, ca
     warnings = logging.Handler()
     warnings.emit = lambda record: warnings.__dict__.setdefault('seen', []).append(
         record.getMessage())
-    MMLogger.get_current_instance().addHandler(warnings)
+    # A logger of this test's own becomes the current one ('current' is the newest instance), at
+    # a level that passes warnings whatever level an earlier test's logger had.
+    logger = MMLogger.get_instance('test_skip_corrupt_images', log_level='WARNING')
+    logger.addHandler(warnings)
     try:
         assert _cli('reconstruct.py', *tiny_checkpoints['deepmim'], '--img', images, '--out-dir',
                     out, '--skip-corrupt', '--batch-size', 3) == 0
     finally:
-        MMLogger.get_current_instance().removeHandler(warnings)
+        logger.removeHandler(warnings)
     for path in (empty, garbage):
         assert any(f'cannot decode image {path}' in m for m in warnings.seen)
     assert 'wrote 4 figures' in capsys.readouterr().out

@@ -346,17 +346,16 @@ def test_errors(mae_ckpt, tmp_path):
         MAEHybridTarget(encoder=two, decoder=DECODER)
 
     # Wrong architecture: the keys and shapes are named.
-    with pytest.raises(ValueError, match=r"weights missing from the checkpoint: "
-                                         r"backbone\.layers\.2\.ln1\.weight"):
+    with pytest.raises(ValueError, match=r"another depth.*missing from the checkpoint: "
+                                         r"backbone\.layers\.2\."):
         _teacher(path)  # 3 blocks configured, 2 in the file
-    with pytest.raises(ValueError, match=r"checkpoint keys the model does not have .*"
-                                         r"backbone\.layers\.1\.ln1\.weight"):
+    with pytest.raises(ValueError, match=r"the model does not have.*backbone\.layers\.1\."):
         _teacher(path, encoder=dict(ENCODER, arch=dict(ARCH, num_layers=1)))
     with pytest.raises(ValueError) as err:
         _teacher(path, encoder=dict(two, arch=dict(ARCH2, embed_dims=48)),
                  decoder=dict(DECODER, embed_dim=48))
     assert 'backbone.cls_token: checkpoint (1, 1, 32) vs model (1, 1, 48)' in str(err.value)
-    with pytest.raises(ValueError, match=r"neck.decoder_blocks.1.ln1.weight"):
+    with pytest.raises(ValueError, match=r"neck\.decoder_blocks\.1\."):
         _teacher(path, encoder=two, decoder=dict(DECODER, decoder_depth=2))
 
     clip_like = tmp_path / 'clip.pth'
