@@ -2,6 +2,7 @@
 ``--img``...), building models from configs + checkpoints that must fit exactly, reading images
 the way the models were trained on them, writing CSV files, and :func:`run`, which turns the
 errors a user can fix into one line and exit status 1."""
+import argparse
 import csv
 import os
 import os.path as osp
@@ -47,10 +48,28 @@ def run(main: Callable[[], None]) -> None:
 # --------------------------------------------------------------------------------------------
 # Arguments
 # --------------------------------------------------------------------------------------------
-def add_common_args(parser) -> None:
-    """``--img``, ``--skip-corrupt``, ``--out-dir``, ``--device``, ``--batch-size``,
-    ``--max-images``, ``--cfg-options``, ``--allow-new-keys``."""
+def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
+               max_models: Optional[int] = None, single: bool = False):
+    """The arguments of an image tool: ``CONFIG CHECKPOINT [...]`` pairs and ``--name`` (or with
+    ``single`` one ``config checkpoint``), ``add_args(parser)``'s, then ``--img``,
+    ``--skip-corrupt``, ``--out-dir``, ``--device``, ``--batch-size``, ``--max-images``,
+    ``--cfg-options``, ``--allow-new-keys``. ``args.pairs`` holds the checked pairs."""
     from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
+    if single:
+        parser.add_argument('config', help='model config file, or pkg::path.py inside an '
+                            'installed OpenMMLab package')
+        parser.add_argument('checkpoint', help='its pretraining checkpoint (mmengine .pth)')
+    else:
+        parser.add_argument(
+            'models', nargs='+', metavar='CONFIG CHECKPOINT',
+            help='one config (a file, or pkg::path.py inside an installed OpenMMLab package, '
+            'e.g. mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py) and its '
+            'checkpoint per model')
+        parser.add_argument('--name', nargs='+', help='display names, one per model (default: '
+                            'the config file names)')
+    if add_args is not None:
+        add_args(parser)
     parser.add_argument('--img', nargs='+', required=True,
                         help='image files and/or folders (searched recursively)')
     parser.add_argument('--skip-corrupt', action='store_true',
@@ -68,17 +87,10 @@ def add_common_args(parser) -> None:
         f'the config does not have is an error unless {ALLOW_NEW_FLAG}')
     parser.add_argument(ALLOW_NEW_FLAG, action='store_true',
                         help='let --cfg-options add keys the config does not have')
-
-
-def add_model_args(parser) -> None:
-    """Positional ``CONFIG CHECKPOINT [CONFIG CHECKPOINT ...]`` and ``--name``."""
-    parser.add_argument(
-        'models', nargs='+', metavar='CONFIG CHECKPOINT',
-        help='one config (a file, or pkg::path.py inside an installed OpenMMLab package, e.g. '
-        'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py) and its checkpoint per '
-        'model')
-    parser.add_argument('--name', nargs='+', help='display names, one per model (default: the '
-                        'config file names)')
+    args = parser.parse_args(argv)
+    paths = [args.config, args.checkpoint] if single else args.models
+    args.pairs = model_pairs(parser, paths, max_models)
+    return args
 
 
 def model_pairs(parser, paths: Sequence[str], max_models: Optional[int] = None
@@ -92,16 +104,11 @@ def model_pairs(parser, paths: Sequence[str], max_models: Optional[int] = None
     if max_models is not None and len(pairs) > max_models:
         parser.error(f'at most {max_models} CONFIG CHECKPOINT pairs, got {len(pairs)}')
     for i, (config, ckpt) in enumerate(pairs, 1):
-        check_config_name(parser, config, ckpt, i)
+        if not config.lower().endswith(CONFIG_EXTENSIONS):
+            swapped = ckpt.lower().endswith(CONFIG_EXTENSIONS)
+            parser.error(f'pair {i}: {config!r} is not a config ({"/".join(CONFIG_EXTENSIONS)})'
+                         + ('; the config comes first: CONFIG CHECKPOINT' if swapped else ''))
     return pairs
-
-
-def check_config_name(parser, config: str, checkpoint: str, index: int = 1) -> None:
-    """``parser.error`` when the config of pair ``index`` is not a config file name."""
-    if not config.lower().endswith(CONFIG_EXTENSIONS):
-        swapped = checkpoint.lower().endswith(CONFIG_EXTENSIONS)
-        parser.error(f'pair {index}: {config!r} is not a config ({"/".join(CONFIG_EXTENSIONS)})'
-                     + ('; the config comes first: CONFIG CHECKPOINT' if swapped else ''))
 
 
 def model_names(configs: Sequence[str], names: Optional[Sequence[str]]) -> List[str]:
@@ -194,12 +201,6 @@ def load_model(config: str, checkpoint: str, device: torch.device,
     return model.to(device).eval()
 
 
-def load_models(pairs: Sequence[Tuple[str, str]], device: torch.device, *args,
-                **kwargs) -> List[torch.nn.Module]:
-    """:func:`load_model` for every pair, all loaded (and checked) before any is analysed."""
-    return [load_model(config, ckpt, device, *args, **kwargs) for config, ckpt in pairs]
-
-
 def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
     """``(names, [analyse(model, files) per model])`` for the ``CONFIG CHECKPOINT`` pairs of the
     encoder tools: every encoder loaded (and checked) first, one on ``--device`` at a time."""
@@ -207,8 +208,8 @@ def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
     check_out_dir(args.out_dir)
     names = model_names([c for c, _ in args.pairs], args.name)
     files = collect_images(args.img, args.max_images)
-    models = load_models(args.pairs, torch.device('cpu'), args.cfg_options, encoder_only=True,
-                         allow_new_keys=args.allow_new_keys)
+    models = [load_model(config, ckpt, torch.device('cpu'), args.cfg_options, encoder_only=True,
+                         allow_new_keys=args.allow_new_keys) for config, ckpt in args.pairs]
     results = []
     for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
         print(f'{name}: {cfg}, {ckpt}')
@@ -271,6 +272,20 @@ def iter_batches(model: torch.nn.Module, files: Sequence[str], batch_size: int,
         sys.stdout.write('\n')
     if not used:
         raise InputError(f'--img: none of the {len(files)} images could be decoded (all skipped)')
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only ``Agg`` backend."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path: str, dpi: int = 100) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
 
 
 def write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> None:

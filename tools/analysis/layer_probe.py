@@ -30,7 +30,7 @@ from deepmim_mm.analysis import FEATURES
 from deepmim_mm.analysis.probe import DEFAULT_L2_GRID, knn_probe, linear_probe
 from deepmim_mm.utils import ALLOW_NEW_FLAG, load_config
 
-from analysis_utils import InputError, check_out_dir, run, user_input
+from analysis_utils import InputError, check_out_dir, pyplot, run, save_figure, user_input
 
 PROBES = ('linear', 'knn')
 DEFAULT_MEAN = [123.675, 116.28, 103.53]
@@ -166,22 +166,18 @@ def build_model(settings, normalisation):
                                                         **normalisation)))
 
 
+def digest(**fields) -> str:
+    """A short hash of ``fields``: the cache key of a checkpoint (its file, the encoder, the
+    prefix) or of a split (its images and labels, the eval pipeline, the normalisation)."""
+    blob = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
 def data_key(ds, img_size, normalisation):
-    """What the features of ``ds`` depend on besides the checkpoint: the images and labels, the
-    eval pipeline and the normalisation."""
     items = [(osp.relpath(ds.get_data_info(i)['img_path'], ds.data_root),
               int(ds.get_data_info(i)['gt_label'])) for i in range(len(ds))]
-    blob = json.dumps(dict(items=items, classes=list(ds.metainfo['classes']), img=img_size,
-                           pipeline=repr(ds.pipeline), normalisation=normalisation),
-                      sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
-
-
-def checkpoint_key(path, settings, prefix):
-    st = os.stat(path)
-    blob = json.dumps(dict(path=osp.abspath(path), size=st.st_size, mtime=st.st_mtime_ns,
-                           settings=settings, prefix=prefix), sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+    return digest(items=items, classes=list(ds.metainfo['classes']), img=img_size,
+                  pipeline=repr(ds.pipeline), normalisation=normalisation)
 
 
 def layer_features(ckpt, label, model, datasets, args, cache_dir):
@@ -192,7 +188,9 @@ def layer_features(ckpt, label, model, datasets, args, cache_dir):
     from deepmim_mm.analysis import FEATURES, extract_features, labels_of
     from deepmim_mm.checkpoint import load_pretrained_encoder
     num = len(model.backbone.layers)
-    ckey = checkpoint_key(ckpt, args.settings, args.prefix)
+    st = os.stat(ckpt)
+    ckey = digest(path=osp.abspath(ckpt), size=st.st_size, mtime=st.st_mtime_ns,
+                  settings=args.settings, prefix=args.prefix)
     out, todo = {}, []
     for split, (ds, dkey) in datasets.items():
         files = [osp.join(cache_dir, f'{ckey}_{split}-{dkey}_block{b + 1:02d}.pt')
@@ -320,11 +318,8 @@ def write_outputs(rows, labels, features, probes, work_dir, plot):
     print(f'wrote {csv_path} and {json_path}')
     png_path = None
     if plot:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        fig, axes = plt.subplots(len(probes), len(features),
-                                 figsize=(5.5 * len(features), 4 * len(probes)), squeeze=False)
+        fig, axes = pyplot().subplots(len(probes), len(features),
+                                      figsize=(5.5 * len(features), 4 * len(probes)), squeeze=False)
         for row, probe in zip(axes, probes):
             for ax, feat in zip(row, features):
                 for lab in labels:
@@ -337,10 +332,8 @@ def write_outputs(rows, labels, features, probes, work_dir, plot):
                 ax.set_xticks(blocks)
                 ax.grid(alpha=0.3)
                 ax.legend()
-        fig.tight_layout()
         png_path = osp.join(work_dir, 'layer_probe.png')
-        fig.savefig(png_path, dpi=120)
-        plt.close(fig)
+        save_figure(fig, png_path, dpi=120)
         print(f'wrote {png_path}')
     return csv_path, png_path
 

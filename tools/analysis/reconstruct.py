@@ -14,35 +14,23 @@ Example::
         configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py epoch_1600.pth \
         --img deepmim_mm/demo/images/val --out-dir work_dirs/recon
 """
-import argparse
 import os
 import os.path as osp
 
 import torch
 
-from analysis_utils import (InputError, add_common_args, check_config_name, check_device,
-                            check_out_dir, collect_images, iter_batches, load_model, run, safe_name,
-                            write_csv)
+from analysis_utils import (InputError, check_device, check_out_dir, collect_images, iter_batches,
+                            load_model, parse_args, pyplot, run, safe_name, write_csv)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('config', help='model config file, or pkg::path.py inside an installed '
-                        'OpenMMLab package')
-    parser.add_argument('checkpoint', help='its pretraining checkpoint (mmengine .pth)')
-    add_common_args(parser)
+def add_args(parser):
     parser.add_argument('--seed', type=int, default=0, help='seed of the random mask')
     parser.add_argument('--mask-ratio', type=float, default=None,
                         help='override the backbone mask ratio (default: the config\'s)')
-    args = parser.parse_args(argv)
-    check_config_name(parser, args.config, args.checkpoint)
-    return args
 
 
 def save_figure(path, name, panels, result, i):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     levels = result.names
     ncol = 2 + len(levels)
     fig, axes = plt.subplots(1, ncol, figsize=(2.4 * ncol, 2.8), squeeze=False)
@@ -76,7 +64,7 @@ def save_figure(path, name, panels, result, i):
 
 def main(argv=None):
     from deepmim_mm.analysis import level_panels, masked_predictions
-    args = parse_args(argv)
+    args = parse_args(__doc__, argv, add_args, single=True)
     device = check_device(args.device)
     check_out_dir(args.out_dir)
     files = collect_images(args.img, args.max_images)
