@@ -1,9 +1,5 @@
 """Unmasked features of a ViT encoder, per level or per block: the one extraction path of the
-Python API (``deepmim_mm.apis``), the kNN monitor hook and the analysis tools.
-
-The geometry and the level names come from the backbone itself; images are read the evaluation
-way (resize, centre crop) and normalised by the model's own data preprocessor.
-"""
+Python API (``deepmim_mm.apis``), the kNN monitor hook and the analysis tools."""
 from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -65,13 +61,9 @@ def capture_block_outputs(layers: Sequence[nn.Module]) -> Iterator[Dict[int, tor
 
 
 def encode_unmasked(backbone: nn.Module, inputs: torch.Tensor):
-    """Run a ViT encoder on every patch of ``inputs``.
-
-    A backbone that names its levels (``DeepMIMViT``) never masks with ``mask=None`` and returns
-    them (MFF fused). Every other mmpretrain ViT runs the plain ``VisionTransformer.forward``:
-    1.2.0's ``MFFViT.forward(x, mask=None)`` calls ``MAEViT.forward(x)`` with its default
-    ``mask=True`` and masks anyway, and fine-tuning ViTs take no ``mask``.
-    """
+    """Run a ViT encoder on every patch of ``inputs``: ``backbone(x, mask=None)`` for one that
+    names its levels (``DeepMIMViT``), else ``VisionTransformer.forward`` (mmpretrain 1.2.0's
+    ``MFFViT`` masks even with ``mask=None``; fine-tuning ViTs take no ``mask``)."""
     from mmpretrain.models.backbones import VisionTransformer
     if hasattr(backbone, 'level_names') or not isinstance(backbone, VisionTransformer):
         return backbone(inputs, mask=None)
@@ -94,12 +86,8 @@ def pool_tokens(tokens: torch.Tensor, feature: Optional[str],
 @torch.no_grad()
 def level_features(model: nn.Module, inputs: torch.Tensor,
                    blocks: str = 'supervised') -> Dict[str, torch.Tensor]:
-    """``{name: (B, T, C) tokens}`` for a batch of preprocessed ``inputs`` (unmasked).
-
-    ``'supervised'``: the backbone's unmasked output, one entry per supervised level (DeepMIM:
-    the raw intermediate levels and the last block after the final norm; MFF fused; mmpretrain's
-    ``MFFViT``: its unfused ``out_indices`` blocks). ``'all'``: the raw output of every block.
-    """
+    """``{name: (B, T, C) tokens}`` of preprocessed ``inputs``, unmasked: the backbone's output
+    per supervised level (``'supervised'``) or the raw output of every block (``'all'``)."""
     if blocks not in BLOCKS:
         raise ValueError(f'blocks must be one of {BLOCKS}, got {blocks!r}')
     backbone = model.backbone
@@ -184,6 +172,22 @@ def labelled_folder(data_root: str, split: str, img_size: int,
                 keep.append(i)
         ds = ds.get_subset(sorted(keep))
     return ds
+
+
+def labelled_splits(data_root: str, img_size: int, max_per_class: Optional[int] = None,
+                    seed: int = 0, field_name: str = 'data_root') -> tuple:
+    """``(train, val)`` :func:`labelled_folder` s; an error names ``field_name`` when a split has
+    no images or the two splits have different classes."""
+    splits = [labelled_folder(data_root, split, img_size, max_per_class, seed, field_name)
+              for split in ('train', 'val')]
+    for split, ds in zip(('train', 'val'), splits):
+        if len(ds) == 0:
+            raise ValueError(f'{field_name}: no images in {data_root}/{split}')
+    classes = [list(ds.metainfo['classes']) for ds in splits]
+    if classes[0] != classes[1]:
+        raise ValueError(f'{field_name}: train/ and val/ have different classes: {classes[0]} vs '
+                         f'{classes[1]}')
+    return tuple(splits)
 
 
 def labels_of(ds) -> torch.Tensor:

@@ -342,7 +342,7 @@ def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
 
-    from deepmim_mm.analysis import labelled_folder
+    from deepmim_mm.analysis import labelled_splits
     torch.manual_seed(args.seed)
     check_read_keys(args.cfg_options)
     check_out_dir(args.work_dir, '--work-dir')
@@ -353,15 +353,12 @@ def main(argv=None):
     normalisation = dict(mean=list(dp.get('mean', DEFAULT_MEAN)),
                          std=list(dp.get('std', DEFAULT_STD)), to_rgb=dp.get('to_rgb', True))
     model = build_model(args.settings, normalisation)
-    datasets = {}
-    for split in ('train', 'val'):
-        ds = labelled_folder(args.data_root, split, args.settings['img_size'],
-                             args.max_per_class, args.seed, field_name='--data-root')
-        datasets[split] = (ds, data_key(ds, args.settings['img_size'], normalisation))
-    classes = datasets['train'][0].metainfo['classes']
-    if list(datasets['val'][0].metainfo['classes']) != list(classes):
-        raise InputError(f'--data-root: train/ and val/ have different classes: {classes} vs '
-                         f"{datasets['val'][0].metainfo['classes']}")
+    with user_input():
+        splits = labelled_splits(args.data_root, args.settings['img_size'], args.max_per_class,
+                                 args.seed, field_name='--data-root')
+    datasets = {split: (ds, data_key(ds, args.settings['img_size'], normalisation))
+                for split, ds in zip(('train', 'val'), splits)}
+    classes = splits[0].metainfo['classes']
     print(f"data: {len(datasets['train'][0])} train / {len(datasets['val'][0])} val images, "
           f'{len(classes)} classes; encoder {args.settings}; device {args.device}')
     cache_dir = args.cache_dir or osp.join(args.work_dir, 'feature_cache')
