@@ -3,7 +3,7 @@ to a stated convergence criterion, their regularisation chosen on held-out train
 DINO's weighted kNN classifier. Used by ``tools/analysis/layer_probe.py`` and
 :class:`~deepmim_mm.engine.hooks.KNNMonitorHook`."""
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -203,9 +203,6 @@ class ProbeResult:
     grad_max: Optional[float] = None
     holdout_top1: Dict[float, float] = field(default_factory=dict)
     holdout_loss: Dict[float, float] = field(default_factory=dict)
-
-    def as_row(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if not k.startswith('holdout')}
 
 
 FITTERS = dict(lbfgs=fit_logistic_lbfgs, minibatch=fit_logistic_minibatch, ridge=fit_ridge)

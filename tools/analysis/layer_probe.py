@@ -17,6 +17,7 @@ and the normalisation, then probed (:mod:`deepmim_mm.analysis.probe`). Writes
 """
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -248,9 +249,7 @@ def run_probes(tr, va, feat, num_classes, args):
                            num_classes, method=args.classifier, l2=args.l2,
                            l2_grid=args.l2_grid, holdout=args.holdout, seed=args.seed,
                            device=args.device, **linear_options(args))
-        rows.append(dict(probe='linear', **res.as_row(),
-                         holdout_top1={str(k): v for k, v in res.holdout_top1.items()},
-                         holdout_loss={str(k): v for k, v in res.holdout_loss.items()}))
+        rows.append(dict(probe='linear', **dataclasses.asdict(res)))  # JSON: l2 keys as text
     if 'knn' in args.probes:
         res = knn_probe(tr[feat], tr['labels'], va[feat], va['labels'], num_classes,
                         k=args.knn_k, temperature=args.knn_temperature, device=args.device)
