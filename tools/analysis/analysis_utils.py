@@ -18,7 +18,7 @@ from deepmim_mm.analysis import eval_pipeline, model_input_size
 from deepmim_mm.checkpoint import NotACheckpointError
 from deepmim_mm.datasets import LoadImageFromFileChecked
 from deepmim_mm.datasets.transforms import corrupt_image
-from deepmim_mm.utils import ALLOW_NEW_FLAG, load_config
+from deepmim_mm.utils import ALLOW_NEW_FLAG, check_output_folder, load_config
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 CONFIG_EXTENSIONS = ('.py', '.json', '.yaml', '.yml')  # what Config.fromfile reads
@@ -53,7 +53,8 @@ def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
     """The arguments of an image tool: ``CONFIG CHECKPOINT [...]`` pairs and ``--name`` (or with
     ``single`` one ``config checkpoint``), ``add_args(parser)``'s, then ``--img``,
     ``--skip-corrupt``, ``--out-dir``, ``--device``, ``--batch-size``, ``--max-images``,
-    ``--cfg-options``, ``--allow-new-keys``. ``args.pairs`` holds the checked pairs."""
+    ``--cfg-options``, ``--allow-new-keys``; checked: ``args.pairs``, ``args.device`` (a
+    ``torch.device``), ``--out-dir``, ``args.files`` (the images)."""
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
     if single:
@@ -90,6 +91,10 @@ def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
     args = parser.parse_args(argv)
     paths = [args.config, args.checkpoint] if single else args.models
     args.pairs = model_pairs(parser, paths, max_models)
+    args.device = check_device(args.device)
+    with user_input():
+        check_output_folder(args.out_dir, '--out-dir')
+    args.files = collect_images(args.img, args.max_images)
     return args
 
 
@@ -117,15 +122,6 @@ def model_names(configs: Sequence[str], names: Optional[Sequence[str]]) -> List[
             raise InputError(f'--name: {len(names)} names for {len(configs)} models')
         return list(names)
     return [osp.splitext(osp.basename(c))[0] for c in configs]
-
-
-def check_out_dir(path: str, flag: str = '--out-dir') -> None:
-    """:func:`deepmim_mm.utils.check_output_folder`, as an :class:`InputError`."""
-    from deepmim_mm.utils import check_output_folder
-    try:
-        check_output_folder(path, flag)
-    except ValueError as e:
-        raise InputError(str(e)) from e
 
 
 def check_device(device: str) -> torch.device:
@@ -204,17 +200,14 @@ def load_model(config: str, checkpoint: str, device: torch.device,
 def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
     """``(names, [analyse(model, files) per model])`` for the ``CONFIG CHECKPOINT`` pairs of the
     encoder tools: every encoder loaded (and checked) first, one on ``--device`` at a time."""
-    device = check_device(args.device)
-    check_out_dir(args.out_dir)
     names = model_names([c for c, _ in args.pairs], args.name)
-    files = collect_images(args.img, args.max_images)
     models = [load_model(config, ckpt, torch.device('cpu'), args.cfg_options, encoder_only=True,
                          allow_new_keys=args.allow_new_keys) for config, ckpt in args.pairs]
     results = []
     for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
         print(f'{name}: {cfg}, {ckpt}')
-        model, models[i] = models[i].to(device), None
-        results.append(analyse(model, files))
+        model, models[i] = models[i].to(args.device), None
+        results.append(analyse(model, args.files))
         del model
     return names, results
 

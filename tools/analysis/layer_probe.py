@@ -29,9 +29,9 @@ import torch
 
 from deepmim_mm.analysis import FEATURES
 from deepmim_mm.analysis.probe import DEFAULT_L2_GRID, knn_probe, linear_probe
-from deepmim_mm.utils import ALLOW_NEW_FLAG, load_config
+from deepmim_mm.utils import ALLOW_NEW_FLAG, check_output_folder, load_config
 
-from analysis_utils import InputError, check_out_dir, pyplot, run, save_figure, user_input
+from analysis_utils import InputError, pyplot, run, save_figure, user_input
 
 PROBES = ('linear', 'knn')
 DEFAULT_MEAN = [123.675, 116.28, 103.53]
@@ -344,8 +344,8 @@ def main(argv=None):
     from deepmim_mm.analysis import labelled_splits
     torch.manual_seed(args.seed)
     check_read_keys(args.cfg_options)
-    check_out_dir(args.work_dir, '--work-dir')
     with user_input():
+        check_output_folder(args.work_dir, '--work-dir')
         cfg = load_config(args.config, args.cfg_options, args.allow_new_keys)
     args.settings = encoder_settings(cfg, args.img_size)
     dp = cfg.get('data_preprocessor') or cfg.get('model', {}).get('data_preprocessor') or {}

@@ -19,8 +19,8 @@ import os.path as osp
 
 import torch
 
-from analysis_utils import (InputError, check_device, check_out_dir, collect_images, iter_batches,
-                            load_model, parse_args, pyplot, run, safe_name, write_csv)
+from analysis_utils import (InputError, iter_batches, load_model, parse_args, pyplot, run,
+                            safe_name, write_csv)
 
 
 def add_args(parser):
@@ -65,17 +65,14 @@ def save_figure(path, name, panels, result, i):
 def main(argv=None):
     from deepmim_mm.analysis import level_panels, masked_predictions
     args = parse_args(__doc__, argv, add_args, single=True)
-    device = check_device(args.device)
-    check_out_dir(args.out_dir)
-    files = collect_images(args.img, args.max_images)
     if args.mask_ratio is not None and not 0 < args.mask_ratio < 1:
         raise InputError(f'--mask-ratio must be in (0, 1), got {args.mask_ratio}')
-    model = load_model(args.config, args.checkpoint, device, args.cfg_options,
+    model = load_model(args.config, args.checkpoint, args.device, args.cfg_options,
                        allow_new_keys=args.allow_new_keys)
     if args.mask_ratio is not None:
         model.backbone.mask_ratio = args.mask_ratio
     rows, used = [], set()
-    batches = iter_batches(model, files, args.batch_size, skip_corrupt=args.skip_corrupt)
+    batches = iter_batches(model, args.files, args.batch_size, skip_corrupt=args.skip_corrupt)
     for b, (paths, inputs) in enumerate(batches):
         os.makedirs(args.out_dir, exist_ok=True)  # once an image was read
         # One seed per batch: the same images get the same mask whatever the checkpoint.
