@@ -1,7 +1,5 @@
-"""Helpers shared by the analysis tools: their common arguments (``CONFIG CHECKPOINT`` pairs,
-``--img``...), building models from configs + checkpoints that must fit exactly, reading images
-the way the models were trained on them, writing CSV files, and :func:`run`, which turns the
-errors a user can fix into one line and exit status 1."""
+"""What the analysis tools share: arguments, models from configs + checkpoints that must fit,
+images read as the models were trained on them, outputs, and :func:`run`."""
 import argparse
 import csv
 import os
@@ -29,16 +27,13 @@ class InputError(ValueError):
     checkpoint); the message names it. :func:`run` prints it as one line and exits 1."""
 
 
-#: What :func:`run` reports as one line: missing files, files that hold no checkpoint (or one
-#: holding objects torch refuses to unpickle), and the :class:`InputError` s of these helpers.
-#: Any other exception is a bug and keeps its traceback.
+#: What :func:`run` reports as one line; any other exception is a bug and keeps its traceback.
 EXPECTED_ERRORS = (FileNotFoundError, NotACheckpointError, pickle.UnpicklingError, InputError)
 
 
 def run(main: Callable[[], None]) -> None:
     """Run a tool's ``main``; an :data:`EXPECTED_ERRORS` error becomes ``error: <message>`` on
-    stderr and exit status 1 (nothing is written after it: the tools write their files last,
-    or per image)."""
+    stderr and exit status 1."""
     try:
         main()
     except EXPECTED_ERRORS as e:
@@ -167,11 +162,8 @@ def user_input(what: str = ''):
 def load_model(config: str, checkpoint: str, device: torch.device,
                cfg_options: Optional[dict] = None, encoder_only: bool = False,
                allow_new_keys: bool = False) -> torch.nn.Module:
-    """Build ``cfg.model`` in its registry scope and load the checkpoint into it (eval mode, on
-    ``device``): the whole model, or with ``encoder_only`` its ``backbone`` (what the attention
-    and CKA tools run). The checkpoint must fit exactly
-    (:func:`deepmim_mm.checkpoint.load_pretrained_encoder`, nothing new and nothing dropped
-    under the prefix): a file of another format, size or model is an error naming it."""
+    """Build ``cfg.model`` in its registry scope and load the checkpoint into the whole model, or
+    with ``encoder_only`` its ``backbone``, which it must fit exactly; eval mode, on ``device``."""
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
 
@@ -216,9 +208,7 @@ def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
 # Images
 # --------------------------------------------------------------------------------------------
 class _ImageLoader(LoadImageFromFileChecked):
-    """``LoadImageFromFileChecked`` whose error names the tools' ``--skip-corrupt`` flag (the
-    user does not write this pipeline, so its ``on_corrupt`` is no remedy) and is an
-    :class:`InputError`."""
+    """``LoadImageFromFileChecked`` whose error is an :class:`InputError` naming --skip-corrupt."""
 
     def _corrupt(self, filename: str, e: BaseException) -> None:
         try:
@@ -231,13 +221,10 @@ class _ImageLoader(LoadImageFromFileChecked):
 def iter_batches(model: torch.nn.Module, files: Sequence[str], batch_size: int,
                  progress: bool = True, skip_corrupt: bool = False
                  ) -> Iterator[Tuple[List[str], torch.Tensor]]:
-    """Yield ``(paths, inputs)``: images read with mmpretrain's test-style pipeline (resize the
-    short side to the model's size, centre crop, bicubic) and put through the model's own data
-    preprocessor (normalisation, BGR->RGB), so they match what the model trained on.
-
-    An image that cannot be decoded is an :class:`InputError` naming it, or with
-    ``skip_corrupt`` a warning naming it, and the batches are filled with the next readable
-    images (an error if none is readable). Shows an mmengine progress bar over images."""
+    """Yield ``(paths, inputs)``: images through :func:`~deepmim_mm.analysis.eval_pipeline` at the
+    model's size (whole short side) and the model's data preprocessor. An undecodable image is
+    an :class:`InputError` naming it, or with ``skip_corrupt`` a warning, the batches filled
+    with the next readable images."""
     from mmengine.dataset import Compose, default_collate
     from mmengine.utils import ProgressBar
     if batch_size < 1:
