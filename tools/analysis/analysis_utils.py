@@ -245,8 +245,7 @@ def iter_batches(model: torch.nn.Module, files: Sequence[str], batch_size: int,
             yield paths, inputs
             paths, samples = [], []
         if bar is not None and not samples:  # the files so far are analysed or skipped
-            for _ in range(pending):
-                bar.update()
+            bar.update(pending)
             pending = 0
     if bar is not None:
         sys.stdout.write('\n')
