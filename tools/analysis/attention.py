@@ -6,11 +6,6 @@ Images are encoded unmasked; the attention maps are recomputed from every block'
 standard deviation of their mean distances and :func:`~deepmim_mm.analysis.head_dissimilarity`.
 Writes ``attention_distance.{csv,png}`` and ``attention_diversity.{csv,png}``. Only the encoder
 runs: only the checkpoints' ``backbone.`` keys are used, and they must fit exactly.
-
-Example::
-
-    python tools/analysis/attention.py mae.py mae.pth deepmim.py deepmim.pth \
-        --name MAE DeepMIM --img val_images/ --out-dir out
 """
 import os
 import os.path as osp

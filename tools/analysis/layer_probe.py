@@ -1,19 +1,9 @@
-"""Per-layer probes: linear-probe and kNN top-1 on the frozen features of every block, e.g. to
-compare MAE and DeepMIM checkpoints (DeepMIM, arXiv 2303.08817, claims deep supervision makes
-the shallower blocks better):
-
-    python tools/analysis/layer_probe.py \\
-        configs/classification/vit-base-p16_deepmim-pre_8xb128-coslr-100e_in1k.py \\
-        work_dirs/mae/epoch_300.pth work_dirs/deepmim/epoch_300.pth --labels MAE DeepMIM \\
-        --data-root data/imagenet --max-per-class 50 --work-dir work_dirs/layer_probe
-
-CONFIG (any ViT config of this plugin or mmpretrain) gives only the encoder's ``arch``,
-``patch_size``, ``img_size`` and the normalisation; each checkpoint's ``backbone.`` weights are
-loaded strictly into mmpretrain's ``VisionTransformer``. Every block's class token and mean
-patch token of ``DATA_ROOT/{train,val}/<class>/*`` (evaluation pipeline) are cached per
-checkpoint x split x block, keyed by the checkpoint file, the encoder, the images, the pipeline
-and the normalisation, then probed (:mod:`deepmim_mm.analysis.probe`). Writes
-``layer_probe.{csv,json,png}`` to ``--work-dir``.
+"""Per-layer probes: linear-probe and kNN top-1 on the frozen features of every block of one or
+several checkpoints (README, "Per-layer probes"). CONFIG gives only the encoder (``arch``,
+``patch_size``, ``img_size``) and the normalisation; each checkpoint's ``backbone.`` weights are
+loaded strictly into mmpretrain's ``VisionTransformer``; every block's class token and mean patch
+token of ``DATA_ROOT/{train,val}/<class>/*`` are cached per checkpoint x split x block, then probed
+(:mod:`deepmim_mm.analysis.probe`). Writes ``layer_probe.{csv,json,png}`` to ``--work-dir``.
 """
 import argparse
 import csv

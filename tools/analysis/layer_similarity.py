@@ -7,11 +7,6 @@ need the same token grid), or one per image, its mean patch token (``mean``) or 
 (``cls``). Writes ``cka_<A>.png`` (and ``cka_<B>.png``, ``cka_<A>_vs_<B>.png``) and
 ``layer_similarity.csv`` (model_a, block_a, model_b, block_b, cka; blocks 1-indexed). Only the
 checkpoints' ``backbone.`` keys are used, and they must fit exactly.
-
-Example::
-
-    python tools/analysis/layer_similarity.py mae.py mae.pth deepmim.py deepmim.pth \
-        --name MAE DeepMIM --img val_images/ --out-dir out
 """
 import os
 import os.path as osp

@@ -7,12 +7,6 @@ similarity of the prediction to the teacher's features (feature targets); and
 batch, shared by every level as in training; it depends only on ``--seed``, ``--batch-size``, the
 (readable) images and the device, so two checkpoints see the same masks. The checkpoint must fit
 the whole model (decoders included).
-
-Example::
-
-    python tools/analysis/reconstruct.py \
-        configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py epoch_1600.pth \
-        --img deepmim_mm/demo/images/val --out-dir work_dirs/recon
 """
 import os
 import os.path as osp
