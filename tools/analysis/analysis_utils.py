@@ -16,7 +16,7 @@ from deepmim_mm.analysis import eval_pipeline, model_input_size
 from deepmim_mm.checkpoint import NotACheckpointError
 from deepmim_mm.datasets import LoadImageFromFileChecked
 from deepmim_mm.datasets.transforms import corrupt_image
-from deepmim_mm.utils import ALLOW_NEW_FLAG, check_output_folder, load_config
+from deepmim_mm.utils import add_cfg_options, check_output_folder, load_config
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 CONFIG_EXTENSIONS = ('.py', '.json', '.yaml', '.yml')  # what Config.fromfile reads
@@ -50,7 +50,6 @@ def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
     ``--skip-corrupt``, ``--out-dir``, ``--device``, ``--batch-size``, ``--max-images``,
     ``--cfg-options``, ``--allow-new-keys``; checked: ``args.pairs``, ``args.device`` (a
     ``torch.device``), ``--out-dir``, ``args.files`` (the images)."""
-    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
     if single:
         parser.add_argument('config', help='model config file, or pkg::path.py inside an '
@@ -77,12 +76,7 @@ def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
     parser.add_argument('--batch-size', type=int, default=8, help='images per forward pass')
     parser.add_argument('--max-images', type=int, default=None,
                         help='use at most this many images (sorted by path)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings (applied to every config), as in tools/train.py; a key '
-        f'the config does not have is an error unless {ALLOW_NEW_FLAG}')
-    parser.add_argument(ALLOW_NEW_FLAG, action='store_true',
-                        help='let --cfg-options add keys the config does not have')
+    add_cfg_options(parser)  # applied to every config
     args = parser.parse_args(argv)
     paths = [args.config, args.checkpoint] if single else args.models
     args.pairs = model_pairs(parser, paths, max_models)

@@ -19,7 +19,7 @@ import torch
 
 from deepmim_mm.analysis import FEATURES
 from deepmim_mm.analysis.probe import DEFAULT_L2_GRID, knn_probe, linear_probe
-from deepmim_mm.utils import ALLOW_NEW_FLAG, check_output_folder, load_config
+from deepmim_mm.utils import add_cfg_options, check_output_folder, load_config
 
 from analysis_utils import InputError, pyplot, run, save_figure, user_input
 
@@ -33,7 +33,6 @@ READ_KEYS = ('model.backbone.arch', 'model.backbone.patch_size', 'model.backbone
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description='Per-layer linear and kNN probes of ViT checkpoints.')
     p.add_argument('config', help="a config whose model.backbone is a ViT (a file or "
                    "'mmpretrain::<dir>/<name>.py')")
@@ -93,13 +92,7 @@ def parse_args(argv=None):
     g.add_argument('--knn-temperature', type=float, default=0.07, help='DINO: 0.07')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-plot', action='store_true', help='skip the PNG')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override what the tool reads from the config (model.backbone.arch / '
-                   'patch_size / img_size, the data preprocessor\'s mean / std / to_rgb), as in '
-                   f'tools/train.py; a key the config does not have is an error unless '
-                   f'{ALLOW_NEW_FLAG}, and so is a key the tool does not read')
-    p.add_argument(ALLOW_NEW_FLAG, action='store_true',
-                   help='let --cfg-options add keys the config does not have')
+    add_cfg_options(p)  # only READ_KEYS: an override of another key is an error
     args = p.parse_args(argv)
     if args.labels is None:
         args.labels = [osp.splitext(osp.basename(c))[0] for c in args.checkpoints]
