@@ -110,9 +110,8 @@ def extract_features(model: nn.Module, batches: Iterable[Union[torch.Tensor, dic
                      blocks: str = 'supervised',
                      pools: Sequence[Optional[str]] = (None, )
                      ) -> Dict[str, Dict[Optional[str], torch.Tensor]]:
-    """``{level: {pool: (N, ...) float32 CPU tensor}}`` over ``batches``, each a preprocessed
-    ``(B, 3, H, W)`` tensor or a collated data batch (put through ``model.data_preprocessor``);
-    ``pools`` as :func:`pool_tokens`. The model's mode is left as it is (call ``eval()``)."""
+    """``{level: {pool: (N, ...) float32 CPU tensor}}`` over ``batches`` of preprocessed tensors
+    or collated data (put through ``model.data_preprocessor``), in the model's current mode."""
     device = next(model.parameters()).device
     extra = vit_geometry(model.backbone)[2]
     out: Dict[str, Dict[Optional[str], List[torch.Tensor]]] = OrderedDict()
@@ -130,9 +129,8 @@ def extract_features(model: nn.Module, batches: Iterable[Union[torch.Tensor, dic
 
 
 def eval_pipeline(img_size: int, crop_fraction: float = 224 / 256) -> List[dict]:
-    """Resize the short side to ``img_size / crop_fraction`` (bicubic, pillow), take the
-    ``img_size`` centre crop, ``PackInputs``: mmpretrain's ImageNet test pipeline at the default
-    fraction (256 -> 224); the image tools crop the whole short side (``crop_fraction=1``)."""
+    """mmpretrain's ImageNet test pipeline (bicubic resize of the short side to ``img_size /
+    crop_fraction``, centre crop, ``PackInputs``); the image tools use ``crop_fraction=1``."""
     return [
         dict(type='ResizeEdge', scale=int(round(img_size / crop_fraction)), edge='short',
              backend='pillow', interpolation='bicubic'),
@@ -144,10 +142,9 @@ def eval_pipeline(img_size: int, crop_fraction: float = 224 / 256) -> List[dict]
 def labelled_folder(data_root: str, split: str, img_size: int,
                     max_per_class: Optional[int] = None, seed: int = 0,
                     field_name: str = 'data_root'):
-    """mmpretrain's ``CustomDataset`` over ``data_root/split/<class>/*`` with
-    :func:`eval_pipeline` after ``LoadImageFromFileChecked`` (an unreadable image is an error
-    naming it); ``max_per_class`` keeps a class-balanced random subset (the same for the same
-    ``seed``), in file order."""
+    """mmpretrain's ``CustomDataset`` over ``data_root/split/<class>/*``, read by
+    ``LoadImageFromFileChecked`` and :func:`eval_pipeline`; ``max_per_class`` keeps a random
+    class-balanced subset (fixed by ``seed``), in file order."""
     import os.path as osp
 
     from mmengine.registry import DefaultScope

@@ -145,9 +145,8 @@ def tile(rows: Sequence[Sequence[np.ndarray]], gap: int = 2) -> np.ndarray:
 
 def level_grids(model: nn.Module, inputs: torch.Tensor,
                 result: MaskedPredictions) -> List[np.ndarray]:
-    """One ``uint8`` RGB grid per level: a row per image, columns original | masked |
-    reconstruction | reconstruction + visible (pixel targets) or original | masked | cosine map
-    to the teacher (feature targets, viridis, -1..1)."""
+    """One ``uint8`` RGB grid per level, a row of :func:`level_panels` per image (cosine maps in
+    viridis, -1..1)."""
     panels = level_panels(model, inputs, result)
     grids = []
     for j in range(len(result.names)):
