@@ -293,14 +293,14 @@ def knn_classify(train_x: torch.Tensor,
     out = []
     for q0 in range(0, len(query_x), query_chunk):
         q = F.normalize(query_x[q0:q0 + query_chunk].float().to(device), dim=1)
-        best_s = q.new_full((len(q), 0), float('-inf'))
-        best_i = torch.empty((len(q), 0), dtype=torch.long, device=device)
+        top_s, top_i = [], []  # the top k of every training chunk, then of them all
         for t0 in range(0, len(train_x), train_chunk):
             sim = q @ train_x[t0:t0 + train_chunk].T
             s, i = sim.topk(min(k, sim.shape[1]), dim=1)
-            s, j = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
-            best_i = torch.gather(torch.cat([best_i, i + t0], 1), 1, j)
-            best_s = s
+            top_s.append(s)
+            top_i.append(i + t0)
+        best_s, j = torch.cat(top_s, 1).topk(k, dim=1)
+        best_i = torch.cat(top_i, 1).gather(1, j)
         weights = (best_s / temperature).exp()
         votes = q.new_zeros(len(q), num_classes)
         votes.scatter_add_(1, train_y[best_i], weights)
