@@ -8,11 +8,8 @@ import torch.nn as nn
 
 
 def patch_distances(grid: Union[int, Tuple[int, int]], patch_size: float = 1.0) -> torch.Tensor:
-    """``(N, N)`` Euclidean distances between patch centres, in pixels.
-
-    ``grid`` is ``(rows, cols)`` of the token grid (row-major token order, as ViTs flatten
-    patches); with ``patch_size`` pixels per patch, neighbouring centres are ``patch_size`` apart.
-    """
+    """``(N, N)`` Euclidean distances, in pixels, between the patch centres of a ``(rows, cols)``
+    grid in row-major order (ViTs' token order), ``patch_size`` pixels per patch."""
     h, w = (grid, grid) if isinstance(grid, int) else grid
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64),
                             torch.arange(w, dtype=torch.float64), indexing='ij')
@@ -20,9 +17,9 @@ def patch_distances(grid: Union[int, Tuple[int, int]], patch_size: float = 1.0) 
     return torch.cdist(pos, pos)
 
 
-def _patch_attention(attn: torch.Tensor, grid: Tuple[int, int], num_extra_tokens: int,
-                     renormalize: bool) -> torch.Tensor:
-    h, w = grid
+def _patch_attention(attn: torch.Tensor, grid: Union[int, Tuple[int, int]],
+                     num_extra_tokens: int, renormalize: bool) -> torch.Tensor:
+    h, w = (grid, grid) if isinstance(grid, int) else grid
     n = h * w
     if attn.shape[-1] != n + num_extra_tokens or attn.shape[-2] != n + num_extra_tokens:
         raise ValueError(f'attention maps of shape {tuple(attn.shape)} do not match a {h}x{w} '
@@ -38,14 +35,10 @@ def mean_attention_distance(attn: torch.Tensor,
                             patch_size: float,
                             num_extra_tokens: int = 1,
                             renormalize: bool = True) -> torch.Tensor:
-    """Mean attention distance of every head, in pixels.
-
-    As in ViT (Dosovitskiy et al., ICLR 2021, arXiv 2010.11929, Fig. 7 and App. D.7) and the
-    DeepMIM paper (arXiv 2303.08817): for every query patch, the attention-weighted average of
-    the distances from its centre to the key patches' centres; then the mean over query patches.
-    The CLS (extra) tokens are left out as queries and keys; with ``renormalize`` (default) each
-    query's attention over patches is rescaled to sum to 1, so a head that mostly looks at CLS
-    is not mistaken for a local one.
+    """Mean attention distance of every head, in pixels (ViT, arXiv 2010.11929, Fig. 7): per
+    query patch, the attention-weighted distance to the key patches, averaged over queries.
+    Extra (CLS) tokens are left out; ``renormalize`` rescales each query's attention over the
+    patches to sum to 1, so a head that mostly looks at CLS is not mistaken for a local one.
 
     Args:
         attn: ``(..., H, T, T)`` softmax attention, ``T = extra + rows * cols``.
@@ -55,7 +48,6 @@ def mean_attention_distance(attn: torch.Tensor,
     Returns:
         ``(..., H)`` distances in pixels (float64).
     """
-    grid = (grid, grid) if isinstance(grid, int) else tuple(grid)
     a = _patch_attention(attn, grid, num_extra_tokens, renormalize)
     dist = patch_distances(grid, patch_size).to(a.device)
     return (a * dist).sum(dim=-1).mean(dim=-1)
@@ -65,13 +57,9 @@ def head_dissimilarity(attn: torch.Tensor,
                        grid: Union[int, Tuple[int, int]],
                        num_extra_tokens: int = 1,
                        renormalize: bool = True) -> torch.Tensor:
-    """Diversity of the heads of one block: ``1 - mean pairwise cosine similarity``.
-
-    For every query patch, the attention rows (over key patches) of two heads are compared by
-    cosine similarity, averaged over query patches and over all pairs of distinct heads; the
-    attention-map similarity of Zhou et al., "DeepViT: Towards Deeper Vision Transformer"
-    (arXiv 2103.11886, Sec. 3), taken across heads instead of across blocks. 0 means every head
-    attends alike; larger is more diverse (at most 1 for non-negative attention).
+    """Diversity of the heads of one block: ``1 -`` the cosine similarity of two heads'
+    attention rows, averaged over query patches and pairs of distinct heads (DeepViT's
+    attention-map similarity, arXiv 2103.11886, across heads); 0 means every head attends alike.
 
     Args:
         attn: ``(..., H, T, T)`` softmax attention with ``H >= 2``.
@@ -79,7 +67,6 @@ def head_dissimilarity(attn: torch.Tensor,
     Returns:
         ``(...)`` dissimilarity (float64).
     """
-    grid = (grid, grid) if isinstance(grid, int) else tuple(grid)
     a = _patch_attention(attn, grid, num_extra_tokens, renormalize)
     heads = a.shape[-3]
     if heads < 2:
@@ -102,14 +89,9 @@ def _attention_from_input(attn_module: nn.Module, x: torch.Tensor) -> torch.Tens
 
 @contextmanager
 def capture_attention(layers: Sequence[nn.Module]) -> Iterator[Dict[int, torch.Tensor]]:
-    """Record the attention maps of every block while a forward pass runs.
-
-    mmpretrain's ``MultiheadAttention`` runs fused ``scaled_dot_product_attention`` and does not
-    return its weights, so a forward pre-hook on each ``layer.attn`` takes its input and
-    recomputes ``softmax(QK^T / sqrt(d))`` from the layer's own ``qkv`` projection (attention
-    dropout is not applied: use eval mode). Yields a dict ``{block index: (B, H, T, T)}`` filled
-    by the forward pass (the latest pass overwrites).
-    """
+    """Yield ``{block index: (B, H, T, T)}``, filled by each forward pass with the attention maps
+    recomputed from every block's ``qkv`` (mmpretrain's fused attention returns no weights;
+    attention dropout is not applied: use eval mode)."""
     maps: Dict[int, torch.Tensor] = {}
     handles = []
     for i, layer in enumerate(layers):

@@ -5,16 +5,8 @@ import torch
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Linear CKA of two representations of the same ``n`` examples.
-
-    Kornblith, Norouzi, Lee, Hinton, "Similarity of Neural Network Representations Revisited",
-    ICML 2019 (arXiv 1905.00414), Eq. 5 in feature space::
-
-        CKA(X, Y) = ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)
-
-    with ``Xc``, ``Yc`` the column-centred matrices. It lies in [0, 1], equals 1 for ``X`` with
-    itself, and is invariant to orthogonal transforms and isotropic scaling of either argument
-    (not to arbitrary invertible linear maps). Computed in float64.
+    """Linear CKA (arXiv 1905.00414, Eq. 5) of two representations of the same ``n`` examples,
+    ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` of the column-centred matrices, in float64.
 
     Args:
         x: ``(n, d1)``; y: ``(n, d2)``; any further dimensions are flattened into features.

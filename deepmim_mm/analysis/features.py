@@ -1,9 +1,5 @@
 """Unmasked features of a ViT encoder, per level or per block: the one extraction path of the
-Python API (``deepmim_mm.apis``), the kNN monitor hook and the analysis tools.
-
-The geometry and the level names come from the backbone itself; images are read the evaluation
-way (resize, centre crop) and normalised by the model's own data preprocessor.
-"""
+Python API (``deepmim_mm.apis``), the kNN monitor hook and the analysis tools."""
 from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -65,13 +61,9 @@ def capture_block_outputs(layers: Sequence[nn.Module]) -> Iterator[Dict[int, tor
 
 
 def encode_unmasked(backbone: nn.Module, inputs: torch.Tensor):
-    """Run a ViT encoder on every patch of ``inputs``.
-
-    A backbone that names its levels (``DeepMIMViT``) never masks with ``mask=None`` and returns
-    them (MFF fused). Every other mmpretrain ViT runs the plain ``VisionTransformer.forward``:
-    1.2.0's ``MFFViT.forward(x, mask=None)`` calls ``MAEViT.forward(x)`` with its default
-    ``mask=True`` and masks anyway, and fine-tuning ViTs take no ``mask``.
-    """
+    """Run a ViT encoder on every patch of ``inputs``: ``backbone(x, mask=None)`` for one that
+    names its levels (``DeepMIMViT``), else ``VisionTransformer.forward`` (mmpretrain 1.2.0's
+    ``MFFViT`` masks even with ``mask=None``; fine-tuning ViTs take no ``mask``)."""
     from mmpretrain.models.backbones import VisionTransformer
     if hasattr(backbone, 'level_names') or not isinstance(backbone, VisionTransformer):
         return backbone(inputs, mask=None)
@@ -94,12 +86,8 @@ def pool_tokens(tokens: torch.Tensor, feature: Optional[str],
 @torch.no_grad()
 def level_features(model: nn.Module, inputs: torch.Tensor,
                    blocks: str = 'supervised') -> Dict[str, torch.Tensor]:
-    """``{name: (B, T, C) tokens}`` for a batch of preprocessed ``inputs`` (unmasked).
-
-    ``'supervised'``: the backbone's unmasked output, one entry per supervised level (DeepMIM:
-    the raw intermediate levels and the last block after the final norm; MFF fused; mmpretrain's
-    ``MFFViT``: its unfused ``out_indices`` blocks). ``'all'``: the raw output of every block.
-    """
+    """``{name: (B, T, C) tokens}`` of preprocessed ``inputs``, unmasked: the backbone's output
+    per supervised level (``'supervised'``) or the raw output of every block (``'all'``)."""
     if blocks not in BLOCKS:
         raise ValueError(f'blocks must be one of {BLOCKS}, got {blocks!r}')
     backbone = model.backbone
@@ -122,9 +110,8 @@ def extract_features(model: nn.Module, batches: Iterable[Union[torch.Tensor, dic
                      blocks: str = 'supervised',
                      pools: Sequence[Optional[str]] = (None, )
                      ) -> Dict[str, Dict[Optional[str], torch.Tensor]]:
-    """``{level: {pool: (N, ...) float32 CPU tensor}}`` over ``batches``, each a preprocessed
-    ``(B, 3, H, W)`` tensor or a collated data batch (put through ``model.data_preprocessor``);
-    ``pools`` as :func:`pool_tokens`. The model's mode is left as it is (call ``eval()``)."""
+    """``{level: {pool: (N, ...) float32 CPU tensor}}`` over ``batches`` of preprocessed tensors
+    or collated data (put through ``model.data_preprocessor``), in the model's current mode."""
     device = next(model.parameters()).device
     extra = vit_geometry(model.backbone)[2]
     out: Dict[str, Dict[Optional[str], List[torch.Tensor]]] = OrderedDict()
@@ -142,9 +129,8 @@ def extract_features(model: nn.Module, batches: Iterable[Union[torch.Tensor, dic
 
 
 def eval_pipeline(img_size: int, crop_fraction: float = 224 / 256) -> List[dict]:
-    """Resize the short side to ``img_size / crop_fraction`` (bicubic, pillow), take the
-    ``img_size`` centre crop, ``PackInputs``: mmpretrain's ImageNet test pipeline at the default
-    fraction (256 -> 224); the image tools crop the whole short side (``crop_fraction=1``)."""
+    """mmpretrain's ImageNet test pipeline (bicubic resize of the short side to ``img_size /
+    crop_fraction``, centre crop, ``PackInputs``); the image tools use ``crop_fraction=1``."""
     return [
         dict(type='ResizeEdge', scale=int(round(img_size / crop_fraction)), edge='short',
              backend='pillow', interpolation='bicubic'),
@@ -156,10 +142,9 @@ def eval_pipeline(img_size: int, crop_fraction: float = 224 / 256) -> List[dict]
 def labelled_folder(data_root: str, split: str, img_size: int,
                     max_per_class: Optional[int] = None, seed: int = 0,
                     field_name: str = 'data_root'):
-    """mmpretrain's ``CustomDataset`` over ``data_root/split/<class>/*`` with
-    :func:`eval_pipeline` after ``LoadImageFromFileChecked`` (an unreadable image is an error
-    naming it); ``max_per_class`` keeps a class-balanced random subset (the same for the same
-    ``seed``), in file order."""
+    """mmpretrain's ``CustomDataset`` over ``data_root/split/<class>/*``, read by
+    ``LoadImageFromFileChecked`` and :func:`eval_pipeline`; ``max_per_class`` keeps a random
+    class-balanced subset (fixed by ``seed``), in file order."""
     import os.path as osp
 
     from mmengine.registry import DefaultScope
@@ -184,6 +169,22 @@ def labelled_folder(data_root: str, split: str, img_size: int,
                 keep.append(i)
         ds = ds.get_subset(sorted(keep))
     return ds
+
+
+def labelled_splits(data_root: str, img_size: int, max_per_class: Optional[int] = None,
+                    seed: int = 0, field_name: str = 'data_root') -> tuple:
+    """``(train, val)`` :func:`labelled_folder` s; an error names ``field_name`` when a split has
+    no images or the two splits have different classes."""
+    splits = [labelled_folder(data_root, split, img_size, max_per_class, seed, field_name)
+              for split in ('train', 'val')]
+    for split, ds in zip(('train', 'val'), splits):
+        if len(ds) == 0:
+            raise ValueError(f'{field_name}: no images in {data_root}/{split}')
+    classes = [list(ds.metainfo['classes']) for ds in splits]
+    if classes[0] != classes[1]:
+        raise ValueError(f'{field_name}: train/ and val/ have different classes: {classes[0]} vs '
+                         f'{classes[1]}')
+    return tuple(splits)
 
 
 def labels_of(ds) -> torch.Tensor:

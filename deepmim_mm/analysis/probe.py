@@ -3,15 +3,14 @@ to a stated convergence criterion, their regularisation chosen on held-out train
 DINO's weighted kNN classifier. Used by ``tools/analysis/layer_probe.py`` and
 :class:`~deepmim_mm.engine.hooks.KNNMonitorHook`."""
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-#: ``l2`` values tried on the held-out part of the training split (our choice: one value per
-#: decade; CLIP, arXiv 2103.00020, App. A.3, sweeps a wider range for its logistic-regression
-#: probes). ``l2 = 1 / (C * n)`` in terms of scikit-learn's ``C`` on ``n`` samples.
+#: ``l2`` values tried on the held-out part of the training split (our choice: one per decade).
 DEFAULT_L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
@@ -25,12 +24,8 @@ def standardize(train: torch.Tensor, *others: torch.Tensor) -> Tuple[torch.Tenso
 
 @dataclass
 class LinearFit:
-    """A fitted linear classifier ``logits = x @ weight + bias`` and how its training went.
-
-    ``loss`` is the training objective (mean cross-entropy + ``l2 / 2 * ||W||^2``; for ridge the
-    mean squared error + penalty); ``iterations`` counts L-BFGS iterations or optimiser steps;
-    ``converged`` says whether the stated criterion (``reason``) was met before the budget.
-    """
+    """A fitted linear classifier ``logits = x @ weight + bias``, its final training objective
+    and whether the fit met its convergence criterion (``reason``) within its budget."""
     weight: torch.Tensor
     bias: torch.Tensor
     l2: float
@@ -38,7 +33,7 @@ class LinearFit:
     iterations: int
     converged: bool
     reason: str
-    grad_max: float = float('nan')
+    grad_max: Optional[float] = None  # largest gradient entry at the end (L-BFGS only)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.weight) @ self.weight + self.bias
@@ -66,16 +61,10 @@ def fit_logistic_lbfgs(x: torch.Tensor,
                        tol_change: float = 1e-9,
                        history_size: int = 20,
                        init: Optional[LinearFit] = None) -> LinearFit:
-    """Multinomial logistic regression, full batch, with ``torch.optim.LBFGS`` (strong Wolfe).
-
-    Convergence criterion (``torch.optim.LBFGS``'s own tests): the largest absolute entry of the
-    objective's gradient is at most ``tol_grad`` (``reason='gradient'``), or the objective (or
-    the step) changes by less than ``tol_change`` between two iterations, i.e. no further
-    progress is measurable (``reason='loss change'``). ``max_iter`` iterations (``3 *
-    max_iter`` objective evaluations) without either is ``converged=False``
-    (``reason='max_iter'`` / ``'max_eval'``). The objective is strictly convex for ``l2 > 0``:
-    the result does not depend on the start (``init`` warm-starts a regularisation path).
-    """
+    """Multinomial logistic regression (mean cross-entropy + ``l2 / 2 * ||W||^2``), full batch,
+    with ``torch.optim.LBFGS`` (strong Wolfe); converged when ``max |gradient| <= tol_grad``
+    (``reason='gradient'``) or the objective stops changing (``'loss change'``) within
+    ``max_iter`` iterations; ``init`` warm-starts a regularisation path."""
     w, b = _params(x, num_classes, init)
     max_eval = 3 * max_iter
     opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, max_eval=max_eval,
@@ -118,16 +107,10 @@ def fit_logistic_minibatch(x: torch.Tensor,
                            lr_decays: int = 2,
                            seed: int = 0,
                            init: Optional[LinearFit] = None) -> LinearFit:
-    """The objective of :func:`fit_logistic_lbfgs` with mini-batch AdamW, for large features.
-
-    Counted in optimisation steps, not epochs (a training set smaller than one batch still gets
-    ``max_steps`` full-batch steps). Stopping rule: every ``eval_every`` steps the full training
-    objective is computed; when it fell by less than ``tol`` (relative) since the last check,
-    the learning rate is divided by 10, and after ``lr_decays`` such decays a further plateau
-    ends the fit (``converged=True``, ``reason='plateau'``); ``max_steps`` steps without it is
-    ``converged=False``. The penalty is part of the loss (AdamW's decoupled decay is off), so
-    ``l2`` means the same as for L-BFGS.
-    """
+    """The objective of :func:`fit_logistic_lbfgs` with mini-batch AdamW, for large features:
+    every ``eval_every`` steps, a relative fall of the full objective under ``tol`` divides the
+    learning rate by 10; the plateau after ``lr_decays`` decays ends the fit
+    (``reason='plateau'``), ``max_steps`` steps without it is ``converged=False``."""
     w, b = _params(x, num_classes, init)
     opt = torch.optim.AdamW([w, b], lr=lr, weight_decay=0.0)
     g = torch.Generator(device='cpu').manual_seed(seed)
@@ -166,9 +149,10 @@ def _full_objective(x, y, w, b, l2, chunk: int = 65536) -> float:
     return (total / len(x) + 0.5 * l2 * w.pow(2).sum()).item()
 
 
-def fit_ridge(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float) -> LinearFit:
+def fit_ridge(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float,
+              init: Optional[LinearFit] = None) -> LinearFit:
     """Closed-form least squares on one-hot targets: minimises the mean squared error plus
-    ``l2 * ||W||^2`` (bias not penalised), so ``l2`` is on the scale of the logistic fits'."""
+    ``l2 * ||W||^2`` (bias not penalised); ``init`` is ignored."""
     t = F.one_hot(y, num_classes).double()
     xb = torch.cat([x, torch.ones_like(x[:, :1])], 1).double()
     reg = l2 * torch.eye(xb.shape[1], dtype=xb.dtype, device=xb.device)
@@ -207,8 +191,7 @@ def topk_accuracy(scores: torch.Tensor, y: torch.Tensor, k: int = 1) -> float:
 
 @dataclass
 class ProbeResult:
-    """Accuracy on the evaluation split and the evidence that the classifier converged
-    (``grad_max``: the largest entry of the objective's gradient at the end, L-BFGS only)."""
+    """Accuracy on the evaluation split and the evidence that the classifier converged."""
     top1: float
     top5: Optional[float]
     train_loss: float
@@ -221,21 +204,8 @@ class ProbeResult:
     holdout_top1: Dict[float, float] = field(default_factory=dict)
     holdout_loss: Dict[float, float] = field(default_factory=dict)
 
-    def as_row(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if not k.startswith('holdout')}
 
-
-def _fitter(method: str, num_classes: int, options: dict, seed: int) -> Callable:
-    if method == 'lbfgs':
-        return lambda x, y, l2, init=None: fit_logistic_lbfgs(x, y, num_classes, l2, init=init,
-                                                              **options)
-    if method == 'minibatch':
-        options = dict(dict(seed=seed), **options)
-        return lambda x, y, l2, init=None: fit_logistic_minibatch(
-            x, y, num_classes, l2, init=init, **options)
-    if method == 'ridge':
-        return lambda x, y, l2, init=None: fit_ridge(x, y, num_classes, l2)
-    raise ValueError(f"method must be 'lbfgs', 'minibatch' or 'ridge', got {method!r}")
+FITTERS = dict(lbfgs=fit_logistic_lbfgs, minibatch=fit_logistic_minibatch, ridge=fit_ridge)
 
 
 def linear_probe(x_train: torch.Tensor,
@@ -250,22 +220,22 @@ def linear_probe(x_train: torch.Tensor,
                  seed: int = 0,
                  device: str = 'cpu',
                  **options) -> ProbeResult:
-    """Standardise, choose ``l2``, fit, evaluate.
+    """Standardise, choose ``l2``, fit with ``FITTERS[method](**options)``, evaluate.
 
     ``l2=None`` chooses it from ``l2_grid`` by top-1 on a stratified ``holdout`` part of the
-    *training* split (ties, frequent on small held-out parts: the lower held-out cross-entropy,
-    then the larger ``l2``), fitting from the largest value down with warm
-    starts; the chosen value is then refitted on the whole training split. The evaluation split
-    is only scored. ``seed`` draws the held-out part (and the mini-batches). ``options`` go
-    to the fitting function of ``method`` (``lbfgs``:
-    :func:`fit_logistic_lbfgs`, ``minibatch``: :func:`fit_logistic_minibatch`, ``ridge``:
-    :func:`fit_ridge`).
+    *training* split (ties: the lower held-out cross-entropy, then the larger ``l2``), fitting
+    from the largest value down with warm starts, then refits it on the whole training split.
+    ``seed`` draws the held-out part (and the mini-batches).
     """
+    if method not in FITTERS:
+        raise ValueError(f'method must be one of {tuple(FITTERS)}, got {method!r}')
+    if method == 'minibatch':
+        options.setdefault('seed', seed)
+    fit = partial(FITTERS[method], num_classes=num_classes, **options)
     dtype = x_train.dtype if x_train.dtype in (torch.float32, torch.float64) else torch.float32
     x_train, x_eval = standardize(x_train.to(dtype), x_eval.to(dtype))
     x_train, x_eval = x_train.to(device), x_eval.to(device)
     y_train, y_eval = y_train.long().to(device), y_eval.long().to(device)
-    fit = _fitter(method, num_classes, options, seed)
     scores: Dict[float, float] = {}
     losses: Dict[float, float] = {}
     init = None
@@ -278,7 +248,7 @@ def linear_probe(x_train: torch.Tensor,
         fit_idx, held_idx = fit_idx.to(device), held_idx.to(device)
         best = None
         for value in sorted(l2_grid, reverse=True):
-            init = fit(x_train[fit_idx], y_train[fit_idx], value, init)
+            init = fit(x_train[fit_idx], y_train[fit_idx], l2=value, init=init)
             with torch.no_grad():
                 held_logits = init.logits(x_train[held_idx])
                 losses[value] = F.cross_entropy(held_logits, y_train[held_idx]).item()
@@ -287,7 +257,7 @@ def linear_probe(x_train: torch.Tensor,
                 best = value
         l2 = best
         init = None  # the final fit starts from zero: its iteration count is its own
-    result = fit(x_train, y_train, l2, init)
+    result = fit(x_train, y_train, l2=l2, init=init)
     with torch.no_grad():
         train_acc = topk_accuracy(result.logits(x_train), y_train)
         logits = result.logits(x_eval)
@@ -296,8 +266,7 @@ def linear_probe(x_train: torch.Tensor,
         top5=topk_accuracy(logits, y_eval, 5) if num_classes > 5 else None,
         train_loss=result.loss, train_acc=train_acc, iterations=result.iterations,
         converged=result.converged, reason=result.reason, l2=l2,
-        grad_max=None if math.isnan(result.grad_max) else result.grad_max, holdout_top1=scores,
-        holdout_loss=losses)
+        grad_max=result.grad_max, holdout_top1=scores, holdout_loss=losses)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -312,15 +281,9 @@ def knn_classify(train_x: torch.Tensor,
                  temperature: float = 0.07,
                  query_chunk: int = 1024,
                  train_chunk: int = 65536) -> torch.Tensor:
-    """Class scores ``(Q, num_classes)`` of DINO's weighted kNN classifier.
-
-    As DINO's ``eval_knn.py`` (Caron et al., arXiv 2104.14294, Sec. 4.1 and App.: k = 20,
-    T = 0.07): features are L2-normalised, the ``k`` training samples of highest cosine
-    similarity ``s`` vote for their class with weight ``exp(s / T)``. Similarities are computed
-    ``query_chunk`` queries x ``train_chunk`` training samples at a time (the running top-k is
-    merged across training chunks), so memory stays bounded for large training sets. ``k`` is
-    capped at the number of training samples. Runs on ``train_x``'s device.
-    """
+    """Class scores ``(Q, num_classes)`` of DINO's weighted kNN classifier: the ``k`` training
+    samples of highest cosine similarity ``s`` vote for their class with weight ``exp(s / T)``;
+    computed ``query_chunk`` x ``train_chunk`` at a time, on ``train_x``'s device."""
     if len(train_x) == 0:
         raise ValueError('knn_classify: empty training set')
     device = train_x.device
@@ -330,14 +293,14 @@ def knn_classify(train_x: torch.Tensor,
     out = []
     for q0 in range(0, len(query_x), query_chunk):
         q = F.normalize(query_x[q0:q0 + query_chunk].float().to(device), dim=1)
-        best_s = q.new_full((len(q), 0), float('-inf'))
-        best_i = torch.empty((len(q), 0), dtype=torch.long, device=device)
+        top_s, top_i = [], []  # the top k of every training chunk, then of them all
         for t0 in range(0, len(train_x), train_chunk):
             sim = q @ train_x[t0:t0 + train_chunk].T
             s, i = sim.topk(min(k, sim.shape[1]), dim=1)
-            s, j = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
-            best_i = torch.gather(torch.cat([best_i, i + t0], 1), 1, j)
-            best_s = s
+            top_s.append(s)
+            top_i.append(i + t0)
+        best_s, j = torch.cat(top_s, 1).topk(k, dim=1)
+        best_i = torch.cat(top_i, 1).gather(1, j)
         weights = (best_s / temperature).exp()
         votes = q.new_zeros(len(q), num_classes)
         votes.scatter_add_(1, train_y[best_i], weights)
@@ -365,7 +328,7 @@ def knn_probe(x_train: torch.Tensor,
 
 
 __all__: List[str] = [
-    'DEFAULT_L2_GRID', 'standardize', 'LinearFit',
+    'DEFAULT_L2_GRID', 'standardize', 'LinearFit', 'FITTERS',
     'fit_logistic_lbfgs', 'fit_logistic_minibatch', 'fit_ridge', 'holdout_split',
     'topk_accuracy', 'ProbeResult', 'linear_probe', 'knn_classify', 'knn_probe'
 ]

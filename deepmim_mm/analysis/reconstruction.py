@@ -1,10 +1,5 @@
-"""Per-level masked predictions of a DeepMIM (or MAE) model, turned into pictures and losses.
-
-Shared by ``tools/analysis/reconstruct.py`` and :class:`DeepMIMReconstructionHook`. Everything
-goes through the model's own pieces, in the order of ``DeepMIM.loss``: the backbone's masked
-forward (one mask for every level), the neck, the target (``get_targets`` then the head's
-``construct_target``) and the head's ``loss_module``.
-"""
+"""Per-level masked predictions of a DeepMIM (or MAE) model, turned into pictures and losses,
+through the model's own pieces in the order of ``DeepMIM.loss``."""
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -30,12 +25,9 @@ class MaskedPredictions:
 @torch.no_grad()
 def masked_predictions(model: nn.Module, inputs: torch.Tensor,
                        seed: Optional[int] = 0) -> MaskedPredictions:
-    """One masked forward of ``model`` on preprocessed ``inputs`` (``B x 3 x H x W``).
-
-    Works for :class:`deepmim_mm.models.DeepMIM` (every supervised level) and for mmpretrain's
-    ``MAE`` / ``MFF`` (one level). ``seed`` fixes the random mask (the global RNG state is
-    restored afterwards, so training randomness is untouched); ``None`` uses the current state.
-    """
+    """One masked forward of a ``DeepMIM`` (every level) or mmpretrain ``MAE`` / ``MFF`` (one
+    level) on preprocessed ``inputs``; ``seed`` fixes the mask and leaves the global RNG state
+    untouched (``None``: the current state)."""
     model = unwrap(model)
     for part in ('backbone', 'neck', 'head'):
         if getattr(model, part, None) is None:
@@ -81,12 +73,9 @@ def mask_to_image(mask: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
 
 def pixel_reconstruction(head: nn.Module, inputs: torch.Tensor,
                          pred: torch.Tensor) -> torch.Tensor:
-    """A pixel prediction ``(B, N, p*p*C)`` back in the (normalised) input space ``(B, C, H, W)``.
-
-    With ``norm_pix`` the prediction is per-patch normalised; as in MAE's visualisation
-    (facebookresearch/mae ``demo/mae_visualize.ipynb`` with norm-pix models, mmselfsup's
-    ``visualize_reconstruction.py``) it is de-normalised with each patch's true mean and variance.
-    """
+    """A pixel prediction ``(B, N, p*p*C)`` back in the (normalised) input space ``(B, C, H, W)``;
+    a ``norm_pix`` prediction is de-normalised with each patch's true mean and variance, as in
+    MAE's visualisation."""
     if getattr(head, 'norm_pix', False):
         patches = head.patchify(inputs)
         mean = patches.mean(dim=-1, keepdim=True)
@@ -96,11 +85,8 @@ def pixel_reconstruction(head: nn.Module, inputs: torch.Tensor,
 
 
 def to_display(model: nn.Module, images: torch.Tensor) -> np.ndarray:
-    """Preprocessed images ``(B, 3, H, W)`` -> RGB ``uint8`` ``(B, H, W, 3)``.
-
-    Undoes the data preprocessor's normalisation (``mean``/``std``); channels are flipped when
-    the preprocessor did not convert BGR to RGB.
-    """
+    """Preprocessed images ``(B, 3, H, W)`` -> RGB ``uint8`` ``(B, H, W, 3)``, undoing the data
+    preprocessor's normalisation (and its BGR order)."""
     dp = getattr(unwrap(model), 'data_preprocessor', None)
     x = images.detach().float()
     if dp is not None and getattr(dp, '_enable_normalize', False):
@@ -113,13 +99,9 @@ def to_display(model: nn.Module, images: torch.Tensor) -> np.ndarray:
 
 
 def level_panels(model: nn.Module, inputs: torch.Tensor, result: MaskedPredictions) -> dict:
-    """The pictures of one forward pass, all ``uint8 (B, H, W, 3)`` except the cosine maps.
-
-    Returns ``dict(original, masked, levels)``: ``levels[j]`` is, for pixel targets, the
-    reconstruction of level ``j`` with the visible patches pasted in (as MAE's figures), and
-    ``raw[j]`` the bare reconstruction; for feature targets ``cosine[j]`` is the ``(B, h, w)``
-    cosine-similarity map of level ``j``'s prediction to the teacher's features.
-    """
+    """``dict(original, masked)`` ``uint8 (B, H, W, 3)`` pictures, and per level ``j``: pixel
+    targets, ``raw[j]`` its reconstruction and ``levels[j]`` with the visible patches pasted in;
+    feature targets, ``cosine[j]`` the ``(B, h, w)`` cosine map to the teacher's features."""
     model = unwrap(model)
     m = mask_to_image(result.mask, model.backbone).to(inputs)
     original = to_display(model, inputs)
@@ -163,9 +145,8 @@ def tile(rows: Sequence[Sequence[np.ndarray]], gap: int = 2) -> np.ndarray:
 
 def level_grids(model: nn.Module, inputs: torch.Tensor,
                 result: MaskedPredictions) -> List[np.ndarray]:
-    """One ``uint8`` RGB grid per level: a row per image, columns original | masked |
-    reconstruction | reconstruction + visible (pixel targets) or original | masked | cosine map
-    to the teacher (feature targets, viridis, -1..1)."""
+    """One ``uint8`` RGB grid per level, a row of :func:`level_panels` per image (cosine maps in
+    viridis, -1..1)."""
     panels = level_panels(model, inputs, result)
     grids = []
     for j in range(len(result.names)):

@@ -1,11 +1,4 @@
-"""Build a pretrained encoder from a config and a checkpoint and get every level's features.
-
-mmpretrain's ``get_model`` builds the model; mmpretrain's ``FeatureExtractor`` reads images but
-takes its pipeline from ``cfg.test_dataloader``, which pretraining configs (mmpretrain's MAE /
-MFF ones and this plugin's) do not have. :class:`LevelFeatureExtractor` falls back to the
-evaluation pipeline at the model's input size; the features come from
-:func:`deepmim_mm.analysis.extract_features`.
-"""
+"""Build a pretrained encoder from a config and a checkpoint and get every level's features."""
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Union
 
@@ -25,15 +18,17 @@ def init_encoder(config: Union[str, Config],
                  cfg_options: Optional[dict] = None,
                  prefix: str = 'backbone.',
                  allow_new_keys: bool = False) -> BaseModel:
-    """The config's pretraining model (``DeepMIM``, mmpretrain's ``MAE`` / ``MFF``, ...) with the
-    checkpoint's encoder, in eval mode on ``device``.
+    """The config's pretraining model (``DeepMIM``, mmpretrain's ``MAE`` / ``MFF``, ...) built by
+    mmpretrain's ``get_model`` without its teacher, with the checkpoint's encoder loaded strictly
+    (report: ``model.encoder_load_report``; decoders and heads are not loaded), in eval mode.
 
-    Built with mmpretrain's ``get_model`` (``model._config`` is the config), without the frozen
-    teacher (``model.target_generator``: features do not need it). The encoder is loaded strictly
-    with :func:`deepmim_mm.checkpoint.load_pretrained_encoder` (report:
-    ``model.encoder_load_report``); the decoders and heads are not loaded, so the model is for
-    features, not for the pretraining loss. ``checkpoint=None`` keeps the random initialisation.
-    ``cfg_options`` are checked as ``tools/train.py`` checks ``--cfg-options``.
+    Args:
+        config: a config file, ``pkg::path.py`` or a ``Config``.
+        checkpoint: the checkpoint file; ``None`` keeps the random initialisation.
+        device: where the model goes.
+        cfg_options: overrides, checked as ``tools/train.py`` checks ``--cfg-options``.
+        prefix: the encoder's prefix in the checkpoint (``''``: a bare encoder).
+        allow_new_keys: let ``cfg_options`` add keys the config does not have.
     """
     cfg = load_config(config, cfg_options, allow_new_keys)
     if 'model' not in cfg:
@@ -56,14 +51,10 @@ def init_encoder(config: Union[str, Config],
 
 
 class LevelFeatureExtractor(FeatureExtractor):
-    """mmpretrain's ``FeatureExtractor`` for pretraining configs.
-
-    Adds over ``FeatureExtractor``: a config without ``test_dataloader`` (every pretraining
-    config) gets :func:`~deepmim_mm.analysis.eval_pipeline` at the model's input size instead of
-    an ``AttributeError``; a config and a checkpoint are built with :func:`init_encoder` (strict
-    encoder loading; upstream's ``load_checkpoint`` only warns). ``extractor(images)`` returns,
-    per image, the tuple of ``model.extract_feat`` outputs (one ``(T, C)`` tensor per level).
-    """
+    """mmpretrain's ``FeatureExtractor`` for pretraining configs: without ``test_dataloader``
+    they get :func:`~deepmim_mm.analysis.eval_pipeline` at the model's input size, and a config
+    is built with :func:`init_encoder` (strict loading; upstream only warns).
+    ``extractor(images)`` returns, per image, the ``model.extract_feat`` outputs."""
 
     def __init__(self,
                  model: Union[BaseModel, str, Config],

@@ -1,7 +1,6 @@
-"""Helpers shared by the analysis tools: their common arguments (``CONFIG CHECKPOINT`` pairs,
-``--img``...), building models from configs + checkpoints that must fit exactly, reading images
-the way the models were trained on them, writing CSV files, and :func:`run`, which turns the
-errors a user can fix into one line and exit status 1."""
+"""What the analysis tools share: arguments, models from configs + checkpoints that must fit,
+images read as the models were trained on them, outputs, and :func:`run`."""
+import argparse
 import csv
 import os
 import os.path as osp
@@ -17,7 +16,7 @@ from deepmim_mm.analysis import eval_pipeline, model_input_size
 from deepmim_mm.checkpoint import NotACheckpointError
 from deepmim_mm.datasets import LoadImageFromFileChecked
 from deepmim_mm.datasets.transforms import corrupt_image
-from deepmim_mm.utils import ALLOW_NEW_FLAG, load_config
+from deepmim_mm.utils import add_cfg_options, check_output_folder, load_config
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 CONFIG_EXTENSIONS = ('.py', '.json', '.yaml', '.yml')  # what Config.fromfile reads
@@ -28,16 +27,13 @@ class InputError(ValueError):
     checkpoint); the message names it. :func:`run` prints it as one line and exits 1."""
 
 
-#: What :func:`run` reports as one line: missing files, files that hold no checkpoint (or one
-#: holding objects torch refuses to unpickle), and the :class:`InputError` s of these helpers.
-#: Any other exception is a bug and keeps its traceback.
+#: What :func:`run` reports as one line; any other exception is a bug and keeps its traceback.
 EXPECTED_ERRORS = (FileNotFoundError, NotACheckpointError, pickle.UnpicklingError, InputError)
 
 
 def run(main: Callable[[], None]) -> None:
     """Run a tool's ``main``; an :data:`EXPECTED_ERRORS` error becomes ``error: <message>`` on
-    stderr and exit status 1 (nothing is written after it: the tools write their files last,
-    or per image)."""
+    stderr and exit status 1."""
     try:
         main()
     except EXPECTED_ERRORS as e:
@@ -47,10 +43,28 @@ def run(main: Callable[[], None]) -> None:
 # --------------------------------------------------------------------------------------------
 # Arguments
 # --------------------------------------------------------------------------------------------
-def add_common_args(parser) -> None:
-    """``--img``, ``--skip-corrupt``, ``--out-dir``, ``--device``, ``--batch-size``,
-    ``--max-images``, ``--cfg-options``, ``--allow-new-keys``."""
-    from mmengine.config import DictAction
+def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
+               max_models: Optional[int] = None, single: bool = False):
+    """The arguments of an image tool: ``CONFIG CHECKPOINT [...]`` pairs and ``--name`` (or with
+    ``single`` one ``config checkpoint``), ``add_args(parser)``'s, then ``--img``,
+    ``--skip-corrupt``, ``--out-dir``, ``--device``, ``--batch-size``, ``--max-images``,
+    ``--cfg-options``, ``--allow-new-keys``; checked: ``args.pairs``, ``args.device`` (a
+    ``torch.device``), ``--out-dir``, ``args.files`` (the images)."""
+    parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
+    if single:
+        parser.add_argument('config', help='model config file, or pkg::path.py inside an '
+                            'installed OpenMMLab package')
+        parser.add_argument('checkpoint', help='its pretraining checkpoint (mmengine .pth)')
+    else:
+        parser.add_argument(
+            'models', nargs='+', metavar='CONFIG CHECKPOINT',
+            help='one config (a file, or pkg::path.py inside an installed OpenMMLab package, '
+            'e.g. mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py) and its '
+            'checkpoint per model')
+        parser.add_argument('--name', nargs='+', help='display names, one per model (default: '
+                            'the config file names)')
+    if add_args is not None:
+        add_args(parser)
     parser.add_argument('--img', nargs='+', required=True,
                         help='image files and/or folders (searched recursively)')
     parser.add_argument('--skip-corrupt', action='store_true',
@@ -62,23 +76,15 @@ def add_common_args(parser) -> None:
     parser.add_argument('--batch-size', type=int, default=8, help='images per forward pass')
     parser.add_argument('--max-images', type=int, default=None,
                         help='use at most this many images (sorted by path)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings (applied to every config), as in tools/train.py; a key '
-        f'the config does not have is an error unless {ALLOW_NEW_FLAG}')
-    parser.add_argument(ALLOW_NEW_FLAG, action='store_true',
-                        help='let --cfg-options add keys the config does not have')
-
-
-def add_model_args(parser) -> None:
-    """Positional ``CONFIG CHECKPOINT [CONFIG CHECKPOINT ...]`` and ``--name``."""
-    parser.add_argument(
-        'models', nargs='+', metavar='CONFIG CHECKPOINT',
-        help='one config (a file, or pkg::path.py inside an installed OpenMMLab package, e.g. '
-        'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py) and its checkpoint per '
-        'model')
-    parser.add_argument('--name', nargs='+', help='display names, one per model (default: the '
-                        'config file names)')
+    add_cfg_options(parser)  # applied to every config
+    args = parser.parse_args(argv)
+    paths = [args.config, args.checkpoint] if single else args.models
+    args.pairs = model_pairs(parser, paths, max_models)
+    args.device = check_device(args.device)
+    with user_input():
+        check_output_folder(args.out_dir, '--out-dir')
+    args.files = collect_images(args.img, args.max_images)
+    return args
 
 
 def model_pairs(parser, paths: Sequence[str], max_models: Optional[int] = None
@@ -92,16 +98,11 @@ def model_pairs(parser, paths: Sequence[str], max_models: Optional[int] = None
     if max_models is not None and len(pairs) > max_models:
         parser.error(f'at most {max_models} CONFIG CHECKPOINT pairs, got {len(pairs)}')
     for i, (config, ckpt) in enumerate(pairs, 1):
-        check_config_name(parser, config, ckpt, i)
+        if not config.lower().endswith(CONFIG_EXTENSIONS):
+            swapped = ckpt.lower().endswith(CONFIG_EXTENSIONS)
+            parser.error(f'pair {i}: {config!r} is not a config ({"/".join(CONFIG_EXTENSIONS)})'
+                         + ('; the config comes first: CONFIG CHECKPOINT' if swapped else ''))
     return pairs
-
-
-def check_config_name(parser, config: str, checkpoint: str, index: int = 1) -> None:
-    """``parser.error`` when the config of pair ``index`` is not a config file name."""
-    if not config.lower().endswith(CONFIG_EXTENSIONS):
-        swapped = checkpoint.lower().endswith(CONFIG_EXTENSIONS)
-        parser.error(f'pair {index}: {config!r} is not a config ({"/".join(CONFIG_EXTENSIONS)})'
-                     + ('; the config comes first: CONFIG CHECKPOINT' if swapped else ''))
 
 
 def model_names(configs: Sequence[str], names: Optional[Sequence[str]]) -> List[str]:
@@ -110,15 +111,6 @@ def model_names(configs: Sequence[str], names: Optional[Sequence[str]]) -> List[
             raise InputError(f'--name: {len(names)} names for {len(configs)} models')
         return list(names)
     return [osp.splitext(osp.basename(c))[0] for c in configs]
-
-
-def check_out_dir(path: str, flag: str = '--out-dir') -> None:
-    """:func:`deepmim_mm.utils.check_output_folder`, as an :class:`InputError`."""
-    from deepmim_mm.utils import check_output_folder
-    try:
-        check_output_folder(path, flag)
-    except ValueError as e:
-        raise InputError(str(e)) from e
 
 
 def check_device(device: str) -> torch.device:
@@ -164,11 +156,8 @@ def user_input(what: str = ''):
 def load_model(config: str, checkpoint: str, device: torch.device,
                cfg_options: Optional[dict] = None, encoder_only: bool = False,
                allow_new_keys: bool = False) -> torch.nn.Module:
-    """Build ``cfg.model`` in its registry scope and load the checkpoint into it (eval mode, on
-    ``device``): the whole model, or with ``encoder_only`` its ``backbone`` (what the attention
-    and CKA tools run). The checkpoint must fit exactly
-    (:func:`deepmim_mm.checkpoint.load_pretrained_encoder`, nothing new and nothing dropped
-    under the prefix): a file of another format, size or model is an error naming it."""
+    """Build ``cfg.model`` in its registry scope and load the checkpoint into the whole model, or
+    with ``encoder_only`` its ``backbone``, which it must fit exactly; eval mode, on ``device``."""
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
 
@@ -194,26 +183,17 @@ def load_model(config: str, checkpoint: str, device: torch.device,
     return model.to(device).eval()
 
 
-def load_models(pairs: Sequence[Tuple[str, str]], device: torch.device, *args,
-                **kwargs) -> List[torch.nn.Module]:
-    """:func:`load_model` for every pair, all loaded (and checked) before any is analysed."""
-    return [load_model(config, ckpt, device, *args, **kwargs) for config, ckpt in pairs]
-
-
 def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
     """``(names, [analyse(model, files) per model])`` for the ``CONFIG CHECKPOINT`` pairs of the
     encoder tools: every encoder loaded (and checked) first, one on ``--device`` at a time."""
-    device = check_device(args.device)
-    check_out_dir(args.out_dir)
     names = model_names([c for c, _ in args.pairs], args.name)
-    files = collect_images(args.img, args.max_images)
-    models = load_models(args.pairs, torch.device('cpu'), args.cfg_options, encoder_only=True,
-                         allow_new_keys=args.allow_new_keys)
+    models = [load_model(config, ckpt, torch.device('cpu'), args.cfg_options, encoder_only=True,
+                         allow_new_keys=args.allow_new_keys) for config, ckpt in args.pairs]
     results = []
     for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
         print(f'{name}: {cfg}, {ckpt}')
-        model, models[i] = models[i].to(device), None
-        results.append(analyse(model, files))
+        model, models[i] = models[i].to(args.device), None
+        results.append(analyse(model, args.files))
         del model
     return names, results
 
@@ -222,9 +202,7 @@ def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
 # Images
 # --------------------------------------------------------------------------------------------
 class _ImageLoader(LoadImageFromFileChecked):
-    """``LoadImageFromFileChecked`` whose error names the tools' ``--skip-corrupt`` flag (the
-    user does not write this pipeline, so its ``on_corrupt`` is no remedy) and is an
-    :class:`InputError`."""
+    """``LoadImageFromFileChecked`` whose error is an :class:`InputError` naming --skip-corrupt."""
 
     def _corrupt(self, filename: str, e: BaseException) -> None:
         try:
@@ -237,13 +215,10 @@ class _ImageLoader(LoadImageFromFileChecked):
 def iter_batches(model: torch.nn.Module, files: Sequence[str], batch_size: int,
                  progress: bool = True, skip_corrupt: bool = False
                  ) -> Iterator[Tuple[List[str], torch.Tensor]]:
-    """Yield ``(paths, inputs)``: images read with mmpretrain's test-style pipeline (resize the
-    short side to the model's size, centre crop, bicubic) and put through the model's own data
-    preprocessor (normalisation, BGR->RGB), so they match what the model trained on.
-
-    An image that cannot be decoded is an :class:`InputError` naming it, or with
-    ``skip_corrupt`` a warning naming it, and the batches are filled with the next readable
-    images (an error if none is readable). Shows an mmengine progress bar over images."""
+    """Yield ``(paths, inputs)``: images through :func:`~deepmim_mm.analysis.eval_pipeline` at the
+    model's size (whole short side) and the model's data preprocessor. An undecodable image is
+    an :class:`InputError` naming it, or with ``skip_corrupt`` a warning, the batches filled
+    with the next readable images."""
     from mmengine.dataset import Compose, default_collate
     from mmengine.utils import ProgressBar
     if batch_size < 1:
@@ -264,13 +239,26 @@ def iter_batches(model: torch.nn.Module, files: Sequence[str], batch_size: int,
             yield paths, inputs
             paths, samples = [], []
         if bar is not None and not samples:  # the files so far are analysed or skipped
-            for _ in range(pending):
-                bar.update()
+            bar.update(pending)
             pending = 0
     if bar is not None:
         sys.stdout.write('\n')
     if not used:
         raise InputError(f'--img: none of the {len(files)} images could be decoded (all skipped)')
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only ``Agg`` backend."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path: str, dpi: int = 100) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
 
 
 def write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> None:

@@ -6,29 +6,14 @@ Images are encoded unmasked; the attention maps are recomputed from every block'
 standard deviation of their mean distances and :func:`~deepmim_mm.analysis.head_dissimilarity`.
 Writes ``attention_distance.{csv,png}`` and ``attention_diversity.{csv,png}``. Only the encoder
 runs: only the checkpoints' ``backbone.`` keys are used, and they must fit exactly.
-
-Example::
-
-    python tools/analysis/attention.py mae.py mae.pth deepmim.py deepmim.pth \
-        --name MAE DeepMIM --img val_images/ --out-dir out
 """
-import argparse
 import os
 import os.path as osp
 
 import torch
 
-from analysis_utils import (add_common_args, add_model_args, encoder_results, iter_batches,
-                            model_pairs, run, write_csv)
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    add_model_args(parser)
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    args.pairs = model_pairs(parser, args.models)
-    return args
+from analysis_utils import (encoder_results, iter_batches, parse_args, pyplot, run, save_figure,
+                            write_csv)
 
 
 @torch.no_grad()
@@ -58,12 +43,10 @@ def analyse(model, files, batch_size, skip_corrupt=False):
 
 
 def plot(out_dir, names, results):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     n = len(names)
     ymax = max(float(d.max()) for per_head, _ in results for d in per_head) * 1.1
+    plt = pyplot()
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.8), squeeze=False, sharey=True)
     for ax, name, (per_head, _) in zip(axes[0], names, results):
         for b, d in enumerate(per_head):
@@ -74,9 +57,7 @@ def plot(out_dir, names, results):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=.3)
     axes[0][0].set_ylabel('mean attention distance (px)')
-    fig.tight_layout()
-    fig.savefig(osp.join(out_dir, 'attention_distance.png'), dpi=100)
-    plt.close(fig)
+    save_figure(fig, osp.join(out_dir, 'attention_distance.png'))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, (per_head, dissim) in zip(names, results):
@@ -90,13 +71,11 @@ def plot(out_dir, names, results):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(osp.join(out_dir, 'attention_diversity.png'), dpi=100)
-    plt.close(fig)
+    save_figure(fig, osp.join(out_dir, 'attention_diversity.png'))
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = parse_args(__doc__, argv)
     names, results = encoder_results(
         args, lambda model, files: analyse(model, files, args.batch_size, args.skip_corrupt))
     os.makedirs(args.out_dir, exist_ok=True)

@@ -1,22 +1,13 @@
-"""Per-layer probes: linear-probe and kNN top-1 on the frozen features of every block, e.g. to
-compare MAE and DeepMIM checkpoints (DeepMIM, arXiv 2303.08817, claims deep supervision makes
-the shallower blocks better):
-
-    python tools/analysis/layer_probe.py \\
-        configs/classification/vit-base-p16_deepmim-pre_8xb128-coslr-100e_in1k.py \\
-        work_dirs/mae/epoch_300.pth work_dirs/deepmim/epoch_300.pth --labels MAE DeepMIM \\
-        --data-root data/imagenet --max-per-class 50 --work-dir work_dirs/layer_probe
-
-CONFIG (any ViT config of this plugin or mmpretrain) gives only the encoder's ``arch``,
-``patch_size``, ``img_size`` and the normalisation; each checkpoint's ``backbone.`` weights are
-loaded strictly into mmpretrain's ``VisionTransformer``. Every block's class token and mean
-patch token of ``DATA_ROOT/{train,val}/<class>/*`` (evaluation pipeline) are cached per
-checkpoint x split x block, keyed by the checkpoint file, the encoder, the images, the pipeline
-and the normalisation, then probed (:mod:`deepmim_mm.analysis.probe`). Writes
-``layer_probe.{csv,json,png}`` to ``--work-dir``.
+"""Per-layer probes: linear-probe and kNN top-1 on the frozen features of every block of one or
+several checkpoints (README, "Per-layer probes"). CONFIG gives only the encoder (``arch``,
+``patch_size``, ``img_size``) and the normalisation; each checkpoint's ``backbone.`` weights are
+loaded strictly into mmpretrain's ``VisionTransformer``; every block's class token and mean patch
+token of ``DATA_ROOT/{train,val}/<class>/*`` are cached per checkpoint x split x block, then probed
+(:mod:`deepmim_mm.analysis.probe`). Writes ``layer_probe.{csv,json,png}`` to ``--work-dir``.
 """
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,9 +19,9 @@ import torch
 
 from deepmim_mm.analysis import FEATURES
 from deepmim_mm.analysis.probe import DEFAULT_L2_GRID, knn_probe, linear_probe
-from deepmim_mm.utils import ALLOW_NEW_FLAG, load_config
+from deepmim_mm.utils import add_cfg_options, check_output_folder, load_config
 
-from analysis_utils import InputError, check_out_dir, run, user_input
+from analysis_utils import InputError, pyplot, run, save_figure, user_input
 
 PROBES = ('linear', 'knn')
 DEFAULT_MEAN = [123.675, 116.28, 103.53]
@@ -42,7 +33,6 @@ READ_KEYS = ('model.backbone.arch', 'model.backbone.patch_size', 'model.backbone
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description='Per-layer linear and kNN probes of ViT checkpoints.')
     p.add_argument('config', help="a config whose model.backbone is a ViT (a file or "
                    "'mmpretrain::<dir>/<name>.py')")
@@ -102,13 +92,7 @@ def parse_args(argv=None):
     g.add_argument('--knn-temperature', type=float, default=0.07, help='DINO: 0.07')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--no-plot', action='store_true', help='skip the PNG')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override what the tool reads from the config (model.backbone.arch / '
-                   'patch_size / img_size, the data preprocessor\'s mean / std / to_rgb), as in '
-                   f'tools/train.py; a key the config does not have is an error unless '
-                   f'{ALLOW_NEW_FLAG}, and so is a key the tool does not read')
-    p.add_argument(ALLOW_NEW_FLAG, action='store_true',
-                   help='let --cfg-options add keys the config does not have')
+    add_cfg_options(p)  # only READ_KEYS: an override of another key is an error
     args = p.parse_args(argv)
     if args.labels is None:
         args.labels = [osp.splitext(osp.basename(c))[0] for c in args.checkpoints]
@@ -166,22 +150,18 @@ def build_model(settings, normalisation):
                                                         **normalisation)))
 
 
+def digest(**fields) -> str:
+    """A short hash of ``fields``: the cache key of a checkpoint (its file, the encoder, the
+    prefix) or of a split (its images and labels, the eval pipeline, the normalisation)."""
+    blob = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
 def data_key(ds, img_size, normalisation):
-    """What the features of ``ds`` depend on besides the checkpoint: the images and labels, the
-    eval pipeline and the normalisation."""
     items = [(osp.relpath(ds.get_data_info(i)['img_path'], ds.data_root),
               int(ds.get_data_info(i)['gt_label'])) for i in range(len(ds))]
-    blob = json.dumps(dict(items=items, classes=list(ds.metainfo['classes']), img=img_size,
-                           pipeline=repr(ds.pipeline), normalisation=normalisation),
-                      sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
-
-
-def checkpoint_key(path, settings, prefix):
-    st = os.stat(path)
-    blob = json.dumps(dict(path=osp.abspath(path), size=st.st_size, mtime=st.st_mtime_ns,
-                           settings=settings, prefix=prefix), sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+    return digest(items=items, classes=list(ds.metainfo['classes']), img=img_size,
+                  pipeline=repr(ds.pipeline), normalisation=normalisation)
 
 
 def layer_features(ckpt, label, model, datasets, args, cache_dir):
@@ -192,7 +172,9 @@ def layer_features(ckpt, label, model, datasets, args, cache_dir):
     from deepmim_mm.analysis import FEATURES, extract_features, labels_of
     from deepmim_mm.checkpoint import load_pretrained_encoder
     num = len(model.backbone.layers)
-    ckey = checkpoint_key(ckpt, args.settings, args.prefix)
+    st = os.stat(ckpt)
+    ckey = digest(path=osp.abspath(ckpt), size=st.st_size, mtime=st.st_mtime_ns,
+                  settings=args.settings, prefix=args.prefix)
     out, todo = {}, []
     for split, (ds, dkey) in datasets.items():
         files = [osp.join(cache_dir, f'{ckey}_{split}-{dkey}_block{b + 1:02d}.pt')
@@ -250,9 +232,7 @@ def run_probes(tr, va, feat, num_classes, args):
                            num_classes, method=args.classifier, l2=args.l2,
                            l2_grid=args.l2_grid, holdout=args.holdout, seed=args.seed,
                            device=args.device, **linear_options(args))
-        rows.append(dict(probe='linear', **res.as_row(),
-                         holdout_top1={str(k): v for k, v in res.holdout_top1.items()},
-                         holdout_loss={str(k): v for k, v in res.holdout_loss.items()}))
+        rows.append(dict(probe='linear', **dataclasses.asdict(res)))  # JSON: l2 keys as text
     if 'knn' in args.probes:
         res = knn_probe(tr[feat], tr['labels'], va[feat], va['labels'], num_classes,
                         k=args.knn_k, temperature=args.knn_temperature, device=args.device)
@@ -320,11 +300,8 @@ def write_outputs(rows, labels, features, probes, work_dir, plot):
     print(f'wrote {csv_path} and {json_path}')
     png_path = None
     if plot:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        fig, axes = plt.subplots(len(probes), len(features),
-                                 figsize=(5.5 * len(features), 4 * len(probes)), squeeze=False)
+        fig, axes = pyplot().subplots(len(probes), len(features),
+                                      figsize=(5.5 * len(features), 4 * len(probes)), squeeze=False)
         for row, probe in zip(axes, probes):
             for ax, feat in zip(row, features):
                 for lab in labels:
@@ -337,10 +314,8 @@ def write_outputs(rows, labels, features, probes, work_dir, plot):
                 ax.set_xticks(blocks)
                 ax.grid(alpha=0.3)
                 ax.legend()
-        fig.tight_layout()
         png_path = osp.join(work_dir, 'layer_probe.png')
-        fig.savefig(png_path, dpi=120)
-        plt.close(fig)
+        save_figure(fig, png_path, dpi=120)
         print(f'wrote {png_path}')
     return csv_path, png_path
 
@@ -349,26 +324,23 @@ def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
 
-    from deepmim_mm.analysis import labelled_folder
+    from deepmim_mm.analysis import labelled_splits
     torch.manual_seed(args.seed)
     check_read_keys(args.cfg_options)
-    check_out_dir(args.work_dir, '--work-dir')
     with user_input():
+        check_output_folder(args.work_dir, '--work-dir')
         cfg = load_config(args.config, args.cfg_options, args.allow_new_keys)
     args.settings = encoder_settings(cfg, args.img_size)
     dp = cfg.get('data_preprocessor') or cfg.get('model', {}).get('data_preprocessor') or {}
     normalisation = dict(mean=list(dp.get('mean', DEFAULT_MEAN)),
                          std=list(dp.get('std', DEFAULT_STD)), to_rgb=dp.get('to_rgb', True))
     model = build_model(args.settings, normalisation)
-    datasets = {}
-    for split in ('train', 'val'):
-        ds = labelled_folder(args.data_root, split, args.settings['img_size'],
-                             args.max_per_class, args.seed, field_name='--data-root')
-        datasets[split] = (ds, data_key(ds, args.settings['img_size'], normalisation))
-    classes = datasets['train'][0].metainfo['classes']
-    if list(datasets['val'][0].metainfo['classes']) != list(classes):
-        raise InputError(f'--data-root: train/ and val/ have different classes: {classes} vs '
-                         f"{datasets['val'][0].metainfo['classes']}")
+    with user_input():
+        splits = labelled_splits(args.data_root, args.settings['img_size'], args.max_per_class,
+                                 args.seed, field_name='--data-root')
+    datasets = {split: (ds, data_key(ds, args.settings['img_size'], normalisation))
+                for split, ds in zip(('train', 'val'), splits)}
+    classes = splits[0].metainfo['classes']
     print(f"data: {len(datasets['train'][0])} train / {len(datasets['val'][0])} val images, "
           f'{len(classes)} classes; encoder {args.settings}; device {args.device}')
     cache_dir = args.cache_dir or osp.join(args.work_dir, 'feature_cache')

@@ -7,31 +7,22 @@ need the same token grid), or one per image, its mean patch token (``mean``) or 
 (``cls``). Writes ``cka_<A>.png`` (and ``cka_<B>.png``, ``cka_<A>_vs_<B>.png``) and
 ``layer_similarity.csv`` (model_a, block_a, model_b, block_b, cka; blocks 1-indexed). Only the
 checkpoints' ``backbone.`` keys are used, and they must fit exactly.
-
-Example::
-
-    python tools/analysis/layer_similarity.py mae.py mae.pth deepmim.py deepmim.pth \
-        --name MAE DeepMIM --img val_images/ --out-dir out
 """
-import argparse
 import os
 import os.path as osp
 
-from analysis_utils import (InputError, add_common_args, add_model_args, encoder_results,
-                            iter_batches, model_pairs, run, safe_name, write_csv)
+import analysis_utils
+from analysis_utils import (InputError, encoder_results, iter_batches, pyplot, run, safe_name,
+                            save_figure, write_csv)
 
 POOLS = {'tokens': None, 'mean': 'avg', 'cls': 'cls'}  # --pool -> analysis.pool_tokens
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    add_model_args(parser)
-    parser.add_argument('--pool', default='tokens', choices=list(POOLS),
-                        help='what one example is (see the module docstring); default tokens')
-    add_common_args(parser)
-    args = parser.parse_args(argv)
-    args.pairs = model_pairs(parser, args.models, max_models=2)
-    return args
+    return analysis_utils.parse_args(
+        __doc__, argv, max_models=2, add_args=lambda parser: parser.add_argument(
+            '--pool', default='tokens', choices=list(POOLS),
+            help='what one example is (see the module docstring); default tokens'))
 
 
 def block_features(model, files, batch_size, pool, skip_corrupt=False):
@@ -47,11 +38,8 @@ def block_features(model, files, batch_size, pool, skip_corrupt=False):
 
 
 def heatmap(path, matrix, title, ylabel, xlabel):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     n, m = matrix.shape
-    fig, ax = plt.subplots(figsize=(2.0 + 0.3 * max(m, 8), 1.4 + 0.3 * max(n, 8)))
+    fig, ax = pyplot().subplots(figsize=(2.0 + 0.3 * max(m, 8), 1.4 + 0.3 * max(n, 8)))
     im = ax.imshow(matrix.numpy(), origin='lower', vmin=0, vmax=1, cmap='magma')
     ax.set_xticks(range(m), [str(j + 1) for j in range(m)], fontsize=7)
     ax.set_yticks(range(n), [str(i + 1) for i in range(n)], fontsize=7)
@@ -59,9 +47,7 @@ def heatmap(path, matrix, title, ylabel, xlabel):
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label='linear CKA')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None):

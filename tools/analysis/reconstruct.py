@@ -7,42 +7,24 @@ similarity of the prediction to the teacher's features (feature targets); and
 batch, shared by every level as in training; it depends only on ``--seed``, ``--batch-size``, the
 (readable) images and the device, so two checkpoints see the same masks. The checkpoint must fit
 the whole model (decoders included).
-
-Example::
-
-    python tools/analysis/reconstruct.py \
-        configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py epoch_1600.pth \
-        --img deepmim_mm/demo/images/val --out-dir work_dirs/recon
 """
-import argparse
 import os
 import os.path as osp
 
 import torch
 
-from analysis_utils import (InputError, add_common_args, check_config_name, check_device,
-                            check_out_dir, collect_images, iter_batches, load_model, run, safe_name,
-                            write_csv)
+from analysis_utils import (InputError, iter_batches, load_model, parse_args, pyplot, run,
+                            safe_name, write_csv)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('config', help='model config file, or pkg::path.py inside an installed '
-                        'OpenMMLab package')
-    parser.add_argument('checkpoint', help='its pretraining checkpoint (mmengine .pth)')
-    add_common_args(parser)
+def add_args(parser):
     parser.add_argument('--seed', type=int, default=0, help='seed of the random mask')
     parser.add_argument('--mask-ratio', type=float, default=None,
                         help='override the backbone mask ratio (default: the config\'s)')
-    args = parser.parse_args(argv)
-    check_config_name(parser, args.config, args.checkpoint)
-    return args
 
 
 def save_figure(path, name, panels, result, i):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     levels = result.names
     ncol = 2 + len(levels)
     fig, axes = plt.subplots(1, ncol, figsize=(2.4 * ncol, 2.8), squeeze=False)
@@ -76,18 +58,15 @@ def save_figure(path, name, panels, result, i):
 
 def main(argv=None):
     from deepmim_mm.analysis import level_panels, masked_predictions
-    args = parse_args(argv)
-    device = check_device(args.device)
-    check_out_dir(args.out_dir)
-    files = collect_images(args.img, args.max_images)
+    args = parse_args(__doc__, argv, add_args, single=True)
     if args.mask_ratio is not None and not 0 < args.mask_ratio < 1:
         raise InputError(f'--mask-ratio must be in (0, 1), got {args.mask_ratio}')
-    model = load_model(args.config, args.checkpoint, device, args.cfg_options,
+    model = load_model(args.config, args.checkpoint, args.device, args.cfg_options,
                        allow_new_keys=args.allow_new_keys)
     if args.mask_ratio is not None:
         model.backbone.mask_ratio = args.mask_ratio
     rows, used = [], set()
-    batches = iter_batches(model, files, args.batch_size, skip_corrupt=args.skip_corrupt)
+    batches = iter_batches(model, args.files, args.batch_size, skip_corrupt=args.skip_corrupt)
     for b, (paths, inputs) in enumerate(batches):
         os.makedirs(args.out_dir, exist_ok=True)  # once an image was read
         # One seed per batch: the same images get the same mask whatever the checkpoint.

@@ -8,7 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-from ...analysis.features import (BLOCKS, FEATURES, extract_features, labelled_folder, labels_of,
+from ...analysis.features import (BLOCKS, FEATURES, extract_features, labelled_splits, labels_of,
                                   model_input_size, unwrap)
 from ...analysis.probe import knn_probe
 from .rng_state_hook import get_rng_state, set_rng_state
@@ -18,18 +18,12 @@ from .rng_state_hook import get_rng_state, set_rng_state
 class KNNMonitorHook(Hook):
     """Every ``interval`` epochs (or iterations), the kNN top-1 of every supervised level.
 
-    mmengine's validation loop needs a model that predicts labels, which a pretraining model does
-    not; this hook extracts the unmasked features of every supervised level (``blocks='all'``:
-    every block) of a small labelled folder (``data_root/train/<class>/*`` as the memory,
-    ``data_root/val/<class>/*`` as the queries; read once, kept as uint8), scores DINO's weighted
-    kNN (:func:`~deepmim_mm.analysis.probe.knn_probe`) and logs the scalars
-    ``knn_top1/block{n}``, ``knn_monitor/seconds`` and ``knn_monitor/epoch_fraction`` (its cost
-    over the time of a training epoch) and the image ``knn_top1`` (top-1 per level against the
-    step) through ``runner.visualizer``, so to every ``vis_backends``.
-
-    Training is unchanged: eval mode without gradients, its own data, the global RNG states and
-    the model's mode restored. The history travels in the checkpoints (``knn_monitor``). Under
-    DDP every rank computes the same numbers; FSDP-sharded models are not supported.
+    Adds what mmengine's validation loop cannot run on a pretraining model (it predicts no
+    labels): DINO's weighted kNN (:func:`~deepmim_mm.analysis.probe.knn_probe`) on the unmasked
+    features of ``data_root/train/<class>/*`` (memory) and ``data_root/val/<class>/*`` (queries),
+    logged through ``runner.visualizer`` as ``knn_top1/block{n}``, ``knn_monitor/seconds``,
+    ``knn_monitor/epoch_fraction`` and the image ``knn_top1``. Training is unchanged (eval mode,
+    no gradients, RNG states and mode restored); the history travels in the checkpoints.
 
     Args:
         data_root: folder with ``train/`` and ``val/`` class subfolders (required when on).
@@ -120,21 +114,15 @@ class KNNMonitorHook(Hook):
     # -- work ------------------------------------------------------------------------------
     def _load_images(self, model) -> None:
         from mmengine.dataset import default_collate
-        where = f'{type(self).__name__}.data_root'
+        splits = labelled_splits(self.data_root, model_input_size(model), self.max_per_class,
+                                 self.seed, field_name=f'{type(self).__name__}.data_root')
         self._data = {}
-        for split in ('train', 'val'):
-            ds = labelled_folder(self.data_root, split, model_input_size(model),
-                                 self.max_per_class, self.seed, field_name=where)
-            if len(ds) == 0:
-                raise ValueError(f'{where}: no images in {self.data_root}/{split}')
+        for split, ds in zip(('train', 'val'), splits):
             bs = self.batch_size
             batches = [default_collate([ds[i] for i in range(s, min(s + bs, len(ds)))])
                        for s in range(0, len(ds), bs)]
-            self._data[split] = (batches, labels_of(ds), list(ds.metainfo['classes']))
-        if self._data['train'][2] != self._data['val'][2]:
-            raise ValueError(f'{where}: train/ and val/ have different classes: '
-                             f'{self._data["train"][2]} vs {self._data["val"][2]}')
-        self._num_classes = len(self._data['train'][2])
+            self._data[split] = (batches, labels_of(ds))
+        self._num_classes = len(splits[0].metainfo['classes'])
 
     def _features(self, model, batches) -> Dict[str, torch.Tensor]:
         feats = extract_features(model, batches, self.blocks, pools=(self.feature, ))

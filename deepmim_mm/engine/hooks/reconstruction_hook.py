@@ -12,20 +12,11 @@ from ...analysis import level_grids, masked_predictions, unwrap
 class DeepMIMReconstructionHook(Hook):
     """Every ``interval`` training iterations, log one reconstruction figure per level.
 
-    mmpretrain's ``VisualizationHook`` draws classification predictions on validation images;
-    this hook adds what masked image modeling needs to watch: for the first ``num_images``
-    images of the first training batch (kept, so every figure shows the same images with the
-    same mask, ``seed``), one RGB grid per supervised level named ``reconstruction_block{n}``
-    (a row per image: original | masked | reconstruction | reconstruction + visible patches;
-    for feature targets: original | masked | per-token cosine similarity to the teacher,
-    viridis, -1..1), written with ``runner.visualizer.add_image`` — so to whichever
-    ``vis_backends`` the config sets: ``LocalVisBackend`` (PNG files under
-    ``<work_dir>/<timestamp>/vis_data/vis_image/``), ``TensorboardVisBackend``,
-    ``WandbVisBackend``...
-
-    The masked forward runs in eval mode without gradients, with the global RNG state saved
-    and restored, so training is unaffected. It is registered in mmengine's root ``HOOKS``
-    and therefore found from any default scope.
+    Adds to mmpretrain's ``VisualizationHook`` (classification predictions) what masked image
+    modeling needs to watch: one grid per supervised level, ``reconstruction_block{n}``
+    (:func:`~deepmim_mm.analysis.level_grids`), of the first ``num_images`` images of the first
+    training batch with the same mask (``seed``) every time, through
+    ``runner.visualizer.add_image``. Eval mode, no gradients, RNG state restored.
 
     Args:
         enable: off by default; switch it on from the command line with
@@ -54,13 +45,6 @@ class DeepMIMReconstructionHook(Hook):
         self.seed = seed
         self._inputs: Optional[torch.Tensor] = None
 
-    def _cache_inputs(self, model: torch.nn.Module, data_batch) -> None:
-        data = model.data_preprocessor(data_batch, False)
-        inputs = data['inputs']
-        if isinstance(inputs, (list, tuple)):  # multi-view pipelines: the first view
-            inputs = inputs[0]
-        self._inputs = inputs[:self.num_images].detach().cpu()
-
     def after_train_iter(self,
                          runner,
                          batch_idx: int,
@@ -72,7 +56,10 @@ class DeepMIMReconstructionHook(Hook):
         if self._inputs is None:
             if data_batch is None:
                 return
-            self._cache_inputs(model, data_batch)
+            inputs = model.data_preprocessor(data_batch, False)['inputs']
+            if isinstance(inputs, (list, tuple)):  # multi-view pipelines: the first view
+                inputs = inputs[0]
+            self._inputs = inputs[:self.num_images].detach().cpu()
         device = next(model.parameters()).device
         inputs = self._inputs.to(device)
         was_training = model.training
