@@ -89,17 +89,14 @@ def _refused(path: str, error: pickle.UnpicklingError, where: str) -> pickle.Unp
             found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except (ValueError, RuntimeError):  # the legacy format: torch's own message names them
         found = []
-    trust = f'set {TRUST_ENV}=1 to read it with full pickle (which can run arbitrary code)'
     detail = _first_line(error.__context__ or error)  # torch re-raises its unpickler's error
-    if not found:
-        return pickle.UnpicklingError(
-            f'{where}checkpoint {path} holds what torch.load(weights_only=True) refuses; if you '
-            f'trust this file, {trust}.\ntorch said: {detail}')
+    what = f'the object(s) {", ".join(sorted(found))}' if found else f'an object ({detail})'
     return pickle.UnpicklingError(
-        f'{where}checkpoint {path} holds the object(s) {", ".join(sorted(found))}, which '
-        'torch.load(weights_only=True) refuses; allowed are tensors and what mmengine '
-        'checkpoints hold (HistoryBuffer, numpy arrays, scalars and dtypes). If you trust this '
-        f'file, allow them with `torch.serialization.add_safe_globals([...])` or {trust}.')
+        f'{where}checkpoint {path} holds {what}, which torch.load(weights_only=True) refuses; '
+        'allowed are tensors and what mmengine checkpoints hold (HistoryBuffer, numpy arrays, '
+        'scalars and dtypes). If you trust this file, allow them with '
+        f'`torch.serialization.add_safe_globals([...])` or set {TRUST_ENV}=1 to read it with '
+        'full pickle (which can run arbitrary code).')
 
 
 def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any:
