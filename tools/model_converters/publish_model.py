@@ -27,10 +27,8 @@ def plain(value, path, dropped):
     """``value`` with every non-plain leaf removed (its ``path`` appended to ``dropped``)."""
     if isinstance(value, _PLAIN):
         return value
-    if isinstance(value, numbers.Integral):  # also numpy integers
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
+    if isinstance(value, numbers.Real):  # also numpy scalars
+        return int(value) if isinstance(value, numbers.Integral) else float(value)
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
