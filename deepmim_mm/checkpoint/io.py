@@ -55,11 +55,8 @@ def checkpoint_safe_globals() -> torch.serialization.safe_globals:
 
 def _describe(head: bytes, size: int) -> str:
     """What a file that is not a checkpoint looks like, for the error message."""
-    try:
-        text = head.decode('utf-8')
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and all(c.isprintable() or c in '\r\n\t' for c in text):
+    text = head.decode('utf-8', errors='replace')
+    if '\ufffd' not in text and all(c.isprintable() or c in '\r\n\t' for c in text):
         return f'a text file of {size} bytes starting {text[:40]!r}'
     return f'{size} bytes of an unknown format (starting 0x{head[:8].hex()})'
 
