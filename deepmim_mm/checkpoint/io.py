@@ -1,17 +1,11 @@
-"""Reading checkpoint files, and writing them so that a crash never leaves a truncated one.
-
-The plugin's one reader: :func:`load_file` turns a file into the object it holds,
-:func:`read_checkpoint` insists on a dict, :func:`read_state_dict` returns its tensors; a file
-that is not a checkpoint is a :class:`NotACheckpointError` naming it and what it holds. Files are
-read with ``torch.load(weights_only=True)`` inside :func:`checkpoint_safe_globals`, a *scoped*
-allowlist of what mmengine checkpoints hold besides tensors (nothing is registered
-process-wide); ``DEEPMIM_TRUST_CHECKPOINTS=1`` reads with full pickle.
-"""
+"""The plugin's one checkpoint reader (weights-only, scoped allowlist) and its atomic writer."""
 import contextlib
+import errno
 import os
 import os.path as osp
 import pickle
 import re
+import shutil
 import tempfile
 import zipfile
 from collections import OrderedDict
@@ -20,7 +14,7 @@ from typing import Any, Callable, List
 import numpy as np
 import torch
 
-#: Environment variable: ``1``/``true``/``yes``/``on`` reads checkpoints with full pickle.
+#: ``1``/``true``/``yes``/``on`` reads checkpoints with full pickle.
 TRUST_ENV = 'DEEPMIM_TRUST_CHECKPOINTS'
 _TMP_SUFFIX = '.tmp'
 
@@ -29,17 +23,9 @@ class NotACheckpointError(ValueError):
     """The file exists but holds no checkpoint; the message names it and what it holds."""
 
 
-def trust_checkpoints() -> bool:
-    """Whether ``DEEPMIM_TRUST_CHECKPOINTS`` asks for full-pickle loading."""
-    return os.environ.get(TRUST_ENV, '').strip().lower() in ('1', 'true', 'yes', 'on')
-
-
-# --------------------------------------------------------------------------------------------
-# What mmengine checkpoints hold besides tensors
-# --------------------------------------------------------------------------------------------
 def _restricted_getattr(obj, name):
     """``getattr`` for the weights-only unpickler, only for ``HistoryBuffer``'s statistics
-    methods (``HistoryBuffer.__getstate__`` pickles them as ``getattr(HistoryBuffer, 'min')``)."""
+    methods (its ``__getstate__`` pickles them as ``getattr(HistoryBuffer, 'min')``)."""
     from mmengine.logging import HistoryBuffer
     allowed = {'min', 'max', 'current', 'mean'} | {
         key for key, value in HistoryBuffer._statistics_methods.items()
@@ -53,36 +39,24 @@ def _restricted_getattr(obj, name):
         f'({sorted(allowed)}) are allowed in weights-only loads.')
 
 
-def mmengine_safe_globals() -> List[Any]:
-    """The globals an mmengine checkpoint holds besides tensors, for ``safe_globals``: the
-    message hub's ``HistoryBuffer``, numpy arrays, scalars and boolean / numeric dtypes (under
-    numpy 2 and numpy 1 names)."""
+def checkpoint_safe_globals() -> torch.serialization.safe_globals:
+    """``torch.serialization.safe_globals`` with what mmengine checkpoints hold besides tensors
+    (``HistoryBuffer``, numpy arrays, scalars and dtypes under numpy 2 and 1 names)."""
     from mmengine.logging import HistoryBuffer
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     dtype_classes = sorted({type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDG'}, key=repr)
-    return [
+    return torch.serialization.safe_globals([
         HistoryBuffer, (_restricted_getattr, 'builtins.getattr'),
         np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
         (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
         (multiarray.scalar, 'numpy.core.multiarray.scalar'), *dtype_classes
-    ]
+    ])
 
 
-def checkpoint_safe_globals() -> torch.serialization.safe_globals:
-    """``torch.serialization.safe_globals`` with :func:`mmengine_safe_globals`, for a scope."""
-    return torch.serialization.safe_globals(mmengine_safe_globals())
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
 def _describe(head: bytes, size: int) -> str:
     """What a file that is not a checkpoint looks like, for the error message."""
-    try:
-        text = head.decode('utf-8')
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and all(c.isprintable() or c in '\r\n\t' for c in text):
+    text = head.decode('utf-8', errors='replace')
+    if '\ufffd' not in text and all(c.isprintable() or c in '\r\n\t' for c in text):
         return f'a text file of {size} bytes starting {text[:40]!r}'
     return f'{size} bytes of an unknown format (starting 0x{head[:8].hex()})'
 
@@ -112,27 +86,20 @@ def _refused(path: str, error: pickle.UnpicklingError, where: str) -> pickle.Unp
             found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except (ValueError, RuntimeError):  # the legacy format: torch's own message names them
         found = []
-    trust = f'set {TRUST_ENV}=1 to read it with full pickle (which can run arbitrary code)'
     detail = _first_line(error.__context__ or error)  # torch re-raises its unpickler's error
-    if not found:
-        return pickle.UnpicklingError(
-            f'{where}checkpoint {path} holds what torch.load(weights_only=True) refuses; if you '
-            f'trust this file, {trust}.\ntorch said: {detail}')
+    what = f'the object(s) {", ".join(sorted(found))}' if found else f'an object ({detail})'
     return pickle.UnpicklingError(
-        f'{where}checkpoint {path} holds the object(s) {", ".join(sorted(found))}, which '
-        'torch.load(weights_only=True) refuses; allowed are tensors and what mmengine '
-        'checkpoints hold (HistoryBuffer, numpy arrays, scalars and dtypes). If you trust this '
-        f'file, allow them with `torch.serialization.add_safe_globals([...])` or {trust}.')
+        f'{where}checkpoint {path} holds {what}, which torch.load(weights_only=True) refuses; '
+        'allowed are tensors and what mmengine checkpoints hold (HistoryBuffer, numpy arrays, '
+        'scalars and dtypes). If you trust this file, allow them with '
+        f'`torch.serialization.add_safe_globals([...])` or set {TRUST_ENV}=1 to read it with '
+        'full pickle (which can run arbitrary code).')
 
 
 def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any:
-    """The object a checkpoint file holds.
-
-    Reads ``torch.save`` files (zip and legacy format) with ``weights_only=True`` inside
-    :func:`checkpoint_safe_globals` (full pickle with ``DEEPMIM_TRUST_CHECKPOINTS=1``),
-    TorchScript archives (their ``state_dict()``, e.g. OpenAI's CLIP ``.pt``) and
-    ``.safetensors`` files. Paths with a scheme (``s3://``, ``http://``...) go through
-    mmengine's ``CheckpointLoader`` in the same scope.
+    """The object a ``torch.save``, TorchScript (its ``state_dict()``) or ``.safetensors`` file
+    holds, read weights-only inside :func:`checkpoint_safe_globals` (full pickle with
+    ``DEEPMIM_TRUST_CHECKPOINTS=1``); URLs go through mmengine's ``CheckpointLoader``.
 
     Raises:
         FileNotFoundError: no such file (``field_name`` names the config field or argument).
@@ -178,7 +145,7 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
         with warnings.catch_warnings():  # torch.jit is deprecated; OpenAI's files are not
             warnings.simplefilter('ignore', FutureWarning)
             return torch.jit.load(path, map_location='cpu').state_dict()
-    trusted = trust_checkpoints()
+    trusted = os.environ.get(TRUST_ENV, '').strip().lower() in ('1', 'true', 'yes', 'on')
     try:
         with checkpoint_safe_globals():
             return torch.load(path, map_location=map_location, weights_only=not trusted)
@@ -212,8 +179,7 @@ def state_dict_of(ckpt: dict) -> 'OrderedDict[str, torch.Tensor]':
 
 
 def read_state_dict(path: str, field_name: str = '') -> 'OrderedDict[str, torch.Tensor]':
-    """The state dict of a checkpoint file (see :func:`state_dict_of`); an error naming the
-    file when it holds no tensors."""
+    """:func:`state_dict_of` a checkpoint file; an error naming the file when it has no tensors."""
     ckpt = read_checkpoint(path, field_name)
     state = state_dict_of(ckpt)
     if not state:
@@ -222,9 +188,6 @@ def read_state_dict(path: str, field_name: str = '') -> 'OrderedDict[str, torch.
     return state
 
 
-# --------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------
 def _umask() -> int:
     try:
         with open('/proc/self/status') as f:
@@ -245,8 +208,6 @@ def _fsync_dir(directory: str) -> None:
 
 
 def _no_space(path: str, error: OSError) -> OSError:
-    import errno
-    import shutil
     if error.errno != errno.ENOSPC:
         return error
     free = shutil.disk_usage(osp.dirname(osp.abspath(path))).free
@@ -255,13 +216,9 @@ def _no_space(path: str, error: OSError) -> OSError:
 
 
 def atomic_write(path: str, write: Callable[[Any], None]) -> None:
-    """Call ``write(f)`` on a temporary file next to ``path``, then rename it onto ``path``.
-
-    A process killed at any point leaves either the old ``path`` (or none) or the complete new
-    one, never a truncated file; only a ``<name>.<random>.tmp`` file may remain, which nothing
-    reads (:class:`~deepmim_mm.engine.hooks.AtomicCheckpointHook` removes them). The file gets
-    the mode ``open()`` would give it (``0o666`` minus the umask), as ``torch.save`` does.
-    """
+    """Call ``write(f)`` on a temporary file next to ``path`` (mode ``0o666`` minus the umask,
+    as ``open()`` gives), then rename it onto ``path``: a killed process never leaves a truncated
+    file, only a ``<name>.<random>.tmp`` one (see :func:`stale_temporary_files`)."""
     directory = osp.dirname(osp.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=osp.basename(path) + '.', suffix=_TMP_SUFFIX, dir=directory)

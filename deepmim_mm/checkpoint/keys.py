@@ -1,9 +1,6 @@
-"""Checkpoint key names: the pretraining-only encoder keys, report folding, and the key maps
-between this plugin (mmpretrain names: the encoder under ``backbone.``, the last level's decoder
-under ``neck.``, the others under ``neck.aux_decoders.{k}.``), timm and the official MAE /
-DeepMIM code (timm names for the encoder). Every map returns what it could not map, with a
-reason: nothing is dropped silently.
-"""
+"""Checkpoint key names and the key maps between this plugin, timm, the official code and CLIP;
+every map returns what it could not map."""
+import itertools
 import re
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -29,12 +26,8 @@ DENSE_NEW_KEYS = (r'.*relative_position_bias_table', r'.*relative_position_index
 
 
 def fold_keys(keys: Iterable[str]) -> List[str]:
-    """Fold numeric path components into ranges for reports: ``layers.{0-3,5}.ln1.weight``.
-
-    Keys with the same non-numeric parts are grouped; in each group the first numeric component
-    that varies is folded. Every key is represented: expanding the ranges gives back exactly
-    ``keys``.
-    """
+    """Fold the first varying numeric component of keys alike into ranges, losslessly:
+    ``layers.{0-3,5}.ln1.weight``."""
     groups: 'OrderedDict[Tuple[str, ...], List[Tuple[int, ...]]]' = OrderedDict()
     for key in keys:
         parts = key.split('.')
@@ -63,16 +56,9 @@ def fold_keys(keys: Iterable[str]) -> List[str]:
 
 def _ranges(values: List[int]) -> str:
     """``[0, 1, 2, 5, 7, 8]`` -> ``'0-2,5,7-8'``."""
-    values = sorted(set(values))
-    spans, start, prev = [], values[0], values[0]
-    for v in values[1:] + [None]:
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        spans.append(str(start) if start == prev else f'{start}-{prev}')
-        if v is not None:
-            start = prev = v
-    return ','.join(spans)
+    runs = itertools.groupby(enumerate(sorted(set(values))), lambda iv: iv[1] - iv[0])
+    spans = [[v for _, v in run] for _, run in runs]
+    return ','.join(str(s[0]) if len(s) == 1 else f'{s[0]}-{s[-1]}' for s in spans)
 
 
 def matches(key: str, patterns: Sequence[str]) -> bool:
@@ -89,19 +75,13 @@ def pretrain_only_reason(key: str, rules: Sequence[Tuple[str, str]] = PRETRAIN_O
 
 def extract_prefix(state: Dict[str, torch.Tensor],
                    prefix: Optional[str]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """The keys under ``prefix`` with the prefix stripped, and the other keys (dropped).
-
-    ``prefix=None`` (or ``''``) keeps everything.
-    """
+    """The keys under ``prefix`` (``None`` or ``''``: all) stripped of it, and the other keys."""
     if not prefix:
         return OrderedDict(state), []
     kept = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
     return kept, [k for k in state if not k.startswith(prefix)]
 
 
-# ------------------------------------------------------------------------------------------------
-# Key mapping between mmpretrain, timm and the official MAE / DeepMIM code
-# ------------------------------------------------------------------------------------------------
 #: (mmpretrain VisionTransformer key, timm VisionTransformer key); ``{i}`` a block index,
 #: ``{p}`` weight|bias.
 VIT_KEY_PAIRS = (
@@ -135,9 +115,9 @@ DECODER_KEY_PAIRS = (
 
 
 def _compile(template: str) -> 're.Pattern':
-    pattern = re.escape(template).replace(r'\{i\}', r'(?P<i>\d+)').replace(
-        r'\{p\}', r'(?P<p>weight|bias)')
-    return re.compile(pattern)
+    """``{i}`` matches a block index, ``{p}`` weight|bias."""
+    return re.compile(re.escape(template).replace(r'\{i\}', r'(?P<i>\d+)').replace(
+        r'\{p\}', r'(?P<p>weight|bias)'))
 
 
 def _map_keys(state: Dict[str, torch.Tensor], pairs, reverse: bool = False, src_prefix: str = '',
@@ -145,7 +125,7 @@ def _map_keys(state: Dict[str, torch.Tensor], pairs, reverse: bool = False, src_
     """Rename the keys of ``state`` under ``src_prefix`` with ``pairs`` (left -> right, or right
     -> left when ``reverse``); returns the renamed keys (under ``dst_prefix``) and the keys under
     ``src_prefix`` that no pair matches."""
-    compiled = [(_compile(b if reverse else a), b if not reverse else a) for a, b in pairs]
+    compiled = [(_compile(b if reverse else a), a if reverse else b) for a, b in pairs]
     out, unmapped = OrderedDict(), []
     for key, value in state.items():
         if not key.startswith(src_prefix):
@@ -161,24 +141,10 @@ def _map_keys(state: Dict[str, torch.Tensor], pairs, reverse: bool = False, src_
     return out, unmapped
 
 
-def mmpretrain_vit_to_timm(state: Dict[str, torch.Tensor]):
-    """mmpretrain ``VisionTransformer`` encoder keys (no prefix) -> timm keys."""
-    return _map_keys(state, VIT_KEY_PAIRS)
-
-
-def timm_vit_to_mmpretrain(state: Dict[str, torch.Tensor]):
-    """timm ``VisionTransformer`` encoder keys -> mmpretrain keys (no prefix)."""
-    return _map_keys(state, VIT_KEY_PAIRS, reverse=True)
-
-
 def plugin_to_timm(
         state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    """A plugin (or mmpretrain) checkpoint's state dict -> a timm ``VisionTransformer`` state dict.
-
-    Maps the encoder (``backbone.``) and a ``LinearClsHead`` (``head.fc.`` -> ``head.``). Returns
-    ``(timm_state, dropped)``: every key not converted with its reason, *pretraining only*
-    (decoders, teachers, MFF fusion) or *unmapped*.
-    """
+    """A plugin / mmpretrain state dict (``backbone.``, ``head.fc.``) -> timm ``VisionTransformer``
+    keys, and ``{dropped key: 'pretraining only' | 'unmapped'}``."""
     out, unmapped = _map_keys(state, VIT_KEY_PAIRS, src_prefix='backbone.')
     head, unmapped_head = _map_keys(state, (('{p}', '{p}'), ), src_prefix='head.fc.',
                                     dst_prefix='head.')
@@ -196,9 +162,8 @@ def plugin_to_timm(
 
 def timm_to_plugin(
         state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    """A timm ``VisionTransformer`` state dict -> this plugin's keys (``backbone.``, and a
-    classifier ``head.`` -> ``head.fc.``). Returns ``(state, dropped)``; every key not converted
-    is ``'unmapped'``."""
+    """A timm ``VisionTransformer`` state dict -> this plugin's (``backbone.``, ``head.fc.``),
+    and ``{dropped key: 'unmapped'}``."""
     out, unmapped = _map_keys(state, VIT_KEY_PAIRS, reverse=True, dst_prefix='backbone.')
     head = [k for k in unmapped if k in ('head.weight', 'head.bias')]
     out.update(('head.fc.' + k[len('head.'):], state[k]) for k in head)
@@ -213,13 +178,9 @@ _DECODER_RE = re.compile(
 
 def official_mae_to_plugin(
         state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    """An official MAE or DeepMIM checkpoint's ``model`` dict -> this plugin's pretraining keys.
-
-    The encoder (timm names) -> ``backbone.`` (mmpretrain names); the decoder (MAE's, or
-    DeepMIM's last one) -> ``neck.`` and DeepMIM's other decoders -> ``neck.aux_decoders.{k}.``
-    (``MAEPretrainDecoder`` names, shallowest first), each with the shared
-    ``decoder_pos_embed``. Returns ``(state, dropped)``; keys no rule covers are ``'unmapped'``.
-    """
+    """An official MAE or DeepMIM ``model`` dict -> this plugin's pretraining keys (the last
+    decoder under ``neck.``, the others under ``neck.aux_decoders.{k}.``, shallowest first, each
+    with the shared ``decoder_pos_embed``), and ``{dropped key: 'unmapped'}``."""
     levels: Dict[int, Dict[str, torch.Tensor]] = {}
     shared, encoder = {}, OrderedDict()
     for key, value in state.items():
@@ -241,11 +202,7 @@ def official_mae_to_plugin(
     return out, dropped
 
 
-# ------------------------------------------------------------------------------------------------
-# OpenAI / open_clip CLIP image tower (section maintained with deepmim_mm/models: CLIPTeacher)
-# ------------------------------------------------------------------------------------------------
-#: (``visual.*`` key of OpenAI / open_clip, prefix stripped; CLIPTeacher's tower key: mmpretrain
-#: ``VisionTransformer`` under ``vit.``), as mmpretrain's
+#: (OpenAI / open_clip ``visual.*`` key, prefix stripped; CLIPTeacher's key), as mmpretrain's
 #: ``tools/model_converters/openai-clip_to_mmpretrain-clip.py`` renames them.
 CLIP_VISUAL_KEY_PAIRS = (
     ('conv1.weight', 'vit.patch_embed.projection.weight'),
@@ -266,9 +223,8 @@ CLIP_VISUAL_KEY_PAIRS = (
 
 def clip_visual_to_mmpretrain(
         state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """A CLIP image tower's ``visual.*`` tensors (prefix stripped) -> CLIPTeacher's tower keys,
-    with the class and position embeddings reshaped to mmpretrain's ``(1, ...)`` layout.
-    Returns ``(mapped, unmapped)``."""
+    """A CLIP image tower's ``visual.*`` tensors (prefix stripped) -> CLIPTeacher's keys, the
+    embeddings reshaped to mmpretrain's ``(1, ...)`` layout; and the unmapped keys."""
     out, unmapped = _map_keys(state, CLIP_VISUAL_KEY_PAIRS)
     if 'vit.cls_token' in out:
         out['vit.cls_token'] = out['vit.cls_token'].reshape(1, 1, -1)

@@ -1,18 +1,4 @@
-"""Loading weights into a module with every key accounted for: one check, one message, one report.
-
-:func:`check_state` decides whether a state dict fits a module; :func:`load_checked_state`
-raises its verdict as a ``ValueError`` or loads and returns a :class:`LoadReport`;
-:func:`load_pretrained_encoder` reads a file first. The policy is explicit and strict by default:
-
-- ``allow_new``: regexes of module keys the checkpoint may lack (they keep their
-  initialisation), e.g. :data:`~deepmim_mm.checkpoint.keys.DENSE_NEW_KEYS`;
-- ``ignore``: ``(regex, reason)`` pairs of checkpoint keys the module lacks that are dropped,
-  by default :data:`~deepmim_mm.checkpoint.keys.PRETRAIN_ONLY_KEYS`;
-- ``resizable``: module keys whose checkpoint tensor may differ in its token count because the
-  module's own load hook resizes it (mmpretrain's ``VisionTransformer`` for ``pos_embed``);
-- ``prepare``: applied to the state dict before the checks (e.g. mmseg's
-  ``MAE.resize_abs_pos_embed``).
-"""
+"""The one checkpoint-fit check (:func:`check_state`), its message and the checked load."""
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -28,9 +14,8 @@ from .keys import (MFF_FUSION_KEYS, PRETRAIN_ONLY_KEYS, extract_prefix, fold_key
 
 @dataclass
 class LoadReport:
-    """What :func:`load_checked_state` did: module keys ``loaded`` from ``checkpoint``,
-    ``resized`` (``key -> (checkpoint shape, model shape)``), ``new`` (allowed to be absent,
-    initialised by the module) and checkpoint keys ``dropped`` (``key -> reason``)."""
+    """What :func:`load_checked_state` did, per key (``resized``: ``key -> (checkpoint shape,
+    model shape)``; ``dropped``: ``key -> reason``)."""
     checkpoint: str
     what: str = 'pretrained encoder'
     loaded: List[str] = field(default_factory=list)
@@ -84,6 +69,10 @@ def _blocks(keys) -> Dict[str, set]:
     return out
 
 
+def _under(state) -> str:
+    return ', '.join(sorted({k.split('.', 1)[0] + '.' for k in state})[:8])
+
+
 def _foreign(state) -> str:
     """What a checkpoint that shares no key with the model probably is."""
     if any(k.startswith(('blocks.', 'patch_embed.proj.')) for k in state):
@@ -97,8 +86,7 @@ def _causes(target, state, missing, unknown, shapes) -> List[str]:
     """The likely reasons ``state`` does not fit ``target``, most specific first."""
     parts = {k.split('.', 1)[0] for k in state}
     if not set(target) & set(state):
-        return [f'no key in common: {_foreign(state)} (its keys are under '
-                f'{", ".join(p + "." for p in sorted(parts)[:8])})']
+        return [f'no key in common: {_foreign(state)} (its keys are under {_under(state)})']
     causes = []
     absent = sorted({k.split('.', 1)[0] for k in missing} - parts)
     if 'head' in absent and 'neck' in parts:
@@ -108,7 +96,7 @@ def _causes(target, state, missing, unknown, shapes) -> List[str]:
                       "checkpoint with decoders is expected (no 'neck.')")
     elif absent:
         causes.append(f'it holds no {", ".join(p + "." for p in absent)} weights (its keys are '
-                      f'under {", ".join(p + "." for p in sorted(parts)[:8])})')
+                      f'under {_under(state)})')
     theirs, ours = _blocks(state), _blocks(target)
     causes += [f'another depth ({c}: {len(theirs[c])} blocks in the checkpoint, '
                f'{len(ours[c])} in the model)'
@@ -132,15 +120,14 @@ def check_state(target: Dict[str, torch.Tensor],
                 ignore: Sequence[Tuple[str, str]] = PRETRAIN_ONLY_KEYS,
                 resizable: Sequence[str] = (),
                 name: Callable[[str], str] = str) -> Tuple[LoadReport, List[str]]:
-    """Whether ``state`` fits a module's ``target`` state dict, under the policy.
+    """Whether ``state`` fits a module's ``target`` state dict: the :class:`LoadReport` of
+    what loading would do and the problems, cause first (empty when it fits).
 
-    Returns the report of what loading would do and the problems (empty when it fits). The
-    problems are complete and compact, so a caller only prefixes the file and the module
-    (:func:`fit_error`) and never re-checks: first non-finite values (named), then the likely
-    cause (another model or format, a pretraining vs. a fine-tuned checkpoint, another depth or
-    width, MFF fusion), then missing keys, unknown keys (both as folded prefixes, a few with a
-    count) and a few tensors of another shape. ``name`` maps a key to how the checkpoint spells
-    it (for the messages and ``dropped``).
+    Args:
+        allow_new: regexes of module keys the checkpoint may lack (they keep their init).
+        ignore: ``(regex, reason)`` pairs of checkpoint keys the module lacks, dropped.
+        resizable: module keys whose token count the module's own load hook resizes.
+        name: how the checkpoint spells a key (for the messages and ``dropped``).
     """
     report = LoadReport(checkpoint=source)
     missing = [k for k in target if k not in state and not matches(k, allow_new)]
@@ -200,17 +187,12 @@ def load_checked_state(module: nn.Module,
                                                   Dict[str, torch.Tensor]]] = None,
                        field_name: str = '') -> LoadReport:
     """Load the keys of ``state`` under ``prefix`` (``None`` or ``''``: every key) into
-    ``module`` under the policy (module docstring); keys outside ``prefix`` are dropped.
-
-    Raises:
-        ValueError: :func:`fit_error` naming ``field_name``, ``source`` and what does not fit
-            (also when no key starts with ``prefix``).
-    """
+    ``module`` under the :func:`check_state` policy, ``prepare`` applied first (e.g. mmseg's
+    ``MAE.resize_abs_pos_embed``); raises :func:`fit_error` when it does not fit."""
     encoder, others = extract_prefix(state, prefix)
     if not encoder:
-        parts = sorted({k.split('.', 1)[0] + '.' for k in state})
         raise fit_error(source, type(module).__name__, [
-            f'it holds no {prefix!r} weights, its keys are under {", ".join(parts[:8])} '
+            f'it holds no {prefix!r} weights, its keys are under {_under(state)} '
             f'({_foreign(state)})'], field_name, prefix)
     shapes = {k: tuple(v.shape) for k, v in encoder.items()}
     if prepare is not None:
@@ -235,25 +217,17 @@ def load_checked_state(module: nn.Module,
 
 def load_pretrained_encoder(module: nn.Module, checkpoint: str, prefix: Optional[str] = 'backbone.',
                             field_name: str = 'init_cfg.checkpoint', **policy) -> LoadReport:
-    """Read ``checkpoint`` and :func:`load_checked_state` its ``prefix`` keys into ``module``.
-
-    Raises ``FileNotFoundError`` for a missing file, :class:`NotACheckpointError` for a file
-    that holds no checkpoint, ``ValueError`` for one that does not fit.
-    """
+    """Read ``checkpoint`` (:func:`~.io.read_state_dict`) and :func:`load_checked_state` it."""
     state = read_state_dict(checkpoint, field_name)
     return load_checked_state(module, state, checkpoint, prefix=prefix, field_name=field_name,
                               **policy)
 
 
 class PretrainedEncoderMixin:
-    """``init_weights`` that loads ``init_cfg=dict(type='Pretrained', ...)`` through
-    :func:`load_pretrained_encoder` with the backbone's :meth:`encoder_load_policy`.
-
-    Every weight is first initialised the upstream way (so modules new at fine-tune time keep
-    that initialisation), then the encoder is loaded; the report is logged and kept as
-    ``self.pretrain_report``. Any other ``init_cfg`` is upstream's. Subclasses put this mixin
-    first among their bases.
-    """
+    """``init_weights`` that initialises the upstream way, then loads
+    ``init_cfg=dict(type='Pretrained', ...)`` through :func:`load_pretrained_encoder` with
+    :meth:`encoder_load_policy`, keeping the report as ``self.pretrain_report``. Put it first
+    among the bases."""
 
     def encoder_load_policy(self) -> dict:
         """Keyword arguments of :func:`load_checked_state` (``allow_new``, ``ignore``, ...)."""

@@ -9,15 +9,8 @@ from ..checkpoint import PRETRAIN_ONLY_KEYS, PretrainedEncoderMixin
 
 @MODELS.register_module()
 class PretrainedVisionTransformer(PretrainedEncoderMixin, VisionTransformer):
-    """mmpretrain ``VisionTransformer`` whose ``init_cfg=dict(type='Pretrained', ...)`` must load
-    every encoder weight.
-
-    Adds over upstream, whose ``Pretrained`` init only warns about missing keys (silently
-    fine-tuning a random encoder when the checkpoint or ``prefix`` is wrong): the load goes
-    through :func:`deepmim_mm.checkpoint.load_pretrained_encoder` and its report is kept as
-    ``self.pretrain_report``. New by design: ``ln2`` with ``out_type='avg_featmap'``; dropped:
-    the pretraining-only encoder keys and everything outside ``prefix``. The position embedding
-    is resized by the upstream load hook.
+    """mmpretrain ``VisionTransformer`` whose ``Pretrained`` init must load every encoder weight
+    (upstream's only warns); ``ln2`` may be new with ``out_type='avg_featmap'``.
 
     Args:
         allow_new (Sequence[str]): extra regexes of model keys the checkpoint may lack.

@@ -1,13 +1,6 @@
-"""Fix: mmengine's local checkpoint loader under ``torch.load(weights_only=True)``.
-
-Importing this module applies the fix (configs: ``custom_imports``); :func:`apply` does it
-explicitly. Defect (mmengine 0.10.7 on torch >= 2.6, mmengine issue #1655): the local loader
-behind ``load_checkpoint``, ``load_from`` and ``--resume`` reads with torch's default
-``weights_only=True`` and fails on the non-tensor objects every mmengine checkpoint holds.
-Only where a probe file of such objects fails to load is the local scheme re-registered
-(``CheckpointLoader.register_scheme``) to read through
-:func:`deepmim_mm.checkpoint.read_checkpoint`.
-"""
+"""Fix (applied on import): mmengine 0.10.7's local checkpoint loader fails on torch >= 2.6's
+``weights_only=True`` default (mmengine issue #1655); where a probe file fails to load, the local
+scheme is re-registered to read through :func:`deepmim_mm.checkpoint.read_checkpoint`."""
 import os
 import pickle
 import tempfile
@@ -42,10 +35,8 @@ def defect_present() -> bool:
 
 
 def apply() -> bool:
-    """Route local checkpoint loads through the plugin's reader if the defect is present.
-
-    Idempotent. Returns whether the plugin's loader is (now) the local loader.
-    """
+    """Route local loads through the plugin's reader if the defect is present (idempotent);
+    returns whether it does."""
     global _applied
     if not _applied and defect_present():
         from mmengine.runner.checkpoint import CheckpointLoader

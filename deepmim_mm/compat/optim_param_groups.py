@@ -1,12 +1,6 @@
-"""Fix: ``torch.compile`` of a training step whose optimizer has ``ConfigDict`` param groups.
-
-Defect (mmengine 0.10.7 with torch 2.14): with a ``paramwise_cfg``, mmengine's
-``DefaultOptimWrapperConstructor`` builds every parameter group as a ``ConfigDict``, and dynamo
-cannot trace an optimizer step over those ("UserDefinedDictVariable has no attribute items"), so
-a config with ``compile = True`` fails at its first step. Opt-in: a config selects
-``optim_wrapper = dict(constructor='PlainGroupsOptimWrapperConstructor')``; only groups that are
-not plain dicts are converted (same values), so where the defect is gone nothing changes.
-"""
+"""Fix (opt-in: ``optim_wrapper = dict(constructor='PlainGroupsOptimWrapperConstructor')``):
+with a ``paramwise_cfg``, mmengine 0.10.7 builds ``ConfigDict`` param groups that dynamo cannot
+trace (``compile = True`` fails at its first step); only non-dict groups are converted."""
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 

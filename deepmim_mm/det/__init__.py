@@ -1,10 +1,5 @@
-"""Object detection / instance segmentation with mmdetection, ViTDet style.
-
-Importing this package imports mmdet (configs: ``custom_imports``) and registers what
-mmdetection keeps in its ``projects/ViTDet``, outside the wheel: :class:`PlainViT`,
-:class:`SimpleFPN`, ``'LN2d'`` (mmpretrain's ``LayerNorm2d``), the layer-decay constructor
-:class:`ViTLayerDecayOptimWrapperConstructor` and the test-time :class:`PadKeepImgShape`.
-"""
+"""ViTDet pieces for mmdet that mmdetection keeps in ``projects/ViTDet``, outside its wheel, and
+``'LN2d'`` (mmpretrain's ``LayerNorm2d``); importing this package imports mmdet."""
 from mmdet.registry import MODELS
 from mmpretrain.models.utils.norm import LayerNorm2d
 

@@ -6,14 +6,8 @@ from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructo
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class ViTLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperConstructor):
     """mmpretrain's layer-decay constructor, registered for mmdet, asking the *backbone* for
-    ``get_layer_depth`` (mmdet's detectors have none; mmdet's own constructor only knows
-    ConvNeXt).
-
-    Layer depths are the backbone's (:class:`PlainViT`'s, from mmpretrain's ``ViTSAM``): the
-    embeddings at 0, block ``i`` at ``i + 1``; everything outside the backbone is at the top,
-    with lr scale 1. With ``num_layers=12`` block ``i`` gets ``layer_decay_rate ** (12 - i)``,
-    ViTDet's rule (arXiv 2203.16527). ``paramwise_cfg`` keys are mmpretrain's.
-    """
+    ``get_layer_depth`` (mmdet's detectors have none; mmdet's own constructor knows only
+    ConvNeXt); ``paramwise_cfg`` keys are mmpretrain's."""
 
     def add_params(self, params, module, prefix='', get_layer_depth=None, **kwargs):
         if prefix == '' and get_layer_depth is None:

@@ -11,23 +11,16 @@ from torch import nn
 
 @MODELS.register_module()
 class SimpleFPN(BaseModule):
-    """Multi-scale maps from the single stride-16 map of a plain ViT, as in ViTDet.
-
-    New because mmdet 3.3.0 has no such neck and mmseg's ``Feature2Pyramid`` rescales four
-    *different* block outputs without ViTDet's convolutions and norms. From the last map (``C``
-    channels): stride 4 (deconv, norm, GELU, deconv; ``C/4``), 8 (deconv; ``C/2``), 16
-    (identity), 32 (max-pool); each level a 1x1 and a 3x3 conv with norm to ``out_channels``;
-    ``num_outs=5`` adds stride 64 by max-pooling the stride-32 output (ViTDet's
-    ``LastLevelMaxPool``).
+    """Strides 4-32 (and 64 with ``num_outs=5``) from a plain ViT's last stride-16 map, as in
+    ViTDet: mmdet has no such neck, mmseg's ``Feature2Pyramid`` rescales four block outputs
+    without ViTDet's convolutions and norms.
 
     Args:
         backbone_channel: channels of the backbone map (768 for ViT-B).
         in_channels: channels of the four rescaled maps, ``[C/4, C/2, C, C]``.
         out_channels: output channels of every level.
         num_outs: 4 or 5 output levels.
-        norm_cfg: norm of the convs and of the stride-4 branch; ViTDet uses channel LayerNorm,
-            ``dict(type='LN2d')`` (mmpretrain's ``LayerNorm2d``, registered in mmdet by
-            :mod:`deepmim_mm.det`).
+        norm_cfg: norm of the convs and of the stride-4 branch (ViTDet: ``'LN2d'``).
     """
 
     def __init__(self, backbone_channel: int, in_channels: Sequence[int], out_channels: int,

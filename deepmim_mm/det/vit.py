@@ -14,14 +14,9 @@ from ..checkpoint import DENSE_NEW_KEYS, PretrainedEncoderMixin
 
 
 class SDPARelPosAttention(Attention):
-    """mmpretrain's SAM/ViTDet ``Attention`` computed with ``F.scaled_dot_product_attention``.
-
-    Same parameters (``qkv``, ``proj``, ``rel_pos_h``, ``rel_pos_w``) and the same result; the
-    decomposed relative position term (MViTv2, as in ViTDet) is passed to SDPA as an additive
-    mask, so the fused kernels (flash / memory-efficient on GPU) replace the explicit
-    ``softmax(q k^T)`` of the upstream class, which materialises a (B*heads, N, N) matrix per
-    block in fp32 on the 64x64 grid of the global blocks.
-    """
+    """mmpretrain's SAM/ViTDet ``Attention`` (same parameters, same result) through
+    ``F.scaled_dot_product_attention``, the relative position term as its additive mask, instead
+    of upstream's explicit fp32 ``softmax(q k^T)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, _ = x.shape
@@ -42,11 +37,8 @@ class SDPARelPosAttention(Attention):
 
 
 class ViTDetLayer(TransformerEncoderLayer):
-    """mmpretrain's ViTSAM layer with stochastic depth on the attention branch too.
-
-    mmpretrain's layer applies drop path to the FFN branch only; ViTDet (and every ViT fine-tune
-    recipe) drops both residual branches. Parameter names are unchanged.
-    """
+    """mmpretrain's ViTSAM layer (FFN-only drop path) with drop path on the attention branch
+    too, as ViTDet; parameter names unchanged."""
 
     def forward(self, x):
         shortcut = x
@@ -63,22 +55,10 @@ class ViTDetLayer(TransformerEncoderLayer):
 
 @MODELS.register_module()
 class PlainViT(PretrainedEncoderMixin, ViTSAM):
-    """ViTDet's plain ViT backbone for mmdet (mmdet 3.3.0 ships none: ViTDet lives in
-    mmdetection's ``projects/``), built on mmpretrain's ``ViTSAM`` (window attention with
-    global blocks ``global_attn_indexes``, decomposed relative positions, one stride-16 map).
-
-    What it changes over ``ViTSAM``:
-
-    - no SAM neck: the last block's map goes to :class:`SimpleFPN`;
-    - ViTDet's absolute position embedding (mmdetection ``projects/ViTDet/vit.py``,
-      ``get_abs_pos``): the pretraining one, class slot included, ``(1, 1 + (pretrain_img_size /
-      patch)^2, C)``, interpolated to the input's patch grid at every forward;
-    - attention through :class:`SDPARelPosAttention`, layers :class:`ViTDetLayer` (same
-      parameter names, so checkpoints and ``get_layer_depth`` are unchanged);
-    - ``init_cfg=dict(type='Pretrained', ...)`` loads through
-      :func:`deepmim_mm.checkpoint.load_pretrained_encoder`: the relative positions may be new,
-      a position embedding of another grid is resized to ``pretrain_img_size``.
-    """
+    """ViTDet's plain ViT for mmdet (whose wheel has none), over mmpretrain's ``ViTSAM``: no SAM
+    neck, ViTDet's pretraining-grid position embedding (class slot included) interpolated to the
+    input at every forward, :class:`SDPARelPosAttention` and :class:`ViTDetLayer`, and a checked
+    ``Pretrained`` load (relative positions may be new; ``pos_embed`` resized)."""
 
     def __init__(self, arch='base', img_size=1024, pretrain_img_size=224, patch_size=16,
                  drop_path_rate=0.1, **kwargs):
@@ -98,8 +78,7 @@ class PlainViT(PretrainedEncoderMixin, ViTSAM):
         return dict(allow_new=DENSE_NEW_KEYS, prepare=self._fit_pos_embed)
 
     def _fit_pos_embed(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """A checkpoint position embedding of another square grid, resized to the pretraining
-        one."""
+        """A checkpoint ``pos_embed`` of another square grid, resized to the pretraining one."""
         pos = state.get('pos_embed')
         if pos is None or not self.use_abs_pos or pos.shape == self.pos_embed.shape:
             return state

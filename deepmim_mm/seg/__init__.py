@@ -1,9 +1,4 @@
-"""Semantic segmentation with mmsegmentation: backbones pretrained by this plugin.
-
-Importing this package imports mmseg (configs do it with
-``custom_imports=dict(imports=['deepmim_mm.seg'], allow_failed_imports=False)``) and registers
-:class:`PretrainedMAE` in mmseg's ``MODELS``. Configs: ``configs/segmentation/``.
-"""
+"""mmseg backbones that load this plugin's pretraining checkpoints; importing it imports mmseg."""
 from .mae_backbone import PretrainedMAE
 
 __all__ = ['PretrainedMAE']

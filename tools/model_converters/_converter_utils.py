@@ -1,13 +1,5 @@
-"""What every converter guarantees, written once (the key maps live in
-:mod:`deepmim_mm.checkpoint.keys`):
-
-- it never overwrites its input (same path, symbolic or hard link) and replaces another
-  existing file only with ``--force``; the destination is checked before anything is read;
-- a missing or unreadable input is one ``error:`` line naming it;
-- every dropped key is listed with its reason; an unmapped one is an error unless
-  ``--allow-drop``; an empty or near-empty result is never written (:data:`SAFETY_RULE`);
-- it writes atomically (:func:`deepmim_mm.checkpoint.atomic_write`), with the umask's mode.
-"""
+"""What every converter guarantees (README, "Converters"), written once; the key maps live in
+:mod:`deepmim_mm.checkpoint.keys`."""
 import argparse
 import io
 import os.path as osp
@@ -34,8 +26,7 @@ def refuse_overwriting_input(src, dst):
 
 
 def read_or_exit(read, *args):
-    """``read(*args)``; a missing or unreadable input (the messages name the file) ends the
-    tool with one ``error:`` line."""
+    """``read(*args)``; a missing or unreadable input ends the tool with one ``error:`` line."""
     try:
         return read(*args)
     except (FileNotFoundError, NotACheckpointError, pickle.UnpicklingError) as e:
@@ -43,9 +34,8 @@ def read_or_exit(read, *args):
 
 
 def convert(argv, doc, mapping, what, is_encoder, expected, add_arguments=None):
-    """Parse the common arguments, check DST, read SRC, map it with ``mapping`` (returning
-    ``(state, {dropped key: reason})``) and apply the rules above; ``is_encoder`` tells which
-    output keys are encoder tensors. Returns the arguments and the mapped state."""
+    """Parse the common arguments, check DST, read SRC, map it (``mapping`` returns ``(state,
+    {dropped key: reason})``) and apply :data:`SAFETY_RULE`; returns the arguments and state."""
     parser = argparse.ArgumentParser(description=doc.split('\n\n')[0], epilog=SAFETY_RULE)
     parser.add_argument('src', help='input checkpoint')
     parser.add_argument('dst', help='output checkpoint (.pth; .safetensors writes safetensors)')

@@ -3,13 +3,9 @@
 
     python tools/model_converters/deepmim_to_timm.py epoch_1600.pth vit_base_deepmim.pth
 
-The mapping is :func:`deepmim_mm.checkpoint.plugin_to_timm` (encoder and a ``LinearClsHead``;
-decoders, teachers and MFF fusion are dropped as pretraining only). The bare state dict
-(``.safetensors`` when DST ends so) loads with ``timm.create_model('vit_base_patch16_224',
-pretrained=True, num_classes=0, global_pool='token', pretrained_cfg_overlay=dict(file=DST))``.
-``--layout mae`` writes ``{'model': state_dict}``, what ``main_finetune.py --finetune`` of
-facebookresearch/mae and OliverRensu/DeepMIM reads (convert a pretraining checkpoint: they
-expect no ``fc_norm`` / ``head``).
+The result loads with ``timm.create_model('vit_base_patch16_224', pretrained=True, num_classes=0,
+global_pool='token', pretrained_cfg_overlay=dict(file=DST))``; ``--layout mae`` is for a
+*pretraining* checkpoint (the official ``main_finetune.py`` expects no ``fc_norm`` / ``head``).
 """
 from deepmim_mm.checkpoint import plugin_to_timm
 

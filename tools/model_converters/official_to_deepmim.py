@@ -3,10 +3,8 @@ this plugin's pretraining format.
 
     python tools/model_converters/official_to_deepmim.py deepmim_pretrain.pth deepmim_mm.pth
 
-The mapping is :func:`deepmim_mm.checkpoint.official_mae_to_plugin`: the encoder to
-``backbone.``, the last level's decoder to ``neck.``, DeepMIM's other decoders to
-``neck.aux_decoders.{k}.`` (shallowest first). Official *fine-tuned* checkpoints (``fc_norm``,
-``head``) are timm ViTs: convert them with ``timm_to_deepmim.py``.
+Official *fine-tuned* checkpoints (``fc_norm``, ``head``) are timm ViTs: convert them with
+``timm_to_deepmim.py``.
 """
 from deepmim_mm.checkpoint import official_mae_to_plugin
 

@@ -4,11 +4,8 @@
         published/deepmim_vit-tiny-p16_demo.pth
     # -> published/deepmim_vit-tiny-p16_demo-<sha256[:8]>.pth  (OpenMMLab's naming)
 
-Kept: ``state_dict`` and ``meta`` reduced to plain values (str, numbers, bool, None and lists /
-dicts of them). Dropped, and listed: the optimizer state, ``message_hub``, ``param_schedulers``,
-RNG states, ``ema_state_dict`` and any non-plain meta value, so the output loads with
-``torch.load(path, weights_only=True)`` without this plugin or mmengine. With mmengine's
-``EMAHook`` the averaged weights are published, unless ``--no-ema``.
+Kept: ``state_dict`` and ``meta`` reduced to plain values; everything else is dropped and listed,
+so the output loads with ``torch.load(path, weights_only=True)`` without this plugin or mmengine.
 """
 import argparse
 import hashlib
@@ -30,10 +27,8 @@ def plain(value, path, dropped):
     """``value`` with every non-plain leaf removed (its ``path`` appended to ``dropped``)."""
     if isinstance(value, _PLAIN):
         return value
-    if isinstance(value, numbers.Integral):  # also numpy integers
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
+    if isinstance(value, numbers.Real):  # also numpy scalars
+        return int(value) if isinstance(value, numbers.Integral) else float(value)
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():

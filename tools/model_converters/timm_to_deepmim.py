@@ -3,9 +3,8 @@
 
     python tools/model_converters/timm_to_deepmim.py vit_base.pth vit_base_mm.pth
 
-The result feeds the classification configs (``init_cfg=dict(type='Pretrained',
-prefix='backbone.')``). timm keys that have no mmpretrain counterpart (e.g. register tokens,
-layer scale, a pre-norm) are listed; they are an error unless ``--allow-drop``.
+timm keys with no mmpretrain counterpart (register tokens, layer scale, a pre-norm) are listed
+and are an error unless ``--allow-drop``.
 """
 from deepmim_mm.checkpoint import timm_to_plugin
 

@@ -11,16 +11,10 @@ from ...checkpoint import NotACheckpointError, check_state, fit_error, state_dic
 
 @HOOKS.register_module()
 class CheckpointMatchHook(Hook):
-    """Adds over mmengine's ``load_from`` / ``resume`` (``strict=False``, mismatches only logged):
-    before any weight is copied, :func:`~deepmim_mm.checkpoint.check_state` compares the
-    checkpoint with the model, and a mismatch is a ``ValueError`` naming the file.
-
-    Encoder (``encoder_prefix``) keys must match both ways and every shape must match. Outside
-    the encoder the checkpoint may lack keys (an MAE checkpoint in a DeepMIM model: the extra
-    decoders start from scratch) or hold keys the model lacks, unless ``strict`` (what
-    ``tools/test.py`` uses: an evaluation must not run with parts at their random
-    initialisation).
-    """
+    """Makes mmengine's ``load_from`` / ``resume`` mismatches (only logged upstream) a
+    ``ValueError`` naming the file, from :func:`~deepmim_mm.checkpoint.check_state`: encoder keys
+    and every shape must match; outside ``encoder_prefix`` keys may be missing or extra (an MAE
+    checkpoint in a DeepMIM model) unless ``strict`` (``tools/test.py``)."""
 
     priority = 'VERY_HIGH'
 
