@@ -1,6 +1,4 @@
-"""Measurement helpers of tools/analysis/benchmark.py and benchmark_data.py: host-sync
-detection, FLOP counting, matmul peak, memory, timing, the shared command-line flags, config
-loading, building a model for training steps, progress and tables."""
+"""Measurement helpers shared by tools/analysis/benchmark.py and benchmark_data.py."""
 import argparse
 import ctypes
 import json
@@ -27,12 +25,9 @@ SYNC_OPS = {
 
 
 class HostSyncRecorder(TorchDispatchMode):
-    """Records every operator that would synchronise the host with a GPU.
-
-    Works on any device (also on the CPU, where nothing actually waits): ``.item()``, boolean
-    indexing (``nonzero``), ``masked_select``, ``unique``, ``torch.equal``, repeat_interleave
-    without ``output_size``, and copies from a GPU to the host. ``counts`` maps op -> calls.
-    """
+    """Counts (``counts``: op -> calls) every operator that would synchronise the host with a
+    GPU, on any device: the ``SYNC_OPS``, boolean indexing, ``repeat_interleave`` without
+    ``output_size`` and copies from a GPU to the host."""
 
     def __init__(self):
         super().__init__()
@@ -60,27 +55,15 @@ class HostSyncRecorder(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
-    from torch.utils.flop_counter import sdpa_flop_count
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def _sdpa_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,
-                            out_shape=None, **kwargs):
-    from torch.utils.flop_counter import sdpa_backward_flop_count
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
-
-
 def flop_counter():
-    """``FlopCounterMode`` that also counts the CPU flash-attention kernels (torch registers the
-    CUDA ones only)."""
-    from torch.utils.flop_counter import FlopCounterMode
-    custom = {}
-    aten = torch.ops.aten
-    if hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):
-        custom[aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_flop
-        custom[aten._scaled_dot_product_flash_attention_for_cpu_backward] = (
-            _sdpa_cpu_backward_flop)
+    """``FlopCounterMode`` that also counts the CPU flash-attention kernels, with torch's
+    formulas for the CUDA ones (torch registers those only)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop, sdpa_flop
+    aten, custom = torch.ops.aten, {}
+    if hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):  # torch >= 2.2
+        custom = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flop.__wrapped__,
+                  aten._scaled_dot_product_flash_attention_for_cpu_backward:
+                  sdpa_backward_flop.__wrapped__}
     return FlopCounterMode(display=False, custom_mapping=custom)
 
 
@@ -194,16 +177,11 @@ def at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def add_config_args(p: argparse.ArgumentParser, which: str = 'the config') -> None:
-    """``--cfg-options`` (for ``which``), its ``--allow-new-keys`` and ``--json``, as every mode
-    that reads a config takes them."""
-    from mmengine.config import DictAction
-
-    from deepmim_mm.utils import ALLOW_NEW_FLAG
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help=f'overrides of {which} (key=value)')
-    p.add_argument(ALLOW_NEW_FLAG, action='store_true',
-                   help='let the overrides add keys a config does not have (default: an error)')
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, ``--allow-new-keys`` and ``--json``, as every mode that reads a config
+    takes them."""
+    from deepmim_mm.utils import add_cfg_options
+    add_cfg_options(p)
     p.add_argument('--json', help='also write the results to this JSON file')
 
 
@@ -279,12 +257,6 @@ def compute_dtype(ow: dict) -> str:
     return str(ow.get('dtype') or 'float16').replace('torch.', '')  # AmpOptimWrapper's default
 
 
-def img_size_of(cfg) -> int:
-    # TODO(merge): the one ViT-geometry helper (h3, deepmim_mm.analysis/apis) replaces this
-    size = cfg.model.get('backbone', {}).get('img_size', 224)
-    return size if isinstance(size, int) else size[0]
-
-
 def build_for_training(cfg, device: torch.device, amp: str = 'config', fused_adamw: bool = False,
                        random_teachers: bool = False):
     """The real model and optimizer wrapper (``MODELS.build`` + mmengine's
@@ -295,6 +267,8 @@ def build_for_training(cfg, device: torch.device, amp: str = 'config', fused_ada
     from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper
     from mmpretrain.registry import MODELS
+
+    from deepmim_mm.analysis import model_input_size
     model_cfg = cfg.model.copy()
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
@@ -311,7 +285,7 @@ def build_for_training(cfg, device: torch.device, amp: str = 'config', fused_ada
         logger.setLevel(level)
     model.to(device).train()
     ow_cfg = optim_wrapper_cfg(cfg, amp, device, fused_adamw)
-    return model, build_optim_wrapper(model, ow_cfg), ow_cfg, img_size_of(cfg)
+    return model, build_optim_wrapper(model, ow_cfg), ow_cfg, model_input_size(model)
 
 
 def synthetic_batch(batch_size: int, size: int, device: torch.device) -> dict:
