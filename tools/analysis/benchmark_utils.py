@@ -8,6 +8,7 @@ import platform
 import sys
 import time
 from collections import Counter
+from contextlib import suppress
 from datetime import datetime, timezone
 from typing import Callable, List, Optional, Sequence
 
@@ -108,21 +109,16 @@ def rss_bytes(peak: bool = False) -> int:
 def reset_peak_rss() -> None:
     """Start a new peak for ``rss_bytes(peak=True)`` (Linux >= 4.0; elsewhere it stays the
     process's peak)."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
-        pass
+    with suppress(OSError), open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
 
 
 def release_host_memory() -> None:
     """gc + glibc ``malloc_trim``, so an RSS baseline does not include freed memory."""
     import gc
     gc.collect()
-    try:
+    with suppress(OSError, AttributeError):
         ctypes.CDLL('libc.so.6').malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def hardware_summary(device: torch.device) -> dict:
@@ -225,8 +221,7 @@ def load_cfg(path: str, options=None, allow_new_keys: bool = False):
     its ``custom_imports`` imported (as the Runner does)."""
     from mmengine.registry import init_default_scope
 
-    import deepmim_mm  # noqa: F401  registers the plugin's modules
-    from deepmim_mm.utils import load_config
+    from deepmim_mm.utils import load_config  # importing deepmim_mm registers its modules
     cfg = load_config(path, options, allow_new_keys, import_custom=True)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return cfg
