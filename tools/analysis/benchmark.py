@@ -136,12 +136,11 @@ def training_table(results, baseline_label):
     base = next((r for r in results if r['label'] == baseline_label), None)
     rows = []
     for r in results:
-        syncs = sum(r['host_sync_ops'].values())
         rows.append([
             r['label'], str(r['batch_size']), f"{r['step_ms_median']:.1f}",
             f"{r['img_per_s']:.1f}", f"{r['peak_mem_mib']:.0f}", f"{r['state_mib']:.0f}",
             f"{r['gflop_per_img']:.2f}", f"{r['achieved_tflops']:.3f}", f"{100 * r['mfu']:.1f}%",
-            str(syncs),
+            str(sum(r['host_sync_ops'].values())),
             f"{r['img_per_s'] / base['img_per_s']:.2f}x" if base else '-',
             f"{r['peak_mem_mib'] / base['peak_mem_mib']:.2f}x"
             if base and base['peak_mem_mib'] > 0 else '-'])
@@ -174,13 +173,10 @@ def run_training(args):
         progress(f'measuring the {dt} matmul peak', end=True)
         peaks[dt] = matmul_peak_tflops(device, getattr(torch, dt))
     isolate = device.type == 'cpu' and not args.no_isolate
+    measure = _in_subprocess if isolate else benchmark_config
     for k, (path, label, opts) in enumerate(jobs):
         progress(f'config {k + 1}/{len(jobs)}: {label}', end=True)
-        if isolate:
-            result = _in_subprocess(path, label, opts, args, device)
-        else:
-            result = benchmark_config(path, label, opts, args, device)
-        results.append(result)
+        results.append(measure(path, label, opts, args, device))
     for dt in dtypes:
         peaks[dt] = max(peaks[dt], matmul_peak_tflops(device, getattr(torch, dt)))
     for result in results:
