@@ -218,10 +218,13 @@ def label_of(path: str) -> str:
 def load_cfg(path: str, options=None, allow_new_keys: bool = False):
     """The config (file or ``pkg::path``) with ``--cfg-options`` checked and merged
     (:func:`deepmim_mm.utils.load_config`), its default scope made current and
-    its ``custom_imports`` imported (as the Runner does)."""
+    its ``custom_imports`` imported (as the Runner does), after the plugin's fixes for the pinned
+    stack (``deepmim_mm.compat``, as tools/train.py)."""
     from mmengine.registry import init_default_scope
 
+    from deepmim_mm.compat import apply_all
     from deepmim_mm.utils import load_config  # importing deepmim_mm registers its modules
+    apply_all()
     cfg = load_config(path, options, allow_new_keys, import_custom=True)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return cfg
