@@ -210,6 +210,19 @@ def test_random_teachers_time_a_clip_config_without_its_file(tmp_path):
         benchmark.main(args)
 
 
+def test_configs_load_with_the_compat_constructor():
+    """The compiled parts of gpu_benchmarks.sh give mmpretrain's MAE config
+    PlainGroupsOptimWrapperConstructor (in deepmim_mm.compat, which importing deepmim_mm does not
+    import): load_cfg makes it available, in a fresh interpreter (this one has imported it)."""
+    import subprocess
+    code = ('import benchmark_utils as u; from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS '
+            "as R; u.load_cfg('mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'); "
+            "assert R.get('PlainGroupsOptimWrapperConstructor')")
+    subprocess.run([sys.executable, '-c', code], check=True,
+                   cwd=osp.join(ROOT, 'tools', 'analysis'),
+                   env=dict(os.environ, PYTHONPATH=ROOT))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
 def test_training_mode_cuda_bf16(tmp_path):
     deepmim, mae, _ = tiny_configs(tmp_path)

@@ -1,24 +1,13 @@
 """Training-step benchmark of pretraining configs (model only, synthetic batch).
 
-For every CONFIG (and a baseline, mmpretrain's own MAE by default) build the
-real model and optimizer wrapper (``MODELS.build`` + mmengine's ``build_optim_wrapper``, as the
-Runner does), run warm-up then timed training steps (``model.train_step``: data preprocessor,
-forward, backward, optimizer step) on a synthetic uint8 batch already on the device, and print:
-median step time, img/s, peak memory, FLOPs per image (``torch.utils.flop_counter`` on one step),
-achieved TFLOP/s and MFU against a matmul peak measured on the device in the compute dtype,
-host-synchronising operators in forward+backward, and throughput / memory ratios to the baseline.
-
-    python tools/analysis/benchmark.py \\
-        configs/pretrain/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \\
-        configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \\
-        --device cuda --batch-size 256 --amp bf16 --json bench.json
-
-Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the timed steps; on the CPU the
-growth of the process's resident set size (sampled every 2 ms) from before the model was built
-to the peak of the timed steps, each config in its own fresh process (``--no-isolate`` to
-disable). ``state`` is the exact size of parameters + gradients + optimizer state.
-``compile=True`` in a config (mmengine's Runner key) compiles ``train_step`` as the Runner does,
-within the warm-up. The input side is measured by ``tools/analysis/benchmark_data.py``.
+Every CONFIG and a baseline (mmpretrain's MAE by default), built as the Runner builds them, run
+warm-up then timed ``model.train_step`` calls on a synthetic uint8 batch on the device. Printed:
+median step time, img/s, peak memory (CUDA: max allocated over the timed steps; CPU: growth of the
+resident set size from before the build, each config in a fresh process unless ``--no-isolate``),
+``state`` (parameters + gradients + optimizer state), FLOPs per image, TFLOP/s and MFU against a
+matmul peak measured in the compute dtype, host-synchronising operators of forward+backward, and
+ratios to the baseline. A config's ``compile`` key compiles ``train_step`` as the Runner does,
+within the warm-up. Examples: README.md, Performance; the input side: benchmark_data.py.
 """
 import argparse
 import statistics
@@ -45,9 +34,9 @@ def parse_args(argv=None):
                    help=f'config every result is compared with, measured in the same run '
                         f'(default: {DEFAULT_BASELINE}); "none" for no baseline')
     add_training_args(p, warmup=5, steps=20, cpu_batch='; on the CPU: 8')
-    add_config_args(p, 'every config (and the baseline unless --baseline-cfg-options is given)')
+    add_config_args(p)
     p.add_argument('--baseline-cfg-options', nargs='+', action=DictAction,
-                   help='overrides for the baseline config only')
+                   help='overrides for the baseline config only (default: --cfg-options)')
     p.add_argument('--no-isolate', action='store_true',
                    help='on the CPU, measure every config in this process (default: each in a '
                         'fresh process, so that its RSS growth is its own)')
@@ -79,18 +68,6 @@ def maybe_compile(step, cfg):
     return torch.compile(step, **({} if compile_cfg is True else dict(compile_cfg)))
 
 
-def timed_steps(step, args, device, label):
-    """Warm-up, then ``args.steps`` timed steps; returns (seconds per step, peak bytes, kind)."""
-    timed(step, args.warmup, 0, device, label)
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-    reset_peak_rss()
-    times = timed(step, 0, args.steps, device, label)
-    if device.type == 'cuda':
-        return times, torch.cuda.max_memory_allocated(device), 'cuda max allocated'
-    return times, rss_bytes(peak=True), 'RSS growth'
-
-
 def state_bytes(model, optim_wrapper) -> int:
     """Parameters + gradients + optimizer state."""
     state = sum(p.numel() * p.element_size() * (2 if p.requires_grad else 1)
@@ -116,9 +93,15 @@ def benchmark_config(path, label, options, args, device):
     flops, syncs = audit_step(model, data, optim_wrapper)  # eager, before compiling
     step = maybe_compile(model.train_step, cfg)
     run = partial(step, data, optim_wrapper)
-    times, peak_mem, mem_kind = timed_steps(run, args, device, label)
-    if mem_kind == 'RSS growth':
-        peak_mem -= rss0
+    timed(run, args.warmup, 0, device, label)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_rss()
+    times = timed(run, 0, args.steps, device, label)
+    if device.type == 'cuda':
+        peak_mem, mem_kind = torch.cuda.max_memory_allocated(device), 'cuda max allocated'
+    else:
+        peak_mem, mem_kind = rss_bytes(peak=True) - rss0, 'RSS growth'
     med = statistics.median(times)
     p25, p75 = np.percentile(times, [25, 75])
     progress(f'[{label}] done: {med * 1e3:.1f} ms/step', end=True)
@@ -153,12 +136,11 @@ def training_table(results, baseline_label):
     base = next((r for r in results if r['label'] == baseline_label), None)
     rows = []
     for r in results:
-        syncs = sum(r['host_sync_ops'].values())
         rows.append([
             r['label'], str(r['batch_size']), f"{r['step_ms_median']:.1f}",
             f"{r['img_per_s']:.1f}", f"{r['peak_mem_mib']:.0f}", f"{r['state_mib']:.0f}",
             f"{r['gflop_per_img']:.2f}", f"{r['achieved_tflops']:.3f}", f"{100 * r['mfu']:.1f}%",
-            str(syncs),
+            str(sum(r['host_sync_ops'].values())),
             f"{r['img_per_s'] / base['img_per_s']:.2f}x" if base else '-',
             f"{r['peak_mem_mib'] / base['peak_mem_mib']:.2f}x"
             if base and base['peak_mem_mib'] > 0 else '-'])
@@ -183,46 +165,39 @@ def run_training(args):
                          if args.baseline_cfg_options is not None else args.cfg_options))
     jobs += [(c, lab, args.cfg_options) for c, lab in zip(args.configs, labels)]
     peaks, results = {}, []
-    dtypes = {torch.float32}  # every config loads (file, overrides) before anything is measured
-    dtypes |= {getattr(torch, compute_dtype(optim_wrapper_cfg(
-        load_cfg(p, o, args.allow_new_keys), args.amp, device, args.fused_adamw)))
+    dtypes = {'float32'}  # every config loads (file, overrides) before anything is measured
+    dtypes |= {compute_dtype(optim_wrapper_cfg(
+        load_cfg(p, o, args.allow_new_keys), args.amp, device, args.fused_adamw))
         for p, _, o in jobs}
     for dt in dtypes:  # measured before and after the configs (best of both: less noise)
         progress(f'measuring the {dt} matmul peak', end=True)
-        peaks[dt] = matmul_peak_tflops(device, dt)
+        peaks[dt] = matmul_peak_tflops(device, getattr(torch, dt))
     isolate = device.type == 'cpu' and not args.no_isolate
+    measure = _in_subprocess if isolate else benchmark_config
     for k, (path, label, opts) in enumerate(jobs):
         progress(f'config {k + 1}/{len(jobs)}: {label}', end=True)
-        if isolate:
-            result = _in_subprocess(path, label, opts, args, device)
-        else:
-            result = benchmark_config(path, label, opts, args, device)
-        results.append(result)
+        results.append(measure(path, label, opts, args, device))
     for dt in dtypes:
-        peaks[dt] = max(peaks[dt], matmul_peak_tflops(device, dt))
+        peaks[dt] = max(peaks[dt], matmul_peak_tflops(device, getattr(torch, dt)))
     for result in results:
-        peak = peaks[getattr(torch, result['dtype'])]
-        result['peak_tflops'] = peak
-        result['mfu'] = result['achieved_tflops'] / peak
+        result['peak_tflops'] = peaks[result['dtype']]
+        result['mfu'] = result['achieved_tflops'] / result['peak_tflops']
     hw = hardware_summary(device)
     print(f'\nTraining step: {args.warmup} warm-up + {args.steps} timed steps, synthetic batch '
           f'on {device.type}, {now()[:16]} UTC')
     print(f"Hardware: {hw.get('gpu', hw['cpu'])}; torch {hw['torch']}, {hw['threads']} threads")
-    print('Matmul peaks measured: ' + ', '.join(
-        f"{str(k).replace('torch.', '')} {v:.3f} TFLOP/s" for k, v in peaks.items()))
+    print('Matmul peaks measured: ' + ', '.join(f'{k} {v:.3f} TFLOP/s' for k, v in peaks.items()))
     print(training_table(results, base_label))
     for r in results:
         if r['host_sync_ops']:
             print(f"  {r['label']}: host-sync ops in forward+backward: {r['host_sync_ops']}")
-    return dict(mode='training', date=now(),
-                device=device.type, hardware=hw, baseline=base_label,
-                matmul_peak_tflops={str(k).replace('torch.', ''): v for k, v in peaks.items()},
-                results=results)
+    return dict(mode='training', date=now(), device=device.type, hardware=hw,
+                baseline=base_label, matmul_peak_tflops=peaks, results=results)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    return write_json(run_training(args), getattr(args, 'json', None))
+    return write_json(run_training(args), args.json)
 
 
 if __name__ == '__main__':

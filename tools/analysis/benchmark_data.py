@@ -1,21 +1,14 @@
 """Input-side benchmark: data pipeline per worker, end-to-end training from image files, JPEG
 decoders, and the quality of crop-aware decoding.
 
-    # JPEG sets made from the bundled photos (deepmim_mm/demo/images)
-    python tools/analysis/benchmark_data.py make-set work_dirs/jpeg_1000 --size 1000 750
-    # img/s per dataloader worker: standard pipeline, crop-aware CPU path, bytes-only workers
-    python tools/analysis/benchmark_data.py pipeline CONFIG --data work_dirs/jpeg_1000
-    # PSNR of crop-aware decoding against the full decode, on the same crop boxes
-    python tools/analysis/benchmark_data.py quality CONFIG --data work_dirs/jpeg_1000
-    # training from files (real dataloader + train_step) next to the model-only rate
-    python tools/analysis/benchmark_data.py end-to-end CONFIG --data DIR --path device \\
-        --device cuda --workers 16 --batch-size 256 --amp bf16
-    # batched JPEG decoding on the GPU: TorchCodec vs torchvision.io.decode_jpeg
-    python tools/analysis/benchmark_data.py decoders --data DIR --device cuda
-
-The input paths are ``deepmim_mm.datasets.fast_paths``' (``bytes-only``: the workers of the
-``device`` path alone). Ratios are taken within one run, the paths interleaved (batch by batch
-with 0 workers, repeat by repeat with workers), so a shared machine's load affects all alike.
+Modes (``--help`` of each; examples: README.md, Performance): ``make-set`` (JPEG sets made from the
+bundled photos), ``pipeline`` (img/s per dataloader worker of the standard pipeline, the
+crop-aware CPU path and the bytes-only workers of the ``device`` path, from
+``deepmim_mm.datasets.fast_paths``), ``quality`` (PSNR of crop-aware decoding against the full
+decode, on the same crop boxes), ``end-to-end`` (real dataloader + ``train_step`` next to the
+model-only rate) and ``decoders`` (batched JPEG decoding: TorchCodec, ``torchvision.io``, Pillow,
+the device-path preprocessor). Ratios are taken within one run, the paths interleaved (batch by
+batch with 0 workers, repeat by repeat with workers), so a shared machine's load affects all alike.
 """
 import argparse
 import copy
@@ -100,23 +93,24 @@ def build_loader(cfg, path, folder, batch_size, workers, pin_memory=False):
     return loader
 
 
-def rates_in_process(loaders, batches, repeats):
+def rates_in_process(cfg, args):
     """0 workers: the paths take turns batch by batch in this process (no prefetching), so a
     change of the machine's load falls on all of them alike; img/s per repeat and path."""
-    its = {name: iter(loader) for name, loader in loaders.items()}
+    its = {name: iter(build_loader(cfg, PIPELINE_PATHS[name], args.data, args.batch_size, 0))
+           for name in args.paths}
     for it in its.values():
         next(it)
-    rates = {name: [] for name in loaders}
-    for r in range(repeats):
-        spent = dict.fromkeys(loaders, 0.0)
-        for _ in range(batches):
+    rates = {name: [] for name in args.paths}
+    for r in range(args.repeats):
+        spent = dict.fromkeys(args.paths, 0.0)
+        for _ in range(args.batches):
             for name, it in its.items():
                 t0 = time.perf_counter()
                 next(it)
                 spent[name] += time.perf_counter() - t0
-        for name, loader in loaders.items():
-            rates[name].append(loader.batch_size * batches / spent[name])
-        progress(f'[0 workers] repeat {r + 1}/{repeats}: ' + ', '.join(
+        for name in args.paths:
+            rates[name].append(args.batch_size * args.batches / spent[name])
+        progress(f'[0 workers] repeat {r + 1}/{args.repeats}: ' + ', '.join(
             f'{n} {v[-1]:.1f} img/s' for n, v in rates.items()))
     return rates
 
@@ -141,12 +135,7 @@ def run_pipeline(args):
     check_folder(args.data)
     rows, results = [], []
     for w in args.workers:
-        if w == 0:
-            rates = rates_in_process(
-                {name: build_loader(cfg, PIPELINE_PATHS[name], args.data, args.batch_size, 0)
-                 for name in args.paths}, args.batches, args.repeats)
-        else:
-            rates = rates_with_workers(cfg, args, w)
+        rates = rates_with_workers(cfg, args, w) if w else rates_in_process(cfg, args)
         for name in args.paths:
             res = summarise_rates(name, w, rates)
             results.append(res)

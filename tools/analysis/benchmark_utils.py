@@ -1,6 +1,4 @@
-"""Measurement helpers of tools/analysis/benchmark.py and benchmark_data.py: host-sync
-detection, FLOP counting, matmul peak, memory, timing, the shared command-line flags, config
-loading, building a model for training steps, progress and tables."""
+"""Measurement helpers shared by tools/analysis/benchmark.py and benchmark_data.py."""
 import argparse
 import ctypes
 import json
@@ -10,6 +8,7 @@ import platform
 import sys
 import time
 from collections import Counter
+from contextlib import suppress
 from datetime import datetime, timezone
 from typing import Callable, List, Optional, Sequence
 
@@ -27,12 +26,9 @@ SYNC_OPS = {
 
 
 class HostSyncRecorder(TorchDispatchMode):
-    """Records every operator that would synchronise the host with a GPU.
-
-    Works on any device (also on the CPU, where nothing actually waits): ``.item()``, boolean
-    indexing (``nonzero``), ``masked_select``, ``unique``, ``torch.equal``, repeat_interleave
-    without ``output_size``, and copies from a GPU to the host. ``counts`` maps op -> calls.
-    """
+    """Counts (``counts``: op -> calls) every operator that would synchronise the host with a
+    GPU, on any device: the ``SYNC_OPS``, boolean indexing, ``repeat_interleave`` without
+    ``output_size`` and copies from a GPU to the host."""
 
     def __init__(self):
         super().__init__()
@@ -60,27 +56,15 @@ class HostSyncRecorder(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
-    from torch.utils.flop_counter import sdpa_flop_count
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def _sdpa_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,
-                            out_shape=None, **kwargs):
-    from torch.utils.flop_counter import sdpa_backward_flop_count
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
-
-
 def flop_counter():
-    """``FlopCounterMode`` that also counts the CPU flash-attention kernels (torch registers the
-    CUDA ones only)."""
-    from torch.utils.flop_counter import FlopCounterMode
-    custom = {}
-    aten = torch.ops.aten
-    if hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):
-        custom[aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_flop
-        custom[aten._scaled_dot_product_flash_attention_for_cpu_backward] = (
-            _sdpa_cpu_backward_flop)
+    """``FlopCounterMode`` that also counts the CPU flash-attention kernels, with torch's
+    formulas for the CUDA ones (torch registers those only)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop, sdpa_flop
+    aten, custom = torch.ops.aten, {}
+    if hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):  # torch >= 2.2
+        custom = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flop.__wrapped__,
+                  aten._scaled_dot_product_flash_attention_for_cpu_backward:
+                  sdpa_backward_flop.__wrapped__}
     return FlopCounterMode(display=False, custom_mapping=custom)
 
 
@@ -125,21 +109,16 @@ def rss_bytes(peak: bool = False) -> int:
 def reset_peak_rss() -> None:
     """Start a new peak for ``rss_bytes(peak=True)`` (Linux >= 4.0; elsewhere it stays the
     process's peak)."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
-        pass
+    with suppress(OSError), open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
 
 
 def release_host_memory() -> None:
     """gc + glibc ``malloc_trim``, so an RSS baseline does not include freed memory."""
     import gc
     gc.collect()
-    try:
+    with suppress(OSError, AttributeError):
         ctypes.CDLL('libc.so.6').malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def hardware_summary(device: torch.device) -> dict:
@@ -194,16 +173,11 @@ def at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def add_config_args(p: argparse.ArgumentParser, which: str = 'the config') -> None:
-    """``--cfg-options`` (for ``which``), its ``--allow-new-keys`` and ``--json``, as every mode
-    that reads a config takes them."""
-    from mmengine.config import DictAction
-
-    from deepmim_mm.utils import ALLOW_NEW_FLAG
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help=f'overrides of {which} (key=value)')
-    p.add_argument(ALLOW_NEW_FLAG, action='store_true',
-                   help='let the overrides add keys a config does not have (default: an error)')
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, ``--allow-new-keys`` and ``--json``, as every mode that reads a config
+    takes them."""
+    from deepmim_mm.utils import add_cfg_options
+    add_cfg_options(p)
     p.add_argument('--json', help='also write the results to this JSON file')
 
 
@@ -244,11 +218,13 @@ def label_of(path: str) -> str:
 def load_cfg(path: str, options=None, allow_new_keys: bool = False):
     """The config (file or ``pkg::path``) with ``--cfg-options`` checked and merged
     (:func:`deepmim_mm.utils.load_config`), its default scope made current and
-    its ``custom_imports`` imported (as the Runner does)."""
+    its ``custom_imports`` imported (as the Runner does), after the plugin's fixes for the pinned
+    stack (``deepmim_mm.compat``, as tools/train.py)."""
     from mmengine.registry import init_default_scope
 
-    import deepmim_mm  # noqa: F401  registers the plugin's modules
-    from deepmim_mm.utils import load_config
+    from deepmim_mm.compat import apply_all
+    from deepmim_mm.utils import load_config  # importing deepmim_mm registers its modules
+    apply_all()
     cfg = load_config(path, options, allow_new_keys, import_custom=True)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return cfg
@@ -279,12 +255,6 @@ def compute_dtype(ow: dict) -> str:
     return str(ow.get('dtype') or 'float16').replace('torch.', '')  # AmpOptimWrapper's default
 
 
-def img_size_of(cfg) -> int:
-    # TODO(merge): the one ViT-geometry helper (h3, deepmim_mm.analysis/apis) replaces this
-    size = cfg.model.get('backbone', {}).get('img_size', 224)
-    return size if isinstance(size, int) else size[0]
-
-
 def build_for_training(cfg, device: torch.device, amp: str = 'config', fused_adamw: bool = False,
                        random_teachers: bool = False):
     """The real model and optimizer wrapper (``MODELS.build`` + mmengine's
@@ -295,6 +265,8 @@ def build_for_training(cfg, device: torch.device, amp: str = 'config', fused_ada
     from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper
     from mmpretrain.registry import MODELS
+
+    from deepmim_mm.analysis import model_input_size
     model_cfg = cfg.model.copy()
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
@@ -311,7 +283,7 @@ def build_for_training(cfg, device: torch.device, amp: str = 'config', fused_ada
         logger.setLevel(level)
     model.to(device).train()
     ow_cfg = optim_wrapper_cfg(cfg, amp, device, fused_adamw)
-    return model, build_optim_wrapper(model, ow_cfg), ow_cfg, img_size_of(cfg)
+    return model, build_optim_wrapper(model, ow_cfg), ow_cfg, model_input_size(model)
 
 
 def synthetic_batch(batch_size: int, size: int, device: torch.device) -> dict:

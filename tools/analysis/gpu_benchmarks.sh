@@ -1,17 +1,14 @@
 #!/usr/bin/env bash
 # Every GPU figure of the README's Performance section in one run, on a GPU host whose Python has
-# torch but neither the OpenMMLab stack nor a network:
+# torch but neither the OpenMMLab stack nor a network (the bundle carries mmcv's pure-Python part,
+# no compiled op is needed, and TorchCodec wheels):
 #   bash tools/analysis/gpu_benchmarks.sh prepare                  # here: fills .gpu_bundle/
 #   OUT=/path/to/results bash tools/analysis/gpu_benchmarks.sh run [budget_s]   # on the GPU host
 # A rehearsal on a CPU machine (tiny batches, one step each, eager "compile"):
 #   SMOKE=1 DEVICE=cpu PYTHON=.venv/bin/python OUT=/tmp/gpu_rehearsal \
 #       bash tools/analysis/gpu_benchmarks.sh run
-# The bundle carries mmcv's pure-Python part (no compiled op is needed) and TorchCodec wheels.
 # Each part runs in its own process under a time limit, within the budget (default 540 s), in
-# order of priority: decoders (batched JPEG decoding, device-path preprocessor), train (DeepMIM
-# pixel and CLIP vs mmpretrain's MAE, model only), e2e (from JPEG files, device then standard
-# path), compiled (torch.compile, one process per config). Results: $OUT/summary.md (tables),
-# $OUT/results.json (every part's JSON), $OUT/log.txt (all output), $OUT/env.txt.
+# order of priority (run below). Results in $OUT: summary.md, results.json, log.txt, env.txt.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -99,33 +96,33 @@ run() {
     torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())'; nproc; \
   } >"$OUT/env.txt" 2>&1
   setup_env
-  local py=$PY bench=tools/analysis/benchmark.py data=tools/analysis/benchmark_data.py
+  local bench=tools/analysis/benchmark.py data=tools/analysis/benchmark_data.py
   local deepmim=configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py
   local clip=configs/pretrain/deepmim-clip_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py
   local amp=bf16
   [ "$DEVICE" = cpu ] && amp=fp32
   local common=(--device "$DEVICE" --batch-size $BS --amp $amp --fused-adamw)
   local jpegs=/tmp/jpeg_500x375
-  part make-set 90 $py $data make-set $jpegs --size 500 375 --count $COUNT
-  part decoders 60 $py $data decoders --data $jpegs --device "$DEVICE" --batch-size $BS \
+  part make-set 90 "$PY" $data make-set $jpegs --size 500 375 --count $COUNT
+  part decoders 60 "$PY" $data decoders --data $jpegs --device "$DEVICE" --batch-size $BS \
     --batches 10 --json "$OUT/parts/decoders.json"
-  part train 180 $py $bench $deepmim $clip --labels deepmim-pixel deepmim-clip "${common[@]}" \
+  part train 180 "$PY" $bench $deepmim $clip --labels deepmim-pixel deepmim-clip "${common[@]}" \
     --random-teachers --warmup $WARM --steps $STEPS --json "$OUT/parts/train.json"
-  part e2e-device 150 $py $data end-to-end $deepmim --data $jpegs --path device \
+  part e2e-device 150 "$PY" $data end-to-end $deepmim --data $jpegs --path device \
     "${common[@]}" --workers $WORKERS --warmup $WARM --steps $((STEPS + 5)) \
     --json "$OUT/parts/e2e_device.json"
-  part e2e-standard 120 $py $data end-to-end $deepmim --data $jpegs --path standard \
+  part e2e-standard 120 "$PY" $data end-to-end $deepmim --data $jpegs --path standard \
     "${common[@]}" --workers $WORKERS --warmup $WARM --steps $STEPS \
     --json "$OUT/parts/e2e_standard.json"
   # compiled: one process per config (a compile takes about a minute), so what finishes is kept
   local mae=mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py
   for c in mae:$mae deepmim-pixel:$deepmim deepmim-clip:$clip; do
-    part "compiled-${c%%:*}" 150 $py $bench "${c#*:}" --baseline none --labels "${c%%:*}" \
+    part "compiled-${c%%:*}" 150 "$PY" $bench "${c#*:}" --baseline none --labels "${c%%:*}" \
       "${common[@]}" --random-teachers --warmup $WARM --steps $STEPS \
       --cfg-options $COMPILE optim_wrapper.constructor=PlainGroupsOptimWrapperConstructor \
       --json "$OUT/parts/compiled_${c%%:*}.json"
   done
-  $py tools/analysis/gpu_summary.py "$OUT"
+  "$PY" tools/analysis/gpu_summary.py "$OUT"
   rm -rf "$OUT/parts"  # merged into results.json (the tool brings back at most 8 files)
 }
 
