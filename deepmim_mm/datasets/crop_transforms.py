@@ -105,9 +105,8 @@ class RandomFlipFlag(RandomFlip):
 
 @TRANSFORMS.register_module()
 class PackImageBytes(PackInputs):
-    """mmpretrain's ``PackInputs`` for the device path: ``inputs`` is the encoded file
-    (``img_bytes``, Python ``bytes``), and the data sample carries what the data preprocessor
-    needs to decode and augment it (``BYTES_META_KEYS``: crop box, flip, output size, format)."""
+    """mmpretrain's ``PackInputs`` whose ``inputs`` is the encoded file (``img_bytes``), with the
+    ``BYTES_META_KEYS`` the device path's data preprocessor reads."""
 
     def __init__(self, input_key: str = 'img_bytes', algorithm_keys: Sequence[str] = (),
                  meta_keys: Sequence[str] = BYTES_META_KEYS) -> None:
@@ -123,9 +122,8 @@ class PackImageBytes(PackInputs):
 
 @FUNCTIONS.register_module()
 def image_bytes_collate(data_batch: Sequence[dict]) -> dict:
-    """mmengine's ``default_collate``, with the encoded files of the batch (``PackImageBytes``)
-    joined into one uint8 tensor, ``inputs = dict(data=<all bytes>, offsets=<B + 1 ends>)``: a
-    worker hands the main process one shared-memory tensor instead of pickling every file."""
+    """mmengine's ``default_collate``, with the batch's encoded files joined into one uint8
+    tensor: ``inputs = dict(data=<all bytes>, offsets=<B + 1 ends>)``."""
     batch = default_collate(data_batch)
     files = batch['inputs']
     offsets = np.zeros(len(files) + 1, np.int64)

@@ -15,9 +15,8 @@ DCT_SCALES = (8, 4, 2, 1)  # the downscaling factors libjpeg decodes at directly
 
 
 class ImageHeader(NamedTuple):
-    """What the header of an encoded image says, with sizes as decoders return the image:
-    EXIF-rotated JPEGs (orientations 5 to 8) have height and width swapped, as cv2 (mmcv's
-    default decoder) and TorchCodec apply the orientation when decoding."""
+    """What the header of an encoded image says, with sizes as cv2 and TorchCodec return the
+    image (EXIF orientation applied)."""
     height: int
     width: int
     format: str  # Pillow's format name: 'JPEG', 'PNG', ...

@@ -103,9 +103,8 @@ def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> 
 
 
 def config_file(config: str) -> str:
-    """The file of a config path, or of ``pkg::rel/path.py`` inside an installed OpenMMLab
-    package (its ``.mim/configs``, where mmengine resolves a ``_base_`` of that form).
-    ``FileNotFoundError`` names what is missing."""
+    """The file of a config path, or of ``pkg::rel/path.py`` in an installed package's
+    ``.mim/configs``; ``FileNotFoundError`` names what is missing."""
     full = config
     if '::' in config:
         pkg, rel = config.split('::', 1)
@@ -121,10 +120,8 @@ def config_file(config: str) -> str:
 
 def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool = False,
                 import_custom: bool = False):
-    """A ``Config`` from a file, ``pkg::rel/path.py`` (:func:`config_file`) or a ``Config``
-    (copied), with ``cfg_options`` merged after :func:`check_cfg_options` (a key the config does
-    not have is a ``ValueError`` unless ``allow_new_keys``); ``import_custom`` imports its
-    ``custom_imports`` as the Runner does."""
+    """A ``Config`` from a file, ``pkg::rel/path.py`` or a ``Config`` (copied), with
+    ``cfg_options`` checked and merged; ``import_custom`` imports its ``custom_imports``."""
     from mmengine.config import Config
     if isinstance(config, Config):
         cfg = config.copy()
