@@ -1,8 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-# Adapted from mmpretrain 1.2.0 tools/test.py. Added (deepmim_mm.utils): the plugin's fixes for
-# the pinned stack applied before the checkpoint is loaded, which must fit the model exactly;
-# --cfg-options keys checked; gloo runs without CUDA. Works for mmpretrain, mmseg and mmdet
-# configs alike: the config's default_scope selects the registries.
+# mmpretrain 1.2.0's tools/test.py for mmpretrain, mmseg and mmdet configs (default_scope), with
+# an exact checkpoint fit, checked --cfg-options and gloo runs without CUDA.
 from copy import deepcopy
 
 import mmengine

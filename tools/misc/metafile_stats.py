@@ -51,13 +51,10 @@ def read_models(metafile):
 
 def _build(cfg_path):
     """(model, codebase) for a config: random weights, teachers without their files."""
-    from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
-    from mmengine.utils import import_modules_from_strings
 
-    cfg = Config.fromfile(cfg_path)
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
+    from deepmim_mm.utils import load_config
+    cfg = load_config(cfg_path, import_custom=True)
     scope = cfg.get('default_scope', 'mmpretrain')
     init_default_scope(scope)
     model_cfg = cfg.model.copy()
