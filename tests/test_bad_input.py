@@ -156,11 +156,8 @@ def test_load_from_other_architecture(tmp_path):
     assert not glob.glob(osp.join(runner.work_dir, '*.pth'))
 
 
-@pytest.mark.parametrize('depth,message', [
-    (3, 'checkpoint keys the model does not have (a different architecture?): backbone.layers.2.'),
-    (1, 'weights missing from the checkpoint: backbone.layers.1.'),
-])
-def test_load_from_other_depth(tmp_path, depth, message):
+@pytest.mark.parametrize('depth,keys', [(3, 'backbone.layers.2.'), (1, 'backbone.layers.1.')])
+def test_load_from_other_depth(tmp_path, depth, keys):
     """Same width, another depth: mmengine would drop the extra blocks, or leave the missing
     ones at their random initialisation, with a log line."""
     data = make_data(tmp_path, n_per_class=1)
@@ -169,7 +166,7 @@ def test_load_from_other_depth(tmp_path, depth, message):
     runner = make_runner(tmp_path, data, load_from=ckpt)
     with pytest.raises(ValueError) as info:
         runner.train()
-    assert f'{ckpt} does not fit DeepMIM' in str(info.value) and message in str(info.value)
+    assert f'{ckpt} does not fit DeepMIM' in str(info.value) and keys in str(info.value)
     assert not glob.glob(osp.join(runner.work_dir, '*.pth'))
 
 
@@ -192,8 +189,7 @@ def test_load_from_checkpoint_without_encoder(tmp_path):
     with pytest.raises(ValueError) as info:
         runner.train()
     msg = str(info.value)
-    assert f'{ckpt} holds no encoder weights for DeepMIM' in msg
-    assert "its keys start ['head.fc.bias', 'head.fc.weight']" in msg
+    assert f'{ckpt} does not fit DeepMIM' in msg and 'head.' in msg and 'backbone.' in msg
 
 
 def checked_pipeline(on_corrupt):

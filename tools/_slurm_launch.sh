@@ -8,11 +8,10 @@ slurm_launch() {
   local gpus=${GPUS:-8} per_node=${GPUS_PER_NODE:-8} cpus=${CPUS_PER_TASK:-5}
   local tools
   tools="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-  local name value
-  for name in GPUS GPUS_PER_NODE CPUS_PER_TASK; do
-    case $name in GPUS) value=$gpus;; GPUS_PER_NODE) value=$per_node;; *) value=$cpus;; esac
-    case "$value" in ''|*[!0-9]*|0)
-      echo "$0: $name must be a positive integer, got '$value'" >&2; exit 2;; esac
+  local pair
+  for pair in "GPUS=$gpus" "GPUS_PER_NODE=$per_node" "CPUS_PER_TASK=$cpus"; do
+    case "${pair#*=}" in ''|*[!0-9]*|0)
+      echo "$0: ${pair%%=*} must be a positive integer, got '${pair#*=}'" >&2; exit 2;; esac
   done
   set -x
   # shellcheck disable=SC2086  # SRUN_ARGS is split on purpose

@@ -1,8 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-# Adapted from mmpretrain 1.2.0 tools/test.py. Added (deepmim_mm.utils): the plugin's fixes for
-# the pinned stack applied before the checkpoint is loaded, which must fit the model exactly;
-# --cfg-options keys checked; gloo runs without CUDA. Works for mmpretrain, mmseg and mmdet
-# configs alike: the config's default_scope selects the registries.
+# mmpretrain 1.2.0's tools/test.py for mmpretrain, mmseg and mmdet configs (default_scope), with
+# an exact checkpoint fit, checked --cfg-options and gloo runs without CUDA.
 from copy import deepcopy
 
 import mmengine
@@ -69,6 +67,7 @@ def apply_show_and_tta(cfg, args):
     test_dataset = cfg.test_dataloader.dataset
     while 'dataset' in test_dataset:  # dataset wrappers
         test_dataset = test_dataset.dataset
+    pack = test_dataset.pipeline[-1]  # the last transform of the TTA branches
     if scope == 'mmseg':
         missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
         if missing:
@@ -79,28 +78,21 @@ def apply_show_and_tta(cfg, args):
         if 'tta_model' not in cfg:
             cfg.tta_model = dict(type='DetTTAModel', tta_cfg=dict(
                 nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-        if 'tta_pipeline' not in cfg:
-            cfg.tta_pipeline = deepcopy(test_dataset.pipeline)
-            cfg.tta_pipeline[-1] = dict(type='TestTimeAug', transforms=[
-                [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
-                [dict(type='PackDetInputs', meta_keys=(
-                    'img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
-                    'flip_direction'))]])
+        pack = dict(type='PackDetInputs', meta_keys=(
+            'img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
+            'flip_direction'))
         if cfg.tta_model.get('type') in ('DetTTAModel', 'mmdet.DetTTAModel') and \
                 cfg.model.get('roi_head', {}).get('mask_head') is not None:
             raise ValueError(f'{args.config}: --tta: mmdet 3.3\'s DetTTAModel merges boxes only '
                              'and refuses instance masks, and this model (roi_head.mask_head) '
                              'predicts masks; set a tta_model that merges masks, or test '
                              'without --tta')
-    else:
-        if 'tta_model' not in cfg:
-            cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
-        if 'tta_pipeline' not in cfg:
-            test_pipeline = test_dataset.pipeline
-            cfg.tta_pipeline = deepcopy(test_pipeline)
-            cfg.tta_pipeline[-1] = dict(type='TestTimeAug', transforms=[
-                [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
-                [test_pipeline[-1]]])
+    elif 'tta_model' not in cfg:
+        cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
+    if 'tta_pipeline' not in cfg:
+        cfg.tta_pipeline = deepcopy(test_dataset.pipeline)
+        cfg.tta_pipeline[-1] = dict(type='TestTimeAug', transforms=[
+            [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)], [pack]])
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     test_dataset.pipeline = cfg.tta_pipeline
 

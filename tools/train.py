@@ -1,8 +1,6 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-# Adapted from mmpretrain 1.2.0 tools/train.py. Added (deepmim_mm.utils): the plugin's fixes for
-# the pinned stack applied before a checkpoint is read; --cfg-options keys and hook arguments
-# checked before anything is built; --resume says what it resumes; gloo runs without CUDA; AMP
-# configs in fp32 without a GPU.
+# mmpretrain 1.2.0's tools/train.py with deepmim_mm.utils' checks of overrides, hook arguments
+# and --resume, gloo runs without CUDA and AMP configs in fp32 without a GPU.
 import os.path as osp
 
 from deepmim_mm.utils import (build_runner, check_hook_args, fall_back_to_fp32_without_gpu,

@@ -22,14 +22,9 @@ BYTES_META_KEYS = PackInputs.DEFAULT_META_KEYS + ('crop_box', 'interpolation', '
 
 @TRANSFORMS.register_module()
 class RandomResizedCropBox(RandomResizedCrop):
-    """mmpretrain's ``RandomResizedCrop`` that only draws the crop box.
-
-    Adds over the upstream transform: it needs ``img_shape`` only, draws with the upstream
-    ``rand_crop_params`` (same distribution and ``np.random`` draws), and records ``crop_box`` =
-    (top, left, height, width), ``img_shape`` = the output size and ``interpolation`` instead of
-    cropping. ``DecodeCropResize`` or ``DecodeDataPreprocessor`` apply it with Pillow's filters,
-    so ``backend`` must be ``'pillow'``, as in mmpretrain's MAE pipeline.
-    """
+    """mmpretrain's ``RandomResizedCrop`` that only draws the crop box (upstream's draws, from
+    ``img_shape``) and records ``crop_box`` = (top, left, height, width), ``img_shape`` = the
+    output size and ``interpolation``; ``backend`` must be ``'pillow'``."""
 
     def __init__(self, *args, backend: str = 'pillow', **kwargs) -> None:
         if backend != 'pillow':
@@ -52,16 +47,9 @@ class RandomResizedCropBox(RandomResizedCrop):
 
 @TRANSFORMS.register_module()
 class DecodeCropResize(BaseTransform):
-    """Crop-aware decoding on the CPU: decodes ``img_bytes`` only as finely as ``crop_box``
-    needs, then crops and resizes it to ``img_shape``.
-
-    Replaces the decode and crop of ``LoadImageFromFile`` + ``RandomResizedCrop`` (after
-    ``LoadImageBytes`` + ``RandomResizedCropBox``): a JPEG is decoded at the largest libjpeg DCT
-    scale (:func:`~.image_codec.dct_scale`) that leaves the output resolution inside the crop;
-    where none applies it runs the standard pipeline's operations, bit for bit. ``img`` is BGR
-    as ``LoadImageFromFile`` sets it, unless ``channel_order='rgb'``; ``on_corrupt`` as in
-    ``LoadImageFromFileChecked``.
-    """
+    """Crop-aware decoding on the CPU (after ``LoadImageBytes`` + ``RandomResizedCropBox``):
+    decodes ``img_bytes`` only as finely as ``crop_box`` needs, then crops and resizes it to
+    ``img_shape``; at DCT scale 1, the standard pipeline's operations bit for bit."""
 
     def __init__(self, channel_order: str = 'bgr', on_corrupt: str = 'error') -> None:
         if channel_order not in ('bgr', 'rgb'):
@@ -89,8 +77,7 @@ class DecodeCropResize(BaseTransform):
 
     @staticmethod
     def _standard(data: bytes, box, out_hw, interpolation: str) -> np.ndarray:
-        """No DCT scaling applies: the standard pipeline's own operations (cv2 decode, crop,
-        Pillow resize), so the result is the standard one, bit for bit (BGR)."""
+        """The standard pipeline's cv2 decode, crop and Pillow resize (BGR)."""
         img = mmcv.imfrombytes(data, flag='color', backend='cv2')
         if img is None:
             raise ValueError('the decoder returned no image')
@@ -118,9 +105,8 @@ class RandomFlipFlag(RandomFlip):
 
 @TRANSFORMS.register_module()
 class PackImageBytes(PackInputs):
-    """mmpretrain's ``PackInputs`` for the device path: ``inputs`` is the encoded file
-    (``img_bytes``, Python ``bytes``), and the data sample carries what the data preprocessor
-    needs to decode and augment it (``BYTES_META_KEYS``: crop box, flip, output size, format)."""
+    """mmpretrain's ``PackInputs`` whose ``inputs`` is the encoded file (``img_bytes``), with the
+    ``BYTES_META_KEYS`` the device path's data preprocessor reads."""
 
     def __init__(self, input_key: str = 'img_bytes', algorithm_keys: Sequence[str] = (),
                  meta_keys: Sequence[str] = BYTES_META_KEYS) -> None:
@@ -136,9 +122,8 @@ class PackImageBytes(PackInputs):
 
 @FUNCTIONS.register_module()
 def image_bytes_collate(data_batch: Sequence[dict]) -> dict:
-    """mmengine's ``default_collate``, with the encoded files of the batch (``PackImageBytes``)
-    joined into one uint8 tensor, ``inputs = dict(data=<all bytes>, offsets=<B + 1 ends>)``: a
-    worker hands the main process one shared-memory tensor instead of pickling every file."""
+    """mmengine's ``default_collate``, with the batch's encoded files joined into one uint8
+    tensor: ``inputs = dict(data=<all bytes>, offsets=<B + 1 ends>)``."""
     batch = default_collate(data_batch)
     files = batch['inputs']
     offsets = np.zeros(len(files) + 1, np.int64)

@@ -6,7 +6,7 @@ import torch
 from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
 from mmpretrain.registry import MODELS
 
-from .image_codec import decode_rgb
+from .image_codec import JPEG_FORMATS, decode_rgb
 from .resample import FILTERS, resized_crops
 from .transforms import check_on_corrupt, corrupt_image
 
@@ -27,22 +27,10 @@ def torchcodec_decode_jpeg():
 class DecodeDataPreprocessor(SelfSupDataPreprocessor):
     """mmpretrain's ``SelfSupDataPreprocessor`` that also decodes and augments the batch.
 
-    Adds over the upstream class: the batch may hold encoded image files (``PackImageBytes``,
-    optionally joined by ``image_bytes_collate``) with the crop box and flip drawn in the
-    dataloader workers (``RandomResizedCropBox``, ``RandomFlipFlag``: mmpretrain's own
-    distributions and ``np.random`` draws). This preprocessor then, on the model's device:
-
-    1. decodes the JPEGs as one batch with TorchCodec (nvJPEG on CUDA; its libjpeg-turbo decoder
-       on the CPU), and with Pillow on the CPU the files TorchCodec rejects, the other formats,
-       CMYK and EXIF-rotated JPEGs (all: ``decoder='pillow'``, or when TorchCodec is missing);
-    2. crops, resizes with Pillow's filter and flips all images in two batched matrix products
-       (:func:`~deepmim_mm.datasets.resample.resized_crops`);
-    3. hands the batch, in cv2's BGR order, to the upstream class, which converts channels
-       (``to_rgb``) and normalises.
-
-    The output is the standard pipeline's with the same seeds, to one grey level. A file no
-    decoder can read is named (``on_corrupt='error'``) or dropped from the batch with a warning
-    (``'skip'``). Batches of image tensors pass through the upstream code unchanged.
+    Adds over the upstream class: a batch of encoded files (``PackImageBytes``) with the crop box
+    and flip drawn in the workers is decoded (TorchCodec, else Pillow), cropped, resized and
+    flipped on the model's device (:func:`~.resample.resized_crops`), then handed in BGR order
+    to the upstream ``forward``; the output is the standard pipeline's to one grey level.
     """
 
     def __init__(self, *args, decoder: str = 'auto', on_corrupt: str = 'error',
@@ -125,7 +113,7 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
 
 def _plain_jpeg(meta: dict) -> bool:
     """A JPEG any JPEG decoder returns as Pillow does: RGB or grey, no EXIF rotation."""
-    return (meta.get('img_format') in ('JPEG', 'MPO') and meta.get('img_mode') in ('RGB', 'L')
+    return (meta.get('img_format') in JPEG_FORMATS and meta.get('img_mode') in ('RGB', 'L')
             and meta.get('img_orientation', 1) == 1)
 
 

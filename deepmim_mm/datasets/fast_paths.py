@@ -10,13 +10,8 @@ _LOADER_KEYS = ('on_corrupt', 'backend_args', 'file_client_args')  # LoadImageBy
 
 
 def fast_path_pipeline(pipeline: List[dict], path: str) -> List[dict]:
-    """``pipeline`` (LoadImageFromFile, RandomResizedCrop, ..., PackInputs) for ``path``:
-
-    - ``'crop-aware'``: ``LoadImageBytes``, ``RandomResizedCropBox`` + ``DecodeCropResize``;
-      the transforms after the crop are kept;
-    - ``'device'``: ``LoadImageBytes``, ``RandomResizedCropBox``, ``RandomFlipFlag``,
-      ``PackImageBytes``; any other transform is an error (it would need the decoded image).
-    """
+    """``pipeline`` (LoadImageFromFile, RandomResizedCrop, ..., PackInputs) for ``path``
+    (``'device'`` refuses a transform that needs the decoded image)."""
     if path not in PATHS:
         raise ValueError(f'input path {path!r}; accepted: {list(PATHS)}')
     if path == 'standard':

@@ -15,9 +15,8 @@ DCT_SCALES = (8, 4, 2, 1)  # the downscaling factors libjpeg decodes at directly
 
 
 class ImageHeader(NamedTuple):
-    """What the header of an encoded image says, with sizes as decoders return the image:
-    EXIF-rotated JPEGs (orientations 5 to 8) have height and width swapped, as cv2 (mmcv's
-    default decoder) and TorchCodec apply the orientation when decoding."""
+    """What the header of an encoded image says, with sizes as cv2 and TorchCodec return the
+    image (EXIF orientation applied)."""
     height: int
     width: int
     format: str  # Pillow's format name: 'JPEG', 'PNG', ...
@@ -54,30 +53,23 @@ def _exif_orientation(im: Image.Image) -> int:
     return orientation if 1 <= orientation <= 8 else 1
 
 
-def _oriented(im: Image.Image, orientation: int) -> Image.Image:
-    return im if orientation == 1 else ImageOps.exif_transpose(im)
+def _oriented_rgb(im: Image.Image, orientation: int) -> Image.Image:
+    im = im if orientation == 1 else ImageOps.exif_transpose(im)
+    return im if im.mode == 'RGB' else im.convert('RGB')
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
     """Full decode with Pillow: an RGB ``(H, W, 3)`` uint8 array, EXIF orientation applied (as
     cv2 and TorchCodec return it)."""
     with Image.open(io.BytesIO(data)) as im:
-        im = _oriented(im, _exif_orientation(im))
-        if im.mode != 'RGB':
-            im = im.convert('RGB')
-        return np.asarray(im)
+        return np.asarray(_oriented_rgb(im, _exif_orientation(im)))
 
 
 def decode_crop_resize(data: bytes, box: Sequence[int], out_hw: Sequence[int],
                        interpolation: str = 'bicubic') -> Tuple[Image.Image, int]:
-    """Decode only what a crop needs, crop it and resize it: returns (RGB image, DCT scale used).
-
-    ``box`` is (top, left, height, width) in the full-resolution, EXIF-oriented image. A JPEG is
-    decoded at the largest DCT scale :func:`dct_scale` allows (Pillow's ``draft``), so the crop
-    still has at least ``out_hw`` pixels; the crop's (fractional) position in the reduced image
-    is then resized with Pillow's filter. At scale 1 this is exactly the crop-then-resize of
-    mmpretrain's ``RandomResizedCrop`` with ``backend='pillow'``.
-    """
+    """Decode only what the crop ``box`` = (top, left, height, width) of the oriented image needs
+    (a JPEG at the :func:`dct_scale` it allows), crop it and resize it to ``out_hw`` with
+    Pillow's filter: returns (RGB image, DCT scale used)."""
     top, left, h, w = box
     with Image.open(io.BytesIO(data)) as im:
         orientation = _exif_orientation(im)
@@ -88,9 +80,7 @@ def decode_crop_resize(data: bytes, box: Sequence[int], out_hw: Sequence[int],
                 raw_w, raw_h = im.size
                 _, reduced = im.draft('RGB', (raw_w // scale, raw_h // scale))
                 scale = raw_w / reduced[2]  # the scale libjpeg actually decodes at
-        im = _oriented(im, orientation)
-        if im.mode != 'RGB':
-            im = im.convert('RGB')
+        im = _oriented_rgb(im, orientation)
         y0, x0, y1, x1 = top / scale, left / scale, (top + h) / scale, (left + w) / scale
         # crop the enclosing whole pixels first, so the filter does not reach outside the crop
         # (as resizing a crop does), then resize the exact fractional region

@@ -1,15 +1,5 @@
-"""Crop + resize + flip of a batch of images of different sizes as two batched matrix products,
-with Pillow's resampling filters (what mmpretrain's ``RandomResizedCrop(backend='pillow')`` uses).
-
-Pillow resizes separably: each output pixel is a normalised, filter-weighted sum over a window
-of input pixels, horizontally first (rounded to uint8), then vertically
-(``libImaging/Resample.c``: ``precompute_coeffs``, ``ImagingResampleInner``). For one crop
-those sums are the matrix products ``Wy @ crop @ Wx^T``; with every crop zero-padded to the
-largest one of the batch, the whole batch is two ``bmm`` calls, and a flip is the reversed rows
-of ``Wx``. Pillow's fixed-point arithmetic (22-bit coefficients) rounds differently from float32
-by at most one grey level. Since Pillow 13 the order of the passes depends on the sizes
-(:func:`vertical_first`); both orders are implemented.
-"""
+"""Crop + resize + flip of a batch of images of different sizes as two batched matrix products
+with Pillow's resampling filters (``Wy @ crop @ Wx^T``, crops zero-padded to the largest)."""
 import math
 from typing import Callable, Dict, Sequence, Tuple
 

@@ -15,10 +15,8 @@ _ACCEPTED = ('error', 'skip')
 
 def corrupt_image(filename: str, error: BaseException, on_corrupt: str, where: str,
                   how_to_skip: Optional[str] = None) -> None:
-    """Apply the ``on_corrupt`` policy of ``where`` (a transform or data preprocessor) to a file
-    whose decoding raised ``error``: a ``ValueError`` naming it (``'error'``), or a warning
-    (``'skip'``). ``how_to_skip`` replaces the hint ``set on_corrupt="skip" in <where>`` (for a
-    tool's command-line flag)."""
+    """Apply ``where``'s ``on_corrupt`` policy to a file whose decoding raised ``error``: a
+    ``ValueError`` naming it and ``how_to_skip`` (``'error'``), or a warning (``'skip'``)."""
     msg = (f'cannot decode image {filename} ({_reason(error)}): the file is corrupt or not an '
            'image')
     if on_corrupt == 'skip':
@@ -48,13 +46,9 @@ def _reason(e: BaseException) -> str:
 
 @TRANSFORMS.register_module()
 class LoadImageFromFileChecked(LoadImageFromFile):
-    """mmcv's ``LoadImageFromFile`` with a policy for files that exist but cannot be decoded.
-
-    Adds over the upstream transform (an ``assert``, or a bare ``cv2.error`` for an empty file):
-    ``on_corrupt='error'`` raises a ``ValueError`` naming the file; ``'skip'`` warns and returns
-    ``None``, so mmengine's ``BaseDataset`` draws another sample. A missing file stays a
-    ``FileNotFoundError`` in both modes (a wrong ``data_root`` is not a bad sample).
-    """
+    """mmcv's ``LoadImageFromFile`` with a policy for files that exist but cannot be decoded:
+    ``on_corrupt='error'`` names the file, ``'skip'`` warns and returns ``None`` (mmengine's
+    ``BaseDataset`` draws another sample); a missing file stays a ``FileNotFoundError``."""
 
     def __init__(self, on_corrupt: str = 'error', **kwargs) -> None:
         self.on_corrupt = check_on_corrupt(on_corrupt, type(self).__name__)
@@ -86,14 +80,9 @@ class LoadImageFromFileChecked(LoadImageFromFile):
 
 @TRANSFORMS.register_module()
 class LoadImageBytes(LoadImageFromFileChecked):
-    """Reads the encoded file and its header, and decodes nothing.
-
-    Adds over ``LoadImageFromFileChecked`` (same ``on_corrupt`` policy): instead of ``img`` it
-    sets ``img_bytes``, ``img_shape`` = ``ori_shape`` (as a decoder returns the image: EXIF
-    orientation applied), ``img_format`` (Pillow's name), ``img_mode`` and ``img_orientation``
-    (EXIF, 1 = none). A file whose header cannot be read is handled here; one that is corrupt
-    further in is named where it is decoded (``DecodeCropResize``, ``DecodeDataPreprocessor``).
-    """
+    """``LoadImageFromFileChecked`` that reads the file and its header and decodes nothing: it
+    sets ``img_bytes``, ``img_shape`` = ``ori_shape`` (EXIF orientation applied), ``img_format``,
+    ``img_mode`` and ``img_orientation`` instead of ``img``."""
 
     def transform(self, results: dict) -> Optional[dict]:
         filename = results['img_path']

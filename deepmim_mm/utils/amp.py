@@ -14,13 +14,9 @@ def to_fp32_optim_wrapper(optim_wrapper: dict) -> dict:
 
 
 def fall_back_to_fp32_without_gpu(cfg, device: Optional[str] = None) -> bool:
-    """Run an AMP config in fp32 on the CPU, with a warning; returns whether it did.
-
-    mmengine's AmpOptimWrapper refuses to start without a GPU/NPU/MLU; the pretraining configs
-    ask for it (the papers train with AMP). On a CPU-only machine (tests, a first try) the same
-    config then trains in fp32 instead of failing. ``device``: where the run will be (default:
-    mmengine's ``get_device()``).
-    """
+    """Run an AMP config in fp32 on ``device`` ``'cpu'`` (default: mmengine's ``get_device()``),
+    with a warning, where mmengine's ``AmpOptimWrapper`` would refuse to start; returns whether
+    it did."""
     optim = cfg.get('optim_wrapper')
     if optim is None or optim.get('type') != 'AmpOptimWrapper':
         return False

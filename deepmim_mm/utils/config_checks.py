@@ -1,7 +1,5 @@
-"""Checks the entry points run on a config before anything is built: each turns a mistake that
-mmengine would accept silently, or report only much later, into an error naming the field and
-what is accepted. :func:`load_config` reads a config (a file or ``pkg::path.py``) and its
-``--cfg-options`` with the same key check for every other tool."""
+"""Checks the entry points run on a config before anything is built, each naming the field and
+what is accepted; :func:`load_config` reads a config with its checked ``--cfg-options``."""
 import ast
 import difflib
 import importlib.util
@@ -39,8 +37,7 @@ def runner_keys() -> set:
 
 def _untyped_arguments(path: List[str]) -> Optional[set]:
     """The arguments mmengine's Runner accepts in the untyped dict at ``path`` (``None``: not
-    one of them): a dataloader's are ``torch.utils.data.DataLoader``'s, ``train_cfg``'s those of
-    the train loops, ``randomness``'s those of ``Runner.set_randomness``, ..."""
+    one of them)."""
     key = '.'.join(path)
     if not path:
         return runner_keys()
@@ -67,15 +64,9 @@ def _untyped_arguments(path: List[str]) -> Optional[set]:
 
 
 def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> None:
-    """Every ``--cfg-options`` key must name a path that exists in ``cfg``.
-
-    A new key directly under a dict with a ``type`` is accepted (an argument of the class that
-    dict builds, e.g. ``optim_wrapper.clip_grad.max_norm``; the class checks it when it is
-    built), and so is a new argument the Runner accepts in its untyped dicts (a dataloader's
-    ``persistent_workers``, ``train_cfg.val_begin``, ``randomness.deterministic``, ...);
-    anything else that does not exist is an error naming the closest existing key, unless
-    ``allow_new`` (``--allow-new-keys``).
-    """
+    """Every ``--cfg-options`` key must name a path that exists in ``cfg``, be a new argument of
+    the class a dict with a ``type`` builds, or one the Runner accepts in its untyped dicts;
+    anything else is a ``ValueError`` naming the closest key, unless ``allow_new``."""
     if not options or allow_new:
         return
     for full_key in options:
@@ -112,9 +103,8 @@ def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> 
 
 
 def config_file(config: str) -> str:
-    """The file of a config path, or of ``pkg::rel/path.py`` inside an installed OpenMMLab
-    package (its ``.mim/configs``, where mmengine resolves a ``_base_`` of that form).
-    ``FileNotFoundError`` names what is missing."""
+    """The file of a config path, or of ``pkg::rel/path.py`` in an installed package's
+    ``.mim/configs``; ``FileNotFoundError`` names what is missing."""
     full = config
     if '::' in config:
         pkg, rel = config.split('::', 1)
@@ -130,10 +120,8 @@ def config_file(config: str) -> str:
 
 def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool = False,
                 import_custom: bool = False):
-    """A ``Config`` from a file, ``pkg::rel/path.py`` (:func:`config_file`) or a ``Config``
-    (copied), with ``cfg_options`` merged after :func:`check_cfg_options` (a key the config does
-    not have is a ``ValueError`` unless ``allow_new_keys``); ``import_custom`` imports its
-    ``custom_imports`` as the Runner does."""
+    """A ``Config`` from a file, ``pkg::rel/path.py`` or a ``Config`` (copied), with
+    ``cfg_options`` checked and merged; ``import_custom`` imports its ``custom_imports``."""
     from mmengine.config import Config
     if isinstance(config, Config):
         cfg = config.copy()
@@ -150,17 +138,6 @@ def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool
     return cfg
 
 
-def _unknown_args(args: dict, accepted: List[str]) -> List[str]:
-    """Names in a hook config ``args`` not in ``accepted``, each with a suggestion."""
-    errors = []
-    for name in args:
-        if name in accepted or name in ('type', 'priority', '_scope_'):
-            continue
-        close = closest_name(name, accepted)
-        errors.append(f'{name!r}' + (f' (did you mean {close!r}?)' if close else ''))
-    return errors
-
-
 def _hook_class(hook_type, scope: Optional[str]):
     """The class a hook config's ``type`` names (``None``: not found; the Runner reports it)."""
     if not isinstance(hook_type, str):
@@ -174,9 +151,8 @@ def _hook_class(hook_type, scope: Optional[str]):
 
 
 def check_hook_args(cfg) -> None:
-    """Unknown arguments of the config's hooks (``default_hooks``, ``custom_hooks``) are an
-    error before anything is built: mmengine's ``CheckpointHook`` keeps them and fails at the
-    first save, after a whole epoch; other hooks fail with a bare ``TypeError``."""
+    """Unknown arguments of ``default_hooks`` / ``custom_hooks`` are a ``ValueError`` naming the
+    hook's field, before anything is built."""
     from mmengine.hooks import CheckpointHook
     hooks = [(f'default_hooks.{name}', hook)
              for name, hook in (cfg.get('default_hooks') or {}).items()]
@@ -191,8 +167,13 @@ def check_hook_args(cfg) -> None:
         params = inspect.signature((CheckpointHook if ckpt else cls).__init__).parameters
         if not ckpt and any(p.kind == p.VAR_KEYWORD for p in params.values()):
             continue  # takes anything
-        errors = _unknown_args(hook, [n for n, p in params.items() if n != 'self' and p.kind
-                                      not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)])
+        accepted = [n for n, p in params.items()
+                    if n != 'self' and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        errors = []
+        for name in hook:
+            if name not in accepted and name not in ('type', 'priority', '_scope_'):
+                close = closest_name(name, accepted)
+                errors.append(f'{name!r}' + (f' (did you mean {close!r}?)' if close else ''))
         if errors:
             raise ValueError(f'{where} ({cls.__name__}): unknown argument(s) {", ".join(errors)}'
                              + ('; mmengine would only fail at the first save' if ckpt else ''))
@@ -206,10 +187,8 @@ def check_output_folder(path: str, flag: str) -> None:
 
 
 def check_work_dir(work_dir: str, resume: bool = False) -> None:
-    """The work dir must be a folder (or not exist yet); with ``resume`` (``--resume`` alone,
-    the latest checkpoint), its ``last_checkpoint`` must name an existing file when there is
-    one (mmengine would fail with an empty path, or a missing file, and not say where it came
-    from)."""
+    """The work dir must be a folder (or not exist yet); with ``resume`` (``--resume`` alone),
+    its ``last_checkpoint``, when there is one, must name an existing file."""
     check_output_folder(work_dir, '--work-dir')
     pointer = osp.join(work_dir, 'last_checkpoint')
     if not resume or not osp.isfile(pointer):

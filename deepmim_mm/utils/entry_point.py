@@ -36,13 +36,9 @@ def runner_arg_parser(description: str, config_help: str) -> argparse.ArgumentPa
 
 
 def read_runner_config(args, dataloaders, **dataloader_defaults):
-    """The config of ``args.config`` with the common arguments applied; the plugin's modules
-    registered and its fixes for the pinned stack applied (before any checkpoint is read).
-
-    Each of ``dataloaders`` gets ``dataloader_defaults`` (and mmpretrain's ``default_collate``
-    in mmpretrain's scope; mmseg and mmdet keep the Runner's ``pseudo_collate``) unless it sets
-    them itself; ``False`` defaults are forced (``--no-pin-memory``, ...).
-    """
+    """The config of ``args.config`` with the common arguments applied, after the fixes for the
+    pinned stack; each of ``dataloaders`` gets ``dataloader_defaults`` (and mmpretrain's
+    ``default_collate`` in its scope) unless it sets them, ``False`` ones forced."""
     from mmengine.config import Config, ConfigDict
 
     from deepmim_mm.compat import apply_all

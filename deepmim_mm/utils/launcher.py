@@ -1,12 +1,5 @@
-"""The process group of the plugin's entry points (``tools/train.py``, ``tools/test.py``).
-
-Without CUDA the entry point starts the gloo process group itself and configures the model
-wrapper for CPU modules, through what mmengine already allows: it skips ``init_dist`` (which
-calls ``torch.cuda.set_device``) when a process group exists, and takes the DDP / FSDP device
-arguments from ``model_wrapper_cfg`` / ``strategy.model_wrapper``. The group is destroyed before
-the interpreter exits; otherwise gloo's worker threads are torn down unjoined and a rank can abort
-with "terminate called without an active exception" after a good run.
-"""
+"""The process group of the plugin's entry points: gloo CPU processes without CUDA, destroyed
+before the interpreter exits."""
 import os
 import subprocess
 
@@ -47,14 +40,9 @@ def _slurm_env(port: int) -> None:
 
 
 def init_cpu_distributed(cfg, launcher: str) -> bool:
-    """Start a gloo process group for a distributed launch on a machine without CUDA.
-
-    Returns whether it did; with CUDA (or ``launcher='none'``) mmengine does everything as
-    usual; the launcher's environment is checked before (:func:`check_launcher_env`). The
-    config's ``env_cfg.dist_cfg.backend`` must be ``gloo`` (the only CPU backend).
-    DDP gets ``device_ids=None`` (``model_wrapper_cfg``), FSDP ``device_id=cpu``
-    (``strategy.model_wrapper``), instead of mmengine's ``LOCAL_RANK`` GPU.
-    """
+    """Start a gloo process group for a distributed launch on a machine without CUDA (returns
+    whether it did), with DDP / FSDP set up for CPU modules; ``env_cfg.dist_cfg.backend`` must
+    be ``gloo``."""
     if launcher == 'none' or torch.cuda.is_available() or dist.is_initialized():
         return False
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))

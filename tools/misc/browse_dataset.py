@@ -1,15 +1,9 @@
-"""Browse a config's dataset after its pipeline: mmpretrain's ``browse_dataset`` for this
-plugin's configs (pretraining and fine-tuning alike).
+"""Browse a config's dataset after its pipeline: mmpretrain 1.2.0's ``browse_dataset`` (same
+arguments and figures) for this plugin's configs, pretraining and fine-tuning alike.
 
     python tools/misc/browse_dataset.py \\
         configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py -o work_dirs/browse \\
         --not-show --show-number 8 [--mode pipeline]
-
-The arguments and figures are those of mmpretrain 1.2.0's ``tools/visualization/
-browse_dataset.py``, which fails on these configs (docs/en/notes/h1.md says how); here the
-visualizer is built through the registry, ``custom_imports`` and ``default_scope`` are used as
-the Runner uses them, dataset wrappers are unwrapped, and ``pkg::path.py`` configs are accepted.
-Output files are named ``<index>_<image file name>``.
 """
 import argparse
 import os.path as osp

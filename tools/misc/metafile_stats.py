@@ -2,25 +2,8 @@
 """FLOPs and parameters of the models in the metafiles, counted on the real models.
 
 Each model is built from its config (random weights; frozen teachers without their files) and
-measured with mmengine's FLOP counter (``FlopAnalyzer``, what ``get_model_complexity_info``
-uses), the way each codebase's own
-``tools/analysis_tools/get_flops.py`` does it, so the numbers compare with their model zoos:
-
-- pretraining and classification (mmpretrain): ``model.extract_feat`` on one 3x224x224 image,
-  i.e. the encoder on the whole (unmasked) image; parameters of the whole model (decoders
-  included) except a frozen teacher (``target_generator``, not trained and not saved);
-- segmentation (mmseg): ``model(inputs)`` (tensor mode) on one 3x512x512 image, auxiliary head
-  removed as mmseg's tool does (its parameters are not counted);
-- detection (mmdet): ``model(inputs, data_samples)`` (tensor mode: backbone, pyramid, RPN, RoI
-  heads) on one 3x1024x1024 image (the LSJ test size), ``torch.manual_seed(0)``.
-
-mmengine's counter has no rule for ``aten::scaled_dot_product_attention``, which mmpretrain's and
-this plugin's attention call on torch 2.x: without one, the attention products (2 x 197^2 x 768
-per ViT-B block) go uncounted. ``sdpa_flop`` counts them as mmengine counts ``matmul`` (one
-multiply-add = one FLOP), which gives mmpretrain's published 17581972224 for MAE ViT-B
-(``tests/test_metafile.py`` checks it against mmpretrain's metafile).
-
-Usage::
+measured with mmengine's ``FlopAnalyzer`` as each codebase's ``get_flops.py`` does (inputs:
+``INPUT_SIZE``), with a rule for ``aten::scaled_dot_product_attention`` (:func:`sdpa_flop`).
 
     python tools/misc/metafile_stats.py                      # every model of model-index.yml
     python tools/misc/metafile_stats.py configs/pretrain/metafile.yml --models NAME ...
@@ -68,13 +51,10 @@ def read_models(metafile):
 
 def _build(cfg_path):
     """(model, codebase) for a config: random weights, teachers without their files."""
-    from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
-    from mmengine.utils import import_modules_from_strings
 
-    cfg = Config.fromfile(cfg_path)
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
+    from deepmim_mm.utils import load_config
+    cfg = load_config(cfg_path, import_custom=True)
     scope = cfg.get('default_scope', 'mmpretrain')
     init_default_scope(scope)
     model_cfg = cfg.model.copy()
@@ -138,11 +118,8 @@ def complexity(cfg_path):
 
 
 def update_text(text, name, flops, params):
-    """``text`` (a metafile) with the FLOPs / Parameters lines of model ``name`` replaced.
-
-    Edits the lines in place so that comments and layout survive; the model's ``Metadata`` must
-    already have both fields (a ``ValueError`` otherwise).
-    """
+    """``text`` (a metafile) with the FLOPs / Parameters lines of model ``name`` replaced in
+    place (comments and layout survive); a ``ValueError`` where a line is missing."""
     start = re.search(rf'^(\s*)- Name: {re.escape(name)}\s*$', text, re.M)
     if start is None:
         raise ValueError(f'model {name} not found')

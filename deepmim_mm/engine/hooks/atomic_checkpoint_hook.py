@@ -16,13 +16,9 @@ ATOMIC_BACKEND = 'deepmim_atomic_local'
 
 @register_backend(ATOMIC_BACKEND)
 class AtomicLocalBackend(LocalBackend):
-    """mmengine's ``LocalBackend`` whose writes are atomic.
-
-    Adds over ``LocalBackend``: ``put`` / ``put_text`` write a temporary file next to the target,
-    ``fsync`` it and rename it onto the target (:func:`deepmim_mm.checkpoint.atomic_write`), so a
-    process killed mid-write leaves the previous file (or none), never a truncated one; the mode
-    honours the umask as ``open()`` does; a full disk is an ``OSError`` naming the file.
-    """
+    """mmengine's ``LocalBackend`` whose ``put`` / ``put_text`` write a temporary file, ``fsync``
+    it and rename it onto the target: a killed write leaves the previous file, never a truncated
+    one."""
 
     def put(self, obj: bytes, filepath: Union[str, os.PathLike]) -> None:
         atomic_write_bytes(str(filepath), obj)
@@ -66,21 +62,10 @@ class _RemoveLater:
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` that never leaves a run without a complete checkpoint.
 
-    Adds over ``CheckpointHook`` (mmengine 0.10.7), for local checkpoint directories:
-
-    - checkpoint files are written atomically through :class:`AtomicLocalBackend` (upstream
-      writes in place: a process killed during the write leaves a truncated file);
-    - checkpoints beyond ``max_keep_ckpts`` (and an outdated best checkpoint) are removed only
-      after the new checkpoint and the ``last_checkpoint`` pointer are written (upstream removes
-      the oldest first: a crash during the save can leave no complete checkpoint); the hook's
-      file backend holds the removals until its save method has returned;
-    - temporary files left by a killed save are removed (and logged) when training starts.
-
-    Remote directories (``backend_args`` / ``file_client_args`` given, or a URI) keep upstream's
-    writes; the order of save and removal is this hook's for every backend. (mmengine writes the
-    pointer itself, in place: no public point makes that write atomic.) Select it with
-    ``default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', ...))``; it takes
-    ``CheckpointHook``'s arguments.
+    Adds over ``CheckpointHook``: local checkpoints are written atomically
+    (:class:`AtomicLocalBackend`); old checkpoints are removed only after the new one and the
+    ``last_checkpoint`` pointer are written; temporary files of a killed save are removed when
+    training starts. Takes ``CheckpointHook``'s arguments.
     """
 
     def before_train(self, runner) -> None:

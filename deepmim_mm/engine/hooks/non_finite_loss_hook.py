@@ -15,13 +15,9 @@ class NonFiniteLossError(FloatingPointError):
 class NonFiniteLossHook(Hook):
     """Stops training at a non-finite loss, naming the level and the iteration.
 
-    Adds over mmengine (which keeps training on NaN): after every ``interval`` iterations the
-    ``loss*`` values that ``RuntimeInfoHook`` has already copied to the host for logging are
-    checked (no extra device sync). A non-finite value raises :class:`NonFiniteLossError`
-    before the ``CheckpointHook`` of that iteration runs, so the last checkpoint on disk is the
-    last good one. Under ``AmpOptimWrapper`` with a dynamic loss scale the scaler already skips
-    steps whose gradients overflow: with ``amp_skip=True`` such iterations only warn, and the run
-    stops after ``max_amp_skips`` consecutive ones.
+    Adds over mmengine (which keeps training on NaN): every ``interval`` iterations the logged
+    ``loss*`` values are checked, before the ``CheckpointHook`` saves; under a dynamic AMP loss
+    scale (``amp_skip``) only ``max_amp_skips`` consecutive non-finite steps stop the run.
     """
 
     priority = 'HIGH'  # after RuntimeInfoHook (VERY_HIGH), before LoggerHook / CheckpointHook

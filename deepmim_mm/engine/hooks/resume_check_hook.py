@@ -7,15 +7,8 @@ from mmengine.runner import EpochBasedTrainLoop
 
 @HOOKS.register_module()
 class ResumeCheckHook(Hook):
-    """Says what a resumed run will do, before it trains.
-
-    mmengine's resume with no checkpoint in the work dir logs "Auto resumed from the latest
-    checkpoint None" and trains from scratch; resuming a finished run trains nothing, without a
-    word. This hook adds, when ``resume`` is set: a warning naming the work dir when no
-    checkpoint was found, and a warning naming the checkpoint's iteration and the configured
-    end when there is nothing left to train (and how to continue). ``tools/train.py`` registers
-    it; a config can list it in ``custom_hooks``. Reads ``resume`` from ``runner.cfg``.
-    """
+    """Warns, before a resumed run trains, when it found no checkpoint or has nothing left to
+    train (mmengine trains from scratch, or trains nothing, without a word)."""
 
     priority = 'LOWEST'
 

@@ -35,13 +35,8 @@ def set_rng_state(state: dict) -> None:
 
 
 class _RestoreAfterSkip:
-    """Wraps the IterBasedTrainLoop's data iterator: after ``skip`` batches, restore the RNG.
-
-    mmengine's ``IterBasedTrainLoop`` resumes by drawing (and discarding) the batches the
-    interrupted run had consumed; that replays the data order and the data-pipeline randomness
-    but also consumes RNG the interrupted run did not. Restoring the saved state right after the
-    last discarded batch puts the resumed run where the interrupted one stood.
-    """
+    """Wraps the IterBasedTrainLoop's data iterator: after ``skip`` batches (those mmengine
+    draws and discards on resume), restore the RNG where the interrupted run stood."""
 
     def __init__(self, loop, iterator, skip: int, state: dict):
         self._loop, self._it, self._left, self._state = loop, iterator, skip, state
@@ -65,18 +60,9 @@ class _RestoreAfterSkip:
 class RNGStateHook(Hook):
     """Saves every rank's RNG states in each checkpoint and restores them on resume.
 
-    Adds over mmengine (which re-seeds on resume but does not save RNG state): the torch, numpy
-    and python RNG states (and CUDA's, when used) under ``checkpoint['rng_state']``, one entry
-    per rank (gathered only at iterations where the ``CheckpointHook`` saves). On resume:
-
-    - ``IterBasedTrainLoop``: restored after the loop has skipped the already-trained batches,
-      so the next batch, its augmentation and its mask are those of the uninterrupted run;
-    - ``EpochBasedTrainLoop`` resumed at an epoch end: restored at once. (mmengine restarts an
-      epoch from its first batch when resumed from a mid-epoch iteration checkpoint; that case
-      is logged as not exactly reproducible.)
-
-    With a different world size than the checkpoint's, nothing is restored (warning). A resume
-    is told from a load by ``runner.cfg.resume``.
+    Adds over mmengine (which re-seeds on resume but saves no RNG state): torch, numpy, python
+    (and CUDA) states under ``checkpoint['rng_state']``, one per rank, restored after an
+    ``IterBasedTrainLoop`` has skipped the trained batches, or at once at an epoch end.
     """
 
     # Before CheckpointHook (VERY_LOW), so the states are gathered before it saves.
@@ -86,33 +72,25 @@ class RNGStateHook(Hook):
         self._gathered: Optional[List[dict]] = None
         self._pending: Optional[dict] = None
 
-    def _ckpt_hook(self, runner) -> Optional[CheckpointHook]:
-        for hook in runner.hooks:
-            if isinstance(hook, CheckpointHook):
-                return hook
-        return None
-
-    def _gather(self, runner) -> None:
-        # A collective on every rank, only when a checkpoint is about to be saved.
-        world = get_dist_info()[1]
-        state = get_rng_state()
-        self._gathered = all_gather_object(state) if world > 1 else [state]
+    def _gather_if_saving(self, runner, by_epoch: bool) -> None:
+        """Gather the states on every rank (a collective) when the CheckpointHook will save."""
+        hook = next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
+        if hook is None or hook.by_epoch != by_epoch or get_dist_info()[1] == 1:
+            return
+        if by_epoch:
+            saves = hook.every_n_epochs(runner, hook.interval, hook.save_begin) or (
+                hook.save_last and hook.is_last_train_epoch(runner))
+        else:
+            saves = hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or (
+                hook.save_last and hook.is_last_train_iter(runner))
+        if saves:
+            self._gathered = all_gather_object(get_rng_state())
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        hook = self._ckpt_hook(runner)
-        if hook is None or hook.by_epoch or get_dist_info()[1] == 1:
-            return
-        if hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or (
-                hook.save_last and hook.is_last_train_iter(runner)):
-            self._gather(runner)
+        self._gather_if_saving(runner, by_epoch=False)
 
     def after_train_epoch(self, runner) -> None:
-        hook = self._ckpt_hook(runner)
-        if hook is None or not hook.by_epoch or get_dist_info()[1] == 1:
-            return
-        if hook.every_n_epochs(runner, hook.interval, hook.save_begin) or (
-                hook.save_last and hook.is_last_train_epoch(runner)):
-            self._gather(runner)
+        self._gather_if_saving(runner, by_epoch=True)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if get_dist_info()[1] == 1:
