@@ -117,10 +117,7 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
             return CheckpointLoader.load_checkpoint(path, map_location=map_location)
     path = path[len('file://'):] if path.startswith('file://') else path
     if not osp.isfile(path):
-        config_path = re.search(r'\bmodel\.[\w.]+', field_name)  # a config field: how to set it
-        hint = (f' (set it with --cfg-options {config_path.group(0)}=/path/to/checkpoint.pth)'
-                if config_path else '')
-        raise FileNotFoundError(f'{where}checkpoint not found: {path}{hint}')
+        raise FileNotFoundError(f'{where}checkpoint not found: {path}')
     size = osp.getsize(path)
     with open(path, 'rb') as f:
         head = f.read(64)
