@@ -140,3 +140,33 @@ def test_shipped_configs_select_the_atomic_checkpoint_hook():
         assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook', path
         assert 'deepmim_mm.compat.mmengine_checkpoint' in cfg.custom_imports.imports, path
         assert 'CheckpointMatchHook' in [h.type for h in cfg.custom_hooks], path
+
+
+def test_runner_built_from_arguments_resumes_exactly(tmp_path, capsys):
+    """A Runner built in Python (no config: ``runner.cfg`` is empty) resumes exactly too: the
+    hook tells a resume from ``load_from`` by the restored iteration, not by the config."""
+    import inspect
+    import shutil
+
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    cfg_path = tiny_config(tmp_path / 'tiny.py', make_data(tmp_path))
+    ref = str(tmp_path / 'ref')
+    assert run_main('tools/train.py', cfg_path, '--work-dir', ref) == 0
+    work = tmp_path / 'work'
+    work.mkdir()
+    shutil.copy(osp.join(ref, 'iter_12.pth'), work / 'iter_12.pth')  # (max_keep_ckpts=2)
+    (work / 'last_checkpoint').write_text(str(work / 'iter_12.pth'))
+
+    cfg = Config.fromfile(cfg_path)
+    accepted = set(inspect.signature(Runner.__init__).parameters) - {'self', 'cfg', 'work_dir'}
+    runner = Runner(work_dir=str(work), resume=True,
+                    **{k: v for k, v in cfg.items() if k in accepted and k != 'resume'})
+    assert not runner.cfg.get('resume')
+    runner.train()
+    ref_losses, got = losses(ref), losses(str(work))
+    assert sorted(got) == list(range(13, 17))
+    for it in got:
+        for key, value in ref_losses[it].items():
+            assert got[it][key] == pytest.approx(value, rel=1e-6, abs=1e-6), (it, key)

@@ -70,7 +70,7 @@ class RNGStateHook(Hook):
 
     def __init__(self) -> None:
         self._gathered: Optional[List[dict]] = None
-        self._pending: Optional[dict] = None
+        self._pending: Optional[List[dict]] = None
 
     def _gather_if_saving(self, runner, by_epoch: bool) -> None:
         """Gather the states on every rank (a collective) when the CheckpointHook will save."""
@@ -103,8 +103,12 @@ class RNGStateHook(Hook):
         self._gathered = None
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = checkpoint.get('rng_state')
-        if not runner.cfg.get('resume') or not states:
+        self._pending = checkpoint.get('rng_state')
+
+    def before_train(self, runner) -> None:
+        # Called for load_from too: only a resume has restored the iteration counter.
+        states, self._pending = self._pending, None
+        if not states or runner.iter == 0:
             return
         rank, world = get_dist_info()
         if len(states) != world:
@@ -112,14 +116,9 @@ class RNGStateHook(Hook):
                       f'this run has {world}: RNG states are not restored', logger='current',
                       level=30)
             return
-        self._pending = states[rank]
-
-    def before_train(self, runner) -> None:
-        if self._pending is None:
-            return
-        state, self._pending = self._pending, None
+        state = states[rank]
         loop = runner.train_loop
-        if isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
+        if isinstance(loop, IterBasedTrainLoop):
             loop.dataloader_iterator = _RestoreAfterSkip(loop, loop.dataloader_iterator,
                                                          loop.iter, state)
             return
