@@ -12,7 +12,7 @@ from ..backbones.deepmim_vit import DeepMIMViT
 from .frozen_teacher import FrozenTeacher
 
 # DeepMIM (arXiv 2303.08817), hybrid targets: alpha = 0, 1/3, 2/3 for ViT-B's blocks 6, 8, 10
-# (1-indexed), smaller for shallower levels; second-hand, see docs/en/notes/h4.md.
+# (1-indexed), smaller for shallower levels; second-hand, see docs/en/notes/models.md.
 DEFAULT_ALPHAS = (0.0, 1 / 3, 2 / 3)
 
 # The teacher DeepMIM's hybrid variant uses: a pretrained MAE ViT-B/16 (He et al., arXiv
