@@ -24,7 +24,7 @@ fi
 
 prepare() {
   local py=${PYTHON:-$ROOT/.venv/bin/python}
-  [ -x "$py" ] || py=/work/main/.venv/bin/python
+  [ -x "$py" ] || py=$(command -v python3)
   local site
   site=$("$py" -c 'import mmengine, os; print(os.path.dirname(os.path.dirname(mmengine.__file__)))')
   rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/site" "$BUNDLE/setuptools_site" "$BUNDLE/torchcodec"
