@@ -14,7 +14,8 @@ import pytest
 from conftest import ROOT
 
 READMES = [osp.join(ROOT, 'README.md')] + sorted(
-    glob.glob(osp.join(ROOT, 'configs', '*', 'README.md')))
+    glob.glob(osp.join(ROOT, 'configs', '*', 'README.md'))) + sorted(
+    glob.glob(osp.join(ROOT, 'docs', '**', '*.md'), recursive=True))
 
 
 def readme_overrides():
