@@ -1,16 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""FLOPs and parameters of the models in the metafiles, counted on the real models.
-
-Each model is built from its config (random weights; frozen teachers without their files) and
-measured with mmengine's ``FlopAnalyzer`` as each codebase's ``get_flops.py`` does (inputs:
-``INPUT_SIZE``), with a rule for ``aten::scaled_dot_product_attention`` (:func:`sdpa_flop`).
-
-    python tools/misc/metafile_stats.py                      # every model of model-index.yml
-    python tools/misc/metafile_stats.py configs/pretrain/metafile.yml --models NAME ...
-    python tools/misc/metafile_stats.py --update             # write FLOPs/Parameters in place
-    python tools/misc/metafile_stats.py --check              # exit 1 where a metafile differs
-"""
+"""FLOPs and parameters of the models in the metafiles, counted on the built models with
+mmengine's ``FlopAnalyzer`` as each codebase's ``get_flops.py`` counts them (random weights)."""
 import argparse
+import math
 import os
 import os.path as osp
 import re
@@ -72,14 +64,11 @@ def sdpa_flop(inputs, outputs):
     """FLOPs of ``scaled_dot_product_attention(q, k, v)``: ``q @ k^T`` and ``attn @ v``."""
     from mmengine.analysis.jit_handles import get_shape
     q, k, v = (get_shape(x) for x in inputs[:3])
-    batch = 1
-    for d in q[:-2]:
-        batch *= d
-    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
+    return math.prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
 def complexity(cfg_path):
-    """``(flops, params)`` of one config, counted as the module docstring says."""
+    """``(flops, params)`` of one config (inputs of ``INPUT_SIZE``; no teacher parameters)."""
     import torch
     from mmengine.analysis import FlopAnalyzer
 
