@@ -231,10 +231,16 @@ def run_end_to_end(args):
 
 
 # ------------------------------------------------------------------------------ decoders
-def decoder_backends(device):
-    """name -> function(list of 1-D uint8 CPU tensors) -> list of decoded images."""
-    out = {}
+def decoder_backends(device, paths):
+    """name -> function(``paths`` read as 1-D uint8 CPU tensors) -> decoded images; the last one is
+    the whole device path in the main process (bytes + boxes -> normalised batch)."""
+    from mmengine.dataset import Compose
+    from mmpretrain.registry import MODELS, TRANSFORMS
+
+    from deepmim_mm.datasets import image_bytes_collate
     from deepmim_mm.datasets.data_preprocessor import torchcodec_decode_jpeg
+    from deepmim_mm.datasets.image_codec import decode_rgb
+    out = {}
     tc = torchcodec_decode_jpeg()
     if tc is not None:
         out['torchcodec'] = lambda files: tc(files, mode='RGB', device=device)
@@ -247,55 +253,37 @@ def decoder_backends(device):
             files, mode=tio.ImageReadMode.RGB, device=device)
     except ImportError:
         pass
-    from deepmim_mm.datasets.image_codec import decode_rgb
     out['pillow (1 CPU thread)'] = lambda files: [decode_rgb(f.numpy().tobytes()) for f in files]
-    return out
-
-
-def run_decoders(args):
-    device = torch.device(args.device)
-    files = [torch.frombuffer(bytearray(open(f, 'rb').read()), dtype=torch.uint8)
-             for f in list_images(args.data)[:args.batch_size]]
-    results = []
-    for name, fn in decoder_backends(device).items():
-        try:
-            rate = time_decoder(fn, files, args.batches, device)
-            results.append(dict(decoder=name, img_per_s=rate))
-        except Exception as e:  # a backend that does not work here is reported, not fatal
-            results.append(dict(decoder=name, error=f'{type(e).__name__}: {e}'))
-        progress(f'decoder {name}: {results[-1]}')
-    results.append(preprocessor_rate(args, device))
-    print(f'\nBatched JPEG decoding of {len(files)} files from {args.data} on {device}')
-    print(format_table([[r['decoder'], f"{r['img_per_s']:.0f}" if 'img_per_s' in r
-                         else r['error'][:80]] for r in results], ['decoder', 'img/s']))
-    return dict(mode='decoders', date=now(), folder=args.data, device=device.type,
-                hardware=hardware_summary(device), results=results)
-
-
-def time_decoder(fn, files, batches, device):
-    """img/s of ``fn(files)``, after one untimed call (CUDA context, nvJPEG handles)."""
-    return len(files) * batches / sum(timed(lambda: fn(files), 1, batches, device, 'decode'))
-
-
-def preprocessor_rate(args, device):
-    """img/s of the whole device path in the main process: bytes + boxes -> normalised batch."""
-    from mmengine.dataset import Compose
-    from mmpretrain.registry import MODELS, TRANSFORMS
-
-    from deepmim_mm.datasets import image_bytes_collate
     pipe = Compose([TRANSFORMS.build(t) for t in (
         dict(type='LoadImageBytes'),
         dict(type='RandomResizedCropBox', scale=224, crop_ratio_range=(0.2, 1.0),
              interpolation='bicubic'),
         dict(type='RandomFlipFlag', prob=0.5), dict(type='PackImageBytes'))])
-    batch = image_bytes_collate([pipe(dict(img_path=f))
-                                 for f in list_images(args.data)[:args.batch_size]])
+    batch = image_bytes_collate([pipe(dict(img_path=f)) for f in paths])
     pre = MODELS.build(dict(type='DecodeDataPreprocessor', mean=[123.675, 116.28, 103.53],
                             std=[58.395, 57.12, 57.375], to_rgb=True)).to(device)
-    rate = time_decoder(lambda files: pre(batch, True), batch['data_samples'], args.batches,
-                        device)
-    return dict(decoder=f'DecodeDataPreprocessor ({pre.decoder}: decode + crop + resize + '
-                        'flip + normalise)', img_per_s=rate)
+    out[f'DecodeDataPreprocessor ({pre.decoder}: decode + crop + resize + flip + normalise)'] = \
+        lambda files: pre(batch, True)
+    return out
+
+
+def run_decoders(args):
+    device = torch.device(args.device)
+    paths = list_images(args.data)[:args.batch_size]
+    files = [torch.frombuffer(bytearray(open(f, 'rb').read()), dtype=torch.uint8) for f in paths]
+    results = []
+    for name, fn in decoder_backends(device, paths).items():
+        try:  # one untimed call first (CUDA context, nvJPEG handles)
+            spent = sum(timed(lambda: fn(files), 1, args.batches, device, name))
+            results.append(dict(decoder=name, img_per_s=len(files) * args.batches / spent))
+        except Exception as e:  # a backend that does not work here is reported, not fatal
+            results.append(dict(decoder=name, error=f'{type(e).__name__}: {e}'))
+        progress(f'decoder {name}: {results[-1]}')
+    print(f'\nBatched JPEG decoding of {len(files)} files from {args.data} on {device}')
+    print(format_table([[r['decoder'], f"{r['img_per_s']:.0f}" if 'img_per_s' in r
+                         else r['error'][:80]] for r in results], ['decoder', 'img/s']))
+    return dict(mode='decoders', date=now(), folder=args.data, device=device.type,
+                hardware=hardware_summary(device), results=results)
 
 
 # ------------------------------------------------------------------------------ common
