@@ -17,8 +17,8 @@ from benchmark_utils import (add_config_args, add_training_args, at_least, build
                              check_device, format_table, hardware_summary, load_cfg, now, progress,
                              synthetic_batch, timed, write_json)
 
-DEMO_IMAGES = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-                       'deepmim_mm', 'demo', 'images')
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO_IMAGES = osp.join(ROOT, 'deepmim_mm', 'demo', 'images')
 CPU = torch.device('cpu')
 PIPELINE_PATHS = {'standard': 'standard', 'crop-aware': 'crop-aware', 'bytes-only': 'device'}
 
@@ -233,7 +233,8 @@ def run_end_to_end(args):
 # ------------------------------------------------------------------------------ decoders
 def decoder_backends(device, paths):
     """name -> function(``paths`` read as 1-D uint8 CPU tensors) -> decoded images; the last one is
-    the whole device path in the main process (bytes + boxes -> normalised batch)."""
+    the whole device path of configs/pretrain/_base_/device_decode.py in the main process."""
+    from mmengine.config import Config
     from mmengine.dataset import Compose
     from mmpretrain.registry import MODELS, TRANSFORMS
 
@@ -254,14 +255,10 @@ def decoder_backends(device, paths):
     except ImportError:
         pass
     out['pillow (1 CPU thread)'] = lambda files: [decode_rgb(f.numpy().tobytes()) for f in files]
-    pipe = Compose([TRANSFORMS.build(t) for t in (
-        dict(type='LoadImageBytes'),
-        dict(type='RandomResizedCropBox', scale=224, crop_ratio_range=(0.2, 1.0),
-             interpolation='bicubic'),
-        dict(type='RandomFlipFlag', prob=0.5), dict(type='PackImageBytes'))])
+    piece = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain', '_base_', 'device_decode.py'))
+    pipe = Compose([TRANSFORMS.build(t) for t in piece.device_decode_pipeline])
     batch = image_bytes_collate([pipe(dict(img_path=f)) for f in paths])
-    pre = MODELS.build(dict(type='DecodeDataPreprocessor', mean=[123.675, 116.28, 103.53],
-                            std=[58.395, 57.12, 57.375], to_rgb=True)).to(device)
+    pre = MODELS.build(piece.device_decode_preprocessor).to(device)
     out[f'DecodeDataPreprocessor ({pre.decoder}: decode + crop + resize + flip + normalise)'] = \
         lambda files: pre(batch, True)
     return out

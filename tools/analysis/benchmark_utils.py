@@ -60,12 +60,10 @@ def flop_counter():
     """``FlopCounterMode`` that also counts the CPU flash-attention kernels, with torch's
     formulas for the CUDA ones (torch registers those only)."""
     from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop, sdpa_flop
-    aten, custom = torch.ops.aten, {}
-    if hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):  # torch >= 2.2
-        custom = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flop.__wrapped__,
-                  aten._scaled_dot_product_flash_attention_for_cpu_backward:
-                  sdpa_backward_flop.__wrapped__}
-    return FlopCounterMode(display=False, custom_mapping=custom)
+    aten = torch.ops.aten
+    return FlopCounterMode(display=False, custom_mapping={
+        aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flop.__wrapped__,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: sdpa_backward_flop.__wrapped__})
 
 
 def timed(fn: Callable, warmup: int, steps: int, device: torch.device, label: str) -> List[float]:
@@ -85,13 +83,11 @@ def timed(fn: Callable, warmup: int, steps: int, device: torch.device, label: st
     return times
 
 
-def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, size: Optional[int] = None,
-                       reps: int = 5) -> float:
-    """Best TFLOP/s of a square matmul on ``device`` in ``dtype`` (the MFU denominator)."""
-    size = size or (8192 if device.type == 'cuda' else 1024)
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    return 2 * size**3 / min(timed(lambda: a @ b, 2, reps, device, f'{dtype} matmul')) / 1e12
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """Best TFLOP/s of 5 square matmuls on ``device`` in ``dtype`` (the MFU denominator)."""
+    n = 8192 if device.type == 'cuda' else 1024
+    a, b = torch.randn(2, n, n, device=device, dtype=dtype)
+    return 2 * n**3 / min(timed(lambda: a @ b, 2, 5, device, f'{dtype} matmul')) / 1e12
 
 
 def rss_bytes(peak: bool = False) -> int:
