@@ -27,6 +27,9 @@ def parse_args(argv=None):
     add_config_args(p)
     p.add_argument('--baseline-cfg-options', nargs='+', action=DictAction,
                    help='overrides for the baseline config only (default: --cfg-options)')
+    p.add_argument('--no-isolate', action='store_true',
+                   help='on the CPU, measure every config in this process (default: each in a '
+                        'fresh process, so that its RSS growth is its own)')
     args = p.parse_args(argv)
     if args.labels and len(args.labels) != len(args.configs):
         p.error(f'--labels: {len(args.labels)} labels for {len(args.configs)} configs')
@@ -98,6 +101,14 @@ def benchmark_config(path, label, options, args, device):
     return result
 
 
+def _in_subprocess(*args):
+    """``benchmark_config(*args)`` in a fresh (spawned) process, so its RSS is its own."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(1, mp_context=mp.get_context('spawn')) as pool:
+        return pool.submit(benchmark_config, *args).result()
+
+
 def training_table(results, baseline_label):
     base = next((r for r in results if r['label'] == baseline_label), None)
     rows = [[r['label'], str(r['batch_size']), f"{r['step_ms_median']:.1f}",
@@ -131,10 +142,12 @@ def run_training(args):
         load_cfg(p, o, args.allow_new_keys), args.amp, device, args.fused_adamw))
         for p, _, o in jobs}
     peaks = {dt: matmul_peak_tflops(device, getattr(torch, dt)) for dt in dtypes}
+    isolate = device.type == 'cpu' and not args.no_isolate
+    measure = _in_subprocess if isolate else benchmark_config
     results = []
     for k, (path, label, opts) in enumerate(jobs):
         progress(f'config {k + 1}/{len(jobs)}: {label}')
-        results.append(benchmark_config(path, label, opts, args, device))
+        results.append(measure(path, label, opts, args, device))
     for result in results:
         result['peak_tflops'] = peaks[result['dtype']]
         result['mfu'] = result['achieved_tflops'] / result['peak_tflops']

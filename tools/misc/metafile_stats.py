@@ -74,6 +74,8 @@ def complexity(cfg_path):
 
     torch.manual_seed(0)
     model, scope = _build(cfg_path)
+    if scope not in INPUT_SIZE:
+        raise ValueError(f'{cfg_path}: default_scope {scope!r} is not one of {sorted(INPUT_SIZE)}')
     h, w = INPUT_SIZE[scope]
     params = sum(p.numel() for n, p in model.named_parameters()
                  if not n.startswith('target_generator.'))
@@ -86,7 +88,7 @@ def complexity(cfg_path):
                  'data_samples': [SegDataSample(metainfo=dict(ori_shape=(h, w),
                                                               pad_shape=(h, w)))]}
         inputs = (model.data_preprocessor(batch)['inputs'], )
-    elif scope == 'mmdet':
+    else:  # mmdet
         from functools import partial
 
         from mmdet.structures import DetDataSample
@@ -94,8 +96,6 @@ def complexity(cfg_path):
                     batch_input_shape=(h, w), scale_factor=(1.0, 1.0))
         model.forward = partial(model.forward, data_samples=[DetDataSample(metainfo=meta)])
         inputs = (torch.rand(1, 3, h, w), )
-    else:
-        raise ValueError(f'{cfg_path}: default_scope {scope!r} is not one of {sorted(INPUT_SIZE)}')
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         analyzer = FlopAnalyzer(model, inputs)
