@@ -24,16 +24,15 @@ PIPELINE_PATHS = {'standard': 'standard', 'crop-aware': 'crop-aware', 'bytes-onl
 
 
 # ------------------------------------------------------------------------------ make-set
-def make_set(out_dir, size=(1000, 750), count=400, quality=90, grain=3.0, seed=0,
-             src=DEMO_IMAGES):
-    """``count`` JPEGs of ``size`` (width, height) from the photos under ``src``: a random
+def make_set(out_dir, size=(1000, 750), count=400, quality=90, grain=3.0, seed=0):
+    """``count`` JPEGs of ``size`` (width, height) from the bundled photos: a random
     4:3 region of at least half the photo, resized (bicubic), randomly flipped, with Gaussian
     grain of std ``grain`` grey levels (sensor-like texture, so the files are not unrealistically
     smooth after upscaling). Returns the mean file size in KiB."""
     from PIL import Image
-    photos = sorted(glob.glob(osp.join(src, '**', '*.JPEG'), recursive=True))
+    photos = sorted(glob.glob(osp.join(DEMO_IMAGES, '**', '*.JPEG'), recursive=True))
     if not photos:
-        raise FileNotFoundError(f'make-set: no *.JPEG under {src}')
+        raise FileNotFoundError(f'make-set: no *.JPEG under {DEMO_IMAGES}')
     rng = np.random.default_rng(seed)
     os.makedirs(out_dir, exist_ok=True)
     total = 0
