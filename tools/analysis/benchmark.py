@@ -1,16 +1,6 @@
-"""Training-step benchmark of pretraining configs (model only, synthetic batch).
-
-Every CONFIG and a baseline (mmpretrain's MAE by default), built as the Runner builds them, run
-warm-up then timed ``model.train_step`` calls on a synthetic uint8 batch on the device. Printed:
-median step time, img/s, peak memory (CUDA: max allocated over the timed steps; CPU: growth of the
-resident set size from before the build, each config in a fresh process unless ``--no-isolate``),
-``state`` (parameters + gradients + optimizer state), FLOPs per image, TFLOP/s and MFU against a
-matmul peak measured in the compute dtype, host-synchronising operators of forward+backward, and
-ratios to the baseline. A config's ``compile`` key compiles ``train_step`` as the Runner does,
-within the warm-up. Examples: README.md, Performance; the input side: benchmark_data.py.
-"""
+"""Training-step benchmark of pretraining configs (model only, synthetic batch), each next to a
+baseline measured in the same run; what each column means: docs/en/notes/input-and-benchmarks.md."""
 import argparse
-import statistics
 from functools import partial
 
 import numpy as np
@@ -68,16 +58,6 @@ def maybe_compile(step, cfg):
     return torch.compile(step, **({} if compile_cfg is True else dict(compile_cfg)))
 
 
-def state_bytes(model, optim_wrapper) -> int:
-    """Parameters + gradients + optimizer state."""
-    state = sum(p.numel() * p.element_size() * (2 if p.requires_grad else 1)
-                for p in model.parameters())
-    for st in optim_wrapper.optimizer.state.values():
-        state += sum(v.numel() * v.element_size() for v in st.values()
-                     if isinstance(v, torch.Tensor))
-    return state
-
-
 def benchmark_config(path, label, options, args, device):
     """Build, measure, free. Returns a result dict (MFU is filled in by the caller)."""
     cfg = load_cfg(path, options, args.allow_new_keys)
@@ -89,7 +69,6 @@ def benchmark_config(path, label, options, args, device):
                                                             args.fused_adamw,
                                                             args.random_teachers)
     data = synthetic_batch(bs, size, device)
-    progress(f'[{label}] count FLOPs')
     flops, syncs = audit_step(model, data, optim_wrapper)  # eager, before compiling
     step = maybe_compile(model.train_step, cfg)
     run = partial(step, data, optim_wrapper)
@@ -102,9 +81,8 @@ def benchmark_config(path, label, options, args, device):
         peak_mem, mem_kind = torch.cuda.max_memory_allocated(device), 'cuda max allocated'
     else:
         peak_mem, mem_kind = rss_bytes(peak=True) - rss0, 'RSS growth'
-    med = statistics.median(times)
-    p25, p75 = np.percentile(times, [25, 75])
-    progress(f'[{label}] done: {med * 1e3:.1f} ms/step', end=True)
+    p25, med, p75 = np.percentile(times, [25, 50, 75])
+    progress(f'[{label}] done: {med * 1e3:.1f} ms/step')
     result = dict(
         label=label, config=path, batch_size=bs, img_size=size, steps=args.steps,
         optim_wrapper=ow_cfg.get('type'), dtype=compute_dtype(ow_cfg),
@@ -113,7 +91,6 @@ def benchmark_config(path, label, options, args, device):
         step_ms_median=med * 1e3, step_ms_p25=p25 * 1e3, step_ms_p75=p75 * 1e3,
         img_per_s=bs / med,
         peak_mem_mib=peak_mem / 2**20, mem_kind=mem_kind,
-        state_mib=state_bytes(model, optim_wrapper) / 2**20,
         gflop_per_img=flops / bs / 1e9, achieved_tflops=flops / med / 1e12,
         host_sync_ops=syncs,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6)
@@ -134,19 +111,15 @@ def _in_subprocess(*args):
 
 def training_table(results, baseline_label):
     base = next((r for r in results if r['label'] == baseline_label), None)
-    rows = []
-    for r in results:
-        rows.append([
-            r['label'], str(r['batch_size']), f"{r['step_ms_median']:.1f}",
-            f"{r['img_per_s']:.1f}", f"{r['peak_mem_mib']:.0f}", f"{r['state_mib']:.0f}",
-            f"{r['gflop_per_img']:.2f}", f"{r['achieved_tflops']:.3f}", f"{100 * r['mfu']:.1f}%",
-            str(sum(r['host_sync_ops'].values())),
-            f"{r['img_per_s'] / base['img_per_s']:.2f}x" if base else '-',
-            f"{r['peak_mem_mib'] / base['peak_mem_mib']:.2f}x"
-            if base and base['peak_mem_mib'] > 0 else '-'])
-    mem = results[0]['mem_kind'] if results else ''
+    rows = [[r['label'], str(r['batch_size']), f"{r['step_ms_median']:.1f}",
+             f"{r['img_per_s']:.1f}", f"{r['peak_mem_mib']:.0f}", f"{r['gflop_per_img']:.2f}",
+             f"{r['achieved_tflops']:.3f}", f"{100 * r['mfu']:.1f}%",
+             str(sum(r['host_sync_ops'].values())),
+             f"{r['img_per_s'] / base['img_per_s']:.2f}x" if base else '-',
+             f"{r['peak_mem_mib'] / base['peak_mem_mib']:.2f}x"
+             if base and base['peak_mem_mib'] > 0 else '-'] for r in results]
     return format_table(rows, [
-        'config', 'batch', 'step ms (median)', 'img/s', f'peak MiB ({mem})', 'state MiB',
+        'config', 'batch', 'step ms (median)', 'img/s', f"peak MiB ({results[0]['mem_kind']})",
         'GFLOP/img', 'TFLOP/s', 'MFU', 'host syncs', 'img/s vs base', 'mem vs base'])
 
 
@@ -164,21 +137,17 @@ def run_training(args):
                          args.baseline_cfg_options
                          if args.baseline_cfg_options is not None else args.cfg_options))
     jobs += [(c, lab, args.cfg_options) for c, lab in zip(args.configs, labels)]
-    peaks, results = {}, []
     dtypes = {'float32'}  # every config loads (file, overrides) before anything is measured
     dtypes |= {compute_dtype(optim_wrapper_cfg(
         load_cfg(p, o, args.allow_new_keys), args.amp, device, args.fused_adamw))
         for p, _, o in jobs}
-    for dt in dtypes:  # measured before and after the configs (best of both: less noise)
-        progress(f'measuring the {dt} matmul peak', end=True)
-        peaks[dt] = matmul_peak_tflops(device, getattr(torch, dt))
+    peaks = {dt: matmul_peak_tflops(device, getattr(torch, dt)) for dt in dtypes}
     isolate = device.type == 'cpu' and not args.no_isolate
     measure = _in_subprocess if isolate else benchmark_config
+    results = []
     for k, (path, label, opts) in enumerate(jobs):
-        progress(f'config {k + 1}/{len(jobs)}: {label}', end=True)
+        progress(f'config {k + 1}/{len(jobs)}: {label}')
         results.append(measure(path, label, opts, args, device))
-    for dt in dtypes:
-        peaks[dt] = max(peaks[dt], matmul_peak_tflops(device, getattr(torch, dt)))
     for result in results:
         result['peak_tflops'] = peaks[result['dtype']]
         result['mfu'] = result['achieved_tflops'] / result['peak_tflops']

@@ -1,15 +1,6 @@
-"""Input-side benchmark: data pipeline per worker, end-to-end training from image files, JPEG
-decoders, and the quality of crop-aware decoding.
-
-Modes (``--help`` of each; examples: README.md, Performance): ``make-set`` (JPEG sets made from the
-bundled photos), ``pipeline`` (img/s per dataloader worker of the standard pipeline, the
-crop-aware CPU path and the bytes-only workers of the ``device`` path, from
-``deepmim_mm.datasets.fast_paths``), ``quality`` (PSNR of crop-aware decoding against the full
-decode, on the same crop boxes), ``end-to-end`` (real dataloader + ``train_step`` next to the
-model-only rate) and ``decoders`` (batched JPEG decoding: TorchCodec, ``torchvision.io``, Pillow,
-the device-path preprocessor). Ratios are taken within one run, the paths interleaved (batch by
-batch with 0 workers, repeat by repeat with workers), so a shared machine's load affects all alike.
-"""
+"""Input-side benchmark: ``make-set`` (JPEGs from the bundled photos), ``pipeline`` (img/s per
+worker of the three input paths), ``quality`` (crop-aware decoding), ``end-to-end`` (training from
+files) and ``decoders`` (batched JPEG decoding); more: docs/en/notes/input-and-benchmarks.md."""
 import argparse
 import copy
 import glob
@@ -26,23 +17,22 @@ from benchmark_utils import (add_config_args, add_training_args, at_least, build
                              check_device, format_table, hardware_summary, load_cfg, now, progress,
                              synthetic_batch, timed, write_json)
 
-DEMO_IMAGES = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-                       'deepmim_mm', 'demo', 'images')
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO_IMAGES = osp.join(ROOT, 'deepmim_mm', 'demo', 'images')
 CPU = torch.device('cpu')
 PIPELINE_PATHS = {'standard': 'standard', 'crop-aware': 'crop-aware', 'bytes-only': 'device'}
 
 
 # ------------------------------------------------------------------------------ make-set
-def make_set(out_dir, size=(1000, 750), count=400, quality=90, grain=3.0, seed=0,
-             src=DEMO_IMAGES):
-    """``count`` JPEGs of ``size`` (width, height) from the photos under ``src``: a random
+def make_set(out_dir, size=(1000, 750), count=400, quality=90, grain=3.0, seed=0):
+    """``count`` JPEGs of ``size`` (width, height) from the bundled photos: a random
     4:3 region of at least half the photo, resized (bicubic), randomly flipped, with Gaussian
     grain of std ``grain`` grey levels (sensor-like texture, so the files are not unrealistically
     smooth after upscaling). Returns the mean file size in KiB."""
     from PIL import Image
-    photos = sorted(glob.glob(osp.join(src, '**', '*.JPEG'), recursive=True))
+    photos = sorted(glob.glob(osp.join(DEMO_IMAGES, '**', '*.JPEG'), recursive=True))
     if not photos:
-        raise FileNotFoundError(f'make-set: no *.JPEG under {src}')
+        raise FileNotFoundError(f'make-set: no *.JPEG under {DEMO_IMAGES}')
     rng = np.random.default_rng(seed)
     os.makedirs(out_dir, exist_ok=True)
     total = 0
@@ -82,15 +72,12 @@ def build_loader(cfg, path, folder, batch_size, workers, pin_memory=False):
     loader_cfg = apply_fast_path(copy.deepcopy(cfg), path).train_dataloader
     collate = dict(loader_cfg.get('collate_fn') or dict(type='pseudo_collate'))
     collate.pop('_scope_', None)
-    loader = Runner.build_dataloader(dict(
+    return Runner.build_dataloader(dict(
         batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
         pin_memory=pin_memory, sampler=dict(type='InfiniteSampler', shuffle=True),
         collate_fn=collate, dataset=dict(
             type='CustomDataset', data_root=folder, with_label=False,
             pipeline=innermost_dataset(loader_cfg.dataset)['pipeline'])), seed=0)
-    if len(loader.dataset) == 0:
-        raise FileNotFoundError(f'--data: no images in {folder}')
-    return loader
 
 
 def rates_in_process(cfg, args):
@@ -132,17 +119,19 @@ def rates_with_workers(cfg, args, workers):
 
 def run_pipeline(args):
     cfg = load_cfg(args.config, args.cfg_options, args.allow_new_keys)
-    check_folder(args.data)
     rows, results = [], []
     for w in args.workers:
         rates = rates_with_workers(cfg, args, w) if w else rates_in_process(cfg, args)
         for name in args.paths:
-            res = summarise_rates(name, w, rates)
+            res = dict(path=name, workers=w, img_per_s_per_worker=statistics.median(rates[name]),
+                       repeats=rates[name])
+            if 'standard' in rates and name != 'standard':  # paired: the same repeat's load
+                res['ratio_to_standard'] = statistics.median(
+                    a / b for a, b in zip(rates[name], rates['standard']))
             results.append(res)
             rows.append([str(w), name, f"{res['img_per_s_per_worker']:.1f}",
                          f"{res['ratio_to_standard']:.2f}x" if 'ratio_to_standard' in res
                          else '-', ' '.join(f'{v:.0f}' for v in rates[name])])
-    progress('done', end=True)
     hw = hardware_summary(CPU)
     print(f'\nInput pipeline of {args.config} over {args.data} (batch {args.batch_size}, '
           f'{args.batches} timed batches x {args.repeats} repeats; 0 workers: the paths take '
@@ -153,69 +142,48 @@ def run_pipeline(args):
                 batch_size=args.batch_size, hardware=hw, results=results)
 
 
-def summarise_rates(name, workers, rates):
-    res = dict(path=name, workers=workers, img_per_s_per_worker=statistics.median(rates[name]),
-               repeats=rates[name])
-    if 'standard' in rates and name != 'standard':
-        res['ratio_to_standard'] = statistics.median(
-            a / b for a, b in zip(rates[name], rates['standard']))
-    return res
-
-
 # ------------------------------------------------------------------------------ quality
-def crop_pair(data, box, out_hw, interpolation):
-    """(full decode + crop + resize, crop-aware decode) of one crop, RGB uint8, and the scale."""
+def run_quality(args):
+    """Each crop box decoded crop-aware and fully (decode, crop, resize with the same filter)."""
+    from mmpretrain.registry import TRANSFORMS
     from PIL import Image
 
-    from deepmim_mm.datasets.image_codec import PIL_FILTERS, decode_crop_resize, decode_rgb
-    top, left, h, w = box
-    full = decode_rgb(data)[top:top + h, left:left + w]
-    ref = np.asarray(Image.fromarray(full).resize((out_hw[1], out_hw[0]),
-                                                  PIL_FILTERS[interpolation]))
-    fast, scale = decode_crop_resize(data, box, out_hw, interpolation)
-    return ref, np.asarray(fast), scale
-
-
-def run_quality(args):
-    from mmpretrain.registry import TRANSFORMS
-
-    from deepmim_mm.datasets import fast_path_pipeline
     from deepmim_mm.datasets.fast_paths import innermost_dataset
-    from deepmim_mm.datasets.image_codec import read_header
+    from deepmim_mm.datasets.image_codec import PIL_FILTERS, decode_crop_resize, decode_rgb
     cfg = load_cfg(args.config, args.cfg_options, args.allow_new_keys)
-    pipeline = innermost_dataset(cfg.train_dataloader.dataset)['pipeline']
-    rrc_cfg = next(t for t in fast_path_pipeline(pipeline, 'crop-aware')
-                   if t['type'] == 'RandomResizedCropBox')
-    rrc = TRANSFORMS.build(rrc_cfg)
+    rrc_cfg = next(t for t in innermost_dataset(cfg.train_dataloader.dataset)['pipeline']
+                   if t['type'] == 'RandomResizedCrop')
+    rrc = TRANSFORMS.build(dict(rrc_cfg, type='RandomResizedCropBox'))
     files = list_images(args.data)[:args.files]
     np.random.seed(args.seed)
-    per_scale, mse_all = {}, []
+    per_scale = {}
     for k, f in enumerate(files):
         data = open(f, 'rb').read()
-        hdr = read_header(data)
+        full = decode_rgb(data)
         for _ in range(args.draws):
-            box = rrc.transform(dict(img_shape=(hdr.height, hdr.width)))['crop_box']
-            ref, fast, scale = crop_pair(data, box, rrc.scale, rrc.interpolation)
-            mse = float(np.mean((ref.astype(np.float64) - fast)**2))
-            per_scale.setdefault(scale, []).append(mse)
-            mse_all.append(mse)
+            top, left, h, w = box = rrc.transform(dict(img_shape=full.shape[:2]))['crop_box']
+            ref = Image.fromarray(full[top:top + h, left:left + w]).resize(
+                rrc.scale[::-1], PIL_FILTERS[rrc.interpolation])
+            fast, scale = decode_crop_resize(data, box, rrc.scale, rrc.interpolation)
+            mse = np.mean((np.asarray(ref, np.float64) - np.asarray(fast))**2)
+            per_scale.setdefault(scale, []).append(float(mse))
         progress(f'quality: {k + 1}/{len(files)} files')
-    progress('done', end=True)
-    results = quality_summary(per_scale, mse_all)
-    print(f'\nCrop-aware decoding vs full decode + crop + resize, {len(mse_all)} crops of '
-          f'{len(files)} files in {args.data} ({rrc_cfg})')
+    results, crops = quality_summary(per_scale), sum(map(len, per_scale.values()))
+    print(f'\nCrop-aware decoding vs full decode + crop + resize, {crops} crops of {len(files)} '
+          f'files in {args.data} ({rrc_cfg})')
     print(format_table([[r['dct_scale'], f"{100 * r['fraction']:.1f}%", f"{r['psnr_db']:.1f}"]
                         for r in results],
                        ['DCT scale', 'share of crops', 'PSNR dB (of the mean MSE)']))
     return dict(mode='quality', date=now(), config=args.config, folder=args.data,
-                crops=len(mse_all), results=results)
+                crops=crops, results=results)
 
 
-def quality_summary(per_scale, mse_all):
+def quality_summary(per_scale):
     def db(mses):
         m = float(np.mean(mses))
         return float('inf') if m == 0 else float(10 * np.log10(255**2 / m))
 
+    mse_all = [m for v in per_scale.values() for m in v]
     rows = [dict(dct_scale=f'1/{s}', fraction=len(v) / len(mse_all), psnr_db=db(v))
             for s, v in sorted(per_scale.items())]
     return rows + [dict(dct_scale='all', fraction=1.0, psnr_db=db(mse_all))]
@@ -225,16 +193,16 @@ def quality_summary(per_scale, mse_all):
 def run_end_to_end(args):
     from deepmim_mm.datasets import apply_fast_path
     device = torch.device(args.device)
-    check_folder(args.data)
     cfg = apply_fast_path(load_cfg(args.config, args.cfg_options, args.allow_new_keys), args.path)
     bs = args.batch_size or cfg.train_dataloader.batch_size
+    # cfg already has the path's pipeline and collate function: 'standard' keeps them
+    loader = build_loader(cfg, 'standard', args.data, bs, args.workers,
+                          pin_memory=device.type == 'cuda')
     model, optim_wrapper, ow_cfg, size = build_for_training(
         cfg, device, args.amp, args.fused_adamw, args.random_teachers)
     step = maybe_compile(model.train_step, cfg)
     synthetic = synthetic_batch(bs, size, device)
-    # cfg already has the path's pipeline and collate function: 'standard' keeps them
-    batches = iter(build_loader(cfg, 'standard', args.data, bs, args.workers,
-                                pin_memory=device.type == 'cuda'))
+    batches = iter(loader)
 
     def steps_per_s(next_batch, label):  # total wall time: stalls waiting for data count
         times = timed(lambda: step(next_batch(), optim_wrapper), args.warmup, args.steps,
@@ -245,12 +213,11 @@ def run_end_to_end(args):
     e2e = steps_per_s(batches.__next__, 'end-to-end')
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
     model_only.append(steps_per_s(lambda: synthetic, 'model'))
-    del batches
+    del batches, loader
     res = dict(path=args.path, batch_size=bs, workers=args.workers,
                optim_wrapper=ow_cfg['type'], compile=bool(cfg.get('compile')),
                model_only_img_per_s=bs * max(model_only), end_to_end_img_per_s=bs * e2e,
                ratio=e2e / max(model_only), peak_mem_mib=peak)
-    progress('done', end=True)
     hw = hardware_summary(device)
     print(f"\nEnd-to-end training of {args.config} from {args.data} ({args.path} path, "
           f"{args.workers} workers, batch {bs}) on {hw.get('gpu', hw['cpu'])}")
@@ -263,10 +230,17 @@ def run_end_to_end(args):
 
 
 # ------------------------------------------------------------------------------ decoders
-def decoder_backends(device):
-    """name -> function(list of 1-D uint8 CPU tensors) -> list of decoded images."""
-    out = {}
+def decoder_backends(device, paths):
+    """name -> function(``paths`` read as 1-D uint8 CPU tensors) -> decoded images; the last one is
+    the whole device path of configs/pretrain/_base_/device_decode.py in the main process."""
+    from mmengine.config import Config
+    from mmengine.dataset import Compose
+    from mmpretrain.registry import MODELS, TRANSFORMS
+
+    from deepmim_mm.datasets import image_bytes_collate
     from deepmim_mm.datasets.data_preprocessor import torchcodec_decode_jpeg
+    from deepmim_mm.datasets.image_codec import decode_rgb
+    out = {}
     tc = torchcodec_decode_jpeg()
     if tc is not None:
         out['torchcodec'] = lambda files: tc(files, mode='RGB', device=device)
@@ -279,25 +253,28 @@ def decoder_backends(device):
             files, mode=tio.ImageReadMode.RGB, device=device)
     except ImportError:
         pass
-    from deepmim_mm.datasets.image_codec import decode_rgb
     out['pillow (1 CPU thread)'] = lambda files: [decode_rgb(f.numpy().tobytes()) for f in files]
+    piece = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain', '_base_', 'device_decode.py'))
+    pipe = Compose([TRANSFORMS.build(t) for t in piece.device_decode_pipeline])
+    batch = image_bytes_collate([pipe(dict(img_path=f)) for f in paths])
+    pre = MODELS.build(piece.device_decode_preprocessor).to(device)
+    out[f'DecodeDataPreprocessor ({pre.decoder}: decode + crop + resize + flip + normalise)'] = \
+        lambda files: pre(batch, True)
     return out
 
 
 def run_decoders(args):
     device = torch.device(args.device)
-    files = [torch.frombuffer(bytearray(open(f, 'rb').read()), dtype=torch.uint8)
-             for f in list_images(args.data)[:args.batch_size]]
+    paths = list_images(args.data)[:args.batch_size]
+    files = [torch.frombuffer(bytearray(open(f, 'rb').read()), dtype=torch.uint8) for f in paths]
     results = []
-    for name, fn in decoder_backends(device).items():
-        try:
-            rate = time_decoder(fn, files, args.batches, device)
-            results.append(dict(decoder=name, img_per_s=rate))
+    for name, fn in decoder_backends(device, paths).items():
+        try:  # one untimed call first (CUDA context, nvJPEG handles)
+            spent = sum(timed(lambda: fn(files), 1, args.batches, device, name))
+            results.append(dict(decoder=name, img_per_s=len(files) * args.batches / spent))
         except Exception as e:  # a backend that does not work here is reported, not fatal
             results.append(dict(decoder=name, error=f'{type(e).__name__}: {e}'))
         progress(f'decoder {name}: {results[-1]}')
-    results.append(preprocessor_rate(args, device))
-    progress('done', end=True)
     print(f'\nBatched JPEG decoding of {len(files)} files from {args.data} on {device}')
     print(format_table([[r['decoder'], f"{r['img_per_s']:.0f}" if 'img_per_s' in r
                          else r['error'][:80]] for r in results], ['decoder', 'img/s']))
@@ -305,44 +282,12 @@ def run_decoders(args):
                 hardware=hardware_summary(device), results=results)
 
 
-def time_decoder(fn, files, batches, device):
-    """img/s of ``fn(files)``, after one untimed call (CUDA context, nvJPEG handles)."""
-    return len(files) * batches / sum(timed(lambda: fn(files), 1, batches, device, 'decode'))
-
-
-def preprocessor_rate(args, device):
-    """img/s of the whole device path in the main process: bytes + boxes -> normalised batch."""
-    from mmengine.dataset import Compose
-    from mmpretrain.registry import MODELS, TRANSFORMS
-
-    from deepmim_mm.datasets import image_bytes_collate
-    pipe = Compose([TRANSFORMS.build(t) for t in (
-        dict(type='LoadImageBytes'),
-        dict(type='RandomResizedCropBox', scale=224, crop_ratio_range=(0.2, 1.0),
-             interpolation='bicubic'),
-        dict(type='RandomFlipFlag', prob=0.5), dict(type='PackImageBytes'))])
-    batch = image_bytes_collate([pipe(dict(img_path=f))
-                                 for f in list_images(args.data)[:args.batch_size]])
-    pre = MODELS.build(dict(type='DecodeDataPreprocessor', mean=[123.675, 116.28, 103.53],
-                            std=[58.395, 57.12, 57.375], to_rgb=True)).to(device)
-    rate = time_decoder(lambda files: pre(batch, True), batch['data_samples'], args.batches,
-                        device)
-    return dict(decoder=f'DecodeDataPreprocessor ({pre.decoder}: decode + crop + resize + '
-                        'flip + normalise)', img_per_s=rate)
-
-
 # ------------------------------------------------------------------------------ common
-def check_folder(folder):
-    if not osp.isdir(folder):
-        raise FileNotFoundError(f'--data: no such folder: {folder}')
-
-
 def list_images(folder):
-    check_folder(folder)
     files = sorted(f for f in glob.glob(osp.join(folder, '**', '*'), recursive=True)
                    if osp.splitext(f)[1].lower() in ('.jpeg', '.jpg', '.png'))
     if not files:
-        raise FileNotFoundError(f'--data: no images in {folder}')
+        raise FileNotFoundError(f'--data {folder}: no .jpeg, .jpg or .png files in or under it')
     return files
 
 

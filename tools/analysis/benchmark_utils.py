@@ -60,43 +60,34 @@ def flop_counter():
     """``FlopCounterMode`` that also counts the CPU flash-attention kernels, with torch's
     formulas for the CUDA ones (torch registers those only)."""
     from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop, sdpa_flop
-    aten, custom = torch.ops.aten, {}
-    if hasattr(aten, '_scaled_dot_product_flash_attention_for_cpu'):  # torch >= 2.2
-        custom = {aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flop.__wrapped__,
-                  aten._scaled_dot_product_flash_attention_for_cpu_backward:
-                  sdpa_backward_flop.__wrapped__}
-    return FlopCounterMode(display=False, custom_mapping=custom)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+    aten = torch.ops.aten
+    return FlopCounterMode(display=False, custom_mapping={
+        aten._scaled_dot_product_flash_attention_for_cpu: sdpa_flop.__wrapped__,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: sdpa_backward_flop.__wrapped__})
 
 
 def timed(fn: Callable, warmup: int, steps: int, device: torch.device, label: str) -> List[float]:
     """Seconds of each of ``steps`` calls of ``fn()`` after ``warmup`` untimed ones, the device
     synchronised after each call (mmengine's loop waits for the losses every step as well)."""
-    for i in range(warmup):
-        progress(f'[{label}] warm-up {i + 1}/{warmup}')
+    sync = torch.cuda.synchronize if device.type == 'cuda' else lambda: None
+    for _ in range(warmup):
         fn()
-    synchronize(device)
+    sync()
     times = []
     for i in range(steps):
         t = time.perf_counter()
         fn()
-        synchronize(device)
+        sync()
         times.append(time.perf_counter() - t)
         progress(f'[{label}] step {i + 1}/{steps}: {times[-1] * 1e3:.1f} ms')
     return times
 
 
-def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, size: Optional[int] = None,
-                       reps: int = 5) -> float:
-    """Best TFLOP/s of a square matmul on ``device`` in ``dtype`` (the MFU denominator)."""
-    size = size or (8192 if device.type == 'cuda' else 1024)
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    return 2 * size**3 / min(timed(lambda: a @ b, 2, reps, device, f'{dtype} matmul')) / 1e12
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """Best TFLOP/s of 5 square matmuls on ``device`` in ``dtype`` (the MFU denominator)."""
+    n = 8192 if device.type == 'cuda' else 1024
+    a, b = torch.randn(2, n, n, device=device, dtype=dtype)
+    return 2 * n**3 / min(timed(lambda: a @ b, 2, 5, device, f'{dtype} matmul')) / 1e12
 
 
 def rss_bytes(peak: bool = False) -> int:
@@ -107,8 +98,7 @@ def rss_bytes(peak: bool = False) -> int:
 
 
 def reset_peak_rss() -> None:
-    """Start a new peak for ``rss_bytes(peak=True)`` (Linux >= 4.0; elsewhere it stays the
-    process's peak)."""
+    """Start a new peak for ``rss_bytes(peak=True)`` (Linux >= 4.0)."""
     with suppress(OSError), open('/proc/self/clear_refs', 'w') as f:
         f.write('5')
 
@@ -122,46 +112,28 @@ def release_host_memory() -> None:
 
 
 def hardware_summary(device: torch.device) -> dict:
+    with open('/proc/cpuinfo') as f:
+        cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')),
+                   platform.processor())
     info = dict(torch=torch.__version__, python=platform.python_version(),
-                threads=torch.get_num_threads(), cpu=_cpu_name(), cores=os.cpu_count())
+                threads=torch.get_num_threads(), cpu=cpu, cores=os.cpu_count())
     if device.type == 'cuda':
-        info['gpu'] = torch.cuda.get_device_name(device)
-        info['cuda'] = torch.version.cuda
+        info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda)
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            return next(line.split(':', 1)[1].strip() for line in f
-                        if line.startswith('model name'))
-    except (OSError, StopIteration):
-        return platform.processor() or 'unknown'
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def progress(msg: str, end: bool = False) -> None:
-    """One status line on stderr (rewritten in place on a terminal)."""
-    if sys.stderr.isatty():
-        sys.stderr.write('\r\033[K' + msg + ('\n' if end else ''))
-    else:
-        sys.stderr.write(msg + '\n')
-    sys.stderr.flush()
+def progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def format_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
     """A Markdown table."""
-    cols = [[h] + [r[i] for r in rows] for i, h in enumerate(headers)]
-    widths = [max(len(c) for c in col) for col in cols]
-
-    def line(cells):
-        return '| ' + ' | '.join(c.ljust(w) for c, w in zip(cells, widths)) + ' |'
-
-    out = [line(headers), '|' + '|'.join('-' * (w + 2) for w in widths) + '|']
-    return '\n'.join(out + [line(r) for r in rows])
+    return '\n'.join('| ' + ' | '.join(r) + ' |'
+                     for r in [headers, ['---'] * len(headers), *rows])
 
 
 def at_least(low: int) -> Callable[[str], int]:
@@ -216,10 +188,8 @@ def label_of(path: str) -> str:
 
 
 def load_cfg(path: str, options=None, allow_new_keys: bool = False):
-    """The config (file or ``pkg::path``) with ``--cfg-options`` checked and merged
-    (:func:`deepmim_mm.utils.load_config`), its default scope made current and
-    its ``custom_imports`` imported (as the Runner does), after the plugin's fixes for the pinned
-    stack (``deepmim_mm.compat``, as tools/train.py)."""
+    """:func:`deepmim_mm.utils.load_config` as the Runner sees it: after the fixes for the pinned
+    stack (``deepmim_mm.compat``, as tools/train.py), its default scope current."""
     from mmengine.registry import init_default_scope
 
     from deepmim_mm.compat import apply_all

@@ -1,10 +1,5 @@
-"""Browse a config's dataset after its pipeline: mmpretrain 1.2.0's ``browse_dataset`` (same
-arguments and figures) for this plugin's configs, pretraining and fine-tuning alike.
-
-    python tools/misc/browse_dataset.py \\
-        configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py -o work_dirs/browse \\
-        --not-show --show-number 8 [--mode pipeline]
-"""
+"""Browse a config's dataset after its pipeline: mmpretrain's ``browse_dataset`` (same arguments
+and figures) for this plugin's configs, pretraining and fine-tuning alike."""
 import argparse
 import os.path as osp
 import sys
@@ -39,9 +34,27 @@ def parse_args(argv=None):
     return args
 
 
+def upstream_tool():
+    """mmpretrain's own ``browse_dataset.py``, as ``mim run`` finds it (the wheel's ``.mim/tools``,
+    or ``tools/`` of a source checkout): its ``InspectCompose`` records every transform's output."""
+    import importlib.util
+
+    import mmpretrain
+    root = osp.dirname(mmpretrain.__file__)
+    for tools in (osp.join(root, '.mim', 'tools'), osp.join(osp.dirname(root), 'tools')):
+        path = osp.join(tools, 'visualization', 'browse_dataset.py')
+        if osp.isfile(path):
+            spec = importlib.util.spec_from_file_location('mmpretrain_browse_dataset', path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise SystemExit(f'error: mmpretrain under {root} has no tools/visualization/browse_dataset.py '
+                     '(install its wheel, or a source checkout)')
+
+
 def make_grid(imgs, names):
-    """One figure: a column per entry of ``imgs`` (an image, or a list of images: rows), each
-    titled with its name and shape. Returns the figure as an RGB array."""
+    """Upstream's ``make_grid`` (a column per entry of ``imgs``, an image or a list of rows, titled
+    with its name and shape) without its ``adjust_bbox`` call, which matplotlib 3.11 refuses."""
     from mmengine.visualization.utils import img_from_canvas
     from mmpretrain.visualization import create_figure
     figure = create_figure(dpi=150, figsize=(16, 9))
@@ -59,35 +72,6 @@ def make_grid(imgs, names):
     figure.tight_layout()
     figure.canvas.draw()
     return img_from_canvas(figure.canvas)
-
-
-def inspect_pipeline(pipeline, record, visualizer):
-    """``pipeline`` that also appends ``{'name', 'img'}`` to ``record`` after each transform
-    (the mask of segmentation-style samples drawn on the image), as upstream's
-    ``InspectCompose``."""
-    from mmengine.dataset import Compose
-    from mmpretrain.structures import DataSample
-
-    class InspectCompose(Compose):
-
-        def __call__(self, data):
-            if 'img' in data:
-                record.append(dict(name='Original', img=data['img'].copy()))
-            for t in self.transforms:
-                data = t(data)
-                if data is None:
-                    return None
-                if 'img' in data:
-                    img = data['img'].copy()
-                    if 'mask' in data:
-                        first = img[0] if isinstance(img, list) else img
-                        first = visualizer.add_mask_to_image(
-                            first, DataSample().set_mask(data['mask']), resize=first.shape[:2])
-                        img = [first] + img[1:] if isinstance(img, list) else first
-                    record.append(dict(name=type(t).__name__, img=img))
-            return data
-
-    return InspectCompose(pipeline.transforms)
 
 
 def pipeline_owner(dataset):
@@ -130,9 +114,9 @@ def main(argv=None):
                          'draws with mmpretrain\'s UniversalVisualizer (mmpretrain configs)')
     visualizer.dataset_meta = dataset.metainfo
 
-    record = []
+    upstream, record = upstream_tool(), []
     owner = pipeline_owner(dataset)
-    owner.pipeline = inspect_pipeline(owner.pipeline, record, visualizer)
+    owner.pipeline = upstream.InspectCompose(owner.pipeline.transforms, record, visualizer)
 
     number = min(args.show_number, len(dataset))
     progress = ProgressBar(number)

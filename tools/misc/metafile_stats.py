@@ -1,16 +1,8 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""FLOPs and parameters of the models in the metafiles, counted on the real models.
-
-Each model is built from its config (random weights; frozen teachers without their files) and
-measured with mmengine's ``FlopAnalyzer`` as each codebase's ``get_flops.py`` does (inputs:
-``INPUT_SIZE``), with a rule for ``aten::scaled_dot_product_attention`` (:func:`sdpa_flop`).
-
-    python tools/misc/metafile_stats.py                      # every model of model-index.yml
-    python tools/misc/metafile_stats.py configs/pretrain/metafile.yml --models NAME ...
-    python tools/misc/metafile_stats.py --update             # write FLOPs/Parameters in place
-    python tools/misc/metafile_stats.py --check              # exit 1 where a metafile differs
-"""
+"""FLOPs and parameters of the models in the metafiles, counted on the built models with
+mmengine's ``FlopAnalyzer`` as each codebase's ``get_flops.py`` counts them (random weights)."""
 import argparse
+import math
 import os
 import os.path as osp
 import re
@@ -72,19 +64,18 @@ def sdpa_flop(inputs, outputs):
     """FLOPs of ``scaled_dot_product_attention(q, k, v)``: ``q @ k^T`` and ``attn @ v``."""
     from mmengine.analysis.jit_handles import get_shape
     q, k, v = (get_shape(x) for x in inputs[:3])
-    batch = 1
-    for d in q[:-2]:
-        batch *= d
-    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
+    return math.prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
 def complexity(cfg_path):
-    """``(flops, params)`` of one config, counted as the module docstring says."""
+    """``(flops, params)`` of one config (inputs of ``INPUT_SIZE``; no teacher parameters)."""
     import torch
     from mmengine.analysis import FlopAnalyzer
 
     torch.manual_seed(0)
     model, scope = _build(cfg_path)
+    if scope not in INPUT_SIZE:
+        raise ValueError(f'{cfg_path}: default_scope {scope!r} is not one of {sorted(INPUT_SIZE)}')
     h, w = INPUT_SIZE[scope]
     params = sum(p.numel() for n, p in model.named_parameters()
                  if not n.startswith('target_generator.'))
@@ -97,7 +88,7 @@ def complexity(cfg_path):
                  'data_samples': [SegDataSample(metainfo=dict(ori_shape=(h, w),
                                                               pad_shape=(h, w)))]}
         inputs = (model.data_preprocessor(batch)['inputs'], )
-    elif scope == 'mmdet':
+    else:  # mmdet
         from functools import partial
 
         from mmdet.structures import DetDataSample
@@ -105,8 +96,6 @@ def complexity(cfg_path):
                     batch_input_shape=(h, w), scale_factor=(1.0, 1.0))
         model.forward = partial(model.forward, data_samples=[DetDataSample(metainfo=meta)])
         inputs = (torch.rand(1, 3, h, w), )
-    else:
-        raise ValueError(f'{cfg_path}: default_scope {scope!r} is not one of {sorted(INPUT_SIZE)}')
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         analyzer = FlopAnalyzer(model, inputs)
