@@ -61,8 +61,7 @@ def main(argv=None):
     args = parse_args(__doc__, argv, add_args, single=True)
     if args.mask_ratio is not None and not 0 < args.mask_ratio < 1:
         raise InputError(f'--mask-ratio must be in (0, 1), got {args.mask_ratio}')
-    model = load_model(args.config, args.checkpoint, args.device, args.cfg_options,
-                       allow_new_keys=args.allow_new_keys)
+    model = load_model(args.config, args.checkpoint, args, prefix=None).to(args.device)
     if args.mask_ratio is not None:
         model.backbone.mask_ratio = args.mask_ratio
     rows, used = [], set()
