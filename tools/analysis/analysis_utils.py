@@ -42,9 +42,7 @@ def run(main: Callable[[], None]) -> None:
         raise SystemExit(f'error: {e}') from None
 
 
-# --------------------------------------------------------------------------------------------
-# Arguments
-# --------------------------------------------------------------------------------------------
+# -- Arguments ---------------------------------------------------------------------------------
 def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
                max_models: Optional[int] = None, single: bool = False):
     """The arguments of an image tool: ``CONFIG CHECKPOINT [...]`` pairs and ``--name`` (or with
@@ -138,9 +136,7 @@ def collect_images(paths: Sequence[str], max_images: Optional[int] = None) -> Li
     return files[:max_images] if max_images else files
 
 
-# --------------------------------------------------------------------------------------------
-# Models
-# --------------------------------------------------------------------------------------------
+# -- Models ------------------------------------------------------------------------------------
 @contextmanager
 def user_input():
     """A ``ValueError`` raised inside (a bad config, override or checkpoint: the message names
@@ -177,9 +173,7 @@ def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
     return names, results
 
 
-# --------------------------------------------------------------------------------------------
-# Images
-# --------------------------------------------------------------------------------------------
+# -- Images ------------------------------------------------------------------------------------
 class _ImageLoader(LoadImageFromFileChecked):
     """``LoadImageFromFileChecked`` whose error is an :class:`InputError` naming --skip-corrupt."""
 

@@ -165,9 +165,7 @@ def layer_features(ckpt, label, model, datasets, args):
     return out
 
 
-# ------------------------------------------------------------------------------------------------
-# Probes on cached features
-# ------------------------------------------------------------------------------------------------
+# -- Probes on cached features -----------------------------------------------------------------
 def linear_options(args):
     """The fitting options of ``--classifier`` (see :mod:`deepmim_mm.analysis.probe`)."""
     if args.classifier == 'lbfgs':
