@@ -2,7 +2,7 @@
 Python API (``deepmim_mm.apis``), the kNN monitor hook and the analysis tools."""
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -44,20 +44,28 @@ def level_names(model: nn.Module, blocks: str = 'supervised') -> List[str]:
 
 
 @contextmanager
-def capture_block_outputs(layers: Sequence[nn.Module]) -> Iterator[Dict[int, torch.Tensor]]:
-    """Record the raw output (``(B, T, C)``, before any final norm) of every block."""
+def capture(modules: Sequence[nn.Module], record: Callable,
+            pre: bool = False) -> Iterator[Dict[int, torch.Tensor]]:
+    """Yield ``{i: record(module, args, output)}`` of the ``i``-th module, refreshed by every
+    forward pass (``pre``: ``record(module, args)`` before the module runs)."""
     outs: Dict[int, torch.Tensor] = {}
 
     def hook(i):
-        return lambda module, args, output: outs.__setitem__(
-            i, (output[0] if isinstance(output, (tuple, list)) else output).detach())
+        return lambda module, *io: outs.__setitem__(i, record(module, *io))
 
-    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
+    register = 'register_forward_pre_hook' if pre else 'register_forward_hook'
+    handles = [getattr(m, register)(hook(i)) for i, m in enumerate(modules)]
     try:
         yield outs
     finally:
         for h in handles:
             h.remove()
+
+
+def capture_block_outputs(layers: Sequence[nn.Module]):
+    """:func:`capture` of the raw output (``(B, T, C)``, before any final norm) of every block."""
+    return capture(layers, lambda module, args, out: (
+        out[0] if isinstance(out, (tuple, list)) else out).detach())
 
 
 def encode_unmasked(backbone: nn.Module, inputs: torch.Tensor):
@@ -149,12 +157,12 @@ def labelled_splits(data_root: str, img_size: int, max_per_class: Optional[int] 
 
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import DATASETS
+    pipeline = [dict(type='LoadImageFromFileChecked')] + eval_pipeline(img_size)
     splits = []
     for split in ('train', 'val'):
         if not osp.isdir(osp.join(data_root, split)):
             raise FileNotFoundError(f'{field_name}: {osp.join(data_root, split)!r} not found; '
-                                    f'expected ImageNet layout: {data_root}/{split}/<class>/<image>')
-        pipeline = [dict(type='LoadImageFromFileChecked')] + eval_pipeline(img_size)
+                                    f'expected ImageNet layout: {data_root}/{split}/<class>/*')
         with DefaultScope.overwrite_default_scope('mmpretrain'):
             ds = DATASETS.build(dict(type='CustomDataset', data_root=data_root, data_prefix=split,
                                      pipeline=pipeline))

@@ -317,4 +317,3 @@ def knn_probe(x_train: torch.Tensor,
     return dict(top1=topk_accuracy(scores, y_eval),
                 top5=topk_accuracy(scores, y_eval, 5) if num_classes > 5 else None,
                 k=min(k, len(x_train)))
-
