@@ -3,7 +3,6 @@ import time
 from typing import Dict, List, Optional
 
 import numpy as np
-import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
