@@ -10,7 +10,7 @@ import os.path as osp
 import torch
 
 from analysis_utils import (InputError, iter_batches, load_model, parse_args, pyplot, run,
-                            safe_name, save_figure, write_csv)
+                            safe_name, write_csv)
 
 
 def add_args(parser):
@@ -67,8 +67,9 @@ def main(argv=None):
                 rows.append([path, level, float(result.losses[i, j])])
                 if result.kind != 'pixel':  # the mean cosine to the teacher, masked tokens
                     rows[-1].append(float(panels['cosine'][j][i].reshape(-1)[masked].mean()))
-            save_figure(figure(path, panels, result, i, rows[-len(result.names):]),
-                        osp.join(args.out_dir, f'{stem}.png'))
+            fig = figure(path, panels, result, i, rows[-len(result.names):])
+            fig.savefig(osp.join(args.out_dir, f'{stem}.png'), dpi=100)  # no tight layout: colorbar
+            pyplot().close(fig)
     feature = result.kind != 'pixel'
     header = ['image', 'level', 'masked_loss'] + ['masked_mean_cosine'] * feature
     csv_path = osp.join(args.out_dir, 'reconstruction_loss.csv')
