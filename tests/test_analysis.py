@@ -17,6 +17,7 @@ from deepmim_mm.analysis import (capture_attention, capture_block_outputs, cka_m
                                  head_dissimilarity, linear_cka, masked_predictions,
                                  mean_attention_distance, patch_distances, pixel_reconstruction)
 from deepmim_mm.analysis.reconstruction import per_image_losses
+from deepmim_mm.apis import init_encoder
 
 from conftest import ROOT, run_main, write_imagenet_folder
 
@@ -178,8 +179,7 @@ def test_linear_cka_properties():
 # ---------------------------------------------------------------- reconstruction pieces
 @pytest.fixture
 def tiny_deepmim(tiny_checkpoints):
-    from analysis_utils import load_model
-    return load_model(*tiny_checkpoints['deepmim'], torch.device('cpu'))
+    return init_encoder(*tiny_checkpoints['deepmim'], prefix=None)
 
 
 def test_masked_predictions_and_pixel_reconstruction(tiny_deepmim):
@@ -291,9 +291,9 @@ def test_reconstruct_tool_feature_targets(tiny_checkpoints, tmp_path):
     # The training hook's grids for feature targets: original | masked | cosine map.
     from deepmim_mm.analysis import level_grids
 
-    from analysis_utils import iter_batches, load_model
-    model = load_model(cfg, ckpt, torch.device('cpu'))
-    _, inputs = next(iter_batches(model, [rows[0]['image']], 1, progress=False))
+    from analysis_utils import iter_batches
+    model = init_encoder(cfg, ckpt, prefix=None)
+    _, inputs = next(iter_batches(model, [rows[0]['image']], 1))
     result = masked_predictions(model, inputs, seed=0)
     assert result.kind == 'feature'
     grids = level_grids(model, inputs, result)
@@ -368,8 +368,6 @@ def test_mff_encoder_is_analysed_unmasked(tmp_path):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
-
-    from analysis_utils import load_model
     write_imagenet_folder(str(tmp_path / 'images'), num_classes=1, per_class=3, size=40)
     files = sorted(str(p) for p in (tmp_path / 'images').rglob('*.JPEG'))
     paths = {}
@@ -382,8 +380,7 @@ def test_mff_encoder_is_analysed_unmasked(tmp_path):
     models = {}
     for name, state in (('mff', mff), ('mae', mae)):
         torch.save({'state_dict': state}, tmp_path / f'{name}.pth')
-        models[name] = load_model(paths[name], str(tmp_path / f'{name}.pth'), torch.device('cpu'),
-                                  encoder_only=True)
+        models[name] = init_encoder(paths[name], str(tmp_path / f'{name}.pth'))
     assert type(models['mff'].backbone).__name__ == 'MFFViT'
     feats = {n: layer_similarity.block_features(m, files, 2, 'tokens') for n, m in models.items()}
     assert [f.shape for f in feats['mff']] == [(3 * 16, 64)] * 3  # 3 images x 16 tokens

@@ -8,8 +8,9 @@ import os.path as osp
 import pytest
 import torch
 
-from deepmim_mm.apis import (LevelFeatureExtractor, extract_levels, init_encoder, level_names,
-                             load_config)
+from deepmim_mm.analysis import eval_pipeline, level_features, level_names
+from deepmim_mm.apis import LevelFeatureExtractor, extract_levels, init_encoder
+from deepmim_mm.utils import load_config
 
 from conftest import ROOT, perturb_weights, write_imagenet_folder
 
@@ -74,7 +75,6 @@ def test_init_encoder_and_extract_levels(tiny):
     from mmengine.dataset import Compose, default_collate
     from mmpretrain.registry import TRANSFORMS
 
-    from deepmim_mm.apis import eval_pipeline
     from deepmim_mm.models.backbones import DeepMIMViT
     ref_vit = DeepMIMViT(arch=dict(embed_dims=32, num_layers=3, num_heads=2,
                                    feedforward_channels=64), img_size=32, patch_size=8,
@@ -182,8 +182,6 @@ def test_mmpretrain_config(tmp_path):
 def test_mmpretrain_mff_features_are_unmasked(tmp_path):
     """mmpretrain's MFFViT(x, mask=None) masks anyway; the API encodes every patch."""
     from mmpretrain.apis import get_model
-
-    from deepmim_mm.apis import level_features
     options = {'model.backbone.arch': dict(_delete_=True, embed_dims=32, num_layers=2,
                                            num_heads=2, feedforward_channels=64),
                'model.backbone.img_size': 32, 'model.backbone.out_indices': [0, 1],

@@ -1,10 +1,11 @@
 """Attention maps of a ViT, mean attention distance and head diversity."""
 import math
-from contextlib import contextmanager
-from typing import Dict, Iterator, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+
+from .features import capture
 
 
 def patch_distances(grid: Union[int, Tuple[int, int]], patch_size: float = 1.0) -> torch.Tensor:
@@ -77,8 +78,10 @@ def head_dissimilarity(attn: torch.Tensor,
     return 1 - sim[..., off].mean(dim=-1)
 
 
-def _attention_from_input(attn_module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+@torch.no_grad()
+def _attention_from_input(attn_module: nn.Module, args: tuple) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d))`` recomputed from the input of an mmpretrain attention."""
+    x = args[0]
     B, N, _ = x.shape
     heads, d = attn_module.num_heads, attn_module.head_dims
     qkv = attn_module.qkv(x).reshape(B, N, 3, heads, d).permute(2, 0, 3, 1, 4)
@@ -87,26 +90,13 @@ def _attention_from_input(attn_module: nn.Module, x: torch.Tensor) -> torch.Tens
     return torch.softmax((q.float() @ k.float().transpose(-2, -1)) / math.sqrt(d), dim=-1)
 
 
-@contextmanager
-def capture_attention(layers: Sequence[nn.Module]) -> Iterator[Dict[int, torch.Tensor]]:
-    """Yield ``{block index: (B, H, T, T)}``, filled by each forward pass with the attention maps
+def capture_attention(layers: Sequence[nn.Module]):
+    """:func:`~.features.capture` of ``{block index: (B, H, T, T)}``, the attention maps
     recomputed from every block's ``qkv`` (mmpretrain's fused attention returns no weights;
     attention dropout is not applied: use eval mode)."""
-    maps: Dict[int, torch.Tensor] = {}
-    handles = []
     for i, layer in enumerate(layers):
         attn = getattr(layer, 'attn', None)
         if attn is None or not hasattr(attn, 'qkv') or not hasattr(attn, 'num_heads'):
             raise ValueError(f'capture_attention: block {i} ({type(layer).__name__}) has no '
                              'attn with qkv / num_heads (an mmpretrain MultiheadAttention)')
-
-        def hook(module, args, i=i):
-            with torch.no_grad():
-                maps[i] = _attention_from_input(module, args[0])
-
-        handles.append(attn.register_forward_pre_hook(hook))
-    try:
-        yield maps
-    finally:
-        for h in handles:
-            h.remove()
+    return capture([layer.attn for layer in layers], _attention_from_input, pre=True)

@@ -2,7 +2,7 @@
 Python API (``deepmim_mm.apis``), the kNN monitor hook and the analysis tools."""
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -44,20 +44,28 @@ def level_names(model: nn.Module, blocks: str = 'supervised') -> List[str]:
 
 
 @contextmanager
-def capture_block_outputs(layers: Sequence[nn.Module]) -> Iterator[Dict[int, torch.Tensor]]:
-    """Record the raw output (``(B, T, C)``, before any final norm) of every block."""
+def capture(modules: Sequence[nn.Module], record: Callable,
+            pre: bool = False) -> Iterator[Dict[int, torch.Tensor]]:
+    """Yield ``{i: record(module, args, output)}`` of the ``i``-th module, refreshed by every
+    forward pass (``pre``: ``record(module, args)`` before the module runs)."""
     outs: Dict[int, torch.Tensor] = {}
 
     def hook(i):
-        return lambda module, args, output: outs.__setitem__(
-            i, (output[0] if isinstance(output, (tuple, list)) else output).detach())
+        return lambda module, *io: outs.__setitem__(i, record(module, *io))
 
-    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
+    register = 'register_forward_pre_hook' if pre else 'register_forward_hook'
+    handles = [getattr(m, register)(hook(i)) for i, m in enumerate(modules)]
     try:
         yield outs
     finally:
         for h in handles:
             h.remove()
+
+
+def capture_block_outputs(layers: Sequence[nn.Module]):
+    """:func:`capture` of the raw output (``(B, T, C)``, before any final norm) of every block."""
+    return capture(layers, lambda module, args, out: (
+        out[0] if isinstance(out, (tuple, list)) else out).detach())
 
 
 def encode_unmasked(backbone: nn.Module, inputs: torch.Tensor):
@@ -139,47 +147,38 @@ def eval_pipeline(img_size: int, crop_fraction: float = 224 / 256) -> List[dict]
     ]
 
 
-def labelled_folder(data_root: str, split: str, img_size: int,
-                    max_per_class: Optional[int] = None, seed: int = 0,
-                    field_name: str = 'data_root'):
-    """mmpretrain's ``CustomDataset`` over ``data_root/split/<class>/*``, read by
-    ``LoadImageFromFileChecked`` and :func:`eval_pipeline`; ``max_per_class`` keeps a random
-    class-balanced subset (fixed by ``seed``), in file order."""
+def labelled_splits(data_root: str, img_size: int, max_per_class: Optional[int] = None,
+                    seed: int = 0, field_name: str = 'data_root') -> tuple:
+    """``(train, val)``: mmpretrain's ``CustomDataset`` over ``data_root/{train,val}/<class>/*``,
+    read by ``LoadImageFromFileChecked`` and :func:`eval_pipeline`; ``max_per_class`` keeps a
+    random class-balanced subset (fixed by ``seed``), in file order. An error names
+    ``field_name`` when a split is missing or empty or the two have different classes."""
     import os.path as osp
 
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import DATASETS
-    folder = osp.join(data_root, split)
-    if not osp.isdir(folder):
-        raise FileNotFoundError(f'{field_name}: {folder!r} not found; expected ImageNet layout: '
-                                f'{data_root}/{split}/<class>/<image>')
     pipeline = [dict(type='LoadImageFromFileChecked')] + eval_pipeline(img_size)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        ds = DATASETS.build(dict(type='CustomDataset', data_root=data_root, data_prefix=split,
-                                 pipeline=pipeline, lazy_init=True))
-        ds.full_init()
-    if max_per_class:
-        g = torch.Generator().manual_seed(seed)
-        counts: Dict[int, int] = {}
-        keep = []
-        for i in torch.randperm(len(ds), generator=g).tolist():
-            label = int(ds.get_data_info(i)['gt_label'])
-            if counts.get(label, 0) < max_per_class:
-                counts[label] = counts.get(label, 0) + 1
-                keep.append(i)
-        ds = ds.get_subset(sorted(keep))
-    return ds
-
-
-def labelled_splits(data_root: str, img_size: int, max_per_class: Optional[int] = None,
-                    seed: int = 0, field_name: str = 'data_root') -> tuple:
-    """``(train, val)`` :func:`labelled_folder` s; an error names ``field_name`` when a split has
-    no images or the two splits have different classes."""
-    splits = [labelled_folder(data_root, split, img_size, max_per_class, seed, field_name)
-              for split in ('train', 'val')]
-    for split, ds in zip(('train', 'val'), splits):
+    splits = []
+    for split in ('train', 'val'):
+        if not osp.isdir(osp.join(data_root, split)):
+            raise FileNotFoundError(f'{field_name}: {osp.join(data_root, split)!r} not found; '
+                                    f'expected ImageNet layout: {data_root}/{split}/<class>/*')
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            ds = DATASETS.build(dict(type='CustomDataset', data_root=data_root, data_prefix=split,
+                                     pipeline=pipeline))
         if len(ds) == 0:
             raise ValueError(f'{field_name}: no images in {data_root}/{split}')
+        if max_per_class:
+            g = torch.Generator().manual_seed(seed)
+            counts: Dict[int, int] = {}
+            keep = []
+            for i in torch.randperm(len(ds), generator=g).tolist():
+                label = int(ds.get_data_info(i)['gt_label'])
+                if counts.get(label, 0) < max_per_class:
+                    counts[label] = counts.get(label, 0) + 1
+                    keep.append(i)
+            ds = ds.get_subset(sorted(keep))
+        splits.append(ds)
     classes = [list(ds.metainfo['classes']) for ds in splits]
     if classes[0] != classes[1]:
         raise ValueError(f'{field_name}: train/ and val/ have different classes: {classes[0]} vs '

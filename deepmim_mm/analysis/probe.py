@@ -5,7 +5,7 @@ DINO's weighted kNN classifier. Used by ``tools/analysis/layer_probe.py`` and
 import math
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -44,12 +44,10 @@ def _objective(x, y, weight, bias, l2):
 
 
 def _params(x, num_classes, init: Optional[LinearFit]):
-    if init is not None:
-        w, b = init.weight.detach().clone(), init.bias.detach().clone()
-    else:
-        w = x.new_zeros(x.shape[1], num_classes)
-        b = x.new_zeros(num_classes)
-    return w.requires_grad_(True), b.requires_grad_(True)
+    """Trainable ``(weight, bias)``: zeros, or a copy of ``init``'s (a warm start)."""
+    w = x.new_zeros(x.shape[1], num_classes) if init is None else init.weight.clone()
+    b = x.new_zeros(num_classes) if init is None else init.bias.clone()
+    return w.requires_grad_(), b.requires_grad_()
 
 
 def fit_logistic_lbfgs(x: torch.Tensor,
@@ -238,7 +236,6 @@ def linear_probe(x_train: torch.Tensor,
     y_train, y_eval = y_train.long().to(device), y_eval.long().to(device)
     scores: Dict[float, float] = {}
     losses: Dict[float, float] = {}
-    init = None
     if l2 is None:
         fit_idx, held_idx = holdout_split(y_train, holdout, seed)
         if len(held_idx) == 0:
@@ -246,18 +243,15 @@ def linear_probe(x_train: torch.Tensor,
                              f'regularisation (holdout={holdout}, {len(y_train)} samples); give '
                              'more samples per class, a larger holdout or a fixed l2')
         fit_idx, held_idx = fit_idx.to(device), held_idx.to(device)
-        best = None
+        warm = None
         for value in sorted(l2_grid, reverse=True):
-            init = fit(x_train[fit_idx], y_train[fit_idx], l2=value, init=init)
+            warm = fit(x_train[fit_idx], y_train[fit_idx], l2=value, init=warm)
             with torch.no_grad():
-                held_logits = init.logits(x_train[held_idx])
+                held_logits = warm.logits(x_train[held_idx])
                 losses[value] = F.cross_entropy(held_logits, y_train[held_idx]).item()
             scores[value] = topk_accuracy(held_logits, y_train[held_idx])
-            if best is None or (scores[value], -losses[value]) > (scores[best], -losses[best]):
-                best = value
-        l2 = best
-        init = None  # the final fit starts from zero: its iteration count is its own
-    result = fit(x_train, y_train, l2=l2, init=init)
+        l2 = max(scores, key=lambda v: (scores[v], -losses[v], v))
+    result = fit(x_train, y_train, l2=l2)  # from zero: its iteration count is its own
     with torch.no_grad():
         train_acc = topk_accuracy(result.logits(x_train), y_train)
         logits = result.logits(x_eval)
@@ -269,9 +263,7 @@ def linear_probe(x_train: torch.Tensor,
         grad_max=result.grad_max, holdout_top1=scores, holdout_loss=losses)
 
 
-# ------------------------------------------------------------------------------------------------
-# Weighted kNN (DINO)
-# ------------------------------------------------------------------------------------------------
+# -- Weighted kNN (DINO) -----------------------------------------------------------------------
 @torch.no_grad()
 def knn_classify(train_x: torch.Tensor,
                  train_y: torch.Tensor,
@@ -325,10 +317,3 @@ def knn_probe(x_train: torch.Tensor,
     return dict(top1=topk_accuracy(scores, y_eval),
                 top5=topk_accuracy(scores, y_eval, 5) if num_classes > 5 else None,
                 k=min(k, len(x_train)))
-
-
-__all__: List[str] = [
-    'DEFAULT_L2_GRID', 'standardize', 'LinearFit', 'FITTERS',
-    'fit_logistic_lbfgs', 'fit_logistic_minibatch', 'fit_ridge', 'holdout_split',
-    'topk_accuracy', 'ProbeResult', 'linear_probe', 'knn_classify', 'knn_probe'
-]

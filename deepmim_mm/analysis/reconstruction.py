@@ -124,23 +124,19 @@ def level_panels(model: nn.Module, inputs: torch.Tensor, result: MaskedPredictio
 
 
 def colorize(values: np.ndarray, size: int, vmin: float = -1.0, vmax: float = 1.0) -> np.ndarray:
-    """``(h, w)`` values -> ``(size, size, 3)`` uint8 RGB with matplotlib's viridis."""
+    """``(..., h, w)`` values -> ``(..., size, size, 3)`` uint8 RGB with matplotlib's viridis."""
     from matplotlib import colormaps
     v = (np.clip(values, vmin, vmax) - vmin) / (vmax - vmin)
     rgb = (colormaps['viridis'](v)[..., :3] * 255).round().astype(np.uint8)
-    rep = max(size // values.shape[0], 1)
-    return rgb.repeat(rep, axis=0).repeat(rep, axis=1)
+    rep = max(size // values.shape[-2], 1)
+    return rgb.repeat(rep, axis=-3).repeat(rep, axis=-2)
 
 
 def tile(rows: Sequence[Sequence[np.ndarray]], gap: int = 2) -> np.ndarray:
-    """A grid of equally sized ``(H, W, 3)`` uint8 images, white gaps between them."""
-    h, w = rows[0][0].shape[:2]
-    ncol = max(len(r) for r in rows)
-    canvas = np.full((len(rows) * (h + gap) - gap, ncol * (w + gap) - gap, 3), 255, np.uint8)
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            canvas[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = img
-    return canvas
+    """A grid of equally sized ``(H, W, 3)`` uint8 images, ``gap`` white pixels between them."""
+    rows = [np.concatenate([np.pad(img, ((0, gap), (0, gap), (0, 0)), constant_values=255)
+                            for img in row], axis=1) for row in rows]
+    return np.concatenate(rows, axis=0)[:-gap, :-gap]
 
 
 def level_grids(model: nn.Module, inputs: torch.Tensor,
@@ -150,13 +146,10 @@ def level_grids(model: nn.Module, inputs: torch.Tensor,
     panels = level_panels(model, inputs, result)
     grids = []
     for j in range(len(result.names)):
-        rows = []
-        for i in range(inputs.shape[0]):
-            row = [panels['original'][i], panels['masked'][i]]
-            if result.kind == 'pixel':
-                row += [panels['raw'][j][i], panels['levels'][j][i]]
-            else:
-                row.append(colorize(panels['cosine'][j][i], inputs.shape[-1]))
-            rows.append(row)
-        grids.append(tile(rows))
+        if result.kind == 'pixel':
+            cols = [panels['raw'][j], panels['levels'][j]]
+        else:
+            cols = [colorize(panels['cosine'][j], inputs.shape[-1])]
+        grids.append(tile([[panels['original'][i], panels['masked'][i]] + [c[i] for c in cols]
+                           for i in range(inputs.shape[0])]))
     return grids

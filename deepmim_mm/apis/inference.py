@@ -1,4 +1,5 @@
 """Build a pretrained encoder from a config and a checkpoint and get every level's features."""
+import os.path as osp
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Union
 
@@ -16,37 +17,39 @@ def init_encoder(config: Union[str, Config],
                  checkpoint: Optional[str],
                  device: Union[str, torch.device] = 'cpu',
                  cfg_options: Optional[dict] = None,
-                 prefix: str = 'backbone.',
+                 prefix: Optional[str] = 'backbone.',
                  allow_new_keys: bool = False) -> BaseModel:
-    """The config's pretraining model (``DeepMIM``, mmpretrain's ``MAE`` / ``MFF``, ...) built by
-    mmpretrain's ``get_model`` without its teacher, with the checkpoint's encoder loaded strictly
-    (report: ``model.encoder_load_report``; decoders and heads are not loaded), in eval mode.
+    """The config's model (``DeepMIM``, mmpretrain's ``MAE`` / ``MFF``, a classifier, ...) built
+    by mmpretrain's ``get_model`` without its teacher, with the checkpoint's encoder loaded
+    strictly (report: ``model.encoder_load_report``), in eval mode.
 
     Args:
         config: a config file, ``pkg::path.py`` or a ``Config``.
-        checkpoint: the checkpoint file; ``None`` keeps the random initialisation.
+        checkpoint: the checkpoint file; ``None`` leaves the model as built.
         device: where the model goes.
         cfg_options: overrides, checked as ``tools/train.py`` checks ``--cfg-options``.
-        prefix: the encoder's prefix in the checkpoint (``''``: a bare encoder).
+        prefix: the encoder's prefix in the checkpoint (``''``: a bare encoder); ``None`` loads
+            every key into the whole model, teacher kept (decoders and heads included).
         allow_new_keys: let ``cfg_options`` add keys the config does not have.
     """
     cfg = load_config(config, cfg_options, allow_new_keys)
+    name = osp.basename(config) if isinstance(config, str) else 'the config'
     if 'model' not in cfg:
-        raise ValueError(f'config {config!r} has no `model` field')
-    cfg.model.pop('target_generator', None)
-    model = get_model(cfg, pretrained=False)
+        raise ValueError(f'{name}: no `model` field')
+    if prefix is not None:
+        cfg.model.pop('target_generator', None)
+    try:
+        model = get_model(cfg, device=device)  # in eval mode
+    except TypeError as e:  # an argument the class does not take (a cfg_options typo?)
+        raise ValueError(f'{name}: model: {e}') from e
     if not hasattr(getattr(model, 'backbone', None), 'layers'):
-        raise ValueError(f'config {config!r}: model.backbone must be a ViT with `layers` '
-                         '(DeepMIMViT, MAEViT, VisionTransformer, ...)')
-    if checkpoint is None:
-        model.init_weights()
-        model.encoder_load_report = None
-    else:
+        raise ValueError(f'{name}: model.backbone must be a ViT with `layers` (DeepMIMViT, '
+                         'MAEViT, VisionTransformer, ...)')
+    model.encoder_load_report = None
+    if checkpoint is not None:
         model.encoder_load_report = load_pretrained_encoder(
-            model.backbone, checkpoint, prefix=prefix or None, ignore=(),
-            resizable=('pos_embed', ), field_name='checkpoint')
-    model.to(device)
-    model.eval()  # some backbones' train() returns None
+            model if prefix is None else model.backbone, checkpoint, prefix=prefix or None,
+            ignore=(), resizable=('pos_embed', ), field_name=f'checkpoint (for {name})')
     return model
 
 

@@ -7,16 +7,18 @@ import os.path as osp
 import pickle
 import sys
 from contextlib import contextmanager
+from itertools import islice
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
 import deepmim_mm  # noqa: F401  registers the models
 from deepmim_mm.analysis import eval_pipeline, model_input_size
+from deepmim_mm.apis import init_encoder
 from deepmim_mm.checkpoint import NotACheckpointError
 from deepmim_mm.datasets import LoadImageFromFileChecked
 from deepmim_mm.datasets.transforms import corrupt_image
-from deepmim_mm.utils import add_cfg_options, check_output_folder, load_config
+from deepmim_mm.utils import add_cfg_options, check_output_folder
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 CONFIG_EXTENSIONS = ('.py', '.json', '.yaml', '.yml')  # what Config.fromfile reads
@@ -40,9 +42,7 @@ def run(main: Callable[[], None]) -> None:
         raise SystemExit(f'error: {e}') from None
 
 
-# --------------------------------------------------------------------------------------------
-# Arguments
-# --------------------------------------------------------------------------------------------
+# -- Arguments ---------------------------------------------------------------------------------
 def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
                max_models: Optional[int] = None, single: bool = False):
     """The arguments of an image tool: ``CONFIG CHECKPOINT [...]`` pairs and ``--name`` (or with
@@ -121,14 +121,12 @@ def check_device(device: str) -> torch.device:
 
 def collect_images(paths: Sequence[str], max_images: Optional[int] = None) -> List[str]:
     """Image files from files and folders (recursive, sorted); FileNotFoundError if none."""
+    from mmengine.utils import scandir
     files = []
     for p in paths:
         if osp.isdir(p):
-            found = []
-            for dirpath, _, names in os.walk(p):
-                found += [osp.join(dirpath, n) for n in names
-                          if n.lower().endswith(IMG_EXTENSIONS)]
-            files += sorted(found)
+            files += sorted(osp.join(p, f) for f in scandir(p, IMG_EXTENSIONS, recursive=True,
+                                                            case_sensitive=False))
         elif osp.isfile(p):
             files.append(p)
         else:
@@ -138,57 +136,34 @@ def collect_images(paths: Sequence[str], max_images: Optional[int] = None) -> Li
     return files[:max_images] if max_images else files
 
 
-# --------------------------------------------------------------------------------------------
-# Models
-# --------------------------------------------------------------------------------------------
+# -- Models ------------------------------------------------------------------------------------
 @contextmanager
-def user_input(what: str = ''):
+def user_input():
     """A ``ValueError`` raised inside (a bad config, override or checkpoint: the message names
-    it) becomes an :class:`InputError`, prefixed with ``what``."""
+    it) becomes an :class:`InputError`."""
     try:
         yield
     except InputError:
         raise
     except ValueError as e:
-        raise InputError(f'{what}{e}') from e
+        raise InputError(str(e)) from e
 
 
-def load_model(config: str, checkpoint: str, device: torch.device,
-               cfg_options: Optional[dict] = None, encoder_only: bool = False,
-               allow_new_keys: bool = False) -> torch.nn.Module:
-    """Build ``cfg.model`` in its registry scope and load the checkpoint into the whole model, or
-    with ``encoder_only`` its ``backbone``, which it must fit exactly; eval mode, on ``device``."""
-    from mmengine.registry import init_default_scope
-    from mmpretrain.registry import MODELS
-
-    from deepmim_mm.checkpoint import load_pretrained_encoder
+def load_model(config: str, checkpoint: str, args, prefix: Optional[str] = 'backbone.'):
+    """:func:`~deepmim_mm.apis.init_encoder` on the CPU with ``args``' overrides (``prefix=None``:
+    the whole model)."""
     with user_input():
-        cfg = load_config(config, cfg_options, allow_new_keys)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    if cfg.get('data_preprocessor') is not None:  # as the Runner does
-        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    with user_input(f'{config}: '):
-        try:
-            model = MODELS.build(cfg.model)
-        except TypeError as e:  # an argument the class does not take (a --cfg-options typo?)
-            if 'unexpected keyword argument' not in str(e):
-                raise
-            raise InputError(f'{config}: model: {e}') from e
-    target, prefix = (model.backbone, 'backbone.') if encoder_only else (model, None)
-    with user_input():
-        report = load_pretrained_encoder(target, checkpoint, prefix=prefix, ignore=(),
-                                         field_name=f'checkpoint (for {osp.basename(config)})')
-    unused = f' ({len(report.dropped)} outside "backbone." not used)' if report.dropped else ''
-    print(f'{osp.basename(config)}: loaded {len(report.loaded)} tensors from {checkpoint}{unused}')
-    return model.to(device).eval()
+        model = init_encoder(config, checkpoint, 'cpu', args.cfg_options, prefix,
+                             args.allow_new_keys)
+    print(model.encoder_load_report.format().split('\n')[0])
+    return model
 
 
 def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
     """``(names, [analyse(model, files) per model])`` for the ``CONFIG CHECKPOINT`` pairs of the
     encoder tools: every encoder loaded (and checked) first, one on ``--device`` at a time."""
     names = model_names([c for c, _ in args.pairs], args.name)
-    models = [load_model(config, ckpt, torch.device('cpu'), args.cfg_options, encoder_only=True,
-                         allow_new_keys=args.allow_new_keys) for config, ckpt in args.pairs]
+    models = [load_model(config, ckpt, args) for config, ckpt in args.pairs]
     results = []
     for i, (name, (cfg, ckpt)) in enumerate(zip(names, args.pairs)):
         print(f'{name}: {cfg}, {ckpt}')
@@ -198,9 +173,7 @@ def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
     return names, results
 
 
-# --------------------------------------------------------------------------------------------
-# Images
-# --------------------------------------------------------------------------------------------
+# -- Images ------------------------------------------------------------------------------------
 class _ImageLoader(LoadImageFromFileChecked):
     """``LoadImageFromFileChecked`` whose error is an :class:`InputError` naming --skip-corrupt."""
 
@@ -213,36 +186,25 @@ class _ImageLoader(LoadImageFromFileChecked):
 
 
 def iter_batches(model: torch.nn.Module, files: Sequence[str], batch_size: int,
-                 progress: bool = True, skip_corrupt: bool = False
-                 ) -> Iterator[Tuple[List[str], torch.Tensor]]:
+                 skip_corrupt: bool = False) -> Iterator[Tuple[List[str], torch.Tensor]]:
     """Yield ``(paths, inputs)``: images through :func:`~deepmim_mm.analysis.eval_pipeline` at the
     model's size (whole short side) and the model's data preprocessor. An undecodable image is
     an :class:`InputError` naming it, or with ``skip_corrupt`` a warning, the batches filled
     with the next readable images."""
     from mmengine.dataset import Compose, default_collate
-    from mmengine.utils import ProgressBar
+    from mmpretrain.registry import TRANSFORMS
+    from tqdm import tqdm
     if batch_size < 1:
         raise InputError(f'--batch-size must be at least 1, got {batch_size}')
-    load = _ImageLoader(on_corrupt='skip' if skip_corrupt else 'error')
-    pipeline = Compose(eval_pipeline(model_input_size(model), crop_fraction=1))
-    bar = ProgressBar(len(files)) if progress else None
-    paths, samples, used, pending = [], [], 0, 0
-    for i, f in enumerate(files):
-        results = load(dict(img_path=f))
-        pending += 1
-        if results is not None:
-            paths.append(f)
-            samples.append(pipeline(results))
-        if samples and (len(samples) == batch_size or i == len(files) - 1):
-            inputs = model.data_preprocessor(default_collate(samples), False)['inputs']
-            used += len(samples)
-            yield paths, inputs
-            paths, samples = [], []
-        if bar is not None and not samples:  # the files so far are analysed or skipped
-            bar.update(pending)
-            pending = 0
-    if bar is not None:
-        sys.stdout.write('\n')
+    pipeline = Compose([_ImageLoader(on_corrupt='skip' if skip_corrupt else 'error')] + [
+        TRANSFORMS.build(t) for t in eval_pipeline(model_input_size(model), crop_fraction=1)])
+    loaded = ((f, pipeline(dict(img_path=f))) for f in tqdm(files, file=sys.stdout))
+    readable = ((f, sample) for f, sample in loaded if sample is not None)
+    used = 0
+    while batch := list(islice(readable, batch_size)):
+        paths, samples = zip(*batch)
+        used += len(paths)
+        yield list(paths), model.data_preprocessor(default_collate(list(samples)), False)['inputs']
     if not used:
         raise InputError(f'--img: none of the {len(files)} images could be decoded (all skipped)')
 
@@ -267,7 +229,8 @@ def write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> Non
         w = csv.writer(f)
         w.writerow(header)
         for r in rows:
-            w.writerow([f'{v:.6g}' if isinstance(v, float) else v for v in r])
+            w.writerow([f'{v:.6g}' if isinstance(v, float) else '' if v is None else v
+                        for v in r])
 
 
 def safe_name(s: str) -> str:

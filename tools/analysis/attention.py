@@ -1,11 +1,8 @@
 """Mean attention distance per head and block, and head diversity per block, for one or several
 checkpoints side by side (e.g. MAE vs DeepMIM).
 
-Images are encoded unmasked; the attention maps are recomputed from every block's ``qkv``
-(:func:`deepmim_mm.analysis.capture_attention`). Per block, the diversity of the heads is the
-standard deviation of their mean distances and :func:`~deepmim_mm.analysis.head_dissimilarity`.
-Writes ``attention_distance.{csv,png}`` and ``attention_diversity.{csv,png}``. Only the encoder
-runs: only the checkpoints' ``backbone.`` keys are used, and they must fit exactly.
+Writes ``attention_{distance,diversity}.{csv,png}``; only the encoder runs, so only the
+checkpoints' ``backbone.`` keys are used, and they must fit exactly.
 """
 import os
 import os.path as osp
@@ -51,9 +48,7 @@ def plot(out_dir, names, results):
     for ax, name, (per_head, _) in zip(axes[0], names, results):
         for b, d in enumerate(per_head):
             ax.scatter([b + 1] * d.numel(), d.numpy(), s=14)
-        ax.set_title(name)
-        ax.set_xlabel('block (1-indexed)')
-        ax.set_ylim(0, ymax)
+        ax.set(title=name, xlabel='block (1-indexed)', ylim=(0, ymax))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=.3)
     axes[0][0].set_ylabel('mean attention distance (px)')
@@ -64,10 +59,9 @@ def plot(out_dir, names, results):
         blocks = list(range(1, len(per_head) + 1))
         axes[0].plot(blocks, [float(d.std(unbiased=False)) for d in per_head], 'o-', label=name)
         axes[1].plot(blocks, dissim, 'o-', label=name)
-    axes[0].set_ylabel('std over heads of distance (px)')
-    axes[1].set_ylabel('1 - mean pairwise head cosine sim.')
-    for ax in axes:
-        ax.set_xlabel('block (1-indexed)')
+    for ax, ylabel in zip(axes, ('std over heads of distance (px)',
+                                 '1 - mean pairwise head cosine sim.')):
+        ax.set(xlabel='block (1-indexed)', ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=.3)
         ax.legend()

@@ -1,12 +1,11 @@
 """Per-layer probes: linear-probe and kNN top-1 on the frozen features of every block of one or
-several checkpoints (README, "Per-layer probes"). CONFIG gives only the encoder (``arch``,
-``patch_size``, ``img_size``) and the normalisation; each checkpoint's ``backbone.`` weights are
-loaded strictly into mmpretrain's ``VisionTransformer``; every block's class token and mean patch
-token of ``DATA_ROOT/{train,val}/<class>/*`` are cached per checkpoint x split x block, then probed
-(:mod:`deepmim_mm.analysis.probe`). Writes ``layer_probe.{csv,json,png}`` to ``--work-dir``.
+several checkpoints (README, "Per-layer probes"). CONFIG's model is built once
+(:func:`deepmim_mm.apis.init_encoder`) and each checkpoint's encoder loaded into it strictly; the
+class token and mean patch token of every block on ``DATA_ROOT/{train,val}/<class>/*`` are
+cached per checkpoint and split, then probed (:mod:`deepmim_mm.analysis.probe`). Writes
+``layer_probe.{csv,json,png}`` to ``--work-dir``.
 """
 import argparse
-import csv
 import dataclasses
 import hashlib
 import json
@@ -21,15 +20,11 @@ from deepmim_mm.analysis import FEATURES
 from deepmim_mm.analysis.probe import DEFAULT_L2_GRID, knn_probe, linear_probe
 from deepmim_mm.utils import add_cfg_options, check_output_folder, load_config
 
-from analysis_utils import InputError, pyplot, run, save_figure, user_input
+from analysis_utils import InputError, pyplot, run, save_figure, user_input, write_csv
 
 PROBES = ('linear', 'knn')
-DEFAULT_MEAN = [123.675, 116.28, 103.53]
-DEFAULT_STD = [58.395, 57.12, 57.375]
 #: What the tool reads from the config; an override of anything else would change nothing.
-READ_KEYS = ('model.backbone.arch', 'model.backbone.patch_size', 'model.backbone.img_size') + tuple(
-    f'{where}data_preprocessor.{key}' for where in ('', 'model.')
-    for key in ('mean', 'std', 'to_rgb'))
+READ_KEYS = ('model.backbone', 'model.data_preprocessor', 'data_preprocessor')
 
 
 def parse_args(argv=None):
@@ -108,9 +103,6 @@ def parse_args(argv=None):
     return args
 
 
-# ------------------------------------------------------------------------------------------------
-# Encoder and data
-# ------------------------------------------------------------------------------------------------
 def check_read_keys(options):
     """Every ``--cfg-options`` key must be one the tool reads (:data:`READ_KEYS`)."""
     for key in options or {}:
@@ -120,36 +112,6 @@ def check_read_keys(options):
                              'settings are flags: see --help)')
 
 
-def encoder_settings(cfg, img_size=None):
-    """``arch``, ``patch_size``, ``img_size`` of ``cfg.model.backbone``."""
-    bb = cfg.get('model', {}).get('backbone')
-    if not bb or 'arch' not in bb:
-        raise InputError('config: model.backbone.arch not found; the config must describe a '
-                         'ViT backbone (VisionTransformer, MAEViT, DeepMIMViT, ...)')
-    arch = bb['arch']
-    arch = arch.to_dict() if hasattr(arch, 'to_dict') else arch
-    if isinstance(arch, dict):
-        arch = {k: arch[k] for k in ('embed_dims', 'num_layers', 'num_heads',
-                                     'feedforward_channels')}
-    size = img_size or bb.get('img_size', 224)
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    return dict(arch=arch, patch_size=bb.get('patch_size', 16), img_size=int(size))
-
-
-def build_model(settings, normalisation):
-    """mmpretrain's ``VisionTransformer`` (raw block outputs, no final norm) with the config's
-    normalisation, as the ``backbone`` of a head-less ``ImageClassifier``."""
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import MODELS
-    backbone = dict(type='VisionTransformer', arch=settings['arch'], out_type='raw',
-                    img_size=settings['img_size'], patch_size=settings['patch_size'],
-                    final_norm=False)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        return MODELS.build(dict(type='ImageClassifier', backbone=backbone,
-                                 data_preprocessor=dict(type='ClsDataPreprocessor',
-                                                        **normalisation)))
-
-
 def digest(**fields) -> str:
     """A short hash of ``fields``: the cache key of a checkpoint (its file, the encoder, the
     prefix) or of a split (its images and labels, the eval pipeline, the normalisation)."""
@@ -157,41 +119,35 @@ def digest(**fields) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def data_key(ds, img_size, normalisation):
+def data_key(ds, normalisation):
     items = [(osp.relpath(ds.get_data_info(i)['img_path'], ds.data_root),
               int(ds.get_data_info(i)['gt_label'])) for i in range(len(ds))]
-    return digest(items=items, classes=list(ds.metainfo['classes']), img=img_size,
+    return digest(items=items, classes=list(ds.metainfo['classes']),
                   pipeline=repr(ds.pipeline), normalisation=normalisation)
 
 
-def layer_features(ckpt, label, model, datasets, args, cache_dir):
-    """``{split: [per-block dict(cls, avg, labels)]}``, from the cache when it is complete."""
+def layer_features(ckpt, label, model, datasets, args):
+    """``{split: [per-block dict(cls, avg, labels)]}``, from the cache where it has them."""
     from mmengine.dataset import pseudo_collate
     from tqdm import tqdm
 
-    from deepmim_mm.analysis import FEATURES, extract_features, labels_of
+    from deepmim_mm.analysis import extract_features, labels_of
     from deepmim_mm.checkpoint import load_pretrained_encoder
-    num = len(model.backbone.layers)
     st = os.stat(ckpt)
     ckey = digest(path=osp.abspath(ckpt), size=st.st_size, mtime=st.st_mtime_ns,
-                  settings=args.settings, prefix=args.prefix)
-    out, todo = {}, []
+                  encoder=args.encoder, prefix=args.prefix)
+    out, report = {}, None
     for split, (ds, dkey) in datasets.items():
-        files = [osp.join(cache_dir, f'{ckey}_{split}-{dkey}_block{b + 1:02d}.pt')
-                 for b in range(num)]
-        if not args.no_cache and all(osp.isfile(f) for f in files):
-            out[split] = [torch.load(f) for f in files]
-            print(f'[{label}] {split}: reusing cached features ({num} blocks) from {cache_dir}')
-        else:
-            todo.append((split, ds, files))
-    if not todo:
-        return out
-    with user_input():  # a checkpoint of another model, width or format
-        report = load_pretrained_encoder(model.backbone, ckpt, prefix=args.prefix or None,
-                                         field_name='checkpoints', resizable=('pos_embed', ))
-    print(f'[{label}] ' + report.format().split('\n')[0])
-    model.to(args.device).eval()
-    for split, ds, files in todo:
+        path = osp.join(args.cache_dir, f'{ckey}_{split}-{dkey}.pt')
+        if not args.no_cache and osp.isfile(path):
+            out[split] = torch.load(path)
+            print(f'[{label}] {split}: reusing cached features from {path}')
+            continue
+        if report is None:  # the first split not in the cache
+            with user_input():  # a checkpoint of another model, width or format
+                report = load_pretrained_encoder(model.backbone, ckpt, args.prefix or None,
+                                                 'checkpoints', resizable=('pos_embed', ))
+            print(f'[{label}] ' + report.format().split('\n')[0])
         t0 = time.time()
         loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size,
                                              num_workers=args.num_workers,
@@ -199,20 +155,17 @@ def layer_features(ckpt, label, model, datasets, args, cache_dir):
         feats = extract_features(model, tqdm(loader, desc=f'[{label}] {split} features',
                                              file=sys.stdout, dynamic_ncols=True),
                                  'all', pools=FEATURES)
-        feats = [dict(per, labels=labels_of(ds)) for per in feats.values()]
-        print(f'[{label}] {split}: {len(ds)} images x {num} blocks in {time.time() - t0:.1f}s')
+        out[split] = [dict(per, labels=labels_of(ds)) for per in feats.values()]
+        print(f'[{label}] {split}: {len(ds)} images x {len(feats)} blocks in '
+              f'{time.time() - t0:.1f}s')
         if not args.no_cache:
-            os.makedirs(cache_dir, exist_ok=True)
-            for f, block in zip(files, feats):
-                torch.save(block, f + '.tmp')
-                os.replace(f + '.tmp', f)
-        out[split] = feats
+            os.makedirs(args.cache_dir, exist_ok=True)
+            torch.save(out[split], path + '.tmp')
+            os.replace(path + '.tmp', path)
     return out
 
 
-# ------------------------------------------------------------------------------------------------
-# Probes on cached features
-# ------------------------------------------------------------------------------------------------
+# -- Probes on cached features -----------------------------------------------------------------
 def linear_options(args):
     """The fitting options of ``--classifier`` (see :mod:`deepmim_mm.analysis.probe`)."""
     if args.classifier == 'lbfgs':
@@ -255,99 +208,79 @@ CSV_FIELDS = ['label', 'checkpoint', 'block', 'feature', 'probe', 'top1', 'top5'
               'train_acc', 'iterations', 'converged', 'reason', 'grad_max', 'l2', 'k']
 
 
-def _fmt(key, value):
-    if value is None:
-        return ''
-    if key in ('top1', 'top5', 'train_acc'):
-        return f'{value:.2f}'
-    if key in ('train_loss', 'grad_max'):
-        return f'{value:.6g}'
-    if key == 'l2':
-        return f'{value:g}'
-    return value
-
-
-def write_outputs(rows, labels, features, probes, work_dir, plot):
-    os.makedirs(work_dir, exist_ok=True)
-    csv_path = osp.join(work_dir, 'layer_probe.csv')
+def write_outputs(rows, args):
+    """``layer_probe.{csv,json,png}`` in ``--work-dir``, and a table per probe on stdout."""
     fields = [f for f in CSV_FIELDS if any(r.get(f) is not None for r in rows)]
-    with open(csv_path, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction='ignore')
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _fmt(k, r.get(k)) for k in fields})
-    json_path = osp.join(work_dir, 'layer_probe.json')
+    csv_path, json_path = (osp.join(args.work_dir, f'layer_probe.{e}') for e in ('csv', 'json'))
+    write_csv(csv_path, fields, [[r.get(f) for f in fields] for r in rows])
     with open(json_path, 'w') as f:
         json.dump(rows, f, indent=1)
     blocks = sorted({r['block'] for r in rows})
     table = {(r['label'], r['feature'], r['probe'], r['block']): r['top1'] for r in rows}
-    for probe in probes:
-        cols = [(lab, feat) for lab in labels for feat in features]
-        head = ['block'] + [f'{lab}/{feat}' for lab, feat in cols]
-        widths = [max(5, len(h)) for h in head]
-        lines = ['  '.join(h.rjust(w) for h, w in zip(head, widths))]
-        for b in blocks:
-            vals = [str(b)] + [f'{table[(lab, feat, probe, b)]:.2f}' for lab, feat in cols]
-            lines.append('  '.join(v.rjust(w) for v, w in zip(vals, widths)))
-        print(f"{'Linear-probe' if probe == 'linear' else 'kNN'} top-1 (%) per block "
-              '(1-indexed):')
-        print('\n'.join(lines))
+    cols = [(lab, feat) for lab in args.labels for feat in args.features]
+    head = ['block'] + [f'{lab}/{feat}' for lab, feat in cols]
+    widths = [max(5, len(h)) for h in head]
+    for probe in args.probes:
+        print(f"{'Linear-probe' if probe == 'linear' else 'kNN'} top-1 (%) per block (1-indexed):")
+        lines = [head] + [[b] + [f'{table[(lab, feat, probe, b)]:.2f}' for lab, feat in cols]
+                          for b in blocks]
+        for line in lines:
+            print('  '.join(str(v).rjust(w) for v, w in zip(line, widths)))
     bad = [r for r in rows if r['probe'] == 'linear' and not r['converged']]
     if bad:
         print(f'WARNING: {len(bad)} linear fit(s) did not converge (raise --max-iter / '
               '--max-steps): ' + ', '.join(f"{r['label']}/block{r['block']}/{r['feature']}"
                                            for r in bad))
     print(f'wrote {csv_path} and {json_path}')
-    png_path = None
-    if plot:
-        fig, axes = pyplot().subplots(len(probes), len(features),
-                                      figsize=(5.5 * len(features), 4 * len(probes)), squeeze=False)
-        for row, probe in zip(axes, probes):
-            for ax, feat in zip(row, features):
-                for lab in labels:
-                    ax.plot(blocks, [table[(lab, feat, probe, b)] for b in blocks], marker='o',
-                            label=lab)
-                name = {'cls': 'class token', 'avg': 'average-pooled patch tokens'}[feat]
-                ax.set_title(f"{'linear probe' if probe == 'linear' else 'kNN'}, {name}")
-                ax.set_xlabel('block (1-indexed)')
-                ax.set_ylabel('top-1 (%)')
-                ax.set_xticks(blocks)
-                ax.grid(alpha=0.3)
-                ax.legend()
-        png_path = osp.join(work_dir, 'layer_probe.png')
-        save_figure(fig, png_path, dpi=120)
-        print(f'wrote {png_path}')
-    return csv_path, png_path
+    if args.no_plot:
+        return
+    fig, axes = pyplot().subplots(len(args.probes), len(args.features), squeeze=False,
+                                  figsize=(5.5 * len(args.features), 4 * len(args.probes)))
+    for row, probe in zip(axes, args.probes):
+        for ax, feat in zip(row, args.features):
+            for lab in args.labels:
+                ax.plot(blocks, [table[(lab, feat, probe, b)] for b in blocks], marker='o',
+                        label=lab)
+            name = {'cls': 'class token', 'avg': 'average-pooled patch tokens'}[feat]
+            ax.set_title(f"{'linear probe' if probe == 'linear' else 'kNN'}, {name}")
+            ax.set(xlabel='block (1-indexed)', ylabel='top-1 (%)', xticks=blocks)
+            ax.grid(alpha=0.3)
+            ax.legend()
+    save_figure(fig, osp.join(args.work_dir, 'layer_probe.png'), dpi=120)
+    print(f"wrote {osp.join(args.work_dir, 'layer_probe.png')}")
 
 
 def main(argv=None):
-    args = parse_args(argv)
     from tqdm import tqdm
 
-    from deepmim_mm.analysis import labelled_splits
+    from deepmim_mm.analysis import labelled_splits, model_input_size
+    from deepmim_mm.apis import init_encoder
+    args = parse_args(argv)
     torch.manual_seed(args.seed)
     check_read_keys(args.cfg_options)
     with user_input():
         check_output_folder(args.work_dir, '--work-dir')
         cfg = load_config(args.config, args.cfg_options, args.allow_new_keys)
-    args.settings = encoder_settings(cfg, args.img_size)
-    dp = cfg.get('data_preprocessor') or cfg.get('model', {}).get('data_preprocessor') or {}
-    normalisation = dict(mean=list(dp.get('mean', DEFAULT_MEAN)),
-                         std=list(dp.get('std', DEFAULT_STD)), to_rgb=dp.get('to_rgb', True))
-    model = build_model(args.settings, normalisation)
-    with user_input():
-        splits = labelled_splits(args.data_root, args.settings['img_size'], args.max_per_class,
+        # Every block's raw output is probed: no final norm, which a checkpoint need not have.
+        cfg.merge_from_dict({'model.backbone.out_type': 'raw', 'model.backbone.final_norm': False,
+                             **({'model.backbone.img_size': args.img_size} if args.img_size
+                                else {})})
+        model = init_encoder(cfg, None, args.device)
+        splits = labelled_splits(args.data_root, model_input_size(model), args.max_per_class,
                                  args.seed, field_name='--data-root')
-    datasets = {split: (ds, data_key(ds, args.settings['img_size'], normalisation))
+    args.encoder = cfg.model.backbone
+    normalisation = cfg.model.get('data_preprocessor', cfg.get('data_preprocessor'))
+    datasets = {split: (ds, data_key(ds, normalisation))
                 for split, ds in zip(('train', 'val'), splits)}
     classes = splits[0].metainfo['classes']
-    print(f"data: {len(datasets['train'][0])} train / {len(datasets['val'][0])} val images, "
-          f'{len(classes)} classes; encoder {args.settings}; device {args.device}')
-    cache_dir = args.cache_dir or osp.join(args.work_dir, 'feature_cache')
+    print(f"data: {len(splits[0])} train / {len(splits[1])} val images, {len(classes)} classes; "
+          f'encoder {type(model.backbone).__name__} {model_input_size(model)} px; '
+          f'device {args.device}')
+    args.cache_dir = args.cache_dir or osp.join(args.work_dir, 'feature_cache')
     what = ' + '.join(args.classifier if p == 'linear' else 'knn' for p in args.probes)
     rows = []
     for ckpt, label in zip(args.checkpoints, args.labels):
-        feats = layer_features(ckpt, label, model, datasets, args, cache_dir)
+        feats = layer_features(ckpt, label, model, datasets, args)
         jobs = [(b, f) for b in range(len(model.backbone.layers)) for f in args.features]
         for b, feat in tqdm(jobs, desc=f'[{label}] probes ({what})', file=sys.stdout,
                             dynamic_ncols=True):
@@ -364,8 +297,7 @@ def main(argv=None):
                   f'({edges[0]:g} .. {edges[1]:g}); a wider grid may fit '
                   'better: ' + ', '.join(f"{r['label']}/block{r['block']}/{r['feature']} "
                                          f"(l2={r['l2']:g})" for r in edge))
-    write_outputs(rows, args.labels, args.features, args.probes, args.work_dir,
-                  not args.no_plot)
+    write_outputs(rows, args)
     return rows
 
 

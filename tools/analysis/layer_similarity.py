@@ -1,12 +1,9 @@
 """Linear CKA between the blocks of one checkpoint, or of two checkpoints, as heat maps.
 
-Images are encoded unmasked and the raw output of every block (before the final norm) is
-compared with :func:`deepmim_mm.analysis.linear_cka`. ``--pool`` chooses the examples: every
-patch token of every image (``tokens``, default, as Raghu et al., arXiv 2108.08810; both models
-need the same token grid), or one per image, its mean patch token (``mean``) or class token
-(``cls``). Writes ``cka_<A>.png`` (and ``cka_<B>.png``, ``cka_<A>_vs_<B>.png``) and
-``layer_similarity.csv`` (model_a, block_a, model_b, block_b, cka; blocks 1-indexed). Only the
-checkpoints' ``backbone.`` keys are used, and they must fit exactly.
+``--pool`` chooses the examples: every patch token of every image (``tokens``, default; both
+models need the same token grid), or one per image, its mean patch token (``mean``) or class
+token (``cls``). Writes ``cka_*.png`` and ``layer_similarity.csv``; only the checkpoints'
+``backbone.`` keys are used, and they must fit exactly.
 """
 import os
 import os.path as osp
@@ -43,8 +40,7 @@ def heatmap(path, matrix, title, ylabel, xlabel):
     im = ax.imshow(matrix.numpy(), origin='lower', vmin=0, vmax=1, cmap='magma')
     ax.set_xticks(range(m), [str(j + 1) for j in range(m)], fontsize=7)
     ax.set_yticks(range(n), [str(i + 1) for i in range(n)], fontsize=7)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label='linear CKA')
     save_figure(fig, path)

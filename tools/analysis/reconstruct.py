@@ -1,12 +1,8 @@
-"""Per-level reconstructions of a DeepMIM (or MAE / MFF) checkpoint.
+"""Per-level reconstructions of a DeepMIM (or MAE / MFF) checkpoint: one PNG per image and
+``reconstruction_loss.csv`` (README, "Analysis and visualisation").
 
-For every image one PNG: the original, the masked input and, per supervised level, the
-reconstruction with the visible patches pasted back (pixel targets) or the per-token cosine
-similarity of the prediction to the teacher's features (feature targets); and
-``reconstruction_loss.csv``, the head's masked loss per image and level. One random mask per
-batch, shared by every level as in training; it depends only on ``--seed``, ``--batch-size``, the
-(readable) images and the device, so two checkpoints see the same masks. The checkpoint must fit
-the whole model (decoders included).
+One random mask per batch, shared by every level as in training, drawn from ``--seed``: two
+checkpoints see the same masks. The checkpoint must fit the whole model (decoders included).
 """
 import os
 import os.path as osp
@@ -23,37 +19,26 @@ def add_args(parser):
                         help='override the backbone mask ratio (default: the config\'s)')
 
 
-def save_figure(path, name, panels, result, i):
-    plt = pyplot()
-    levels = result.names
-    ncol = 2 + len(levels)
-    fig, axes = plt.subplots(1, ncol, figsize=(2.4 * ncol, 2.8), squeeze=False)
-    axes = axes[0]
-    axes[0].imshow(panels['original'][i])
-    axes[0].set_title('original', fontsize=9)
-    ratio = float(result.mask[i].mean())
-    axes[1].imshow(panels['masked'][i])
-    axes[1].set_title(f'masked ({ratio:.0%})', fontsize=9)
-    for j, level in enumerate(levels):
-        ax = axes[2 + j]
-        loss = float(result.losses[i, j])
+def figure(name, panels, result, i, rows):
+    """Image ``i``: original | masked | per level, the reconstruction with the visible patches
+    pasted back (pixel targets) or the cosine map to the teacher (``rows``: its CSV rows)."""
+    cols = [(panels['original'][i], 'original'),
+            (panels['masked'][i], f'masked ({float(result.mask[i].mean()):.0%})')]
+    for j, row in enumerate(rows):
         if result.kind == 'pixel':
-            ax.imshow(panels['levels'][j][i])
-            ax.set_title(f'{level}\nloss {loss:.3f}', fontsize=9)
+            cols.append((panels['levels'][j][i], f'{row[1]}\nloss {row[2]:.3f}'))
         else:
-            cos = panels['cosine'][j][i]
-            m = result.mask[i].reshape(cos.shape).cpu().numpy().astype(bool)
-            im = ax.imshow(cos, cmap='viridis', vmin=-1, vmax=1)
-            ax.set_title(f'{level} cos to teacher\nmasked mean {cos[m].mean():.2f}',
-                         fontsize=9)
+            cols.append((panels['cosine'][j][i], f'{row[1]} cos to teacher\nmasked mean '
+                         f'{row[3]:.2f}'))
+    fig, axes = pyplot().subplots(1, len(cols), figsize=(2.4 * len(cols), 2.8), squeeze=False)
+    for ax, (img, title) in zip(axes[0], cols):
+        im = ax.imshow(img, cmap='viridis', vmin=-1, vmax=1)  # the map of a cosine, not RGB
+        ax.set_title(title, fontsize=9)
+        ax.set(xticks=[], yticks=[])
     if result.kind != 'pixel':
-        fig.colorbar(im, ax=list(axes[2:]), fraction=0.02, pad=0.01)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        fig.colorbar(im, ax=list(axes[0][2:]), fraction=0.02, pad=0.01)
     fig.suptitle(name, fontsize=9)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def main(argv=None):
@@ -61,8 +46,7 @@ def main(argv=None):
     args = parse_args(__doc__, argv, add_args, single=True)
     if args.mask_ratio is not None and not 0 < args.mask_ratio < 1:
         raise InputError(f'--mask-ratio must be in (0, 1), got {args.mask_ratio}')
-    model = load_model(args.config, args.checkpoint, args.device, args.cfg_options,
-                       allow_new_keys=args.allow_new_keys)
+    model = load_model(args.config, args.checkpoint, args, prefix=None).to(args.device)
     if args.mask_ratio is not None:
         model.backbone.mask_ratio = args.mask_ratio
     rows, used = [], set()
@@ -78,12 +62,14 @@ def main(argv=None):
             while stem in used:  # same file name in two folders
                 stem, k = f'{base}_{k}', k + 1
             used.add(stem)
-            save_figure(osp.join(args.out_dir, f'{stem}.png'), path, panels, result, i)
             masked = result.mask[i].bool().cpu().numpy()
             for j, level in enumerate(result.names):
                 rows.append([path, level, float(result.losses[i, j])])
                 if result.kind != 'pixel':  # the mean cosine to the teacher, masked tokens
                     rows[-1].append(float(panels['cosine'][j][i].reshape(-1)[masked].mean()))
+            fig = figure(path, panels, result, i, rows[-len(result.names):])
+            fig.savefig(osp.join(args.out_dir, f'{stem}.png'), dpi=100)  # no tight layout: colorbar
+            pyplot().close(fig)
     feature = result.kind != 'pixel'
     header = ['image', 'level', 'masked_loss'] + ['masked_mean_cosine'] * feature
     csv_path = osp.join(args.out_dir, 'reconstruction_loss.csv')

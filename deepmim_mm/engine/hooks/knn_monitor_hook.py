@@ -3,7 +3,6 @@ import time
 from typing import Dict, List, Optional
 
 import numpy as np
-import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
@@ -21,9 +20,8 @@ class KNNMonitorHook(Hook):
     Adds what mmengine's validation loop cannot run on a pretraining model (it predicts no
     labels): DINO's weighted kNN (:func:`~deepmim_mm.analysis.probe.knn_probe`) on the unmasked
     features of ``data_root/train/<class>/*`` (memory) and ``data_root/val/<class>/*`` (queries),
-    logged through ``runner.visualizer`` as ``knn_top1/block{n}``, ``knn_monitor/seconds``,
-    ``knn_monitor/epoch_fraction`` and the image ``knn_top1``. Training is unchanged (eval mode,
-    no gradients, RNG states and mode restored); the history travels in the checkpoints.
+    logged through ``runner.visualizer`` (README, "kNN monitoring per level"). Training is
+    unchanged (eval mode, no gradients, RNG states and mode restored).
 
     Args:
         data_root: folder with ``train/`` and ``val/`` class subfolders (required when on).
@@ -78,11 +76,9 @@ class KNNMonitorHook(Hook):
         self.batch_size = batch_size
         self.seed = seed
         self.history: List[dict] = []
-        self._data: Optional[Dict[str, tuple]] = None
+        self._data: Optional[List[tuple]] = None
         self._num_classes = 0
-        self._epoch_start: Optional[float] = None
-        self._epoch_seconds: Optional[float] = None
-        self._since = (None, 0)  # (time, iteration) of the last evaluation's end
+        self._since = (0.0, 0)  # (time, iterations done) at the last evaluation's end
 
     # -- schedule --------------------------------------------------------------------------
     def before_train(self, runner) -> None:
@@ -91,12 +87,7 @@ class KNNMonitorHook(Hook):
                              'iteration based; set by_epoch=False (interval in iterations)')
         self._since = (time.perf_counter(), runner.iter)
 
-    def before_train_epoch(self, runner) -> None:
-        self._epoch_start = time.perf_counter()
-
     def after_train_epoch(self, runner) -> None:
-        if self._epoch_start is not None:
-            self._epoch_seconds = time.perf_counter() - self._epoch_start
         if self.enable and self.by_epoch and self.every_n_epochs(runner, self.interval):
             self.evaluate(runner, runner.iter)
 
@@ -113,20 +104,16 @@ class KNNMonitorHook(Hook):
 
     # -- work ------------------------------------------------------------------------------
     def _load_images(self, model) -> None:
+        """``self._data``: per split, the collated batches (decoded once) and the labels."""
         from mmengine.dataset import default_collate
         splits = labelled_splits(self.data_root, model_input_size(model), self.max_per_class,
                                  self.seed, field_name=f'{type(self).__name__}.data_root')
-        self._data = {}
-        for split, ds in zip(('train', 'val'), splits):
-            bs = self.batch_size
+        self._data, bs = [], self.batch_size
+        for ds in splits:
             batches = [default_collate([ds[i] for i in range(s, min(s + bs, len(ds)))])
                        for s in range(0, len(ds), bs)]
-            self._data[split] = (batches, labels_of(ds))
+            self._data.append((batches, labels_of(ds)))
         self._num_classes = len(splits[0].metainfo['classes'])
-
-    def _features(self, model, batches) -> Dict[str, torch.Tensor]:
-        feats = extract_features(model, batches, self.blocks, pools=(self.feature, ))
-        return {name: per[self.feature] for name, per in feats.items()}
 
     def evaluate(self, runner, step: int) -> Dict[str, float]:
         """Score every level now and log it at ``step``; returns ``{'block{n}': top1}``."""
@@ -138,11 +125,12 @@ class KNNMonitorHook(Hook):
         try:
             if self._data is None:
                 self._load_images(model)
-            train = self._features(model, self._data['train'][0])
-            val = self._features(model, self._data['val'][0])
+            (train, train_y), (val, val_y) = [
+                (extract_features(model, batches, self.blocks, pools=(self.feature, )), labels)
+                for batches, labels in self._data]
             device = next(model.parameters()).device
-            top1 = {name: knn_probe(train[name], self._data['train'][1], val[name],
-                                    self._data['val'][1], self._num_classes, k=self.k,
+            top1 = {name: knn_probe(train[name][self.feature], train_y, val[name][self.feature],
+                                    val_y, self._num_classes, k=self.k,
                                     temperature=self.temperature, device=device)['top1']
                     for name in train}
         finally:
@@ -151,7 +139,7 @@ class KNNMonitorHook(Hook):
         self.history.append(dict(step=step, top1=top1))
         image = self._plot()
         seconds = time.perf_counter() - t0  # all of the hook's work but writing the logs
-        epoch = self._epoch_seconds_estimate(runner, t0)
+        epoch = self._epoch_seconds(runner, t0, step)
         scalars = {f'knn_top1/{name}': v for name, v in top1.items()}
         scalars['knn_monitor/seconds'] = seconds
         if epoch:
@@ -159,29 +147,22 @@ class KNNMonitorHook(Hook):
         runner.visualizer.add_scalars(scalars, step=step)
         runner.visualizer.add_image('knn_top1', image, step=step)
         cost = f', {seconds / epoch:.3f} of an epoch' if epoch else ''
+        n_train, n_val = len(train_y), len(val_y)
         runner.logger.info(
-            f'kNN top-1 (k={min(self.k, len(self._data["train"][1]))}, T={self.temperature}, '
-            f'{self.feature}; '
-            f'{len(self._data["train"][1])} train / {len(self._data["val"][1])} val images) at '
-            f'iteration {step}: ' + ', '.join(f'{n} {v:.2f}' for n, v in top1.items())
-            + f' ({seconds:.2f} s{cost})')
-        self._since = (time.perf_counter(), runner.iter + (0 if self.by_epoch else 1))
+            f'kNN top-1 (k={min(self.k, n_train)}, T={self.temperature}, {self.feature}; '
+            f'{n_train} train / {n_val} val images) at iteration {step}: '
+            + ', '.join(f'{n} {v:.2f}' for n, v in top1.items()) + f' ({seconds:.2f} s{cost})')
+        self._since = (time.perf_counter(), step)
         return top1
 
-    def _epoch_seconds_estimate(self, runner, now: float) -> Optional[float]:
-        """Seconds of one training epoch: the last epoch's (epoch loops) or, for iteration
-        loops, the mean iteration time since the last evaluation x iterations per epoch."""
-        if self.by_epoch:
-            return self._epoch_seconds
-        t, it = self._since
-        done = runner.iter + 1 - it
+    def _epoch_seconds(self, runner, now: float, step: int) -> Optional[float]:
+        """Seconds of one training epoch: the mean iteration time since the last evaluation
+        (or the start) x iterations per epoch; ``None`` for a loader without a length."""
+        t, done = self._since
         try:
-            per_epoch = len(runner.train_dataloader)
-        except TypeError:
+            return (now - t) / (step - done) * len(runner.train_dataloader)
+        except (TypeError, ZeroDivisionError):
             return None
-        if t is None or done <= 0:
-            return None
-        return (now - t) / done * per_epoch
 
     def _plot(self) -> np.ndarray:
         """RGB image: top-1 per level against the training step, one line per level."""
@@ -194,8 +175,7 @@ class KNNMonitorHook(Hook):
         for name in names:
             ax.plot(steps, [h['top1'].get(name, np.nan) for h in self.history], marker='o',
                     label=name)
-        ax.set_xlabel('iteration')
-        ax.set_ylabel(f'kNN top-1 (%), k={self.k}')
+        ax.set(xlabel='iteration', ylabel=f'kNN top-1 (%), k={self.k}')
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()

@@ -19,8 +19,7 @@ class DeepMIMReconstructionHook(Hook):
     ``runner.visualizer.add_image``. Eval mode, no gradients, RNG state restored.
 
     Args:
-        enable: off by default; switch it on from the command line with
-            ``--cfg-options custom_hooks.0.enable=True``.
+        enable: off by default.
         interval: iterations between two figures.
         num_images: images (rows) per figure.
         seed: seed of the mask used for the figures.
