@@ -1,5 +1,6 @@
 """Data loading: clear errors for bad images and data folders, and the fast input paths —
-crop-aware decoding on the CPU, and bytes-only workers with decoding and augmentation on the device."""
+crop-aware decoding on the CPU, and bytes-only workers with decoding and augmentation on the
+device."""
 from .crop_transforms import (DecodeCropResize, PackImageBytes, RandomFlipFlag,
                               RandomResizedCropBox, image_bytes_collate)
 from .data_preprocessor import DecodeDataPreprocessor
