@@ -6,6 +6,7 @@ from copy import deepcopy
 import mmengine
 from mmengine.config import ConfigDict
 from mmengine.evaluator import DumpResults
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from deepmim_mm.datasets import check_data_folders
 from deepmim_mm.utils import (build_runner, merge_cfg_options, read_runner_config, run,
@@ -102,6 +103,7 @@ _VIS_HOOKS = dict(mmpretrain='VisualizationHook', mmseg='SegVisualizationHook',
                   mmdet='DetVisualizationHook')
 
 
+@record  # under torchrun: the failing rank's exception ends torchrun's summary
 def main(argv=None):
     args = parse_args(argv)
     cfg = read_runner_config(args, ('test_dataloader', ))
