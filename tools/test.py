@@ -6,11 +6,10 @@ from copy import deepcopy
 import mmengine
 from mmengine.config import ConfigDict
 from mmengine.evaluator import DumpResults
-from torch.distributed.elastic.multiprocessing.errors import record
 
 from deepmim_mm.datasets import check_data_folders
-from deepmim_mm.utils import (build_runner, merge_cfg_options, read_runner_config, run,
-                              runner_arg_parser)
+from deepmim_mm.utils import (build_runner, merge_cfg_options, read_runner_config,
+                              record_for_torchrun, run, runner_arg_parser)
 
 
 def parse_args(argv=None):
@@ -103,7 +102,7 @@ _VIS_HOOKS = dict(mmpretrain='VisualizationHook', mmseg='SegVisualizationHook',
                   mmdet='DetVisualizationHook')
 
 
-@record  # under torchrun: the failing rank's exception ends torchrun's summary
+@record_for_torchrun
 def main(argv=None):
     args = parse_args(argv)
     cfg = read_runner_config(args, ('test_dataloader', ))

@@ -4,11 +4,10 @@
 # configs in fp32 without a GPU.
 import os.path as osp
 
-from torch.distributed.elastic.multiprocessing.errors import record
-
 from deepmim_mm.datasets import check_data_folders
 from deepmim_mm.utils import (build_runner, check_hook_args, fall_back_to_fp32_without_gpu,
-                              merge_cfg_options, read_runner_config, run, runner_arg_parser)
+                              merge_cfg_options, read_runner_config, record_for_torchrun, run,
+                              runner_arg_parser)
 
 
 def parse_args(argv=None):
@@ -27,7 +26,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-@record  # under torchrun: the failing rank's exception ends torchrun's summary
+@record_for_torchrun
 def main(argv=None):
     args = parse_args(argv)
     cfg = read_runner_config(args, ('train_dataloader', 'val_dataloader', 'test_dataloader'),

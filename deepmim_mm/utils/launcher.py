@@ -74,6 +74,16 @@ def init_cpu_distributed(cfg, launcher: str) -> bool:
     return True
 
 
+def record_for_torchrun(main):
+    """``main`` under torch's ``record`` when torchrun started this process and asks for an
+    error file (``TORCHELASTIC_ERROR_FILE``): its exception then ends torchrun's summary, with
+    the rank. As it is otherwise (``record`` would also switch faulthandler on)."""
+    if not os.environ.get('TORCHELASTIC_ERROR_FILE'):
+        return main
+    from torch.distributed.elastic.multiprocessing.errors import record
+    return record(main)
+
+
 def finish_distributed() -> None:
     """Destroy the process group, if any."""
     if dist.is_available() and dist.is_initialized():
