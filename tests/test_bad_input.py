@@ -291,3 +291,45 @@ def test_non_finite_hook_interval_must_be_positive():
     from deepmim_mm.engine import NonFiniteLossHook
     with pytest.raises(ValueError, match='interval must be a positive int, got 0'):
         NonFiniteLossHook(interval=0)
+
+
+# ------------------------------------------------------------------------------------------
+# Data folders: symbolic links the scan would follow forever or leave out silently
+# ------------------------------------------------------------------------------------------
+LINK_LOOPS = [
+    # (links (path under the data folder, target); the links the error may name)
+    ([('class0/up', '..')], ['class0/up']),
+    ([('class0/self', 'self')], ['class0/self']),
+    ([('class0/to1', '../class1'), ('class1/to0', '../class0')], ['class0/to1', 'class1/to0']),
+]
+
+
+@pytest.mark.parametrize('links,named', LINK_LOOPS, ids=['to parent', 'to itself', 'two links'])
+def test_symlink_loop_in_data_folder_is_named(tmp_path, links, named):
+    """mmengine's scan follows the loop until the path is too long: an OSError holding a path
+    of 1,000 characters that names no link."""
+    data = make_data(tmp_path, n_per_class=1)
+    for link, target in links:
+        os.symlink(target, osp.join(data, link))
+    cfg = tiny_config(tmp_path / 'tiny.py', data, iters=1)
+    with pytest.raises(ValueError) as info:
+        run_main('tools/train.py', cfg, '--work-dir', str(tmp_path / 'work'))
+    msg = str(info.value)
+    assert msg.startswith(f'data folder {data}: the symbolic link ') and '\n' not in msg
+    assert len(msg) < 3 * len(data) + 150, msg  # not the path of the loop followed, unrolled
+    assert any(f'{osp.join(data, n)} -> {dict(links)[n]} loops' in msg for n in named), msg
+
+
+def test_dangling_symlink_in_data_folder_is_named(tmp_path, capsys):
+    """The scan leaves a link to no file out of the dataset: training goes on (the folder may be
+    read-only, shared data), with a warning naming the link and its target."""
+    from mmengine.logging import MMLogger
+    data = make_data(tmp_path, n_per_class=1)
+    link, target = osp.join(data, 'class0', 'moved.JPEG'), str(tmp_path / 'elsewhere.JPEG')
+    os.symlink(target, link)
+    cfg = tiny_config(tmp_path / 'tiny.py', data, iters=1, ckpt=1)
+    MMLogger.get_instance(f'dangling_{tmp_path.name}')  # current until the Runner's, on capsys
+    assert run_main('tools/train.py', cfg, '--work-dir', str(tmp_path / 'work')) == 0
+    out = capsys.readouterr()
+    assert f'{link} -> {target}' in out.out + out.err
+    assert osp.isfile(tmp_path / 'work' / 'iter_1.pth')

@@ -273,13 +273,67 @@ def test_bad_arguments_are_one_error_line_naming_them(inputs, tmp_path, capsys):
     assert 'fewer than half of the input' in ' '.join(help_text.split())
 
 
+@pytest.fixture(scope='module')
+def formats(inputs, tmp_path_factory):
+    """One file per checkpoint format the converters tell apart."""
+    root = tmp_path_factory.mktemp('formats')
+    mff = torch.load(inputs['deepmim_to_timm'])['state_dict']
+    files = {'mff': inputs['deepmim_to_timm'], 'timm': inputs['timm_to_deepmim'],
+             'official': inputs['official_to_deepmim']}
+    for fmt, state in [
+            ('plugin', {k: v for k, v in mff.items() if 'proj_' not in k}),
+            ('encoder', {k[len('backbone.'):]: v for k, v in mff.items()
+                         if k.startswith('backbone.layers.')}),
+            ('clip', {'visual.conv1.weight': torch.zeros(8, 3, 16, 16),
+                      'visual.class_embedding': torch.zeros(8),
+                      'token_embedding.weight': torch.zeros(10, 8)})]:
+        files[fmt] = str(root / f'{fmt}.pth')
+        torch.save({'state_dict': state}, files[fmt])
+    return files
+
+
+# (converter, input format, what the error names; None: the converter reads it)
+FORMAT_CASES = [
+    ('deepmim_to_timm', 'plugin', None),
+    ('deepmim_to_timm', 'mff', None),
+    ('deepmim_to_timm', 'timm', 'already has the timm names'),
+    ('deepmim_to_timm', 'official', 'already has the timm names'),
+    ('deepmim_to_timm', 'clip', 'model.target_generator.checkpoint'),
+    ('deepmim_to_timm', 'encoder', 'no converter here reads it'),
+    ('timm_to_deepmim', 'plugin', 'already has the plugin names'),
+    ('timm_to_deepmim', 'mff', 'already has the plugin names'),
+    ('timm_to_deepmim', 'timm', None),
+    ('timm_to_deepmim', 'official', 'convert it with tools/model_converters/official_to_deepmim'),
+    ('timm_to_deepmim', 'clip', 'model.target_generator.checkpoint'),
+    ('timm_to_deepmim', 'encoder', 'already has the plugin names'),
+    ('official_to_deepmim', 'plugin', 'already has the plugin names'),
+    ('official_to_deepmim', 'mff', 'already has the plugin names'),
+    ('official_to_deepmim', 'timm', None),  # the official encoder-only releases
+    ('official_to_deepmim', 'official', None),
+    ('official_to_deepmim', 'clip', 'model.target_generator.checkpoint'),
+    ('official_to_deepmim', 'encoder', 'already has the plugin names'),
+]
+
+
+@pytest.mark.parametrize('script,fmt,named', FORMAT_CASES,
+                         ids=[f'{s}-{f}' for s, f, _ in FORMAT_CASES])
+def test_every_converter_names_the_format_it_does_not_read(formats, tmp_path, capsys,
+                                                           script, fmt, named):
+    """Every converter on every format: it converts the ones it reads; on any other it exits
+    with one line naming the file, what it is and what to do instead, --allow-drop or not."""
+    from deepmim_mm.checkpoint.loading import CHECKPOINT_FORMATS
+    dst = tmp_path / 'out.pth'
+    code, _, err = _convert(capsys, script, formats[fmt], dst, '--allow-drop')
+    if named is None:
+        assert code == 0 and dst.is_file(), err
+        return
+    first = f'error: src: {formats[fmt]} is {CHECKPOINT_FORMATS[fmt]}: '
+    assert code == 1 and err.startswith(first) and named in err, err
+    assert len(err.strip().splitlines()) == 1 and not dst.exists()
+
+
 def test_converters_refuse_empty_or_near_empty_results(inputs, tmp_path, capsys):
     dst = str(tmp_path / 'out.pth')
-    # A plugin checkpoint given to the timm and official converters: every key unmapped, so
-    # --allow-drop would write 0 tensors.
-    for script in ('timm_to_deepmim', 'official_to_deepmim'):
-        code, _, err = _convert(capsys, script, inputs['deepmim_to_timm'], dst, '--allow-drop')
-        assert code == 1 and 'only 0 of the' in err and inputs['deepmim_to_timm'] in err
     state = torch.load(inputs['deepmim_to_timm'])['state_dict']
     # Most of the encoder under foreign names: more than half dropped; no encoder at all.
     mostly_foreign = {k.replace('.layers.', '.adapter_layers.'): v for k, v in state.items()}

@@ -1,14 +1,15 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 # mmpretrain 1.2.0's tools/test.py for mmpretrain, mmseg and mmdet configs (default_scope), with
-# an exact checkpoint fit, checked --cfg-options and gloo runs without CUDA.
+# an exact checkpoint fit, checked --cfg-options and data folders, and gloo runs without CUDA.
 from copy import deepcopy
 
 import mmengine
 from mmengine.config import ConfigDict
 from mmengine.evaluator import DumpResults
 
-from deepmim_mm.utils import (build_runner, merge_cfg_options, read_runner_config, run,
-                              runner_arg_parser)
+from deepmim_mm.datasets import check_data_folders
+from deepmim_mm.utils import (build_runner, merge_cfg_options, read_runner_config,
+                              record_for_torchrun, run, runner_arg_parser)
 
 
 def parse_args(argv=None):
@@ -101,6 +102,7 @@ _VIS_HOOKS = dict(mmpretrain='VisualizationHook', mmseg='SegVisualizationHook',
                   mmdet='DetVisualizationHook')
 
 
+@record_for_torchrun
 def main(argv=None):
     args = parse_args(argv)
     cfg = read_runner_config(args, ('test_dataloader', ))
@@ -116,6 +118,7 @@ def main(argv=None):
     # After --cfg-options (as mmseg's and mmdet's tools do): TTA wraps the final model and test
     # pipeline.
     apply_show_and_tta(cfg, args)
+    check_data_folders(cfg, ('test_dataloader', ))
 
     runner = build_runner(cfg)
     if args.out and args.out_item in ['pred', None]:

@@ -1,10 +1,13 @@
 # Copyright (c) OpenMMLab. All rights reserved.
 # mmpretrain 1.2.0's tools/train.py with deepmim_mm.utils' checks of overrides, hook arguments
-# and --resume, gloo runs without CUDA and AMP configs in fp32 without a GPU.
+# and --resume, data folders checked before they are scanned, gloo runs without CUDA and AMP
+# configs in fp32 without a GPU.
 import os.path as osp
 
+from deepmim_mm.datasets import check_data_folders
 from deepmim_mm.utils import (build_runner, check_hook_args, fall_back_to_fp32_without_gpu,
-                              merge_cfg_options, read_runner_config, run, runner_arg_parser)
+                              merge_cfg_options, read_runner_config, record_for_torchrun, run,
+                              runner_arg_parser)
 
 
 def parse_args(argv=None):
@@ -23,6 +26,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@record_for_torchrun
 def main(argv=None):
     args = parse_args(argv)
     cfg = read_runner_config(args, ('train_dataloader', 'val_dataloader', 'test_dataloader'),
@@ -44,6 +48,7 @@ def main(argv=None):
     merge_cfg_options(cfg, args)
     fall_back_to_fp32_without_gpu(cfg)
     check_hook_args(cfg)
+    check_data_folders(cfg, ('train_dataloader', 'val_dataloader'))
 
     runner = build_runner(cfg, resume=args.resume == 'auto')
     runner.register_hook(dict(type='ResumeCheckHook'))

@@ -73,13 +73,41 @@ def _under(state) -> str:
     return ', '.join(sorted({k.split('.', 1)[0] + '.' for k in state})[:8])
 
 
+#: What :func:`checkpoint_format` tells apart, as a message names it.
+CHECKPOINT_FORMATS = {
+    'clip': 'a CLIP checkpoint (visual.* image tower)',
+    'official': 'an official MAE / DeepMIM pretraining checkpoint (timm names, decoder_* keys)',
+    'timm': 'a timm ViT state dict (blocks.N, patch_embed.proj)',
+    'mff': "an MFF checkpoint of this plugin / mmpretrain (fusion layers under 'backbone.')",
+    'plugin': "a checkpoint of this plugin / mmpretrain (encoder under 'backbone.')",
+    'encoder': "a bare encoder state dict (layers.N, no 'backbone.' prefix)",
+}
+
+
+def checkpoint_format(state) -> Optional[str]:
+    """The key of :data:`CHECKPOINT_FORMATS` that ``state``'s key names match, or ``None``."""
+    def has(*starts):
+        return any(k.startswith(starts) for k in state)
+
+    backbone = [k[len('backbone.'):] for k in state if k.startswith('backbone.')]
+    if has('visual.', 'text_projection', 'logit_scale', 'class_embedding'):
+        return 'clip'
+    if has('blocks.', 'patch_embed.proj.'):
+        return 'official' if has('decoder_') else 'timm'
+    if any(matches(k, [MFF_FUSION_KEYS]) for k in backbone):
+        return 'mff'
+    if backbone:
+        return 'plugin'
+    return 'encoder' if has('layers.', 'patch_embed.projection.') else None
+
+
 def _foreign(state) -> str:
     """What a checkpoint that shares no key with the model probably is."""
-    if any(k.startswith(('blocks.', 'patch_embed.proj.')) for k in state):
-        return 'timm / official MAE names: convert it with tools/model_converters/ first'
-    if any(k.startswith(('layers.', 'patch_embed.projection.')) for k in state):
-        return "a bare encoder state dict: read it with prefix=''"
-    return 'a checkpoint of another model or format'
+    fmt = checkpoint_format(state)
+    what = CHECKPOINT_FORMATS.get(fmt, 'a checkpoint of another model or format')
+    if fmt in ('timm', 'official'):
+        return what + ': convert it with tools/model_converters/ first'
+    return what + (": read it with prefix=''" if fmt == 'encoder' else '')
 
 
 def _causes(target, state, missing, unknown, shapes) -> List[str]:

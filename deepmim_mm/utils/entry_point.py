@@ -5,7 +5,7 @@ import os
 import os.path as osp
 
 from .config_checks import ALLOW_NEW_FLAG, check_cfg_options, check_work_dir, config_file
-from .launcher import check_launcher_env, finish_distributed, init_cpu_distributed
+from .launcher import check_launcher_env, finish_distributed, init_cpu_distributed, name_lost_ranks
 
 
 def add_cfg_options(parser) -> None:
@@ -81,8 +81,12 @@ def build_runner(cfg, resume: bool = False):
 
 
 def run(runner, method: str):
-    """``runner.<method>()``, the process group destroyed afterwards whatever happens."""
+    """``runner.<method>()``, the process group destroyed afterwards whatever happens; a failure
+    caused by a rank that stopped answering names that rank."""
     try:
         return getattr(runner, method)()
+    except RuntimeError as e:  # e.g. gloo's "Connection reset by peer": a rank was killed
+        name_lost_ranks(e)
+        raise
     finally:
         finish_distributed()

@@ -1,7 +1,10 @@
 """The process group of the plugin's entry points: gloo CPU processes without CUDA, destroyed
-before the interpreter exits."""
+before the interpreter exits; a rank that fails because another stopped answering names it."""
+import datetime
 import os
+import re
 import subprocess
+import time
 
 import torch
 import torch.distributed as dist
@@ -55,6 +58,8 @@ def init_cpu_distributed(cfg, launcher: str) -> bool:
     elif launcher != 'pytorch':
         raise ValueError(f'--launcher {launcher} on a machine without CUDA: only pytorch and '
                          'slurm are supported')
+    if 'timeout' in dist_cfg:  # seconds, as mmengine's init_dist takes it
+        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
     dist.init_process_group(backend='gloo', init_method='env://', **dist_cfg)
     if cfg.get('strategy') is not None:  # FlexibleRunner (FSDPStrategy)
         wrapper = dict(cfg.strategy.get('model_wrapper') or {})
@@ -69,7 +74,50 @@ def init_cpu_distributed(cfg, launcher: str) -> bool:
     return True
 
 
+def record_for_torchrun(main):
+    """``main`` under torch's ``record`` when torchrun started this process and asks for an
+    error file (``TORCHELASTIC_ERROR_FILE``): its exception then ends torchrun's summary, with
+    the rank. As it is otherwise (``record`` would also switch faulthandler on)."""
+    if not os.environ.get('TORCHELASTIC_ERROR_FILE'):
+        return main
+    from torch.distributed.elastic.multiprocessing.errors import record
+    return record(main)
+
+
 def finish_distributed() -> None:
     """Destroy the process group, if any."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+#: The tag of :func:`name_lost_ranks`' probe messages.
+_PROBE_TAG = 2**20 + 17
+
+
+class RankLostError(RuntimeError):
+    """A collective failed because other ranks no longer answer (killed, crashed or hung)."""
+
+
+def name_lost_ranks(error: BaseException, timeout: float = 10) -> None:
+    """When ``error`` is a failure of the gloo transport (a peer's connection reset, or a
+    timeout), raise :class:`RankLostError` naming the ranks that do not answer a point-to-point
+    probe within ``timeout`` seconds (every surviving rank probes every other one)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_backend() == 'gloo'
+            and 'gloo/transport' in str(error)):
+        return
+    rank, deadline, lost = dist.get_rank(), time.monotonic() + timeout, []
+    for peer in range(dist.get_world_size()):
+        try:  # a dead peer's connection fails at once; a silent one at the deadline
+            works = [dist.isend(torch.zeros(1), peer, tag=_PROBE_TAG),
+                     dist.irecv(torch.zeros(1), peer, tag=_PROBE_TAG)] if peer != rank else []
+            for work in works:
+                work.wait(datetime.timedelta(seconds=max(deadline - time.monotonic(), 0.1)))
+        except RuntimeError:
+            lost.append(str(peer))
+    if not lost:
+        return
+    # gloo's first line: "[.../pair.cc:561] Connection closed by peer [addr]:port. This is ..."
+    cause = re.sub(r'^\[[^]]*\] ', '', str(error).strip().splitlines()[0]).split('. ')[0]
+    raise RankLostError(f'rank {rank} of {dist.get_world_size()}: rank {", ".join(lost)} stopped '
+                        'answering (killed, crashed or hung: see its log), which ended this rank '
+                        f'with {type(error).__name__}: {cause}') from error

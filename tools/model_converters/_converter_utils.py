@@ -10,6 +10,16 @@ import torch
 
 from deepmim_mm.checkpoint import (NotACheckpointError, atomic_write_bytes, fold_keys,
                                    read_state_dict)
+from deepmim_mm.checkpoint.loading import CHECKPOINT_FORMATS, checkpoint_format
+
+#: Each converter: the formats (keys of ``CHECKPOINT_FORMATS``) it reads, and the one it writes.
+CONVERTERS = {
+    'deepmim_to_timm.py': (('plugin', 'mff'), 'timm'),
+    'timm_to_deepmim.py': (('timm', ), 'plugin'),
+    'official_to_deepmim.py': (('official', 'timm'), 'plugin'),
+}
+#: The formats whose encoder already has the names of a converter's output.
+_NAMED_AS = {'timm': ('timm', 'official'), 'plugin': ('plugin', 'mff', 'encoder')}
 
 #: The near-empty rule, shown in every converter's ``--help``.
 SAFETY_RULE = ('Nothing is written (exit code 1) when DST is SRC (also through a symbolic or '
@@ -33,9 +43,29 @@ def read_or_exit(read, *args):
         raise SystemExit(f'error: {e}') from None
 
 
-def convert(argv, doc, mapping, what, is_encoder, expected, add_arguments=None):
-    """Parse the common arguments, check DST, read SRC, map it (``mapping`` returns ``(state,
-    {dropped key: reason})``) and apply :data:`SAFETY_RULE`; returns the arguments and state."""
+def check_format(state, src, script):
+    """Exit naming what ``src`` is and what to do with it when its keys are those of a format the
+    converter ``script`` does not read."""
+    fmt = checkpoint_format(state)
+    reads, writes = CONVERTERS[script]
+    if fmt is None or fmt in reads:
+        return
+    other = [s for s, (r, w) in CONVERTERS.items() if fmt in r and w == writes]
+    if other:
+        fix = f'convert it with tools/model_converters/{other[0]} instead'
+    elif fmt in _NAMED_AS[writes]:
+        fix = f'its encoder already has the {writes} names {script} writes: use it as it is'
+    else:
+        fix = 'no converter here reads it' + (
+            ' (a CLIP teacher is read as it is: model.target_generator.checkpoint)'
+            if fmt == 'clip' else '')
+    raise SystemExit(f'error: src: {src} is {CHECKPOINT_FORMATS[fmt]}: {fix}; nothing written')
+
+
+def convert(argv, doc, mapping, script, is_encoder, add_arguments=None):
+    """Parse the common arguments, check DST, read SRC and its format (:data:`CONVERTERS`), map
+    it (``mapping`` returns ``(state, {dropped key: reason})``) and apply :data:`SAFETY_RULE`;
+    returns the arguments and state."""
     parser = argparse.ArgumentParser(description=doc.split('\n\n')[0], epilog=SAFETY_RULE)
     parser.add_argument('src', help='input checkpoint')
     parser.add_argument('dst', help='output checkpoint (.pth; .safetensors writes safetensors)')
@@ -54,7 +84,9 @@ def convert(argv, doc, mapping, what, is_encoder, expected, add_arguments=None):
     if osp.exists(args.dst) and not args.force:
         raise SystemExit(f'error: dst: {args.dst} exists; pass --force to replace it (or choose '
                          'another output path)')
-    state, dropped = mapping(read_or_exit(read_state_dict, args.src, 'src'))
+    state = read_or_exit(read_state_dict, args.src, 'src')
+    check_format(state, args.src, script)
+    state, dropped = mapping(state)
     by_reason = {}
     for key, reason in dropped.items():
         by_reason.setdefault(reason, []).append(key)
@@ -62,11 +94,12 @@ def convert(argv, doc, mapping, what, is_encoder, expected, add_arguments=None):
         print(f'dropped ({reason}, {len(keys)} keys): ' + ', '.join(fold_keys(keys)))
     unmapped = len(by_reason.get('unmapped', []))
     if unmapped and not args.allow_drop:
-        print(f'error: {unmapped} keys of the {what} checkpoint could not be mapped (see '
-              'above); nothing written. Pass --allow-drop to write the output without them.',
+        print(f'error: {unmapped} keys of {args.src} could not be mapped (see above); nothing '
+              'written. Pass --allow-drop to write the output without them.',
               file=sys.stderr)
         sys.exit(1)
     encoder = sum(map(is_encoder, state))
+    expected = ' or '.join(CHECKPOINT_FORMATS[f] for f in CONVERTERS[script][0])
     if encoder + unmapped == 0:
         raise SystemExit(f'error: {args.src} has no encoder keys ({expected}): not a checkpoint '
                          'of the format this converter reads; nothing written')

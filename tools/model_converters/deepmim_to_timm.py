@@ -17,9 +17,8 @@ def main(argv=None):
         parser.add_argument('--layout', choices=['timm', 'mae'], default='timm',
                             help="timm: a bare state dict (default); mae: {'model': state dict}, "
                             'for the official MAE / DeepMIM main_finetune.py --finetune')
-    args, state = convert(argv, __doc__, plugin_to_timm, 'plugin',
-                          lambda k: not k.startswith('head.'),
-                          'backbone.* keys of this plugin or mmpretrain', layout)
+    args, state = convert(argv, __doc__, plugin_to_timm, 'deepmim_to_timm.py',
+                          lambda k: not k.startswith('head.'), layout)
     save(state, args.dst, layout='model' if args.layout == 'mae' else None)
 
 

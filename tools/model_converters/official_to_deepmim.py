@@ -12,9 +12,8 @@ from _converter_utils import convert, save
 
 
 def main(argv=None):
-    args, state = convert(argv, __doc__, official_mae_to_plugin, 'official',
-                          lambda k: k.startswith('backbone.'),
-                          'timm names: patch_embed.proj, blocks.N, ...')
+    args, state = convert(argv, __doc__, official_mae_to_plugin, 'official_to_deepmim.py',
+                          lambda k: k.startswith('backbone.'))
     aux = {k.split('.')[2] for k in state if k.startswith('neck.aux_decoders.')}
     final = any(k.startswith('neck.') and 'aux_decoders' not in k for k in state)
     print(f'encoder: {sum(k.startswith("backbone.") for k in state)} keys; decoders: '

@@ -12,9 +12,8 @@ from _converter_utils import convert, save
 
 
 def main(argv=None):
-    args, state = convert(argv, __doc__, timm_to_plugin, 'timm',
-                          lambda k: k.startswith('backbone.'),
-                          'timm names: patch_embed.proj, blocks.N, ...')
+    args, state = convert(argv, __doc__, timm_to_plugin, 'timm_to_deepmim.py',
+                          lambda k: k.startswith('backbone.'))
     save(state, args.dst, meta=dict(converted_from=args.src, source_format='timm'))
 
 

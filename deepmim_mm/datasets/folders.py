@@ -1,0 +1,90 @@
+"""The image folders a config's datasets scan, checked before the scan: mmengine's
+``LocalBackend.list_dir_or_file`` (mmpretrain's ``CustomDataset``, mmseg's datasets) follows
+symbolic links to folders with no guard against a loop, and leaves out a link whose target is
+gone without a word."""
+import errno
+import os
+import os.path as osp
+import stat
+from typing import Iterator, List, Sequence
+
+from mmengine.logging import print_log
+
+#: How many links one message names before it counts the rest.
+_SHOWN = 5
+
+
+def dataset_folders(dataset_cfg) -> Iterator[str]:
+    """The local folders the datasets of ``dataset_cfg`` (inside wrappers: ``dataset``,
+    ``datasets``) scan: ``data_root`` joined with ``data_prefix`` (its ``img_path``), for the
+    datasets without an ``ann_file``."""
+    if not dataset_cfg:
+        return
+    for inner in [dataset_cfg.get('dataset')] + list(dataset_cfg.get('datasets') or []):
+        yield from dataset_folders(inner)
+    if dataset_cfg.get('dataset') or dataset_cfg.get('datasets') or dataset_cfg.get('ann_file'):
+        return
+    prefix = dataset_cfg.get('data_prefix') or ''
+    if isinstance(prefix, dict):
+        prefix = prefix.get('img_path') or ''
+    root = dataset_cfg.get('data_root') or ''
+    folder = osp.join(root, prefix) if prefix else root
+    if folder and osp.isdir(folder):
+        yield folder
+
+
+def check_image_folder(folder: str) -> List[str]:
+    """Walk ``folder`` as the scan does, following links to folders: a ``ValueError`` naming a
+    link that loops (to a folder that holds it, or to itself) and its target; a warning naming
+    the links whose target does not exist, which the scan leaves out. Returns those links."""
+    dangling = []
+    stack = [(folder, {_identity(os.stat(folder))})]
+    while stack:
+        path, above = stack.pop()
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    try:
+                        st = os.stat(entry.path)
+                    except FileNotFoundError:
+                        dangling.append(entry.path)
+                        continue
+                    except OSError as e:
+                        if e.errno != errno.ELOOP:
+                            raise
+                        raise _loop(folder, entry.path, 'itself') from None
+                    if not stat.S_ISDIR(st.st_mode):
+                        continue
+                    if _identity(st) in above:
+                        raise _loop(folder, entry.path, f'{osp.realpath(entry.path)}, which '
+                                    'holds it')
+                elif entry.is_dir(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                else:
+                    continue
+                stack.append((entry.path, above | {_identity(st)}))
+    if dangling:
+        more = f' and {len(dangling) - _SHOWN} more' if len(dangling) > _SHOWN else ''
+        print_log(f'data folder {folder}: {len(dangling)} symbolic links point to no file and are '
+                  'left out of the dataset: ' + ', '.join(
+                      f'{p} -> {os.readlink(p)}' for p in dangling[:_SHOWN]) + more,
+                  logger='current', level=30)
+    return dangling
+
+
+def check_data_folders(cfg, dataloaders: Sequence[str]) -> None:
+    """:func:`check_image_folder` on every folder the datasets of ``cfg``'s ``dataloaders``
+    (e.g. ``'train_dataloader'``) scan."""
+    for field in dataloaders:
+        for folder in dataset_folders((cfg.get(field) or {}).get('dataset')):
+            check_image_folder(folder)
+
+
+def _identity(st):
+    return st.st_dev, st.st_ino
+
+
+def _loop(folder, link, leads_to):
+    where = osp.join(osp.realpath(osp.dirname(link)), osp.basename(link))  # not the walked path
+    return ValueError(f'data folder {folder}: the symbolic link {where} -> {os.readlink(link)} '
+                      f'loops (it leads to {leads_to}); remove or retarget it')
