@@ -1,8 +1,8 @@
 """Importing deepmim_mm (and .seg, .det, .classification, .apis, .analysis) registers modules and
 changes nothing upstream: no attribute, class member, function code or default of any loaded
 torch / mmengine / mmcv / mmpretrain / mmseg / mmdet / numpy module, no registry entry, builtin,
-safe global, import hook, checkpoint scheme, environment variable, default dtype, thread count or
-warning filter. It needs neither mmseg nor mmdet."""
+safe global, import hook, checkpoint scheme, config package name, environment variable, default
+dtype, thread count or warning filter. It needs neither mmseg nor mmdet."""
 import subprocess
 import sys
 
@@ -15,6 +15,7 @@ import mmengine.optim, mmengine.fileio, mmengine.dist, mmcv.transforms, mmcv.ima
 import mmpretrain.models, mmpretrain.datasets, mmpretrain.evaluation, mmpretrain.apis  # noqa
 import mmseg.models, mmseg.datasets, mmdet.models, mmdet.datasets, mmdet.evaluation  # noqa
 from mmengine.registry import Registry
+from mmengine.config.utils import MODULE2PACKAGE
 from mmengine.runner.checkpoint import CheckpointLoader
 PREFIXES = ('torch', 'mmengine', 'mmcv', 'mmpretrain', 'mmseg', 'mmdet', 'numpy')
 
@@ -48,7 +49,7 @@ def snap():
 before, regs_before = snap()
 state = (list(torch.serialization.get_safe_globals()), list(sys.meta_path), list(sys.path_hooks),
          dict(CheckpointLoader._schemes), dict(os.environ), torch.get_default_dtype(),
-         torch.get_num_threads(), list(warnings.filters))
+         torch.get_num_threads(), list(warnings.filters), dict(MODULE2PACKAGE))
 import deepmim_mm, deepmim_mm.seg, deepmim_mm.det, deepmim_mm.classification  # noqa: F401,E401
 import deepmim_mm.apis, deepmim_mm.analysis  # noqa: F401,E401
 after, regs_after = snap()
@@ -59,9 +60,9 @@ overridden = sorted(f'{r}:{k}' for r, d in regs_before.items() for k in d
 assert not overridden, overridden
 now = (list(torch.serialization.get_safe_globals()), list(sys.meta_path), list(sys.path_hooks),
        dict(CheckpointLoader._schemes), dict(os.environ), torch.get_default_dtype(),
-       torch.get_num_threads(), list(warnings.filters))
+       torch.get_num_threads(), list(warnings.filters), dict(MODULE2PACKAGE))
 names = ('safe globals', 'meta_path', 'path_hooks', 'checkpoint schemes', 'environment',
-         'default dtype', 'threads', 'warning filters')
+         'default dtype', 'threads', 'warning filters', 'config packages')
 assert now == state, [n for n, x, y in zip(names, state, now) if x != y]
 # to a file: the fork's task libraries print to stdout on import
 open(sys.argv[1], 'w').write(f'ok {len(before)} {len(regs_before)}')

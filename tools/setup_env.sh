@@ -203,7 +203,7 @@ fi
 ln -sfn "$ROOT/deepmim_mm" "$SITE/deepmim_mm"
 [ -e "$ROOT/deepmim_mm/.mim/configs" ] || fail "setup.py did not create deepmim_mm/.mim/configs"
 echo "mim: $SITE/deepmim_mm -> $ROOT/deepmim_mm"
-echo "installed $(cd "$ROOT" && "$PYV" -c 'import deepmim_mm; print("deepmim_mm", deepmim_mm.__version__)')"
+echo "installed deepmim_mm $("$PYV" -c 'from importlib.metadata import version; print(version("deepmim_mm"))')"
 
 step "7/7 checking the stack imports"
 "$PYV" - <<'EOF'
