@@ -42,8 +42,10 @@ RECIPE_IGNORED = re.compile(
 
 @functools.lru_cache(maxsize=None)
 def _config(path):
-    """Each config loaded once per session (several models share one); callers only read it."""
-    return Config.fromfile(path)
+    """Each config loaded once per session (several models share one); callers only read it.
+    Read as the plugin's tools read it: after the fixes for the stack (``mmseg::`` bases)."""
+    from deepmim_mm.utils import load_config
+    return load_config(path)
 
 
 def _recipe(path):

@@ -17,6 +17,13 @@ def print_config(capsys, *argv):
     return capsys.readouterr().out
 
 
+def print_config_json(capsys, *argv):
+    """The JSON document of ``--json``: from its first line (``{``) on, as the fork's task
+    libraries print to stdout when first imported."""
+    lines = print_config(capsys, *argv, '--json').splitlines()
+    return json.loads('\n'.join(lines[lines.index('{'):]))
+
+
 def test_print_config_resolves_inheritance_and_overrides(capsys):
     out = print_config(capsys, DEMO, '--cfg-options', 'model.neck.decoder_depth=3',
                        'train_dataloader.batch_size=2')
@@ -28,7 +35,7 @@ def test_print_config_resolves_inheritance_and_overrides(capsys):
     assert "type='RandomResizedCrop'" in out
     assert 'decoder_depth=3' in out and 'decoder_depth=2' not in out
 
-    js = json.loads(print_config(capsys, DEMO, '--json'))
+    js = print_config_json(capsys, DEMO)
     assert js['model']['neck']['decoder_depth'] == 2
     assert js['train_dataloader']['dataset']['dataset']['data_root'] == \
         'deepmim_mm/demo/images/train'
@@ -44,17 +51,24 @@ def test_misc_tools_check_overrides(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith('error: --cfg-options train_dataloder.batch_size') and \
             "'train_dataloader'" in err and len(err.strip().splitlines()) == 1, err
-    js = json.loads(print_config(capsys, DEMO, '--json', '--cfg-options', 'my_note=1',
-                                 '--allow-new-keys'))
+    js = print_config_json(capsys, DEMO, '--cfg-options', 'my_note=1', '--allow-new-keys')
     assert js['my_note'] == 1
 
 
 def test_print_config_of_a_package_config(capsys):
-    out = print_config(capsys, 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
-                       '--json')
-    cfg = json.loads(out)
+    cfg = print_config_json(capsys,
+                            'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py')
     assert cfg['model']['type'] == 'MAE' and cfg['model']['neck']['decoder_depth'] == 8
     assert cfg['train_cfg']['max_epochs'] == 300
+
+
+def test_print_config_of_a_config_with_an_mmseg_base(capsys):
+    """``mmseg::`` bases resolve on either stack (the OneDL fork's distribution is
+    ``onedl-mmsegmentation``: deepmim_mm.compat.mmengine_config_packages)."""
+    cfg = print_config_json(capsys, 'configs/segmentation/mae-base_upernet_8xb2-amp-160k_'
+                            'ade20k-512x512.py')
+    assert cfg['model']['backbone']['type'] == 'PretrainedMAE'
+    assert cfg['model']['decode_head']['type'] == 'UPerHead'  # from mmseg's config
 
 
 def _images(folder):

@@ -63,5 +63,5 @@ def test_readme_override_keys_exist(readme, config, options):
 @functools.lru_cache(maxsize=None)
 def _config(path):
     """Each config loaded once (the READMEs name some several times); only read."""
-    from mmengine.config import Config
-    return Config.fromfile(osp.join(ROOT, path))
+    from deepmim_mm.utils import load_config
+    return load_config(osp.join(ROOT, path))

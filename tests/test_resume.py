@@ -131,12 +131,12 @@ def test_shipped_configs_select_the_atomic_checkpoint_hook():
     """Every shipped training config saves through AtomicCheckpointHook (save, then pointer,
     then removal of old checkpoints; atomic writes) and checks what it loads with
     CheckpointMatchHook."""
-    from mmengine.config import Config
+    from deepmim_mm.utils import load_config
     configs = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                      if '_base_' not in p)
     assert len(configs) > 30
     for path in configs:
-        cfg = Config.fromfile(path)
+        cfg = load_config(path)
         assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook', path
         assert 'deepmim_mm.compat.mmengine_checkpoint' in cfg.custom_imports.imports, path
         assert 'CheckpointMatchHook' in [h.type for h in cfg.custom_hooks], path

@@ -204,3 +204,22 @@ def test_pretrained_mae_loads_this_plugins_deepmim_checkpoint(tmp_path):
     assert set(report.dropped) == set(state) - {'backbone.' + k for k in report.loaded}
     assert any(k.startswith('neck.aux_decoders.') for k in report.dropped)
     assert report.resized['pos_embed'][1] == (1, 1 + (CROP // 16) ** 2, arch.embed_dims)
+
+
+def test_mmseg_bases_load_where_mmseg_has_another_distribution_name(tmp_path, monkeypatch):
+    """mmengine maps ``mmseg::`` to the distribution ``mmsegmentation``; the OneDL fork's is
+    ``onedl-mmsegmentation``. Simulated on either stack by a map entry naming an absent
+    distribution: a user's config inheriting ours fails, then loads after the fix."""
+    from mmengine.config import Config
+    from mmengine.config.utils import MODULE2PACKAGE
+
+    from deepmim_mm.compat import mmengine_config_packages as fix
+    monkeypatch.setitem(MODULE2PACKAGE, 'mmseg', 'not-installed-mmsegmentation')
+    monkeypatch.setattr(fix, '_remapped', set())
+    cfg = tmp_path / 'mine.py'
+    cfg.write_text(f'_base_ = {SEG_CONFIG!r}\n')
+    with pytest.raises(ModuleNotFoundError, match='not-installed-mmsegmentation'):
+        Config.fromfile(str(cfg))
+    assert fix.unresolvable_scopes() == {'mmseg': 'not-installed-mmsegmentation'}
+    assert fix.apply() and fix.unresolvable_scopes() == {}
+    assert Config.fromfile(str(cfg)).model.decode_head.type == 'UPerHead'  # mmseg's base

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command: set up .venv (tools/setup_env.sh) and pretrain DeepMIM on the bundled demo images.
 #   bash tools/quickstart.sh [WORK_DIR]      (default work_dirs/quickstart; a few minutes on 2 cores)
+#   STACK=onedl bash tools/quickstart.sh     (the OneDL fork, in .venv-onedl)
 # Prints where the checkpoint and logs went and the per-level losses of the first and last
 # iterations.
 set -euo pipefail
@@ -8,7 +9,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 WORK_DIR="${1:-work_dirs/quickstart}"
 CONFIG=configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py
-VENV="${VENV:-$ROOT/.venv}"  # as tools/setup_env.sh
+# The stack and the environment as tools/setup_env.sh chooses them (STACK=onedl: .venv-onedl).
+if [ "${STACK:-upstream}" = upstream ]; then
+  VENV="${VENV:-$ROOT/.venv}"
+else
+  VENV="${VENV:-$ROOT/.venv-$STACK}"
+fi
+export VENV
 
 bash tools/setup_env.sh
 

@@ -1,27 +1,50 @@
 #!/usr/bin/env bash
-# Creates .venv at the repository root with the pinned OpenMMLab 2.x stack on PyTorch 2.14.1 and
-# installs deepmim_mm in editable mode. Idempotent: a step whose result is already there is skipped.
+# Creates a virtual environment with an OpenMMLab 2.x stack on PyTorch 2.14.1 and installs
+# deepmim_mm in editable mode. Idempotent: a step whose result is already there is skipped.
 #
-# mmcv 2.1.0 (the newest release mmseg 1.2.2 and mmdet 3.3.0 accept) has no wheel for this torch.
-# Its compiled ops come from the first of these wheels that is for this Python (e.g. cp311) and loads:
+# STACK picks the stack (the two install the same module names, so each has its own VENV):
+#   upstream (default, VENV <repo>/.venv): mmengine 0.10.7, mmcv 2.1.0, mmpretrain 1.2.0,
+#     mmsegmentation 1.2.2, mmdet 3.3.0 (--no-deps, with requirements/*.txt; their `mim`
+#     extras pin mmcv ranges pip cannot satisfy);
+#   onedl (VENV <repo>/.venv-onedl): the maintained OneDL fork, onedl-mmengine 0.10.12,
+#     onedl-mmcv 2.3.6, onedl-mmpretrain 1.3.6, onedl-mmsegmentation 1.4.2,
+#     onedl-mmdetection 3.5.1 (with their own requirements, and requirements/*.txt).
+#
+# Neither mmcv has a wheel for this torch. Its compiled ops come from the first of these wheels
+# that is for this Python (e.g. cp311) and loads:
 #   1. $MMCV_WHEEL; 2. ../shared/wheels/ (CPU ops, built against torch 2.14.1; CPU hosts only);
 #   3. the wheel an earlier run built, in ${XDG_CACHE_HOME:-~/.cache}/deepmim-mm/wheels/{cpu,cuda};
-#   4. a build from PyPI's source, patched for setuptools >= 81 (no pkg_resources) and torch 2.14's
-#      C++20 headers: about 30 minutes on 2 cores, CUDA ops too with a GPU visible; then cached.
+#   4. a build from PyPI's source, its setup.py edited for torch 2.14's C++20 headers (and, for
+#      mmcv 2.1.0, for setuptools >= 81: no pkg_resources): 11 (onedl) to 30 (upstream) minutes
+#      on 2 cores, CUDA ops too with a GPU visible; then cached.
 #
-# Python: CPython 3.10-3.13 (torch 2.14.1's wheels). Environment: PYTHON (default python3.11, else
-# python3), VENV (default <repo>/.venv), MMCV_WHEEL, MAX_JOBS (default: number of cores),
-# DEEPMIM_SKIP_MMCV=1 (mmcv-lite only; mmseg/mmdet will not import).
+# Python: CPython 3.10-3.13 (torch 2.14.1's wheels). Environment: STACK, PYTHON (default
+# python3.11, else python3), VENV, MMCV_WHEEL, MAX_JOBS (default: number of cores),
+# DEEPMIM_SKIP_MMCV=1 (no compiled ops; mmseg/mmdet will not import).
 set -Eeuo pipefail
 shopt -s inherit_errexit
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${VENV:-$ROOT/.venv}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/deepmim-mm/wheels"
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
-# openmim (`mim`) goes with them under --no-deps: see requirements/mim.txt.
-MM_PINS=(mmengine==0.10.7 mmpretrain==1.2.0 mmsegmentation==1.2.2 mmdet==3.3.0 openmim==0.3.9)
-MMCV_VERSION=2.1.0
+# openmim (`mim`) is installed with --no-deps on both stacks: see requirements/mim.txt.
+STACK="${STACK:-upstream}"
+case "$STACK" in
+  upstream)
+    VENV="${VENV:-$ROOT/.venv}"
+    MM_PINS=(mmengine==0.10.7 mmpretrain==1.2.0 mmsegmentation==1.2.2 mmdet==3.3.0)
+    MM_DEPS=(--no-deps)
+    MMCV_DIST=mmcv MMCV_VERSION=2.1.0 OTHER_STACK_DIST=onedl-mmengine ;;
+  onedl)
+    VENV="${VENV:-$ROOT/.venv-onedl}"
+    MM_PINS=(onedl-mmengine==0.10.12 onedl-mmpretrain==1.3.6 onedl-mmsegmentation==1.4.2
+             onedl-mmdetection==3.5.1)
+    MM_DEPS=()
+    MMCV_DIST=onedl-mmcv MMCV_VERSION=2.3.6 OTHER_STACK_DIST=mmengine ;;
+  *) printf '!! [setup] FAILED: STACK=%s; accepted: upstream (default), onedl\n' "$STACK" >&2
+     exit 1 ;;
+esac
+MMCV_FILE="${MMCV_DIST//-/_}"  # how wheel and sdist files name the distribution
 
 step() { printf '\n==> [setup] %s\n' "$*"; }
 fail() { printf '\n!! [setup] FAILED: %s\n' "$*" >&2; exit 1; }
@@ -30,7 +53,7 @@ trap 'fail "command \"$BASH_COMMAND\" exited with status $? (line $LINENO)"' ERR
 # ---------------------------------------------------------------------------------------------
 py_ok() { "$1" -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 13), sys.version' \
   >/dev/null 2>&1; }
-step "1/7 Python virtual environment at $VENV (CPython 3.10-3.13)"
+step "1/7 Python virtual environment at $VENV for the $STACK stack (CPython 3.10-3.13)"
 if [ ! -x "$VENV/bin/python" ]; then
   PY="${PYTHON:-$(command -v python3.11 || command -v python3 || true)}"
   [ -n "$PY" ] || fail "no python3.11 or python3 found; set PYTHON=/path/to/python3.1x (3.10-3.13)"
@@ -54,6 +77,11 @@ for spec in sys.argv[1:]:
     assert version(name) == want, (name, version(name), want)
 EOF
 }
+if "$PYV" -c "from importlib.metadata import version; version('$OTHER_STACK_DIST')" 2>/dev/null
+then
+  fail "$VENV has $OTHER_STACK_DIST installed, which is not of STACK=$STACK; the stacks share \
+module names: give each its own VENV"
+fi
 
 step "2/7 build tools (setuptools>=77,<81: torch 2.14 needs >=77, mmengine needs pkg_resources)"
 "${PIP[@]}" install -q 'pip>=23' 'setuptools>=77,<81' wheel
@@ -61,13 +89,21 @@ step "2/7 build tools (setuptools>=77,<81: torch 2.14 needs >=77, mmengine needs
 step "3/7 PyTorch: ${TORCH_PINS[*]}"
 if have "${TORCH_PINS[@]}"; then echo "already installed"; else "${PIP[@]}" install "${TORCH_PINS[@]}"; fi
 
-step "4/7 pure-Python requirements and OpenMMLab packages: ${MM_PINS[*]} (--no-deps)"
-"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
-  -r "$ROOT/requirements/mim.txt" -r "$ROOT/requirements/lint.txt"
-if have "${MM_PINS[@]}"; then echo "already installed"; else "${PIP[@]}" install --no-deps "${MM_PINS[@]}"; fi
+step "4/7 pure-Python requirements and OpenMMLab packages: ${MM_PINS[*]} ${MM_DEPS[*]}"
+reqs=()
+for r in runtime tests mim lint docs; do
+  [ -f "$ROOT/requirements/$r.txt" ] && reqs+=(-r "$ROOT/requirements/$r.txt")
+done
+"${PIP[@]}" install -q "${reqs[@]}"
+if have "${MM_PINS[@]}" openmim==0.3.9; then
+  echo "already installed"
+else
+  "${PIP[@]}" install "${MM_DEPS[@]}" "${MM_PINS[@]}"
+  "${PIP[@]}" install -q --no-deps openmim==0.3.9
+fi
 
 # ---------------------------------------------------------------------------------------------
-step "5/7 mmcv $MMCV_VERSION with compiled ops"
+step "5/7 $MMCV_DIST $MMCV_VERSION with compiled ops"
 mmcv_ok() { "$PYV" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'; mmcv.ops.nms" >/dev/null 2>&1; }
 gpu_visible() { "$PYV" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; }
 
@@ -81,20 +117,22 @@ try_wheel() {  # $1: wheel path; installs it and keeps it only if mmcv.ops loads
   "${PIP[@]}" install -q --no-deps --force-reinstall "$1" || return 1
   if mmcv_ok; then echo "mmcv ops load from $1"; return 0; fi
   echo "  $1 does not load against this torch; discarding it"
-  "${PIP[@]}" uninstall -q -y mmcv || true
+  "${PIP[@]}" uninstall -q -y "$MMCV_DIST" || true
   return 1
 }
 
 build_mmcv() {  # prints the build's progress on stderr and the wheel's path on stdout
   local tmp; tmp="$(mktemp -d)"
   {
-  echo "building mmcv $MMCV_VERSION from source in $tmp (about 30 min on 2 cores)"
-  "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$tmp"
-  tar -xzf "$tmp"/mmcv-"$MMCV_VERSION".tar.gz -C "$tmp"
-  local src="$tmp/mmcv-$MMCV_VERSION"
-  # setuptools >= 81 has no pkg_resources; torch 2.14 headers need C++20.
+  echo "building $MMCV_DIST $MMCV_VERSION from source in $tmp (11-30 min on 2 cores)"
+  "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation \
+    "$MMCV_DIST==$MMCV_VERSION" -d "$tmp"
+  tar -xzf "$tmp"/*-"$MMCV_VERSION".tar.gz -C "$tmp"
+  local src; src="$(ls -d "$tmp"/*-"$MMCV_VERSION"/)"
+  # torch 2.14 headers need C++20; mmcv 2.1.0 also imports pkg_resources, which
+  # setuptools >= 81 no longer has (onedl-mmcv does not).
   "$PYV" - "$src/setup.py" <<'EOF'
-import re, sys
+import sys
 p = sys.argv[1]
 s = open(p).read()
 s = s.replace('from pkg_resources import DistributionNotFound, get_distribution, parse_version',
@@ -104,20 +142,20 @@ s = s.replace('from pkg_resources import DistributionNotFound, get_distribution,
               'class _Dist:\n    def __init__(self, name):\n        self.version = _version(name)\n\n\n'
               'def get_distribution(name):\n    return _Dist(name)\n')
 s = s.replace('-std=c++17', '-std=c++20')
-assert 'pkg_resources' not in s and 'c++20' in s, 'mmcv setup.py patch did not apply'
+assert 'pkg_resources' not in s and 'c++20' in s, 'mmcv setup.py edit did not apply'
 open(p, 'w').write(s)
 EOF
   local cuda=0; gpu_visible && cuda=1
   (cd "$src" && MMCV_WITH_OPS=1 FORCE_CUDA=$cuda MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
      "${PIP[@]}" wheel -v --no-build-isolation --no-deps . -w "$tmp/dist")
-  local whl; whl="$(ls "$tmp"/dist/mmcv-*.whl)"
+  local whl; whl="$(ls "$tmp"/dist/"$MMCV_FILE"-*.whl)"
   # Strip debug symbols from the extension (82 MB -> 2 MB) and repack.
   (cd "$tmp/dist" && "$PYV" -m wheel unpack "$whl" -d unpacked \
      && find unpacked -name '_ext*.so' -exec strip --strip-debug {} + \
-     && rm "$whl" && "$PYV" -m wheel pack unpacked/mmcv-"$MMCV_VERSION" -d .) || true
+     && rm "$whl" && "$PYV" -m wheel pack unpacked/"$MMCV_FILE-$MMCV_VERSION" -d .) || true
   local tag=cpu; [ "$cuda" = 1 ] && tag=cuda
   mkdir -p "$CACHE/$tag"
-  whl="$(ls "$tmp"/dist/mmcv-*.whl)"
+  whl="$(ls "$tmp"/dist/"$MMCV_FILE"-*.whl)"
   cp "$whl" "$CACHE/$tag/"
   rm -rf "$tmp"
   } >&2
@@ -127,7 +165,7 @@ EOF
 if [ "${DEEPMIM_SKIP_MMCV:-0}" = 1 ]; then
   echo "DEEPMIM_SKIP_MMCV=1: skipping (mmseg and mmdet need mmcv's ops and will not import)"
 elif mmcv_ok; then
-  echo "mmcv $MMCV_VERSION with ops already installed"
+  echo "$MMCV_DIST $MMCV_VERSION with ops already installed"
 else
   tag=cpu; gpu_visible && tag=cuda
   done_=0
@@ -135,13 +173,13 @@ else
   [ -n "${MMCV_WHEEL:-}" ] && candidates+=("$MMCV_WHEEL")
   # Prebuilt wheels only where their tag is this Python's (the shared one is cp311, CPU ops only:
   # used on CPU hosts).
-  [ "$tag" = cpu ] && candidates+=("$ROOT"/../shared/wheels/mmcv-"$MMCV_VERSION"-"$PYTAG"-*.whl)
-  candidates+=("$CACHE"/"$tag"/mmcv-"$MMCV_VERSION"-"$PYTAG"-*.whl)
+  [ "$tag" = cpu ] && candidates+=("$ROOT"/../shared/wheels/"$MMCV_FILE-$MMCV_VERSION-$PYTAG"-*.whl)
+  candidates+=("$CACHE/$tag/$MMCV_FILE-$MMCV_VERSION-$PYTAG"-*.whl)
   for w in "${candidates[@]}"; do
     if try_wheel "$w"; then done_=1; break; fi
   done
   if [ "$done_" = 0 ]; then
-    echo "no prebuilt mmcv wheel matches; building one"
+    echo "no prebuilt $MMCV_DIST wheel matches; building one"
     built="$(build_mmcv)"
     try_wheel "$built" || fail "the mmcv wheel built from source does not load ($built)"
   fi
@@ -165,12 +203,12 @@ fi
 ln -sfn "$ROOT/deepmim_mm" "$SITE/deepmim_mm"
 [ -e "$ROOT/deepmim_mm/.mim/configs" ] || fail "setup.py did not create deepmim_mm/.mim/configs"
 echo "mim: $SITE/deepmim_mm -> $ROOT/deepmim_mm"
-echo "installed $(cd "$ROOT" && "$PYV" -c 'import deepmim_mm; print("deepmim_mm", deepmim_mm.__version__)')"
+echo "installed deepmim_mm $("$PYV" -c 'from importlib.metadata import version; print(version("deepmim_mm"))')"
 
 step "7/7 checking the stack imports"
 "$PYV" - <<'EOF'
 import torch, torchvision, mmengine, mmpretrain
-import deepmim_mm  # noqa: F401  (also applies the compatibility patches)
+import deepmim_mm  # noqa: F401
 print(f'torch {torch.__version__}, torchvision {torchvision.__version__}, '
       f'mmengine {mmengine.__version__}, mmpretrain {mmpretrain.__version__}')
 try:

@@ -121,11 +121,15 @@ def config_file(config: str) -> str:
 def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool = False,
                 import_custom: bool = False):
     """A ``Config`` from a file, ``pkg::rel/path.py`` or a ``Config`` (copied), with
-    ``cfg_options`` checked and merged; ``import_custom`` imports its ``custom_imports``."""
+    ``cfg_options`` checked and merged; ``import_custom`` imports its ``custom_imports``. A file
+    is read after the fixes for the stack (:func:`deepmim_mm.compat.apply_all`)."""
     from mmengine.config import Config
+
+    from deepmim_mm.compat import apply_all
     if isinstance(config, Config):
         cfg = config.copy()
     elif isinstance(config, str):
+        apply_all()
         cfg = Config.fromfile(config_file(config))
     else:
         raise TypeError(f'config must be a path or a Config, got {type(config).__name__}')
