@@ -2,6 +2,7 @@
 what is accepted; :func:`load_config` reads a config with its checked ``--cfg-options``."""
 import ast
 import difflib
+import functools
 import importlib.util
 import inspect
 import os.path as osp
@@ -18,7 +19,8 @@ def closest_name(word: str, choices: Iterable) -> Optional[str]:
     return found[0] if found else None
 
 
-def runner_keys() -> set:
+@functools.lru_cache(maxsize=None)
+def runner_keys() -> frozenset:
     """The top-level config keys mmengine's runners read: their arguments and the keys their code
     reads with ``cfg.get`` (mmengine lists the latter nowhere), and those the entry points read:
     ``runner_type``, ``custom_imports`` (:func:`merge_cfg_options`), ``tta_model`` and
@@ -34,7 +36,7 @@ def runner_keys() -> set:
                     and isinstance(node.args[0], ast.Constant)
                     and 'cfg' in (getattr(owner, 'id', None), getattr(owner, 'attr', None))):
                 keys.add(node.args[0].value)
-    return keys
+    return frozenset(keys)
 
 
 def _untyped_arguments(path: List[str]) -> Optional[set]:
