@@ -333,3 +333,113 @@ def test_dangling_symlink_in_data_folder_is_named(tmp_path, capsys):
     out = capsys.readouterr()
     assert f'{link} -> {target}' in out.out + out.err
     assert osp.isfile(tmp_path / 'work' / 'iter_1.pth')
+
+
+# The first line leads with the true cause: one row per case, (make the error, its type, the
+# words the message starts with, what it names). ``make(tmp_path)`` raises the error.
+# ------------------------------------------------------------------------------------------
+def override(config, **options):
+    from deepmim_mm.utils import load_config
+    return lambda tmp_path: load_config(osp.join(ROOT, 'configs', 'pretrain', config), options)
+
+
+def syntax_error(where):
+    """A leaf config on a base, the bad line in the leaf or in the base."""
+    def make(tmp_path):
+        (tmp_path / 'base.py').write_text('a = 1\nb = (\n' if where == 'base' else 'a = 1\n')
+        (tmp_path / 'leaf.py').write_text("_base_ = './base.py'\n"
+                                          + ('c = = 2\n' if where == 'leaf' else 'c = 2\n'))
+        run_main('tools/train.py', str(tmp_path / 'leaf.py'))
+    return make
+
+
+def deepmim_as_clip_teacher(tmp_path):
+    from mmpretrain.registry import MODELS
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': MODELS.build(MODEL).state_dict()}, ckpt)
+    MODELS.build(dict(type='CLIPTeacher', checkpoint=str(ckpt), img_size=32, arch=dict(
+        width=32, layers=1, heads=2, patch_size=8, output_dim=16)))
+
+
+def poisoned(module, path, prefix=''):
+    """``module``'s weights with one NaN, saved to ``path``."""
+    state = {prefix + k: v.clone() for k, v in module.state_dict().items()}
+    next(v for k, v in state.items() if k.endswith('ln1.weight'))[0] = float('nan')
+    torch.save({'state_dict': state}, path)
+    return str(path)
+
+
+def nan_load_from(tmp_path):
+    data = make_data(tmp_path, n_per_class=1)
+    ckpt = poisoned(make_runner(tmp_path, data, name='donor').model, tmp_path / 'nan.pth')
+    make_runner(tmp_path, data, load_from=ckpt).train()
+
+
+def nan_init_cfg(tmp_path):
+    from mmpretrain.registry import MODELS
+
+    import deepmim_mm.classification  # noqa: F401  registers PretrainedVisionTransformer
+    vit = dict(type='PretrainedVisionTransformer', img_size=32, patch_size=8,
+               arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64))
+    ckpt = poisoned(MODELS.build(vit), tmp_path / 'nan.pth', prefix='backbone.')
+    MODELS.build(dict(vit, init_cfg=dict(type='Pretrained', checkpoint=ckpt))).init_weights()
+
+
+def nan_mae_teacher(tmp_path):
+    from deepmim_mm.models.target_generators import MAEHybridTarget
+    parts = dict(encoder=dict(arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                                        feedforward_channels=64), img_size=32, patch_size=8),
+                 decoder=dict(num_patches=16, patch_size=8, embed_dim=32, decoder_embed_dim=16,
+                              decoder_depth=1, decoder_num_heads=2))
+    teacher = MAEHybridTarget(random_init=True, **parts)
+    state = {**{'backbone.' + k: v for k, v in teacher.encoder.state_dict().items()},
+             **{'neck.' + k: v for k, v in teacher.decoder.state_dict().items()}}
+    state['backbone.layers.0.ln1.weight'] = state['backbone.layers.0.ln1.weight'] * float('nan')
+    torch.save({'state_dict': state}, tmp_path / 'nan.pth')
+    MAEHybridTarget(checkpoint=str(tmp_path / 'nan.pth'), **parts)
+
+
+def zero_std(tmp_path):
+    runner = make_runner(tmp_path, make_data(tmp_path, n_per_class=1),
+                         data_preprocessor=dict(std=[0, 0, 0]))
+    try:
+        runner.train()
+    finally:
+        assert not glob.glob(osp.join(runner.work_dir, '*.pth'))
+
+
+CLIP = 'deepmim-clip_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
+HYBRID = 'deepmim-hybrid_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+CAUSE_FIRST = [
+    ('clip_checkpoint', override(CLIP, clip_checkpoint='/ckpt/ViT-L-14.pt'), ValueError,
+     '--cfg-options clip_checkpoint: a variable of the config file',
+     ['model.target_generator.checkpoint']),
+    ('mae_teacher_checkpoint', override(HYBRID, mae_teacher_checkpoint='/ckpt/mae.pth'),
+     ValueError, '--cfg-options mae_teacher_checkpoint: a variable of the config file',
+     ['model.target_generator.checkpoint']),
+    ('syntax_error_leaf', syntax_error('leaf'), SyntaxError, 'syntax error in {tmp}/leaf.py, '
+     'line 2', []),
+    ('syntax_error_base', syntax_error('base'), SyntaxError, 'syntax error in {tmp}/base.py, '
+     'line 2', ['a _base_ of {tmp}/leaf.py']),
+    ('deepmim_as_clip_teacher', deepmim_as_clip_teacher, ValueError,
+     'CLIPTeacher: model.target_generator.checkpoint: {tmp}/epoch_1.pth holds no visual.* keys: '
+     'not a CLIP checkpoint', ['backbone.', 'neck.']),
+    ('nan_load_from', nan_load_from, ValueError, 'load_from: {tmp}/nan.pth holds non-finite '
+     'values', ['backbone.layers.0.ln1.weight']),
+    ('nan_init_cfg', nan_init_cfg, ValueError, 'model.backbone.init_cfg.checkpoint: '
+     '{tmp}/nan.pth holds non-finite values', ['backbone.layers.0.ln1.weight']),
+    ('nan_mae_teacher', nan_mae_teacher, ValueError, 'model.target_generator.checkpoint '
+     '(teacher encoder', ['holds non-finite values', 'backbone.layers.0.ln1.weight']),
+    ('zero_std', zero_std, ValueError, 'model.data_preprocessor: std=[0.0, 0.0, 0.0]',
+     ['non-finite']),
+]
+
+
+@pytest.mark.parametrize('make,error,lead,named', [row[1:] for row in CAUSE_FIRST],
+                         ids=[row[0] for row in CAUSE_FIRST])
+def test_message_leads_with_the_cause(mmpretrain_scope, tmp_path, make, error, lead, named):
+    with pytest.raises(error) as info:
+        make(tmp_path)
+    first = str(info.value).splitlines()[0]
+    assert first.startswith(lead.format(tmp=tmp_path)), first
+    assert all(n.format(tmp=tmp_path) in first for n in named), first

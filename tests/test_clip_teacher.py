@@ -166,7 +166,7 @@ def test_errors(tiny, tmp_path):
     text_only = tmp_path / 'text_only.pth'
     torch.save({k: v for k, v in model.state_dict().items() if not k.startswith('visual.')},
                text_only)
-    with pytest.raises(ValueError, match='text-only'):
+    with pytest.raises(ValueError, match='text encoder only'):
         CLIPTeacher(checkpoint=str(text_only), arch=TINY, img_size=TINY_IMG)
 
     # A file of another architecture: the field, the arch and the mismatched keys are named.

@@ -150,3 +150,63 @@ def test_pretraining_pipelines_are_mmpretrains_with_the_checked_loader():
             continue
         assert steps[0] == dict(type='LoadImageFromFileChecked'), path
         assert steps[1:] in (upstream['mae'][1:], upstream['mff'][1:]), path
+
+
+ALL_CONFIGS = sorted(c for c in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+                     if '_base_' not in c)
+
+
+def _at(cfg, path):
+    for part in path.split('.'):
+        cfg = cfg[int(part)] if isinstance(cfg, (list, tuple)) else cfg[part]
+    return cfg
+
+
+def _unscoped(value):
+    """``value`` without the ``_scope_`` keys mmengine adds to a scoped base file's dicts."""
+    if isinstance(value, dict):
+        return {k: _unscoped(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_unscoped(v) for v in value)
+    return value
+
+
+@pytest.mark.parametrize('path', ALL_CONFIGS, ids=[osp.relpath(c, ROOT) for c in ALL_CONFIGS])
+def test_every_config_variable_override_is_refused(path):
+    """Every shipped config, every top-level key no runner or tool reads (``data_root``,
+    ``clip_checkpoint``, pipelines, ...): overriding it would change nothing built, so it is
+    refused, naming the fields that hold its value; setting the first of them is accepted and
+    changes it."""
+    from deepmim_mm.utils import load_config, runner_keys
+    from deepmim_mm.utils.config_checks import apply_cfg_options
+    cfg = load_config(path)
+    variables = [k for k in cfg if k not in runner_keys()]
+    assert variables  # every shipped config has some (dataset_type at least)
+    for name in variables:
+        with pytest.raises(ValueError) as info:
+            apply_cfg_options(cfg.copy(), {name: 'changed'})
+        msg = str(info.value)
+        assert msg.startswith(f'--cfg-options {name}: a variable of the config file'), msg
+        if ' copied into ' not in msg:
+            assert 'no field holds' in msg, msg
+            continue
+        fields = msg.split(' copied into ')[1].split(' when the file was read')[0]
+        fields = fields.split(' ... ')[0].split(', ')
+        for field in fields:
+            assert _unscoped(_at(cfg, field)) == _unscoped(cfg[name]), (name, field)
+        changed = cfg.copy()
+        apply_cfg_options(changed, {fields[0]: 'changed'})
+        assert _at(changed, fields[0]) == 'changed'
+
+
+def test_overridden_custom_imports_are_imported(tmp_path, monkeypatch):
+    """``custom_imports`` is read after the overrides, not only when the file is parsed."""
+    import sys
+
+    from deepmim_mm.utils import load_config
+    from deepmim_mm.utils.config_checks import apply_cfg_options
+    (tmp_path / 'extra_module_of_test.py').write_text('LOADED = True\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = load_config(CONFIGS[0])
+    apply_cfg_options(cfg, {'custom_imports.imports': ['deepmim_mm', 'extra_module_of_test']})
+    assert sys.modules.pop('extra_module_of_test').LOADED

@@ -110,6 +110,15 @@ def _foreign(state) -> str:
     return what + (": read it with prefix=''" if fmt == 'encoder' else '')
 
 
+def describe_keys(state) -> str:
+    """What a checkpoint holds, for a message: its top-level key prefixes and what they look
+    like."""
+    return f'its keys are under {_under(state)} ({_foreign(state)})'
+
+
+_NON_FINITE = 'non-finite values (NaN or inf) in: '
+
+
 def _causes(target, state, missing, unknown, shapes) -> List[str]:
     """The likely reasons ``state`` does not fit ``target``, most specific first."""
     parts = {k.split('.', 1)[0] for k in state}
@@ -179,7 +188,7 @@ def check_state(target: Dict[str, torch.Tensor],
         return report, []
     errors = []
     if non_finite:  # e.g. saved after a divergence: every output would be NaN
-        errors.append('non-finite values (NaN or inf) in: ' + ', '.join(fold_keys(non_finite)))
+        errors.append(_NON_FINITE + ', '.join(fold_keys(non_finite)))
     if missing or unknown or shapes:
         errors += _causes(target, state, missing, unknown, shapes)
     if missing:
@@ -198,10 +207,15 @@ def check_state(target: Dict[str, torch.Tensor],
 def fit_error(source: str, model: str, errors: Sequence[str], field_name: str = '',
               prefix: Optional[str] = None) -> ValueError:
     """The one message of a checkpoint that does not fit: field, file, module, the problems of
-    :func:`check_state`."""
+    :func:`check_state`; non-finite weights lead (they are no misfit, and a fit would not fix
+    them)."""
     where = f'{field_name}: ' if field_name else ''
-    under = f' (keys under {prefix!r})' if prefix else ''
-    return ValueError(f'{where}{source} does not fit {model}{under}: ' + '; '.join(errors))
+    misfit = f'does not fit {model}' + (f' (keys under {prefix!r})' if prefix else '')
+    if errors and errors[0].startswith(_NON_FINITE):
+        rest = f'; it also {misfit}: ' + '; '.join(errors[1:]) if errors[1:] else ''
+        return ValueError(f'{where}{source} holds {errors[0]} (saved after a divergence? take an '
+                          f'earlier checkpoint){rest}')
+    return ValueError(f'{where}{source} {misfit}: ' + '; '.join(errors))
 
 
 def load_checked_state(module: nn.Module,
@@ -220,8 +234,7 @@ def load_checked_state(module: nn.Module,
     encoder, others = extract_prefix(state, prefix)
     if not encoder:
         raise fit_error(source, type(module).__name__, [
-            f'it holds no {prefix!r} weights, its keys are under {_under(state)} '
-            f'({_foreign(state)})'], field_name, prefix)
+            f'it holds no {prefix!r} weights; {describe_keys(state)}'], field_name, prefix)
     shapes = {k: tuple(v.shape) for k, v in encoder.items()}
     if prepare is not None:
         encoder = prepare(OrderedDict(encoder))

@@ -2,6 +2,7 @@
 what is accepted; :func:`load_config` reads a config with its checked ``--cfg-options``."""
 import ast
 import difflib
+import functools
 import importlib.util
 import inspect
 import os.path as osp
@@ -18,11 +19,14 @@ def closest_name(word: str, choices: Iterable) -> Optional[str]:
     return found[0] if found else None
 
 
-def runner_keys() -> set:
+@functools.lru_cache(maxsize=None)
+def runner_keys() -> frozenset:
     """The top-level config keys mmengine's runners read: their arguments and the keys their code
-    reads with ``cfg.get`` (mmengine lists the latter nowhere), and the tools' ``runner_type``."""
+    reads with ``cfg.get`` (mmengine lists the latter nowhere), and those the entry points read:
+    ``runner_type``, ``custom_imports`` (:func:`merge_cfg_options`), ``tta_model`` and
+    ``tta_pipeline`` (``tools/test.py --tta``)."""
     from mmengine.runner import FlexibleRunner, Runner
-    keys = {'runner_type'}
+    keys = {'runner_type', 'custom_imports', 'tta_model', 'tta_pipeline'}
     for cls in (Runner, FlexibleRunner):
         keys |= set(inspect.signature(cls.__init__).parameters) - {'self', 'cfg'}
         for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(cls)))):
@@ -32,7 +36,7 @@ def runner_keys() -> set:
                     and isinstance(node.args[0], ast.Constant)
                     and 'cfg' in (getattr(owner, 'id', None), getattr(owner, 'attr', None))):
                 keys.add(node.args[0].value)
-    return keys
+    return frozenset(keys)
 
 
 def _untyped_arguments(path: List[str]) -> Optional[set]:
@@ -63,13 +67,65 @@ def _untyped_arguments(path: List[str]) -> Optional[set]:
     }.get(key)
 
 
+def _plain(value):
+    """``value`` without the ``_scope_`` keys mmengine adds to a scoped base file's dicts."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _copies(cfg, name: str) -> List[str]:
+    """The fields under the keys the runners read that hold the value of the top-level variable
+    ``name`` (a ``None`` or bool only under the key ``name``: too common to be a copy)."""
+    value, found = _plain(cfg[name]), []
+    same_name = value is None or isinstance(value, bool)
+
+    def walk(node, path):
+        if type(node) is type(value) and node == value and (path[-1] == name or not same_name):
+            found.append('.'.join(path))
+        elif isinstance(node, (dict, list, tuple)):
+            for key, child in (node.items() if isinstance(node, dict) else enumerate(node)):
+                walk(child, path + [str(key)])
+
+    keys = runner_keys()
+    for key, node in cfg.items():
+        if key in keys:
+            walk(_plain(node), [key])
+    return found
+
+
+def _check_not_a_variable(cfg, full_key: str) -> None:
+    """An override of a top-level key no runner reads: a variable of the config file, already
+    copied into the fields it sets when the file was read, so the override would change
+    nothing."""
+    name = str(full_key).split('.')[0]
+    if name not in cfg or name in runner_keys():
+        return
+    fields = _copies(cfg, name)
+    if fields:
+        more = f' ... ({len(fields)} fields)' if len(fields) > 6 else ''
+        which = 'that field' if len(fields) == 1 else 'those fields'
+        raise ValueError(f'--cfg-options {full_key}: a variable of the config file, copied into '
+                         f'{", ".join(fields[:6])}{more} when the file was read, so overriding it '
+                         f'changes nothing; set {which} instead')
+    raise ValueError(f'--cfg-options {full_key}: a variable of the config file that no field holds '
+                     '(unused, or transformed when the file was read), so overriding it changes '
+                     f'nothing; set the fields built from it, or pass {ALLOW_NEW_FLAG} if your own '
+                     'code reads it')
+
+
 def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> None:
-    """Every ``--cfg-options`` key must name a path that exists in ``cfg``, be a new argument of
-    the class a dict with a ``type`` builds, or one the Runner accepts in its untyped dicts;
-    anything else is a ``ValueError`` naming the closest key, unless ``allow_new``."""
+    """Every ``--cfg-options`` key must name a path that exists in ``cfg`` under a key the
+    runners read (:func:`runner_keys`), be a new argument of the class a dict with a ``type``
+    builds, or one the Runner accepts in its untyped dicts; anything else is a ``ValueError``
+    naming the closest key, or the fields a variable of the config was copied into, unless
+    ``allow_new``."""
     if not options or allow_new:
         return
     for full_key in options:
+        _check_not_a_variable(cfg, full_key)
         node, path = cfg._cfg_dict, []
         parts = str(full_key).split('.')
         for part in parts:
@@ -118,11 +174,44 @@ def config_file(config: str) -> str:
     return full
 
 
+def _syntax_error(error: SyntaxError, config: str) -> SyntaxError:
+    """``error`` of ``Config.fromfile`` naming the file and line: mmengine parses a config (or a
+    ``_base_`` file) with ``ast.parse``, which names ``"<unknown>"``. The file is the innermost
+    ``filename`` of mmengine's frames that does not compile."""
+    tb, files = error.__traceback__, []
+    while tb is not None:
+        name = tb.tb_frame.f_locals.get('filename')
+        if isinstance(name, str) and osp.isfile(name) and name not in files:
+            files.append(osp.normpath(name))
+        tb = tb.tb_next
+    for path in reversed(files):
+        try:
+            with open(path, encoding='utf-8') as f:
+                compile(f.read(), path, 'exec')
+        except SyntaxError as e:
+            base = '' if osp.samefile(path, config) else f' (a _base_ of {config})'
+            return SyntaxError(f'syntax error in {path}, line {e.lineno}{base}: {e.msg}')
+    return error
+
+
+def apply_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> None:
+    """Merge ``options`` into ``cfg`` after :func:`check_cfg_options`; an overridden
+    ``custom_imports`` is imported (``Config.fromfile`` imported the file's)."""
+    if not options:
+        return
+    check_cfg_options(cfg, options, allow_new)
+    cfg.merge_from_dict(options)
+    if any(str(key).split('.')[0] == 'custom_imports' for key in options):
+        from mmengine.utils import import_modules_from_strings
+        import_modules_from_strings(**cfg.custom_imports)
+
+
 def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool = False,
                 import_custom: bool = False):
     """A ``Config`` from a file, ``pkg::rel/path.py`` or a ``Config`` (copied), with
     ``cfg_options`` checked and merged; ``import_custom`` imports its ``custom_imports``. A file
-    is read after the fixes for the stack (:func:`deepmim_mm.compat.apply_all`)."""
+    is read after the fixes for the stack (:func:`deepmim_mm.compat.apply_all`); a syntax error
+    names its file (the config or a ``_base_``) and line."""
     from mmengine.config import Config
 
     from deepmim_mm.compat import apply_all
@@ -130,12 +219,14 @@ def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool
         cfg = config.copy()
     elif isinstance(config, str):
         apply_all()
-        cfg = Config.fromfile(config_file(config))
+        path = config_file(config)
+        try:
+            cfg = Config.fromfile(path)
+        except SyntaxError as e:
+            raise _syntax_error(e, path) from None
     else:
         raise TypeError(f'config must be a path or a Config, got {type(config).__name__}')
-    if cfg_options:
-        check_cfg_options(cfg, cfg_options, allow_new_keys)
-        cfg.merge_from_dict(cfg_options)
+    apply_cfg_options(cfg, cfg_options, allow_new_keys)
     if import_custom and cfg.get('custom_imports'):
         from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**cfg.custom_imports)

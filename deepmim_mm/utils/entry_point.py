@@ -4,7 +4,7 @@ import argparse
 import os
 import os.path as osp
 
-from .config_checks import ALLOW_NEW_FLAG, check_cfg_options, check_work_dir, config_file
+from .config_checks import ALLOW_NEW_FLAG, apply_cfg_options, check_work_dir, load_config
 from .launcher import check_launcher_env, finish_distributed, init_cpu_distributed, name_lost_ranks
 
 
@@ -36,16 +36,13 @@ def runner_arg_parser(description: str, config_help: str) -> argparse.ArgumentPa
 
 
 def read_runner_config(args, dataloaders, **dataloader_defaults):
-    """The config of ``args.config`` with the common arguments applied, after the fixes for the
-    pinned stack; each of ``dataloaders`` gets ``dataloader_defaults`` (and mmpretrain's
-    ``default_collate`` in its scope) unless it sets them, ``False`` ones forced."""
-    from mmengine.config import Config, ConfigDict
-
-    from deepmim_mm.compat import apply_all
+    """The config of ``args.config`` (:func:`load_config`) with the common arguments applied;
+    each of ``dataloaders`` gets ``dataloader_defaults`` (and mmpretrain's ``default_collate`` in
+    its scope) unless it sets them, ``False`` ones forced."""
+    from mmengine.config import ConfigDict
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     check_launcher_env(args.launcher)
-    apply_all()
-    cfg = Config.fromfile(config_file(args.config))
+    cfg = load_config(args.config)
     cfg.launcher = args.launcher
     if args.work_dir is not None:  # CLI > the config's work_dir > the config's name
         cfg.work_dir = args.work_dir
@@ -64,10 +61,8 @@ def read_runner_config(args, dataloaders, **dataloader_defaults):
 
 
 def merge_cfg_options(cfg, args) -> None:
-    """Merge ``--cfg-options`` into ``cfg``, each key checked (:func:`check_cfg_options`)."""
-    if args.cfg_options:
-        check_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
-        cfg.merge_from_dict(args.cfg_options)
+    """Merge ``--cfg-options`` into ``cfg``, each key checked (:func:`apply_cfg_options`)."""
+    apply_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
 
 
 def build_runner(cfg, resume: bool = False):

@@ -2,8 +2,10 @@
 import math
 from typing import Dict
 
+import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 
@@ -17,7 +19,9 @@ class NonFiniteLossHook(Hook):
 
     Adds over mmengine (which keeps training on NaN): every ``interval`` iterations the logged
     ``loss*`` values are checked, before the ``CheckpointHook`` saves; under a dynamic AMP loss
-    scale (``amp_skip``) only ``max_amp_skips`` consecutive non-finite steps stop the run.
+    scale (``amp_skip``) only ``max_amp_skips`` consecutive non-finite steps stop the run. Before
+    training, a data preprocessor whose ``mean``/``std`` make every input non-finite (a ``std``
+    of 0) is a ``ValueError`` naming them (upstream's preprocessors accept it).
     """
 
     priority = 'HIGH'  # after RuntimeInfoHook (VERY_HIGH), before LoggerHook / CheckpointHook
@@ -31,10 +35,24 @@ class NonFiniteLossHook(Hook):
         self.max_amp_skips = max_amp_skips
         self._amp_skips = 0
 
+    def before_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        pre = getattr(model, 'data_preprocessor', None)
+        mean, std = getattr(pre, 'mean', None), getattr(pre, 'std', None)
+        if isinstance(std, torch.Tensor) and isinstance(mean, torch.Tensor) and not (
+                std.ne(0).all() and std.isfinite().all() and mean.isfinite().all()):
+            std, mean = ([round(float(v), 3) for v in t.flatten()] for t in (std, mean))
+            raise ValueError(
+                f'model.data_preprocessor: std={std}, mean={mean} make every normalised input '
+                'non-finite ((x - mean) / std); give finite values and a non-zero std per channel '
+                '(ImageNet, 0-255 scale: std=[58.395, 57.12, 57.375])')
+
     @staticmethod
     def _dynamic_amp(runner) -> bool:
         wrapper = getattr(runner, 'optim_wrapper', None)
         scaler = getattr(wrapper, 'loss_scaler', None)
+        # Private: mmengine keeps loss_scale='dynamic' only as _scale_update_param=None; its
+        # GradScaler is built alike for a static scale, so no public attribute tells them apart.
         return scaler is not None and getattr(wrapper, '_scale_update_param', 0) is None
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:

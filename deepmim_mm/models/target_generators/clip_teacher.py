@@ -12,6 +12,7 @@ from mmpretrain.registry import MODELS
 
 from ...checkpoint import load_checked_state, read_checkpoint, state_dict_of
 from ...checkpoint.keys import clip_visual_to_mmpretrain
+from ...checkpoint.loading import describe_keys
 from .frozen_teacher import FrozenTeacher
 
 # OpenAI CLIP image towers (github.com/openai/CLIP, clip/model.py: heads = width // 64).
@@ -64,9 +65,12 @@ def load_clip_visual_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
     visual = OrderedDict((k[len('visual.'):], v) for k, v in state.items()
                          if k.startswith('visual.') and (v.dim() > 0 or v.is_floating_point()))
     if not visual:
-        raise ValueError(f'CLIPTeacher: {path} has no visual.* keys: it looks like a text-only '
-                         'checkpoint; the teacher needs the CLIP image tower (OpenAI .pt, a state '
-                         'dict with visual.* keys, or an open_clip state dict)')
+        text = any(k.startswith(('token_embedding.', 'text_projection')) for k in state)
+        what = ('a CLIP checkpoint without the image tower (text encoder only)' if text else
+                f'not a CLIP checkpoint ({describe_keys(state)})')
+        raise ValueError(f'{field}: {path} holds no visual.* keys: {what}; the teacher needs '
+                         'OpenAI / open_clip CLIP weights with the image tower (an OpenAI .pt, a '
+                         'state dict with visual.* keys, or an open_clip state dict)')
     return visual
 
 
