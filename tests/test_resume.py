@@ -162,7 +162,8 @@ def test_shipped_configs_select_the_atomic_checkpoint_hook():
 
 def test_runner_built_from_arguments_resumes_exactly(tmp_path, capsys):
     """A Runner built in Python (no config: ``runner.cfg`` is empty) resumes exactly too: the
-    hook tells a resume from ``load_from`` by the restored iteration, not by the config."""
+    hook tells a resume from ``load_from`` by the restored iteration, not by the config; so
+    does ResumeCheckHook when nothing is left to train."""
     import inspect
     import shutil
 
@@ -179,8 +180,9 @@ def test_runner_built_from_arguments_resumes_exactly(tmp_path, capsys):
 
     cfg = Config.fromfile(cfg_path)
     accepted = set(inspect.signature(Runner.__init__).parameters) - {'self', 'cfg', 'work_dir'}
-    runner = Runner(work_dir=str(work), resume=True,
-                    **{k: v for k, v in cfg.items() if k in accepted and k != 'resume'})
+    cfg.custom_hooks.append(dict(type='ResumeCheckHook'))
+    args = {k: v for k, v in cfg.items() if k in accepted and k != 'resume'}
+    runner = Runner(work_dir=str(work), resume=True, experiment_name='args_1', **args)
     assert not runner.cfg.get('resume')
     runner.train()
     ref_losses, got = losses(ref), losses(str(work))
@@ -188,3 +190,7 @@ def test_runner_built_from_arguments_resumes_exactly(tmp_path, capsys):
     for it in got:
         for key, value in ref_losses[it].items():
             assert got[it][key] == pytest.approx(value, rel=1e-6, abs=1e-6), (it, key)
+    capsys.readouterr()
+    # Resumed at iteration 16 of 16: ResumeCheckHook says so (it has no runner.cfg either).
+    Runner(work_dir=str(work), resume=True, experiment_name='args_2', **args).train()
+    assert 'resume: the checkpoint is at iteration 16 of 16' in ''.join(capsys.readouterr())
