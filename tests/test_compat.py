@@ -211,12 +211,29 @@ def test_fix_applies_only_when_imported_and_registers_no_global():
 
 
 def test_fix_does_nothing_where_the_defect_is_gone():
-    """A stack whose local loader reads mmengine checkpoints (e.g. onedl-mmengine): no change."""
-    _run(_FRESH + 'import pickle\n'
+    """A stack whose local loader reads mmengine checkpoints weights-only: no change."""
+    _run(_FRESH + 'from deepmim_mm.checkpoint import checkpoint_safe_globals\n'
          'def fixed_loader(filename, map_location=None):\n'
-         '    return torch.load(filename, map_location=map_location, weights_only=False)\n'
+         '    with checkpoint_safe_globals():\n'
+         '        return torch.load(filename, map_location=map_location, weights_only=True)\n'
          'ckpt.CheckpointLoader.register_scheme(prefixes="", loader=fixed_loader, force=True)\n'
          'from deepmim_mm.compat import mmengine_checkpoint as fix\n'
          'assert not fix.defect_present() and fix.apply() is False\n'
          'assert ckpt.CheckpointLoader._get_checkpoint_loader("x.pth") is fixed_loader\n'
+         'print("ok")\n')
+
+
+def test_fix_applies_where_the_loader_falls_back_to_full_pickle():
+    """A local loader that retries what weights_only=True refuses with full pickle (as
+    onedl-mmengine 0.10.12's does) is replaced; the probe's global is all that ran."""
+    _run(_FRESH + 'import pickle\n'
+         'def falling_back(filename, map_location=None):\n'
+         '    try:\n'
+         '        return torch.load(filename, map_location=map_location, weights_only=True)\n'
+         '    except pickle.UnpicklingError:\n'
+         '        return torch.load(filename, map_location=map_location, weights_only=False)\n'
+         'ckpt.CheckpointLoader.register_scheme(prefixes="", loader=falling_back, force=True)\n'
+         'from deepmim_mm.compat import mmengine_checkpoint as fix\n'
+         'assert ckpt.CheckpointLoader._get_checkpoint_loader("x.pth") is fix.load_from_local\n'
+         'assert fix._probe_calls == [True]\n'
          'print("ok")\n')

@@ -77,6 +77,32 @@ def test_bad_load_from_through_train_py(tmp_path, kind):
     assert no_checkpoint_in(work)
 
 
+class _Opens:
+    """Unpickling this calls ``open(path, 'w')``: stands for code a malicious pickle runs."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, 'w')
+
+
+@pytest.mark.parametrize('how', ['load_from', '--resume'])
+def test_untrusted_checkpoint_through_train_py_runs_nothing(tmp_path, how):
+    """A torch file carrying a non-allowlisted global is refused with the plugin's message on
+    every stack (onedl-mmengine's loader would retry it with full pickle)."""
+    ran = tmp_path / 'ran'
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': _Opens(str(ran))}, path)
+    cfg = tiny_config(tmp_path / 'tiny.py', make_data(tmp_path, n_per_class=1), iters=2)
+    work = str(tmp_path / 'work')
+    argv = ['--resume', path] if how == '--resume' else ['--cfg-options', f'load_from={path}']
+    with pytest.raises(pickle.UnpicklingError) as info:
+        run_main('tools/train.py', cfg, '--work-dir', work, *argv)
+    assert str(path) in str(info.value) and 'io.open' in str(info.value)
+    assert not ran.exists() and no_checkpoint_in(work)
+
+
 # ------------------------------------------------------------------------------------------
 # Configuration and command-line mistakes: errors before anything is built
 # ------------------------------------------------------------------------------------------

@@ -45,6 +45,24 @@ def test_sigkill_mid_epoch_resumes_exactly(tmp_path, capsys, workers=2):
     assert_resumed_exactly(ref, work, iters=16)
 
 
+def test_resume_exact_when_the_loop_skips_in_the_sampler(tmp_path):
+    """With an InfiniteSampler, which onedl-mmengine's loop fast-forwards without drawing the
+    trained batches (upstream's draws them), a resumed run with 2 workers equals the
+    uninterrupted one too."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg_path = tiny_config(tmp_path / 'tiny.py', make_data(tmp_path), iters=12, workers=2)
+    for name, resume_from in (('ref', None), ('work', tmp_path / 'ref' / 'iter_8.pth')):
+        cfg = Config.fromfile(cfg_path)
+        cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+        cfg.work_dir, cfg.experiment_name = str(tmp_path / name), f'sampler_{name}'
+        cfg.resume, cfg.load_from = resume_from is not None, resume_from and str(resume_from)
+        Runner.from_cfg(cfg).train()
+    ref, got = losses(str(tmp_path / 'ref')), losses(str(tmp_path / 'work'))
+    assert sorted(got) == [9, 10, 11, 12]
+    assert all(got[i] == ref[i] for i in got), (got, ref)
+
+
 CRASH_PLUGIN = '''
 import os, signal
 from mmengine.hooks import Hook
@@ -144,7 +162,8 @@ def test_shipped_configs_select_the_atomic_checkpoint_hook():
 
 def test_runner_built_from_arguments_resumes_exactly(tmp_path, capsys):
     """A Runner built in Python (no config: ``runner.cfg`` is empty) resumes exactly too: the
-    hook tells a resume from ``load_from`` by the restored iteration, not by the config."""
+    hook tells a resume from ``load_from`` by the restored iteration, not by the config; so
+    does ResumeCheckHook when nothing is left to train."""
     import inspect
     import shutil
 
@@ -161,8 +180,9 @@ def test_runner_built_from_arguments_resumes_exactly(tmp_path, capsys):
 
     cfg = Config.fromfile(cfg_path)
     accepted = set(inspect.signature(Runner.__init__).parameters) - {'self', 'cfg', 'work_dir'}
-    runner = Runner(work_dir=str(work), resume=True,
-                    **{k: v for k, v in cfg.items() if k in accepted and k != 'resume'})
+    cfg.custom_hooks.append(dict(type='ResumeCheckHook'))
+    args = {k: v for k, v in cfg.items() if k in accepted and k != 'resume'}
+    runner = Runner(work_dir=str(work), resume=True, experiment_name='args_1', **args)
     assert not runner.cfg.get('resume')
     runner.train()
     ref_losses, got = losses(ref), losses(str(work))
@@ -170,3 +190,7 @@ def test_runner_built_from_arguments_resumes_exactly(tmp_path, capsys):
     for it in got:
         for key, value in ref_losses[it].items():
             assert got[it][key] == pytest.approx(value, rel=1e-6, abs=1e-6), (it, key)
+    capsys.readouterr()
+    # Resumed at iteration 16 of 16: ResumeCheckHook says so (it has no runner.cfg either).
+    Runner(work_dir=str(work), resume=True, experiment_name='args_2', **args).train()
+    assert 'resume: the checkpoint is at iteration 16 of 16' in ''.join(capsys.readouterr())

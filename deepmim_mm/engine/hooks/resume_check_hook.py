@@ -7,8 +7,9 @@ from mmengine.runner import EpochBasedTrainLoop
 
 @HOOKS.register_module()
 class ResumeCheckHook(Hook):
-    """Warns, before a resumed run trains, when it found no checkpoint or has nothing left to
-    train (mmengine trains from scratch, or trains nothing, without a word)."""
+    """Warns, before a resumed run trains, when it found no checkpoint (``resume`` in the config)
+    or has nothing left to train (any Runner); mmengine trains from scratch, or trains nothing,
+    without a word."""
 
     priority = 'LOWEST'
 
@@ -19,14 +20,14 @@ class ResumeCheckHook(Hook):
         self.loaded = True
 
     def before_train(self, runner) -> None:
-        if not runner.cfg.get('resume'):
-            return
         if not self.loaded:
+            if not runner.cfg.get('resume'):  # (a Runner built from arguments keeps it private)
+                return
             print_log(f'resume: {runner.work_dir} holds no checkpoint to resume from (no '
                       'last_checkpoint file): training starts from scratch', logger='current',
                       level=30)
             return
-        if runner.iter >= runner.max_iters:
+        if runner.iter >= runner.max_iters:  # (after load_from, runner.iter is 0)
             epochs = (f' (epoch {runner.epoch} of {runner.max_epochs})'
                       if isinstance(runner.train_loop, EpochBasedTrainLoop) else '')
             print_log(f'resume: the checkpoint is at iteration {runner.iter} of '

@@ -34,20 +34,29 @@ def set_rng_state(state: dict) -> None:
             torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
 
-class _RestoreAfterSkip:
-    """Wraps the IterBasedTrainLoop's data iterator: after ``skip`` batches (those mmengine
-    draws and discards on resume), restore the RNG where the interrupted run stood."""
+class _RestoreWhileResumed:
+    """Wraps the IterBasedTrainLoop's data iterator: every batch drawn while the runner is still
+    at the resumed iteration (any a loop draws to skip the trained ones, then the first one it
+    trains on; the loop counts the iteration after training it) is drawn from the interrupted
+    run's RNG states, however the loop skips. Unwraps itself at the next iteration."""
 
-    def __init__(self, loop, iterator, skip: int, state: dict):
-        self._loop, self._it, self._left, self._state = loop, iterator, skip, state
+    def __init__(self, runner, iterator, state: dict):
+        self._runner, self._it, self._state = runner, iterator, state
+        self._at = runner.iter
 
     def __next__(self):
-        batch = next(self._it)
-        self._left -= 1
-        if self._left <= 0:
-            self._loop.dataloader_iterator = self._it
+        if self._runner.iter == self._at:
             set_rng_state(self._state)
-        return batch
+        else:
+            self._runner.train_loop.dataloader_iterator = self._it
+        return next(self._it)
+
+    def skip_iter(self, num_iters: int) -> None:
+        """Skip by drawing, as upstream's loop does. onedl-mmengine's loop calls this; its own
+        may advance only the sampler, so the data workers' RNGs would not advance through the
+        skipped batches and the iterator, created later, would draw from the restored state."""
+        for _ in range(num_iters):
+            next(self)
 
     def __iter__(self):
         return self
@@ -61,8 +70,8 @@ class RNGStateHook(Hook):
     """Saves every rank's RNG states in each checkpoint and restores them on resume.
 
     Adds over mmengine (which re-seeds on resume but saves no RNG state): torch, numpy, python
-    (and CUDA) states under ``checkpoint['rng_state']``, one per rank, restored after an
-    ``IterBasedTrainLoop`` has skipped the trained batches, or at once at an epoch end.
+    (and CUDA) states under ``checkpoint['rng_state']``, one per rank, restored for the first
+    batch an ``IterBasedTrainLoop`` trains on after a resume, or at once at an epoch end.
     """
 
     # Before CheckpointHook (VERY_LOW), so the states are gathered before it saves.
@@ -119,8 +128,8 @@ class RNGStateHook(Hook):
         state = states[rank]
         loop = runner.train_loop
         if isinstance(loop, IterBasedTrainLoop):
-            loop.dataloader_iterator = _RestoreAfterSkip(loop, loop.dataloader_iterator,
-                                                         loop.iter, state)
+            loop.dataloader_iterator = _RestoreWhileResumed(runner, loop.dataloader_iterator,
+                                                            state)
             return
         per_epoch = len(loop.dataloader) if hasattr(loop, 'dataloader') else 0
         if per_epoch and loop.iter != loop.epoch * per_epoch:
