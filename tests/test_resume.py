@@ -194,3 +194,26 @@ def test_runner_built_from_arguments_resumes_exactly(tmp_path, capsys):
     # Resumed at iteration 16 of 16: ResumeCheckHook says so (it has no runner.cfg either).
     Runner(work_dir=str(work), resume=True, experiment_name='args_2', **args).train()
     assert 'resume: the checkpoint is at iteration 16 of 16' in ''.join(capsys.readouterr())
+
+
+def test_epoch_loop_resume_says_why_it_is_not_exact(tmp_path, capsys):
+    """An EpochBasedTrainLoop restarts an epoch from its first batch: resuming inside an epoch is
+    said so; resuming after a complete epoch of a dataloader that since got shorter names both
+    lengths (not "inside epoch")."""
+    data = make_data(tmp_path, n_per_class=2)  # 6 images, batch 2: 3 batches per epoch
+    epochs = "\ntrain_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=2)"
+    by_iter = tiny_config(tmp_path / 'by_iter.py', data, iters=6, ckpt=1, extra_hooks=epochs)
+    by_epoch = tiny_config(tmp_path / 'by_epoch.py', data, iters=6, ckpt=1, extra_hooks=(
+        epochs + "\ndefault_hooks['checkpoint']['by_epoch'] = True"))
+    for cfg in (by_iter, by_epoch):
+        assert run_main('tools/train.py', cfg, '--work-dir', str(tmp_path / 'ref')) == 0
+    capsys.readouterr()
+    assert run_main('tools/train.py', by_iter, '--work-dir', str(tmp_path / 'inside'),
+                    '--resume', str(tmp_path / 'ref' / 'iter_5.pth')) == 0
+    assert 'resumed at iteration 5, inside epoch 2' in ''.join(capsys.readouterr())
+    for path in sorted(glob.glob(osp.join(data, '*', '*')))[:2]:
+        os.remove(path)  # 4 images left: 2 batches per epoch
+    assert run_main('tools/train.py', by_epoch, '--work-dir', str(tmp_path / 'shrunk'),
+                    '--resume', str(tmp_path / 'ref' / 'epoch_1.pth')) == 0
+    out = ''.join(capsys.readouterr())
+    assert 'changed from 3 to 2 batches per epoch' in out and 'inside epoch' not in out

@@ -80,6 +80,7 @@ class RNGStateHook(Hook):
     def __init__(self) -> None:
         self._gathered: Optional[List[dict]] = None
         self._pending: Optional[List[dict]] = None
+        self._saved_per_epoch: Optional[int] = None
 
     def _gather_if_saving(self, runner, by_epoch: bool) -> None:
         """Gather the states on every rank (a collective) when the CheckpointHook will save."""
@@ -113,6 +114,10 @@ class RNGStateHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self._pending = checkpoint.get('rng_state')
+        # mmengine's RuntimeInfoHook saved the run's max_iters = max_epochs x batches per epoch
+        info = checkpoint.get('message_hub', {}).get('runtime_info', {})
+        self._saved_per_epoch = (info['max_iters'] // info['max_epochs']
+                                 if info.get('max_iters') and info.get('max_epochs') else None)
 
     def before_train(self, runner) -> None:
         # Called for load_from too: only a resume has restored the iteration counter.
@@ -132,7 +137,14 @@ class RNGStateHook(Hook):
                                                             state)
             return
         per_epoch = len(loop.dataloader) if hasattr(loop, 'dataloader') else 0
-        if per_epoch and loop.iter != loop.epoch * per_epoch:
+        saved = self._saved_per_epoch
+        if per_epoch and saved and saved != per_epoch and loop.iter == loop.epoch * saved:
+            print_log(f'RNGStateHook: the dataloader length changed from {saved} to {per_epoch} '
+                      'batches per epoch since the checkpoint (the dataset or batch size '
+                      f'changed?); resumed after the complete epoch {loop.epoch} (iteration '
+                      f'{loop.iter}), so epoch {loop.epoch + 1} starts at its first batch',
+                      logger='current', level=30)
+        elif per_epoch and loop.iter != loop.epoch * per_epoch:
             print_log(f'RNGStateHook: resumed at iteration {loop.iter}, inside epoch '
                       f'{loop.epoch + 1}; {type(loop).__name__} restarts that epoch from its '
                       'first batch, so this run will not repeat the interrupted one exactly '
