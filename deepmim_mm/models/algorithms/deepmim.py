@@ -1,5 +1,5 @@
 """DeepMIM: masked image modeling with deep supervision (and optional MFF fusion)."""
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Union
 
 import torch
 import torch.nn as nn
@@ -25,14 +25,8 @@ class DeepMIM(BaseSelfSupervisor):
     shapes are a ``ValueError`` at build time.
     """
 
-    def __init__(self,
-                 backbone: Union[dict, nn.Module],
-                 neck: Union[dict, nn.Module],
-                 head: Union[dict, nn.Module],
-                 target_generator: Optional[Union[dict, nn.Module]] = None,
-                 pretrained: Optional[str] = None,
-                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(self, backbone: Union[dict, nn.Module], neck: Union[dict, nn.Module],
+                 head: Union[dict, nn.Module], **kwargs) -> None:
         if not isinstance(backbone, nn.Module):
             backbone = MODELS.build(backbone)
         if not hasattr(backbone, 'level_names'):
@@ -41,14 +35,7 @@ class DeepMIM(BaseSelfSupervisor):
         num_levels = len(backbone.out_indices)
         if isinstance(neck, dict) and 'num_levels' not in neck:
             neck = dict(neck, num_levels=num_levels)
-        super().__init__(
-            backbone=backbone,
-            neck=neck,
-            head=head,
-            target_generator=target_generator,
-            pretrained=pretrained,
-            data_preprocessor=data_preprocessor,
-            init_cfg=init_cfg)
+        super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
         if getattr(self.neck, 'num_levels', 1) != num_levels:
             raise ValueError(f'DeepMIM: neck.num_levels={self.neck.num_levels} but the backbone '
                              f'supervises {num_levels} blocks {self.backbone.level_names}; '

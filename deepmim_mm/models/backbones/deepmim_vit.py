@@ -46,10 +46,8 @@ class DeepMIMViT(MAEViT):
     - ``out_indices`` (0-indexed; ``None``: :func:`default_supervised_blocks`; ``[-1]``: plain
       MAE) name the supervised blocks: the masked forward returns the raw output of every
       intermediate one and the last block's output after the final norm (DeepMIM).
-    - ``fusion_indices`` turns on MFF (arXiv 2308.00261): a ``Linear(C, C)`` per shallow block
-      (``proj_layers``) and a softmax over one learnable weight per block (``proj_weights``)
-      mix the token sequences before the final norm; ``MFFViT``'s parameter names, so its
-      checkpoints load as they are.
+    - ``fusion_indices`` turns on MFF (arXiv 2308.00261) with ``MFFViT``'s parameters
+      (``proj_layers``, ``proj_weights``), so its checkpoints load as they are.
     - ``mask=None`` (feature extraction) does *not* mask, unlike ``MFFViT``, and returns every
       supervised block in ``out_type`` format (fused when MFF is on).
 
@@ -83,9 +81,7 @@ class DeepMIMViT(MAEViT):
             n = len(self.fusion_indices)
             self.proj_layers = nn.ModuleList(
                 nn.Linear(self.embed_dims, self.embed_dims) for _ in range(n - 1))
-            self.proj_weights = nn.Parameter(torch.ones(n).view(-1, 1, 1, 1))
-            if n == 1:
-                self.proj_weights.requires_grad = False
+            self.proj_weights = nn.Parameter(torch.ones(n).view(-1, 1, 1, 1), requires_grad=n > 1)
 
     @property
     def level_names(self) -> List[str]:
@@ -104,9 +100,8 @@ class DeepMIMViT(MAEViT):
 
     def encode_visible(self, x: torch.Tensor, ids_keep: torch.Tensor
                        ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
-        """Encode only the patches ``ids_keep`` (``B x N_visible``) lists, in that order: a
-        frozen teacher sees exactly the student's visible patches. Returns ``(levels,
-        fusion_weights)`` as :meth:`forward`."""
+        """``(levels, fusion_weights)`` of the patches ``ids_keep`` (``B x N_visible``) lists, in
+        that order: a frozen teacher sees exactly the student's visible patches."""
         x = self._embed_patches(x)
         x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         return self._encode_kept(x)

@@ -18,14 +18,8 @@ class DeepMIMHead(MAEPretrainHead):
     ``(pred, target, mask)`` loss over masked patches, e.g. ``PixelReconstructionLoss``.
     """
 
-    def __init__(self,
-                 loss: dict,
-                 norm_pix: bool = False,
-                 patch_size: int = 16,
-                 in_channels: int = 3,
-                 level_weights: Optional[Sequence[float]] = None) -> None:
-        super().__init__(loss=loss, norm_pix=norm_pix, patch_size=patch_size,
-                         in_channels=in_channels)
+    def __init__(self, *args, level_weights: Optional[Sequence[float]] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         if level_weights is not None:
             level_weights = [float(w) for w in level_weights]
             if not all(0 <= w < math.inf for w in level_weights) or not any(level_weights):

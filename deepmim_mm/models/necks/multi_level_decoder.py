@@ -22,10 +22,9 @@ class MultiLevelDecoder(MAEPretrainDecoder):
     ``MAEPretrainDecoder``'s parameter names, so with one level MAE / MFF checkpoints load.
 
     On accelerators the decoders run as one computation with a leading level dimension
-    (:mod:`~deepmim_mm.models.utils.batched_transformer`), the deeper ones alone for their
-    extra blocks; every decoder keeps its modules and ``state_dict`` keys. The per-level loop
-    runs instead for one level and where a wrapper (FSDP unit, activation checkpointing) owns
-    a decoder's ``forward``.
+    (:mod:`~deepmim_mm.models.utils.batched_transformer`), each keeping its modules and keys;
+    the per-level loop runs for one level and where a wrapper (FSDP, activation checkpointing)
+    owns a decoder's ``forward``.
 
     Args:
         num_levels: supervised levels, the last included; ``DeepMIM`` fills it in.
@@ -118,12 +117,11 @@ class MultiLevelDecoder(MAEPretrainDecoder):
         preds: List[Optional[torch.Tensor]] = [None] * L
         active = list(range(L))  # levels held by h, in order
         for j in range(max(depths)):
-            still = [i for i in active if depths[i] > j]
-            if len(still) < len(active):  # some decoders are done: finish them, go on
-                done = [p for p, i in enumerate(active) if depths[i] <= j]
+            done = [p for p, i in enumerate(active) if depths[i] == j]
+            if done:  # these decoders are finished: predict them, go on with the others
                 self._predict([active[p] for p in done], _take(h, done), decs, eps, preds)
-                h = _take(h, [p for p, i in enumerate(active) if depths[i] > j])
-                active = still
+                rest = [p for p, i in enumerate(active) if depths[i] > j]
+                h, active = _take(h, rest), [active[p] for p in rest]
             blocks = [decs[i].decoder_blocks[j] for i in active]
             h = batched_encoder_layer(h, stacked_layer_params(blocks),
                                       blocks[0].attn.num_heads, eps)
@@ -133,8 +131,7 @@ class MultiLevelDecoder(MAEPretrainDecoder):
     @staticmethod
     def _predict(levels: List[int], h: torch.Tensor, decs: List[MAEPretrainDecoder],
                  eps: float, preds: List[Optional[torch.Tensor]]) -> None:
-        """Final norm and prediction layer of ``levels`` (rows of ``h``); class token dropped
-        first (both are per token, so this equals mmpretrain's norm, predict, then drop)."""
+        """Final norm and prediction of ``levels`` (rows of ``h``), class token dropped first."""
         group = [decs[i] for i in levels]
         h = batched_layer_norm(h[:, :, 1:], torch.stack([d.decoder_norm.weight for d in group]),
                                torch.stack([d.decoder_norm.bias for d in group]), eps)

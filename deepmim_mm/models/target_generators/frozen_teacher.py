@@ -6,12 +6,10 @@ from mmengine.model import BaseModule
 class FrozenTeacher(BaseModule):
     """A target generator holding frozen networks that the parent model does not own.
 
-    Adds over mmengine's ``BaseModule``: :meth:`_freeze` holds a network outside the registered
-    submodules, so it is in neither ``state_dict()`` (checkpoints stay student-only) nor
-    ``parameters()`` (optimizers, DDP, FSDP, ``init_weights``), while :meth:`_apply` still moves
-    and casts it with the model; it is frozen and always in eval mode. Hidden, not registered:
-    registered, mmengine's default optimizer constructor would take the frozen parameters and
-    FSDP would shard and gather them every step.
+    Adds over mmengine's ``BaseModule``: :meth:`_freeze` holds a frozen network, always in eval
+    mode, outside ``state_dict()`` and ``parameters()`` (checkpoints, optimizers, DDP, FSDP),
+    which :meth:`_apply` still moves and casts with the model. Hidden, as registered, mmengine's
+    default optimizer would take its parameters and FSDP shard and gather them every step.
 
     Subclasses load their weights in ``__init__``, hand each network to :meth:`_freeze` and run
     it under ``torch.no_grad()``; ``DeepMIM`` calls :meth:`match_student` at build time.

@@ -19,9 +19,6 @@ MAE_VIT_B_DECODER = dict(type='MAEPretrainDecoder', num_patches=196, patch_size=
                          embed_dim=768, decoder_embed_dim=512, decoder_depth=8,
                          decoder_num_heads=16, mlp_ratio=4.)
 
-_ENCODER_TYPES = ('DeepMIMViT', 'MAEViT')
-_DECODER_TYPES = ('MAEPretrainDecoder', 'MultiLevelDecoder')
-
 
 def _check_alphas(alphas) -> Tuple[float, ...]:
     try:
@@ -33,28 +30,6 @@ def _check_alphas(alphas) -> Tuple[float, ...]:
                          f'raw target, 0 = teacher reconstruction), one per auxiliary level, '
                          f'got {alphas!r}')
     return out
-
-
-def _encoder_cfg(encoder: dict) -> dict:
-    """A ``DeepMIMViT`` (``MAEViT``'s keys) that returns only its deepest level."""
-    if encoder.get('type', 'DeepMIMViT') not in _ENCODER_TYPES:
-        raise ValueError(f'MAEHybridTarget: encoder must be a config dict of type '
-                         f'{list(_ENCODER_TYPES)} (an MFF teacher sets fusion_indices), got '
-                         f'encoder.type={encoder["type"]!r}')
-    return dict(encoder, type='DeepMIMViT', out_indices=[-1], drop_rate=0., drop_path_rate=0.)
-
-
-def _decoder_cfg(decoder: dict) -> dict:
-    """An ``MAEPretrainDecoder``: the keys of a one-level ``MultiLevelDecoder`` too."""
-    if decoder.get('type', 'MAEPretrainDecoder') not in _DECODER_TYPES:
-        raise ValueError(f'MAEHybridTarget: decoder must be a config dict of type '
-                         f'{list(_DECODER_TYPES)}, got decoder.type={decoder["type"]!r}')
-    if decoder.get('num_levels', 1) not in (1, None):
-        raise ValueError(f'MAEHybridTarget: decoder.num_levels={decoder["num_levels"]}; the '
-                         'teacher uses only its final decoder (num_levels=1); auxiliary '
-                         'decoders of a DeepMIM checkpoint are dropped at load')
-    cfg = {k: v for k, v in decoder.items() if k not in ('num_levels', 'aux_decoder_depth')}
-    return dict(cfg, type='MAEPretrainDecoder')
 
 
 @MODELS.register_module()
@@ -73,14 +48,14 @@ class MAEHybridTarget(FrozenTeacher):
     ``neck.aux_decoders.*`` are dropped and logged) and being an unsaved :class:`FrozenTeacher`.
 
     Args:
-        checkpoint (str, optional): local path of the teacher's pretraining checkpoint; required
-            unless ``random_init=True`` (random weights, for tests).
+        checkpoint (str, optional): the teacher's pretraining checkpoint (local path).
         encoder (dict): ``DeepMIMViT`` (or ``MAEViT``) config; its last level is used;
             ``fusion_indices`` for an MFF teacher. Default: MAE ViT-B/16 at 224.
         decoder (dict): ``MAEPretrainDecoder`` (or one-level ``MultiLevelDecoder``) config.
             Default: MAE's ViT-B decoder (8 blocks, 512-d).
         alphas (sequence of float): one weight in [0, 1] per auxiliary level, shallowest first.
         mask_ratio (float, optional): if given, must equal the student backbone's.
+        random_init (bool): random weights without a checkpoint (tests only).
     """
 
     def __init__(self,
@@ -100,8 +75,24 @@ class MAEHybridTarget(FrozenTeacher):
                              "mmpretrain's MAE); random_init=True builds random weights for "
                              'tests only')
         self.checkpoint = checkpoint
-        enc = MODELS.build(_encoder_cfg(encoder))
-        dec = MODELS.build(_decoder_cfg(decoder))
+        if encoder.get('type', 'DeepMIMViT') not in ('DeepMIMViT', 'MAEViT'):
+            raise ValueError('MAEHybridTarget: encoder must be a config dict of type DeepMIMViT '
+                             'or MAEViT (an MFF teacher sets fusion_indices), got '
+                             f'encoder.type={encoder["type"]!r}')
+        if decoder.get('type', 'MAEPretrainDecoder') not in ('MAEPretrainDecoder',
+                                                             'MultiLevelDecoder'):
+            raise ValueError('MAEHybridTarget: decoder must be a config dict of type '
+                             'MAEPretrainDecoder or MultiLevelDecoder, got '
+                             f'decoder.type={decoder["type"]!r}')
+        if decoder.get('num_levels', 1) not in (1, None):
+            raise ValueError(f'MAEHybridTarget: decoder.num_levels={decoder["num_levels"]}; the '
+                             'teacher uses only its final decoder (num_levels=1); auxiliary '
+                             'decoders of a DeepMIM checkpoint are dropped at load')
+        # A DeepMIMViT that returns only its deepest level, and the final decoder alone.
+        enc = MODELS.build(dict(encoder, type='DeepMIMViT', out_indices=[-1], drop_rate=0.,
+                                drop_path_rate=0.))
+        dec_cfg = {k: v for k, v in decoder.items() if k not in ('num_levels', 'aux_decoder_depth')}
+        dec = MODELS.build(dict(dec_cfg, type='MAEPretrainDecoder'))
         if dec.decoder_embed.in_features != enc.embed_dims:
             raise ValueError(f'MAEHybridTarget: decoder.embed_dim={dec.decoder_embed.in_features} '
                              f'must equal the encoder width {enc.embed_dims}')
@@ -174,7 +165,6 @@ class MAEHybridTarget(FrozenTeacher):
     @torch.no_grad()
     def forward(self, inputs: torch.Tensor, ids_keep: torch.Tensor,
                 ids_restore: torch.Tensor) -> torch.Tensor:
-        """The reconstruction ``B x N x D`` from the patches ``ids_keep`` lists (the student's
-        visible ones, in its order); ``ids_restore`` as ``MAEViT.random_masking`` returns it."""
+        """The ``B x N x D`` reconstruction from the student's visible patches ``ids_keep``."""
         levels, _ = self.encoder.encode_visible(inputs.to(self.encoder.pos_embed.dtype), ids_keep)
         return self.decoder(levels[-1], ids_restore)
