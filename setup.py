@@ -1,9 +1,7 @@
 """deepmim_mm: DeepMIM and MFF masked image modeling as an OpenMMLab 2.x plugin.
 
-Install with ``bash tools/setup_env.sh`` (creates .venv with the pinned stack). The OpenMMLab
-packages are deliberately not listed in ``install_requires``: their releases pin mmcv ranges that
-pip cannot resolve from PyPI wheels on PyTorch 2.14, so the set-up script installs them with
-``--no-deps`` next to a patched mmcv build.
+No OpenMMLab package in ``install_requires``: pip cannot resolve their mmcv pins on PyTorch 2.14,
+so ``tools/setup_env.sh`` installs them with ``--no-deps`` next to a patched mmcv build.
 """
 import os
 import os.path as osp
@@ -13,18 +11,13 @@ import warnings
 
 from setuptools import find_packages, setup
 
-# What mim (openmim) reads from ``deepmim_mm/.mim``: configs to resolve `mim train deepmim_mm
-# <config name>`, the tools it runs, and the model index `mim search` lists.
+# What mim (openmim) reads from ``deepmim_mm/.mim``.
 MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def add_mim_extension():
-    """Put ``MIM_FILES`` into ``deepmim_mm/.mim``, as mmpretrain's setup.py does: symbolic links
-    for an editable install, copies for a wheel or a source distribution.
-
-    mmpretrain recognises an editable install by ``develop`` in ``sys.argv``; pip's PEP 660
-    editable installs run setuptools' ``editable_wheel`` instead, so both are accepted here.
-    """
+    """Put ``MIM_FILES`` into ``deepmim_mm/.mim`` as mmpretrain's setup.py does: links for an
+    editable install (``develop``, or pip's PEP 660 ``editable_wheel``), else copies."""
     if 'develop' in sys.argv or 'editable_wheel' in sys.argv:
         mode = 'symlink'
     elif 'sdist' in sys.argv or 'bdist_wheel' in sys.argv:
@@ -37,8 +30,7 @@ def add_mim_extension():
     for filename in MIM_FILES:
         src_path = osp.join(repo_path, filename)
         tar_path = osp.join(mim_path, filename)
-        if not osp.exists(src_path):
-            # Building a wheel from an sdist: the copies are already there (MANIFEST.in).
+        if not osp.exists(src_path):  # a wheel from an sdist: copied already (MANIFEST.in)
             continue
         if osp.islink(tar_path) or osp.isfile(tar_path):
             os.remove(tar_path)

@@ -2,6 +2,9 @@
 tools/analysis/benchmark.py."""
 from typing import Optional
 
+from mmengine.device import get_device
+from mmengine.logging import print_log
+
 _AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
 
 
@@ -20,12 +23,8 @@ def fall_back_to_fp32_without_gpu(cfg, device: Optional[str] = None) -> bool:
     optim = cfg.get('optim_wrapper')
     if optim is None or optim.get('type') != 'AmpOptimWrapper':
         return False
-    if device is None:
-        from mmengine.device import get_device
-        device = get_device()
-    if device != 'cpu':
+    if (device or get_device()) != 'cpu':
         return False
-    from mmengine.logging import print_log
     print_log('No GPU: AmpOptimWrapper needs one, so this run trains in fp32 with '
               'OptimWrapper.', logger='current', level=30)
     to_fp32_optim_wrapper(optim)

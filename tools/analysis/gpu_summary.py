@@ -12,10 +12,8 @@ def load_parts(out_dir):
 
 
 def result(parts, part, label=None):
-    for r in parts.get(part, {}).get('results', []):
-        if label is None or r.get('label') == label:
-            return r
-    return None
+    return next((r for r in parts.get(part, {}).get('results', [])
+                 if label is None or r.get('label') == label), None)
 
 
 def ratios(parts):

@@ -14,48 +14,23 @@ DEEPMIM_RELATIVE_DEPTHS = (1 / 2, 2 / 3, 5 / 6)
 
 
 def default_supervised_blocks(num_layers: int) -> List[int]:
-    """0-indexed blocks DeepMIM supervises by default for an encoder of ``num_layers`` blocks.
-
-    ViT-B/S (12 blocks): [5, 7, 9, 11]; ViT-L (24): [11, 15, 19, 23]; ViT-H (32): [15, 20, 26, 31].
-    """
+    """0-indexed blocks DeepMIM supervises by default: [5, 7, 9, 11] for 12 blocks."""
     blocks = {max(int(round(num_layers * f)) - 1, 0) for f in DEEPMIM_RELATIVE_DEPTHS}
-    blocks.add(num_layers - 1)
-    return sorted(blocks)
-
-
-def _arch_depth(arch: Union[str, dict]) -> int:
-    if isinstance(arch, str):
-        key = arch.lower()
-        if key not in MAEViT.arch_zoo:
-            raise ValueError(f'DeepMIMViT: unknown arch {arch!r}; accepted: '
-                             f'{sorted(MAEViT.arch_zoo)} or a dict with embed_dims, '
-                             'num_layers, num_heads, feedforward_channels')
-        return MAEViT.arch_zoo[key]['num_layers']
-    if isinstance(arch, dict) and 'num_layers' in arch:
-        return int(arch['num_layers'])
-    raise ValueError(f'DeepMIMViT: arch must be a name or a dict with num_layers, got {arch!r}')
+    return sorted(blocks | {num_layers - 1})
 
 
 def _resolve_blocks(field: str, indices: Union[int, Sequence[int]], depth: int) -> List[int]:
-    """Normalise negative indices, check the range and that the last block is included."""
-    if isinstance(indices, int):
-        indices = [indices]
-    indices = list(indices)
-    if not indices:
-        raise ValueError(f'DeepMIMViT: {field} is empty; give at least the last block '
-                         f'({depth - 1}, 0-indexed)')
-    resolved = []
+    """Sorted 0-indexed blocks, each within the depth and given once, the last block included."""
+    indices = [indices] if isinstance(indices, int) else list(indices)
     for i in indices:
-        j = i + depth if i < 0 else i
-        if not 0 <= j < depth:
+        if not -depth <= i < depth:
             raise ValueError(f'DeepMIMViT: {field} contains block {i}, beyond the encoder '
                              f'depth {depth}; accepted: 0..{depth - 1} (0-indexed) or '
                              f'-{depth}..-1')
-        resolved.append(j)
-    if len(set(resolved)) != len(resolved):
+    resolved = sorted({i % depth for i in indices})
+    if len(resolved) != len(indices):
         raise ValueError(f'DeepMIMViT: {field} has repeated blocks: {indices}')
-    resolved = sorted(resolved)
-    if resolved[-1] != depth - 1:
+    if not resolved or resolved[-1] != depth - 1:
         raise ValueError(f'DeepMIMViT: {field} must end with the last block ({depth - 1}, '
                          f'0-indexed): its output, after the final norm, is the deepest level; '
                          f'got {indices}')
@@ -68,23 +43,17 @@ class DeepMIMViT(MAEViT):
 
     Adds over mmpretrain's ``MAEViT``:
 
-    - ``out_indices`` (0-indexed) name the supervised blocks: the masked forward returns the raw
-      outputs of every intermediate one and the last block's output after the final norm
-      (DeepMIM). ``None`` picks :func:`default_supervised_blocks`. ``[depth - 1]`` is plain MAE.
-    - ``fusion_indices`` turns on MFF (arXiv 2308.00261): each shallow block listed gets its own
-      ``Linear(C, C)`` (``proj_layers``), the last block is used as is, and the softmax of one
-      learnable weight per level (``proj_weights``, initialised to 1) mixes the whole token
-      sequence before the final norm. Parameter names match mmpretrain's ``MFFViT``, so its
-      checkpoints load as they are.
-    - With ``mask=None`` (feature extraction) the input is *not* masked, unlike mmpretrain's
-      ``MFFViT``, and the outputs of every ``out_indices`` block are returned in ``out_type``
-      format (fused when MFF is on).
-    - Bad configurations (blocks beyond the depth, a mask ratio outside (0, 1), an image size
-      that is not a multiple of the patch size) raise ``ValueError`` at build time.
+    - ``out_indices`` (0-indexed; ``None``: :func:`default_supervised_blocks`; ``[-1]``: plain
+      MAE) name the supervised blocks: the masked forward returns the raw output of every
+      intermediate one and the last block's output after the final norm (DeepMIM).
+    - ``fusion_indices`` turns on MFF (arXiv 2308.00261) with ``MFFViT``'s parameters
+      (``proj_layers``, ``proj_weights``), so its checkpoints load as they are.
+    - ``mask=None`` (feature extraction) does *not* mask, unlike ``MFFViT``, and returns every
+      supervised block in ``out_type`` format (fused when MFF is on).
 
-    The masked forward returns ``(levels, mask, ids_restore, fusion_weights)``: ``levels`` is a
-    list with one ``(B, 1 + N_visible, C)`` tensor per supervised block (shallowest first), all
-    computed from one random mask; ``fusion_weights`` is ``None`` without MFF.
+    The masked forward returns ``(levels, mask, ids_restore, fusion_weights)``: one
+    ``(B, 1 + N_visible, C)`` tensor per supervised block (shallowest first), all from one random
+    mask; ``fusion_weights`` is ``None`` without MFF.
     """
 
     def __init__(self,
@@ -93,90 +62,35 @@ class DeepMIMViT(MAEViT):
                  patch_size: int = 16,
                  out_indices: Optional[Union[int, Sequence[int]]] = None,
                  fusion_indices: Optional[Sequence[int]] = None,
-                 drop_rate: float = 0,
-                 drop_path_rate: float = 0,
-                 norm_cfg: dict = dict(type='LN', eps=1e-6),
-                 final_norm: bool = True,
-                 out_type: str = 'raw',
-                 interpolate_mode: str = 'bicubic',
-                 patch_cfg: dict = dict(),
-                 layer_cfgs: dict = dict(),
                  mask_ratio: float = 0.75,
-                 init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
-        depth = _arch_depth(arch)
+                 **kwargs) -> None:
+        super().__init__(arch=arch, img_size=img_size, patch_size=patch_size,
+                         mask_ratio=mask_ratio, **kwargs)
         if not 0 < mask_ratio < 1:
             raise ValueError(f'DeepMIMViT: mask_ratio must be in (0, 1), got {mask_ratio}')
-        sizes = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        if any(s % patch_size for s in sizes):
+        if any(s % patch_size for s in self.img_size):
             raise ValueError(f'DeepMIMViT: img_size {img_size} is not divisible by '
                              f'patch_size {patch_size}')
+        depth = self.num_layers
         if out_indices is None:
             out_indices = default_supervised_blocks(depth)
-        out_indices = _resolve_blocks('out_indices', out_indices, depth)
-        super().__init__(
-            arch=arch,
-            img_size=img_size,
-            patch_size=patch_size,
-            out_indices=list(out_indices),
-            drop_rate=drop_rate,
-            drop_path_rate=drop_path_rate,
-            norm_cfg=norm_cfg,
-            final_norm=final_norm,
-            out_type=out_type,
-            interpolate_mode=interpolate_mode,
-            patch_cfg=patch_cfg,
-            layer_cfgs=layer_cfgs,
-            mask_ratio=mask_ratio,
-            init_cfg=init_cfg)
+        self.out_indices = _resolve_blocks('out_indices', out_indices, depth)
         self.fusion_indices = None
         if fusion_indices is not None:
             self.fusion_indices = _resolve_blocks('fusion_indices', fusion_indices, depth)
             n = len(self.fusion_indices)
             self.proj_layers = nn.ModuleList(
                 nn.Linear(self.embed_dims, self.embed_dims) for _ in range(n - 1))
-            self.proj_weights = nn.Parameter(torch.ones(n).view(-1, 1, 1, 1))
-            if n == 1:
-                self.proj_weights.requires_grad = False
+            self.proj_weights = nn.Parameter(torch.ones(n).view(-1, 1, 1, 1), requires_grad=n > 1)
 
     @property
     def level_names(self) -> List[str]:
         """Names of the supervised levels: ``block{n}`` with ``n`` the 1-indexed block."""
         return [f'block{i + 1}' for i in self.out_indices]
 
-    def _blocks(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
-        """Run every block; return the supervised levels and the MFF weights (or None)."""
-        last = len(self.layers) - 1
-        supervised = set(self.out_indices)
-        fused_at = {b: k for k, b in enumerate(self.fusion_indices or [])}
-        levels, fused = [], []
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i == last:
-                break
-            if i in supervised:
-                levels.append(x)
-            if i in fused_at:
-                fused.append(self.proj_layers[fused_at[i]](x))
-        weights = None
-        if self.fusion_indices is not None:
-            # MFF: softmax-weighted sum of the projected shallow levels and the last block.
-            weights = F.softmax(self.proj_weights, dim=0)
-            x = (torch.stack(fused + [x]) * weights).sum(dim=0)
-            weights = weights.view(-1)
-        if self.final_norm:
-            x = self.ln1(x)
-        levels.append(x)
-        return levels, weights
-
     def forward(self, x: torch.Tensor, mask: Optional[bool] = True):
-        """Masked multi-level encoding (``mask=True``) or plain feature extraction.
-
-        Args:
-            x: images, ``(B, C, H, W)``.
-            mask: ``True`` draws one random mask per image (shared by every level); ``None`` or
-                ``False`` encodes every patch and returns a tuple of ``out_type`` features, one
-                per supervised block.
-        """
+        """One random mask per image, shared by every level (``mask=True``), or, with ``None`` /
+        ``False``, every patch encoded and a tuple of ``out_type`` features returned."""
         if not mask:
             return self._extract(x)
         x = self._embed_patches(x)
@@ -186,9 +100,8 @@ class DeepMIMViT(MAEViT):
 
     def encode_visible(self, x: torch.Tensor, ids_keep: torch.Tensor
                        ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
-        """Encode only the patches ``ids_keep`` (``B x N_visible``) lists, in that order: a
-        frozen teacher sees exactly the student's visible patches. Returns ``(levels,
-        fusion_weights)`` as :meth:`forward`."""
+        """``(levels, fusion_weights)`` of the patches ``ids_keep`` (``B x N_visible``) lists, in
+        that order: a frozen teacher sees exactly the student's visible patches."""
         x = self._embed_patches(x)
         x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         return self._encode_kept(x)
@@ -211,15 +124,31 @@ class DeepMIMViT(MAEViT):
         return self._blocks(torch.cat((cls_token, x), dim=1))
 
     def _extract(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        B = x.shape[0]
+        """``VisionTransformer.forward``, with MFF fusion of the last level when it is on."""
         x, patch_resolution = self.patch_embed(x)
-        x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
-        x = x + resize_pos_embed(
-            self.pos_embed,
-            self.patch_resolution,
-            patch_resolution,
-            mode=self.interpolate_mode,
-            num_extra_tokens=self.num_extra_tokens)
-        x = self.pre_norm(self.drop_after_pos(x))
-        levels, _ = self._blocks(x)
+        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        x = x + resize_pos_embed(self.pos_embed, self.patch_resolution, patch_resolution,
+                                 mode=self.interpolate_mode,
+                                 num_extra_tokens=self.num_extra_tokens)
+        levels, _ = self._blocks(self.pre_norm(self.drop_after_pos(x)))
         return tuple(self._format_output(t, patch_resolution) for t in levels)
+
+    def _blocks(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
+        """Run every block; return the supervised levels and the MFF weights (or None)."""
+        fused_at = self.fusion_indices or []
+        levels, fused = [], []
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i in self.out_indices[:-1]:
+                levels.append(x)
+            if i in fused_at[:-1]:
+                fused.append(self.proj_layers[fused_at.index(i)](x))
+        weights = None
+        if self.fusion_indices is not None:
+            # MFF: softmax-weighted sum of the projected shallow levels and the last block.
+            weights = F.softmax(self.proj_weights, dim=0)
+            x = (torch.stack(fused + [x]) * weights).sum(dim=0)
+            weights = weights.view(-1)
+        if self.final_norm:
+            x = self.ln1(x)
+        return levels + [x], weights

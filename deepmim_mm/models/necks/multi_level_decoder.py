@@ -9,37 +9,29 @@ from mmpretrain.registry import MODELS
 
 from ..utils.batched_transformer import (batched_encoder_layer, batched_layer_norm, batched_linear,
                                          encoder_layer_supported, layer_norm_supported,
-                                         stack_params, stacked_layer_params)
+                                         stacked_layer_params)
 
 
 @MODELS.register_module()
 class MultiLevelDecoder(MAEPretrainDecoder):
     """MAE decoders for every supervised level of a :class:`DeepMIMViT`.
 
-    Adds over mmpretrain's ``MAEPretrainDecoder``: ``num_levels - 1`` auxiliary decoders for the
-    intermediate levels, each fully independent (its own embed, mask token, blocks, norm and
-    prediction layer; DeepMIM, arXiv 2303.08817), in ``aux_decoders`` (shallowest level first).
-    The module itself is the decoder of the deepest level, with exactly ``MAEPretrainDecoder``'s
-    parameter names, so with ``num_levels=1`` mmpretrain's MAE / MFF checkpoints load unchanged.
+    Adds over mmpretrain's ``MAEPretrainDecoder``: ``num_levels - 1`` independent auxiliary
+    decoders for the intermediate levels (DeepMIM, arXiv 2303.08817), in ``aux_decoders``
+    (shallowest first). The module itself is the deepest level's decoder, with
+    ``MAEPretrainDecoder``'s parameter names, so with one level MAE / MFF checkpoints load.
 
-    The decoders have identical shapes, so on accelerators they run as one computation with a
-    leading level dimension (:mod:`deepmim_mm.models.utils.batched_transformer`) instead of a
-    loop over levels; parameters are not moved (every decoder keeps its modules and
-    ``state_dict`` keys) and the result equals the loop up to float rounding. With
-    ``aux_decoder_depth != decoder_depth`` the common blocks run batched over every level and
-    the remaining ones over the deeper decoders only. The loop runs instead for one level
-    (mmpretrain's forward, exactly MAE) and when a wrapper makes a decoder's parameters valid
-    only inside its own ``forward`` (FSDP units, activation checkpointing).
+    On accelerators the decoders run as one computation with a leading level dimension
+    (:mod:`~deepmim_mm.models.utils.batched_transformer`), each keeping its modules and keys;
+    the per-level loop runs for one level and where a wrapper (FSDP, activation checkpointing)
+    owns a decoder's ``forward``.
 
     Args:
-        num_levels: supervised levels, including the last. ``DeepMIM`` fills it in from the
-            backbone when the config leaves it out.
+        num_levels: supervised levels, the last included; ``DeepMIM`` fills it in.
         aux_decoder_depth: blocks of each auxiliary decoder; defaults to ``decoder_depth``.
-        batched: ``None`` (default, auto): batched on accelerators, the loop on the CPU (where
-            batching gains nothing and the stacked weights cost memory); ``True``: always
-            batched (a ``ValueError`` if the decoder layers are of a kind the batched path does
-            not compute, e.g. non-LayerNorm norms); ``False``: always the loop. The attribute
-            ``batched`` can be switched at run time.
+        batched: ``None`` (auto): batched on accelerators, the loop on the CPU; ``True``: always
+            batched (a ``ValueError`` for decoder layers it does not compute, e.g. non-LayerNorm
+            norms); ``False``: always the loop. Can be switched at run time.
         **kwargs: ``MAEPretrainDecoder`` arguments, shared by every level.
     """
 
@@ -49,21 +41,14 @@ class MultiLevelDecoder(MAEPretrainDecoder):
                  decoder_depth: int = 8,
                  batched: Optional[bool] = None,
                  **kwargs) -> None:
-        if not isinstance(num_levels, int) or num_levels < 1:
-            raise ValueError(f'MultiLevelDecoder: num_levels must be a positive int, '
-                             f'got {num_levels!r}')
         aux_depth = decoder_depth if aux_decoder_depth is None else aux_decoder_depth
         for name, depth in (('decoder_depth', decoder_depth), ('aux_decoder_depth', aux_depth)):
             if not isinstance(depth, int) or depth < 1:
                 raise ValueError(f'MultiLevelDecoder: {name} must be a positive int '
                                  f'(decoder blocks), got {depth!r}')
-        if batched not in (None, True, False):
-            raise ValueError(f'MultiLevelDecoder: batched must be None (auto), True or False, '
-                             f'got {batched!r}')
         super().__init__(decoder_depth=decoder_depth, **kwargs)
         self.num_levels = num_levels
-        # mmengine's ModuleList, so init_weights reaches every auxiliary decoder (sin-cos
-        # position embedding, mask token).
+        # mmengine's ModuleList: init_weights reaches every decoder's position embedding.
         self.aux_decoders = ModuleList(
             MAEPretrainDecoder(decoder_depth=aux_depth, **kwargs) for _ in range(num_levels - 1))
         supported = self._batch_supported()
@@ -86,27 +71,16 @@ class MultiLevelDecoder(MAEPretrainDecoder):
 
     def _batch_possible_now(self) -> bool:
         """False when a wrapper (FSDP unit, patched forward) owns a decoder or a block."""
-        for dec in self.aux_decoders:
-            if type(dec) is not MAEPretrainDecoder or 'forward' in vars(dec):
-                return False
-        for dec in self._decoders():
-            for blk in dec.decoder_blocks:
-                if type(blk) is not TransformerEncoderLayer or 'forward' in vars(blk):
-                    return False
-        return True
+        decs = self._decoders()
+        return (all(type(d) is MAEPretrainDecoder and 'forward' not in vars(d) for d in decs[:-1])
+                and all(type(b) is TransformerEncoderLayer and 'forward' not in vars(b)
+                        for d in decs for b in d.decoder_blocks))
 
     def forward(self, x: Union[torch.Tensor, Sequence[torch.Tensor]],
                 ids_restore: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
-        """Decode every level; ``x`` is the backbone's list of levels (or one tensor).
-
-        Returns a list of ``(B, N, D)`` predictions, one per level, in the order of ``x``; a
-        single tensor in gives a single tensor out, as ``MAEPretrainDecoder`` does.
-        """
+        """One ``(B, N, D)`` prediction per level of ``x``; one tensor in, one out, as upstream."""
         if isinstance(x, torch.Tensor):
             return super().forward(x, ids_restore)
-        if len(x) != self.num_levels:
-            raise ValueError(f'MultiLevelDecoder: got {len(x)} levels, built for '
-                             f'{self.num_levels}')
         batched = self.batched if self.batched is not None else x[0].device.type != 'cpu'
         if batched and self.num_levels > 1 and self._batch_possible_now():
             return self.forward_batched(x, ids_restore)
@@ -127,28 +101,27 @@ class MultiLevelDecoder(MAEPretrainDecoder):
         eps = self.decoder_norm.eps
         # Embed the visible tokens of every level: (L, B, T, C) -> (L, B, T, D).
         h = batched_linear(
-            torch.stack(list(x)), stack_params([d.decoder_embed.weight for d in decs]),
-            stack_params([d.decoder_embed.bias for d in decs]))
+            torch.stack(list(x)), torch.stack([d.decoder_embed.weight for d in decs]),
+            torch.stack([d.decoder_embed.bias for d in decs]))
         _, B, T, D = h.shape
         N = ids_restore.shape[1]
         # Mask tokens and unshuffle, for every level with one gather (index broadcast, not
         # copied), then the fixed position embedding.
-        mask_tokens = stack_params([d.mask_token for d in decs]).expand(L, B, N + 1 - T, D)
+        mask_tokens = torch.stack([d.mask_token for d in decs]).expand(L, B, N + 1 - T, D)
         tokens = torch.cat([h[:, :, 1:], mask_tokens], dim=2)
         tokens = torch.gather(tokens, 2, ids_restore.view(1, B, N, 1).expand(L, B, N, D))
         h = torch.cat([h[:, :, :1], tokens], dim=2)
-        h = h + stack_params([d.decoder_pos_embed for d in decs])
+        h = h + torch.stack([d.decoder_pos_embed for d in decs])
 
         depths = [len(d.decoder_blocks) for d in decs]
         preds: List[Optional[torch.Tensor]] = [None] * L
         active = list(range(L))  # levels held by h, in order
         for j in range(max(depths)):
-            still = [i for i in active if depths[i] > j]
-            if len(still) < len(active):  # some decoders are done: finish them, go on
-                done = [p for p, i in enumerate(active) if depths[i] <= j]
+            done = [p for p, i in enumerate(active) if depths[i] == j]
+            if done:  # these decoders are finished: predict them, go on with the others
                 self._predict([active[p] for p in done], _take(h, done), decs, eps, preds)
-                h = _take(h, [p for p, i in enumerate(active) if depths[i] > j])
-                active = still
+                rest = [p for p, i in enumerate(active) if depths[i] > j]
+                h, active = _take(h, rest), [active[p] for p in rest]
             blocks = [decs[i].decoder_blocks[j] for i in active]
             h = batched_encoder_layer(h, stacked_layer_params(blocks),
                                       blocks[0].attn.num_heads, eps)
@@ -158,13 +131,12 @@ class MultiLevelDecoder(MAEPretrainDecoder):
     @staticmethod
     def _predict(levels: List[int], h: torch.Tensor, decs: List[MAEPretrainDecoder],
                  eps: float, preds: List[Optional[torch.Tensor]]) -> None:
-        """Final norm and prediction layer of ``levels`` (rows of ``h``); class token dropped
-        first (both are per token, so this equals mmpretrain's norm, predict, then drop)."""
+        """Final norm and prediction of ``levels`` (rows of ``h``), class token dropped first."""
         group = [decs[i] for i in levels]
-        h = batched_layer_norm(h[:, :, 1:], stack_params([d.decoder_norm.weight for d in group]),
-                               stack_params([d.decoder_norm.bias for d in group]), eps)
-        out = batched_linear(h, stack_params([d.decoder_pred.weight for d in group]),
-                             stack_params([d.decoder_pred.bias for d in group]))
+        h = batched_layer_norm(h[:, :, 1:], torch.stack([d.decoder_norm.weight for d in group]),
+                               torch.stack([d.decoder_norm.bias for d in group]), eps)
+        out = batched_linear(h, torch.stack([d.decoder_pred.weight for d in group]),
+                             torch.stack([d.decoder_pred.bias for d in group]))
         for i, o in zip(levels, out.unbind(0)):
             preds[i] = o
 

@@ -1,5 +1,4 @@
 """Hybrid targets: a frozen MIM teacher's reconstruction mixed into auxiliary levels' targets."""
-import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -8,100 +7,54 @@ from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 
 from ...checkpoint import fold_keys, load_checked_state, read_state_dict
-from ..backbones.deepmim_vit import DeepMIMViT
 from .frozen_teacher import FrozenTeacher
 
-# DeepMIM (arXiv 2303.08817), hybrid targets: alpha = 0, 1/3, 2/3 for ViT-B's blocks 6, 8, 10
-# (1-indexed), smaller for shallower levels; second-hand, see docs/en/notes/models.md.
+# DeepMIM (arXiv 2303.08817) hybrid targets for ViT-B's blocks 6, 8, 10: docs/en/notes/models.md.
 DEFAULT_ALPHAS = (0.0, 1 / 3, 2 / 3)
 
-# The teacher DeepMIM's hybrid variant uses: a pretrained MAE ViT-B/16 (He et al., arXiv
-# 2111.06377) -- encoder and 8-block, 512-d decoder exactly as mmpretrain's
+# The teacher of DeepMIM's hybrid variant: MAE ViT-B/16 (arXiv 2111.06377) as mmpretrain's
 # configs/_base_/models/mae_vit-base-p16.py, so mmpretrain's MAE checkpoints load as they are.
 MAE_VIT_B_ENCODER = dict(type='DeepMIMViT', arch='b', img_size=224, patch_size=16)
 MAE_VIT_B_DECODER = dict(type='MAEPretrainDecoder', num_patches=196, patch_size=16, in_chans=3,
                          embed_dim=768, decoder_embed_dim=512, decoder_depth=8,
                          decoder_num_heads=16, mlp_ratio=4.)
 
-_ENCODER_TYPES = ('DeepMIMViT', 'MAEViT')
-_DECODER_TYPES = ('MAEPretrainDecoder', 'MultiLevelDecoder')
-
 
 def _check_alphas(alphas) -> Tuple[float, ...]:
-    if isinstance(alphas, (str, bytes)) or not isinstance(alphas, Sequence):
-        raise ValueError(f'MAEHybridTarget: alphas must be a sequence of floats in [0, 1], one per '
-                         f'auxiliary level, got {alphas!r}')
-    out = []
-    for a in alphas:
-        try:
-            a = float(a)
-        except (TypeError, ValueError):
-            a = float('nan')
-        if not math.isfinite(a) or not 0.0 <= a <= 1.0:
-            raise ValueError(f'MAEHybridTarget: every alpha must be in [0, 1] (1 = raw target, '
-                             f'0 = teacher reconstruction), got alphas={list(alphas)}')
-        out.append(a)
-    return tuple(out)
-
-
-def _encoder_cfg(encoder: dict) -> dict:
-    """A ``DeepMIMViT`` (``MAEViT``'s keys) that returns only its deepest level."""
-    kind = encoder.get('type', 'DeepMIMViT') if isinstance(encoder, dict) else encoder
-    if kind not in _ENCODER_TYPES and kind is not DeepMIMViT:
-        raise ValueError(f'MAEHybridTarget: encoder must be a config dict of type '
-                         f'{list(_ENCODER_TYPES)} (an MFF teacher sets fusion_indices), got '
-                         f'encoder.type={kind!r}')
-    return dict(encoder, type='DeepMIMViT', out_indices=[-1], drop_rate=0., drop_path_rate=0.)
-
-
-def _decoder_cfg(decoder: dict) -> dict:
-    """An ``MAEPretrainDecoder``: the keys of a one-level ``MultiLevelDecoder`` too."""
-    kind = decoder.get('type', 'MAEPretrainDecoder') if isinstance(decoder, dict) else decoder
-    if kind not in _DECODER_TYPES:
-        raise ValueError(f'MAEHybridTarget: decoder must be a config dict of type '
-                         f'{list(_DECODER_TYPES)}, got decoder.type={kind!r}')
-    if decoder.get('num_levels', 1) not in (1, None):
-        raise ValueError(f'MAEHybridTarget: decoder.num_levels={decoder["num_levels"]}; the '
-                         'teacher uses only its final decoder (num_levels=1); auxiliary '
-                         'decoders of a DeepMIM checkpoint are dropped at load')
-    cfg = {k: v for k, v in decoder.items() if k not in ('num_levels', 'aux_decoder_depth')}
-    return dict(cfg, type='MAEPretrainDecoder')
+    try:
+        out = None if isinstance(alphas, (str, bytes)) else tuple(float(a) for a in alphas)
+    except (TypeError, ValueError):
+        out = None
+    if out is None or not all(0.0 <= a <= 1.0 for a in out):  # NaN fails too
+        raise ValueError(f'MAEHybridTarget: alphas must be a sequence of floats in [0, 1] (1 = '
+                         f'raw target, 0 = teacher reconstruction), one per auxiliary level, '
+                         f'got {alphas!r}')
+    return out
 
 
 @MODELS.register_module()
 class MAEHybridTarget(FrozenTeacher):
     """Hybrid targets of DeepMIM (arXiv 2303.08817) from a frozen MIM teacher.
 
-    A pretrained MIM model (encoder + final decoder: mmpretrain's MAE, or a MAE / DeepMIM / MFF
-    pretraining checkpoint of this plugin) encodes the **student's visible patches** and
-    reconstructs every patch, ``x_hat`` (``B x N x D``). The target of auxiliary level ``m`` is
-    ``alpha_m * raw + (1 - alpha_m) * x_hat`` (:meth:`mix`); the last level uses the raw target.
-    Shallow levels (small alpha) thus learn the easier, teacher-smoothed target.
+    A pretrained MIM model (encoder + final decoder: mmpretrain's MAE, or this plugin's MAE /
+    DeepMIM / MFF) encodes the **student's visible patches** and reconstructs every patch,
+    ``x_hat`` (``B x N x D``); auxiliary level ``m``'s target is ``alpha_m * raw + (1 - alpha_m)
+    * x_hat`` (:meth:`mix`), the last level's the raw target. The teacher must predict what the
+    head's raw target holds (a ``norm_pix`` MAE needs ``norm_pix=True`` in the student's head).
 
-    Adds over mmpretrain's ``MAEViT`` + ``MAEPretrainDecoder`` (which it *is*, frozen:
-    :class:`DeepMIMViT` with only its last level, and ``MAEPretrainDecoder``): encoding the
-    patches the student kept instead of a fresh random mask, the alpha mixing, checked loading
-    of pretraining checkpoints (``backbone.*`` fills the encoder, ``neck.*`` the decoder; a
-    DeepMIM checkpoint's ``neck.aux_decoders.*`` are dropped and logged), and being a frozen,
-    unsaved teacher (:class:`FrozenTeacher`).
-
-    The mixture assumes the teacher predicts what the head's raw target holds: a pixel MAE
-    trained with ``norm_pix=True`` needs a student head with ``norm_pix=True`` (a size mismatch
-    is an error at build time; a mismatch of the spaces cannot be detected).
+    Adds over mmpretrain's ``MAEViT`` + ``MAEPretrainDecoder`` (which it is, frozen): encoding
+    the patches the student kept instead of a fresh mask, the alpha mixing, checked loading
+    (``backbone.*`` fills the encoder, ``neck.*`` the decoder; a DeepMIM checkpoint's
+    ``neck.aux_decoders.*`` are dropped and logged) and being an unsaved :class:`FrozenTeacher`.
 
     Args:
-        checkpoint (str, optional): local path of the teacher's pretraining checkpoint
-            (mmengine format, ``state_dict`` with ``backbone.`` / ``neck.`` keys). Required
-            unless ``random_init=True`` (tests).
-        encoder (dict): ``DeepMIMViT`` (or ``MAEViT``) config of the teacher's encoder; its
-            ``out_indices`` are ignored (the last level is used), ``fusion_indices`` for an MFF
-            teacher. Default: MAE ViT-B/16 at 224.
-        decoder (dict): ``MAEPretrainDecoder`` config (or ``MultiLevelDecoder`` with one level)
-            of the teacher's final decoder. Default: MAE's ViT-B decoder (8 blocks, 512-d).
+        checkpoint (str, optional): the teacher's pretraining checkpoint (local path).
+        encoder (dict): ``DeepMIMViT`` (or ``MAEViT``) config; its last level is used;
+            ``fusion_indices`` for an MFF teacher. Default: MAE ViT-B/16 at 224.
+        decoder (dict): ``MAEPretrainDecoder`` (or one-level ``MultiLevelDecoder``) config.
+            Default: MAE's ViT-B decoder (8 blocks, 512-d).
         alphas (sequence of float): one weight in [0, 1] per auxiliary level, shallowest first.
-            Default ``(0, 1/3, 2/3)``.
-        mask_ratio (float, optional): the teacher always sees the student's visible patches;
-            a value given here must equal the student backbone's ``mask_ratio``.
+        mask_ratio (float, optional): if given, must equal the student backbone's.
         random_init (bool): random weights without a checkpoint (tests only).
     """
 
@@ -122,8 +75,24 @@ class MAEHybridTarget(FrozenTeacher):
                              "mmpretrain's MAE); random_init=True builds random weights for "
                              'tests only')
         self.checkpoint = checkpoint
-        enc = MODELS.build(_encoder_cfg(encoder))
-        dec = MODELS.build(_decoder_cfg(decoder))
+        if encoder.get('type', 'DeepMIMViT') not in ('DeepMIMViT', 'MAEViT'):
+            raise ValueError('MAEHybridTarget: encoder must be a config dict of type DeepMIMViT '
+                             'or MAEViT (an MFF teacher sets fusion_indices), got '
+                             f'encoder.type={encoder["type"]!r}')
+        if decoder.get('type', 'MAEPretrainDecoder') not in ('MAEPretrainDecoder',
+                                                             'MultiLevelDecoder'):
+            raise ValueError('MAEHybridTarget: decoder must be a config dict of type '
+                             'MAEPretrainDecoder or MultiLevelDecoder, got '
+                             f'decoder.type={decoder["type"]!r}')
+        if decoder.get('num_levels', 1) not in (1, None):
+            raise ValueError(f'MAEHybridTarget: decoder.num_levels={decoder["num_levels"]}; the '
+                             'teacher uses only its final decoder (num_levels=1); auxiliary '
+                             'decoders of a DeepMIM checkpoint are dropped at load')
+        # A DeepMIMViT that returns only its deepest level, and the final decoder alone.
+        enc = MODELS.build(dict(encoder, type='DeepMIMViT', out_indices=[-1], drop_rate=0.,
+                                drop_path_rate=0.))
+        dec_cfg = {k: v for k, v in decoder.items() if k not in ('num_levels', 'aux_decoder_depth')}
+        dec = MODELS.build(dict(dec_cfg, type='MAEPretrainDecoder'))
         if dec.decoder_embed.in_features != enc.embed_dims:
             raise ValueError(f'MAEHybridTarget: decoder.embed_dim={dec.decoder_embed.in_features} '
                              f'must equal the encoder width {enc.embed_dims}')
@@ -196,7 +165,6 @@ class MAEHybridTarget(FrozenTeacher):
     @torch.no_grad()
     def forward(self, inputs: torch.Tensor, ids_keep: torch.Tensor,
                 ids_restore: torch.Tensor) -> torch.Tensor:
-        """The reconstruction ``B x N x D`` from the patches ``ids_keep`` lists (the student's
-        visible ones, in its order); ``ids_restore`` as ``MAEViT.random_masking`` returns it."""
+        """The ``B x N x D`` reconstruction from the student's visible patches ``ids_keep``."""
         levels, _ = self.encoder.encode_visible(inputs.to(self.encoder.pos_embed.dtype), ids_keep)
         return self.decoder(levels[-1], ids_restore)

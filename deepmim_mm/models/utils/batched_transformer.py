@@ -1,11 +1,9 @@
 """Several independent transformer stacks of identical shape, run as one batched computation.
 
-Activations carry a leading level dimension ``(L, B, N, C)``; the ``L`` weight matrices of a
-layer are stacked into ``(L, out, in)`` and multiplied with one ``baddbmm``; attention folds the
-level dimension into the batch and calls ``F.scaled_dot_product_attention`` once. The
-computation is, operation for operation, mmpretrain's ``TransformerEncoderLayer`` (pre-norm, qkv
-bias, GELU MLP, no dropout / drop path / layer scale). The parameters stay in their own modules:
-they are stacked at every forward, and the stacking's backward hands each its own gradient.
+Activations carry a leading level dimension ``(L, B, N, C)``; each layer's ``L`` weights are
+stacked (at every forward: they stay in their own modules) into one ``baddbmm``, and attention
+folds the levels into the batch of one fused SDPA call: mmpretrain's ``TransformerEncoderLayer``,
+operation for operation.
 """
 from typing import List, Sequence
 
@@ -14,16 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def stack_params(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``torch.stack`` along a new level dimension 0 (differentiable)."""
-    return torch.stack(list(tensors))
-
-
 def batched_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``L`` linear layers at once: ``x`` (L, ..., in), ``weight`` (L, out, in), ``bias`` (L, out).
-
-    One ``baddbmm`` (bias fused into the GEMM's ``beta`` term).
-    """
+    """``L`` linear layers, one ``baddbmm``: ``x`` (L, ..., in), ``weight`` (L, out, in)."""
     L = x.shape[0]
     shape = x.shape[1:-1]
     out = torch.baddbmm(bias.unsqueeze(1), x.reshape(L, -1, x.shape[-1]), weight.transpose(1, 2))
@@ -80,27 +70,21 @@ def encoder_layer_supported(layer: nn.Module) -> bool:
             and ffn.add_identity)
 
 
+# The 12 parameters of a TransformerEncoderLayer, in batched_encoder_layer's order.
+_LAYER_PARAMS = [f'{m}.{p}' for m in ('ln1', 'attn.qkv', 'attn.proj', 'ln2', 'ffn.layers.0.0',
+                                      'ffn.layers.1') for p in ('weight', 'bias')]
+
+
 def stacked_layer_params(layers: Sequence[nn.Module]) -> List[torch.Tensor]:
-    """The 12 parameters of ``L`` ``TransformerEncoderLayer`` s, each stacked to ``(L, ...)``."""
-    getters = (
-        lambda m: m.ln1.weight, lambda m: m.ln1.bias,
-        lambda m: m.attn.qkv.weight, lambda m: m.attn.qkv.bias,
-        lambda m: m.attn.proj.weight, lambda m: m.attn.proj.bias,
-        lambda m: m.ln2.weight, lambda m: m.ln2.bias,
-        lambda m: m.ffn.layers[0][0].weight, lambda m: m.ffn.layers[0][0].bias,
-        lambda m: m.ffn.layers[1].weight, lambda m: m.ffn.layers[1].bias,
-    )
-    return [stack_params([g(m) for m in layers]) for g in getters]
+    """Each parameter of ``L`` ``TransformerEncoderLayer`` s, stacked to ``(L, ...)``."""
+    return [torch.stack([m.get_parameter(n) for m in layers]) for n in _LAYER_PARAMS]
 
 
 def batched_encoder_layer(x: torch.Tensor, params: Sequence[torch.Tensor], num_heads: int,
                           eps: float) -> torch.Tensor:
-    """``L`` pre-norm transformer layers on ``x`` (L, B, N, C), one per level.
-
-    ``params`` come from :func:`stacked_layer_params`. Computes, for each level,
-    ``x = x + proj(SDPA(qkv(ln1(x))))`` then ``x = x + fc2(gelu(fc1(ln2(x))))``, exactly as
-    mmpretrain's ``TransformerEncoderLayer`` (same head split, same fused attention call).
-    """
+    """``L`` pre-norm transformer layers on ``x`` (L, B, N, C), one per level, with the
+    ``params`` of :func:`stacked_layer_params`: ``x + proj(SDPA(qkv(ln1(x))))``, then
+    ``x + fc2(gelu(fc1(ln2(x))))``."""
     (ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w,
      fc2_b) = params
     L, B, N, C = x.shape
