@@ -191,7 +191,7 @@ TRAIN = 'python tools/train.py configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-
 @pytest.mark.parametrize('command,cause', [
     (f'{TRAIN} --work-dri x', 'unrecognized arguments: --work-dri'),
     ('python tools/train.py configs/pretrain/deepmim_vit-tiny.py', 'config file not found'),
-    (f'{TRAIN} --cfg-options train_cfg.max_epoch=3', "no 'train_cfg.max_epoch'"),
+    (f'{TRAIN} --cfg-options train_dataloader.batch_sise=2', 'batch_sise'),
     ('tools/dist_test.sh configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py 8', 'takes 3'),
     ('python tools/test.py configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py', 'required'),
     ('mim train deepmim_mm no_such_config.py', 'no config named'),
