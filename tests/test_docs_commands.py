@@ -185,15 +185,16 @@ def test_relative_links_resolve(page):
     assert broken_links(open(osp.join(ROOT, page)).read(), page) == []
 
 
-TRAIN = 'python tools/train.py configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py'
+DEMO = 'configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py'
+TRAIN = f'python tools/train.py {DEMO}'
 
 
 @pytest.mark.parametrize('command,cause', [
     (f'{TRAIN} --work-dri x', 'unrecognized arguments: --work-dri'),
     ('python tools/train.py configs/pretrain/deepmim_vit-tiny.py', 'config file not found'),
     (f'{TRAIN} --cfg-options train_dataloader.batch_sise=2', 'batch_sise'),
-    ('tools/dist_test.sh configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py 8', 'takes 3'),
-    ('python tools/test.py configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py', 'required'),
+    (f'tools/dist_test.sh {DEMO} 8', 'takes 3'),
+    (f'python tools/test.py {DEMO}', 'required: checkpoint'),
     ('mim train deepmim_mm no_such_config.py', 'no config named'),
     ('python tools/analysis/no_such_tool.py x', 'does not exist'),
     ('make docs', 'not a tool'),
