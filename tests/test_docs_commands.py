@@ -47,7 +47,8 @@ def shell_commands(text):
             continue
         line, command = text.count('\n', 0, match.start(3)) + 1, ''
         for number, raw in enumerate(match.group(3).splitlines(), line):
-            start = number if not command else start
+            if not command:
+                start = number
             command += re.sub(r'^\s*\$ ', '', raw)
             if command.endswith('\\'):
                 command = command[:-1] + ' '
