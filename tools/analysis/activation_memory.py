@@ -5,7 +5,8 @@ parameters left out), so the numbers do not depend on the device or its allocato
 of ``--checkpoint`` (``*`` = one name component) selects modules by name, as mmengine's Runner
 key ``activation_checkpointing`` does, and is measured alone and, with several, all together:
 
-    python tools/analysis/activation_memory.py mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \
+    python tools/analysis/activation_memory.py \
+        mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \
         configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \
         --checkpoint 'neck.aux_decoders.*' 'backbone.layers.*' --batch-size 2
 """

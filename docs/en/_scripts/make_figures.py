@@ -61,7 +61,8 @@ def method_figure(path, depth=12, levels=(6, 8, 10, 12)):
             'dark)', ha='center', fontsize=9)
     box(ax, 0, 0.35, 1.1, 0.7, 'target:\npixels | CLIP\n| hybrid', '#fff7bc', size=7)
     first = 1.4 + (levels[0] - 1) * 0.7 - 0.2
-    ax.annotate('', (first, 0.7), (1.1, 0.7), arrowprops=dict(arrowstyle='->', ls='--', color='0.5'))
+    ax.annotate('', (first, 0.7), (1.1, 0.7),
+                arrowprops=dict(arrowstyle='->', ls='--', color='0.5'))
     ax.text((1.1 + first) / 2, 0.78, 'to every level', ha='center', fontsize=8)
     ax.text(0, 0.05, 'one mask and one target for every level; the loss is the weighted sum of '
             'the levels', fontsize=8)
