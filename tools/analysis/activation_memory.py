@@ -47,6 +47,7 @@ def saved_bytes(model, batch) -> int:
 
 
 def matching(model, pattern):
+    """Names of the modules ``pattern`` selects (``*``: one name component)."""
     regex = re.compile(re.escape(pattern).replace(r'\*', r'[^.]+') + '$')
     return [name for name, _ in model.named_modules() if regex.match(name)]
 
@@ -58,7 +59,6 @@ def measure(args):
         variants = [('-', [])] + [(p, [p]) for p in args.checkpoint]
         variants += [('all', args.checkpoint)] if len(args.checkpoint) > 1 else []
         for label, patterns in variants:
-            torch.manual_seed(0)
             model, _, _, size = build_for_training(
                 load_cfg(path, args.cfg_options, args.allow_new_keys), torch.device('cpu'), 'fp32')
             modules = [m for p in patterns for m in matching(model, p)]
@@ -75,7 +75,7 @@ def measure(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    return write_json(measure(args), args.json)
+    return write_json(measure(args), args.json)  # [{config, checkpoint, modules, bytes}]
 
 
 if __name__ == '__main__':
