@@ -33,8 +33,7 @@ def parse_args(argv=None):
 
 def saved_bytes(model, batch) -> int:
     """Bytes of the distinct non-parameter storages one forward pass saves for backward."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved = {}
+    params, saved = {p.untyped_storage().data_ptr() for p in model.parameters()}, {}
 
     def pack(t):
         storage = t.untyped_storage()
@@ -47,7 +46,6 @@ def saved_bytes(model, batch) -> int:
 
 
 def matching(model, pattern):
-    """Names of the modules ``pattern`` selects (``*``: one name component)."""
     regex = re.compile(re.escape(pattern).replace(r'\*', r'[^.]+') + '$')
     return [name for name, _ in model.named_modules() if regex.match(name)]
 
