@@ -24,7 +24,8 @@ from conftest import ROOT, run_main
 PAGES = sorted(['README.md'] + glob.glob('configs/*/README.md', root_dir=ROOT) +
                glob.glob('docs/**/*.md', root_dir=ROOT, recursive=True))
 SHELL = ('bash', 'sh', 'shell', 'console')
-FENCE = re.compile(r'^(```+|~~~+)(\w*)[^\n]*\n(.*?)^\1', flags=re.S | re.M)
+# a fenced block: its language (also MyST's ```{code-block} bash) and its text
+FENCE = re.compile(r'^(```+|~~~+)(?:\{[\w-]+\} *)?(\w*)[^\n]*\n(.*?)^\1', flags=re.S | re.M)
 # programs a page may call whose arguments are not ours to check
 EXTERNAL = {'pip', 'git', 'cd', 'export', 'source', 'conda', 'nvidia-smi', 'sphinx-build', 'ls',
             'cat', 'tensorboard', 'torchrun', 'srun', 'sbatch', 'mkdir', 'wget', 'curl', 'tar'}
@@ -40,16 +41,20 @@ PARSE_ARGS = ArgumentParser.parse_args
 
 def shell_commands(text):
     """``[(line, command)]`` of the fenced shell blocks of a Markdown text: continuation lines
-    joined, a leading ``$ `` prompt dropped, blank and comment lines left out."""
+    joined, a leading ``$ `` prompt dropped (in ``console`` blocks only the lines with one are
+    commands), blank and comment lines left out."""
     found = []
     for match in FENCE.finditer(text):
         if match.group(2) not in SHELL:
             continue
         line, command = text.count('\n', 0, match.start(3)) + 1, ''
         for number, raw in enumerate(match.group(3).splitlines(), line):
+            prompt = re.match(r'\s*\$ ', raw)
             if not command:
+                if match.group(2) == 'console' and not prompt or re.match(r':[\w-]+:', raw):
+                    continue  # output; a MyST directive's option
                 start = number
-            command += re.sub(r'^\s*\$ ', '', raw)
+            command += raw[prompt.end() if prompt else 0:]
             if command.endswith('\\'):
                 command = command[:-1] + ' '
                 continue
@@ -202,9 +207,17 @@ TRAIN = f'python tools/train.py {DEMO}'
 ])
 def test_checker_fails_on_made_up_commands(command, cause):
     page = f'Text.\n\n```bash\n# a comment\n{command} \\\n  # trailing\n```\n'
-    [(_, found)] = shell_commands(page)
+    [(line, found)] = shell_commands(page)
+    assert line == 5
     with pytest.raises((AssertionError, ValueError), match=re.escape(cause)):
         check_command(found)
+
+
+def test_console_and_myst_blocks_are_read():
+    page = ('```console\n$ python tools/train.py \\\n    x.py\noutput\n```\n'
+            '```{code-block} bash\n:caption: c\nmim search deepmim_mm\n```\n')
+    assert [(line, c.split()) for line, c in shell_commands(page)] == [
+        (2, ['python', 'tools/train.py', 'x.py']), (9, ['mim', 'search', 'deepmim_mm'])]
 
 
 def test_checker_fails_on_a_made_up_link():
