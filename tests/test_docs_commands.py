@@ -217,7 +217,7 @@ def test_console_and_myst_blocks_are_read():
     page = ('```console\n$ python tools/train.py \\\n    x.py\noutput\n```\n'
             '```{code-block} bash\n:caption: c\nmim search deepmim_mm\n```\n')
     assert [(line, c.split()) for line, c in shell_commands(page)] == [
-        (2, ['python', 'tools/train.py', 'x.py']), (9, ['mim', 'search', 'deepmim_mm'])]
+        (2, ['python', 'tools/train.py', 'x.py']), (8, ['mim', 'search', 'deepmim_mm'])]
 
 
 def test_checker_fails_on_a_made_up_link():
