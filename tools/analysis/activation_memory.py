@@ -52,16 +52,16 @@ def matching(model, pattern):
 
 def measure(args):
     MMLogger.get_current_instance().setLevel('WARNING')  # not the optimizer's per-parameter log
-    rows, out = [], []
+    rows, out, seen = [], [], []
     for path in args.configs:
-        variants = [('-', [])] + [(p, [p]) for p in args.checkpoint]
-        variants += [('all', args.checkpoint)] if len(args.checkpoint) > 1 else []
+        variants = [('-', [])] + [(p, [p]) for p in args.checkpoint] + [('all', args.checkpoint)]
         for label, patterns in variants:
             model, _, _, size = build_for_training(
                 load_cfg(path, args.cfg_options, args.allow_new_keys), torch.device('cpu'), 'fp32')
             modules = [m for p in patterns for m in matching(model, p)]
-            if patterns and not modules:
-                continue  # nothing of this name in this model (e.g. MAE has no aux decoders)
+            if (path, modules) in seen or patterns and not modules:
+                continue  # a row already measured, or no such module here (MAE: aux decoders)
+            seen.append((path, modules))
             turn_on_activation_checkpointing(model, modules)
             n = saved_bytes(model, synthetic_batch(args.batch_size, size, torch.device('cpu')))
             out.append(dict(config=label_of(path), checkpoint=label, modules=modules, bytes=n))
