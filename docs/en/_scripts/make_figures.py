@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
 STATIC = osp.join(ROOT, 'docs', 'en', '_static')
@@ -87,10 +87,17 @@ def reconstructions(work_dir, path):
     subprocess.run([sys.executable, 'tools/analysis/reconstruct.py', DEMO,
                     osp.join(work_dir, 'epoch_20.pth'), '--img', *VAL, '--out-dir', out],
                    cwd=ROOT, check=True)
-    panels = [Image.open(p).convert('RGB') for p in sorted(glob.glob(osp.join(out, '*.png')))]
-    sheet = Image.new('RGB', (max(p.width for p in panels), sum(p.height for p in panels)))
+    stack(sorted(glob.glob(osp.join(out, '*.png'))), path)
+
+
+def stack(pngs, path):
+    """The PNGs one below the other, white margins cropped, 128 colours."""
+    panels = [Image.open(p).convert('RGB') for p in pngs]
+    panels = [p.crop(ImageOps.invert(p.convert('L')).getbbox()) for p in panels]
+    sheet = Image.new('RGB', (max(p.width for p in panels), sum(p.height for p in panels) + 10 *
+                              len(panels)), 'white')
     for i, panel in enumerate(panels):
-        sheet.paste(panel, (0, sum(p.height for p in panels[:i])))
+        sheet.paste(panel, (0, sum(p.height + 10 for p in panels[:i])))
     sheet.quantize(128).save(path, optimize=True)
 
 
