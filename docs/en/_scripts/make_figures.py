@@ -3,13 +3,13 @@
     PYTHONPATH=$PWD .venv/bin/python docs/en/_scripts/make_figures.py [--work-dir DIR]
 
 - method.png: the method (encoder, supervised levels, one decoder per level, targets), drawn.
-- reconstructions.png: per-level reconstructions of two held-out demo images
-  (tools/analysis/reconstruct.py on the quick start's checkpoint).
-- knn.png: kNN top-1 per level during the quick start (KNNMonitorHook on the demo images).
+- reconstructions.png: per-level reconstructions of two held-out demo images by the quick
+  start's checkpoint (tools/analysis/reconstruct.py).
+- knn.png: kNN top-1 per level during the quick start (the demo config's KNNMonitorHook).
 
-The last two train the quick start's demo config (tools/train.py, as tools/quickstart.sh does,
-with the kNN hook switched on) into DIR (default work_dirs/figures; about 10 minutes on 2 cores);
-a DIR that already holds a finished run is reused.
+DIR is the quick start's work dir (default work_dirs/quickstart, where `bash tools/quickstart.sh`
+trains): a finished run there is reused, else the quick start's training runs first (a few
+minutes on 2 free cores).
 """
 import argparse
 import glob
@@ -74,12 +74,10 @@ def method_figure(path, depth=12, levels=(6, 8, 10, 12)):
 
 
 def train_demo(work_dir):
-    """The quick start's training with the kNN monitor on; skipped when already finished."""
-    if osp.isfile(osp.join(work_dir, 'epoch_20.pth')):
-        return
-    subprocess.run([sys.executable, 'tools/train.py', DEMO, '--work-dir', work_dir,
-                    '--cfg-options', 'custom_hooks.4.enable=True', 'custom_hooks.4.interval=2',
-                    'custom_hooks.4.data_root=deepmim_mm/demo/images'], cwd=ROOT, check=True)
+    """The quick start's training (tools/quickstart.sh without the set-up), unless finished."""
+    if not osp.isfile(osp.join(work_dir, 'epoch_20.pth')):
+        subprocess.run([sys.executable, 'tools/train.py', DEMO, '--work-dir', work_dir],
+                       cwd=ROOT, check=True)
 
 
 def reconstructions(work_dir, path):
@@ -102,7 +100,7 @@ def stack(pngs, path):
 
 
 def knn_plot(work_dir, path):
-    [scalars] = glob.glob(osp.join(work_dir, '2*', 'vis_data', 'scalars.json'))
+    scalars = sorted(glob.glob(osp.join(work_dir, '2*', 'vis_data', 'scalars.json')))[-1]
     records = [r for r in map(json.loads, open(scalars)) if any('knn_top1/' in k for k in r)]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for key in sorted({k for r in records for k in r if k.startswith('knn_top1/')},
@@ -117,7 +115,7 @@ def knn_plot(work_dir, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'figures'))
+    parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'quickstart'))
     work_dir = osp.abspath(parser.parse_args().work_dir)
     method_figure(osp.join(STATIC, 'method.png'))
     train_demo(work_dir)
