@@ -165,10 +165,12 @@ def _config(path):
 
 
 def broken_links(text, page):
-    """Relative link targets of a Markdown text (outside code) that do not exist from ``page``."""
+    """Relative link and image targets of a Markdown text (outside code) that do not exist from
+    ``page``."""
     text = re.sub(r'`[^`\n]*`', '', FENCE.sub('', text))
     targets = re.findall(r'\]\(<?([^)\s>]+)>?(?:\s+"[^"]*")?\)', text)
     targets += re.findall(r'^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)', text, flags=re.M)
+    targets += re.findall(r'<(?:img|a)\s[^>]*?(?:src|href)="([^"]+)"', text)  # HTML in Markdown
     return [t for t in targets if not re.match(r'[a-z][a-z0-9+.-]*:|#', t) and not osp.exists(
         osp.join(ROOT, osp.dirname(page), t.split('#')[0]))]
 
@@ -222,5 +224,6 @@ def test_console_and_myst_blocks_are_read():
 
 def test_checker_fails_on_a_made_up_link():
     page = ('[ok](../configs/pretrain/README.md#results) [web](https://x.org) [gone](no_page.md)\n'
-            '`[in code](not_checked.md)`\n[ref]: ../tools/nope.py\n')
-    assert broken_links(page, 'docs/index.md') == ['no_page.md', '../tools/nope.py']
+            '`[in code](not_checked.md)`\n[ref]: ../tools/nope.py\n<img src="_static/no.png"/>\n')
+    assert broken_links(page, 'docs/index.md') == ['no_page.md', '../tools/nope.py',
+                                                   '_static/no.png']
