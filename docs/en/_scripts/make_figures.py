@@ -102,12 +102,15 @@ def stack(pngs, path):
 def knn_plot(work_dir, path):
     scalars = sorted(glob.glob(osp.join(work_dir, '2*', 'vis_data', 'scalars.json')))[-1]
     records = [r for r in map(json.loads, open(scalars)) if any('knn_top1/' in k for k in r)]
+    keys = sorted({k for r in records for k in r if k.startswith('knn_top1/')},
+                  key=lambda k: int(k.split('block')[-1]))
+    val = len(glob.glob(osp.join(ROOT, 'deepmim_mm', 'demo', 'images', 'val', '*', '*')))
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    for key in sorted({k for r in records for k in r if k.startswith('knn_top1/')},
-                      key=lambda k: int(k.split('block')[-1])):
-        ax.plot([r['step'] for r in records], [r[key] for r in records], marker='o',
-                label=key.split('/')[1])
-    ax.set(xlabel='iteration', ylabel='kNN top-1 (%)', title='quick start: kNN per level')
+    for i, key in enumerate(keys):  # shrinking markers: levels with equal values stay visible
+        ax.plot([r['step'] for r in records], [r[key] for r in records], marker='osD^v'[i % 5],
+                markersize=9 - 1.5 * i, label=key.split('/')[1])
+    ax.set(xlabel='iteration', ylabel='kNN top-1 (%)',
+           title=f'quick start: kNN per level ({val} val images)')
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=90, bbox_inches='tight')
     plt.close(fig)
