@@ -42,11 +42,13 @@ env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, diff_rank_seed=True)
 resume = False
 auto_scale_lr = dict(base_batch_size=8)
-# Reconstructions every 60 of the 180 iterations; the other hooks as in _base_/deepmim_runtime.py.
+# Reconstructions every 60 of the 180 iterations, kNN top-1 per level every 2 epochs on the demo
+# images' train/ and val/ class folders (the docs' figures); the rest as in
+# _base_/deepmim_runtime.py.
 custom_hooks = [
     dict(type='DeepMIMReconstructionHook', enable=True, interval=60, num_images=4),
     dict(type='RNGStateHook'),
     dict(type='NonFiniteLossHook'),
     dict(type='CheckpointMatchHook'),
-    dict(type='KNNMonitorHook', enable=False, data_root=None),
+    dict(type='KNNMonitorHook', enable=True, interval=2, data_root='deepmim_mm/demo/images'),
 ]
