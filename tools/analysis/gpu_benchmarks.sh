@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README's Performance section in one run, on a GPU host with torch only:
+# Every GPU figure of docs/en/advanced_guides/performance.md in one run, on a GPU host with
+# torch only:
 #   bash tools/analysis/gpu_benchmarks.sh prepare                  # here: fills .gpu_bundle/
 #   OUT=/path/to/results bash tools/analysis/gpu_benchmarks.sh run [budget_s]   # on the GPU host
 # Rehearsal on a CPU: SMOKE=1 DEVICE=cpu OUT=/tmp/x bash tools/analysis/gpu_benchmarks.sh run

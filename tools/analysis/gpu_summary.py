@@ -1,5 +1,5 @@
 """Merge the parts of tools/analysis/gpu_benchmarks.sh into results.json and write summary.md:
-every result, and the ratios the README's Performance section reports."""
+every result, and the ratios docs/en/advanced_guides/performance.md reports."""
 import glob
 import json
 import os.path as osp

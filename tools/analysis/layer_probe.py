@@ -1,5 +1,5 @@
 """Per-layer probes: linear-probe and kNN top-1 on the frozen features of every block of one or
-several checkpoints (README, "Per-layer probes"). CONFIG's model is built once
+several checkpoints (docs/en/user_guides/analysis.md#per-layer-probes). CONFIG's model is built once
 (:func:`deepmim_mm.apis.init_encoder`) and each checkpoint's encoder loaded into it strictly; the
 class token and mean patch token of every block on ``DATA_ROOT/{train,val}/<class>/*`` are
 cached per checkpoint and split, then probed (:mod:`deepmim_mm.analysis.probe`). Writes

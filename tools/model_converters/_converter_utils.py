@@ -1,5 +1,5 @@
-"""What every converter guarantees (README, "Converters"), written once; the key maps live in
-:mod:`deepmim_mm.checkpoint.keys`."""
+"""What every converter guarantees (docs/en/user_guides/finetune.md#converting-checkpoints),
+written once; the key maps live in :mod:`deepmim_mm.checkpoint.keys`."""
 import argparse
 import io
 import os.path as osp

@@ -20,8 +20,8 @@ class KNNMonitorHook(Hook):
     Adds what mmengine's validation loop cannot run on a pretraining model (it predicts no
     labels): DINO's weighted kNN (:func:`~deepmim_mm.analysis.probe.knn_probe`) on the unmasked
     features of ``data_root/train/<class>/*`` (memory) and ``data_root/val/<class>/*`` (queries),
-    logged through ``runner.visualizer`` (README, "kNN monitoring per level"). Training is
-    unchanged (eval mode, no gradients, RNG states and mode restored).
+    logged through ``runner.visualizer`` (docs/en/user_guides/hooks.md#knn-monitoring-per-level).
+    Training is unchanged (eval mode, no gradients, RNG states and mode restored).
 
     Args:
         data_root: folder with ``train/`` and ``val/`` class subfolders (required when on).
