@@ -68,6 +68,8 @@ def test_init_encoder_and_extract_levels(tiny):
 
     feats = extract_levels(model, files, batch_size=4)
     assert list(feats) == ['block1', 'block2', 'block3'] == level_names(model)
+    # Without a checkpoint the model is initialised (MAE's fixed sin-cos position embedding).
+    assert init_encoder(cfg, None).backbone.pos_embed.abs().sum() > 0
     assert all(v.shape == (6, 1 + 16, 32) for v in feats.values())
 
     # Reference: the checkpoint's encoder loaded by hand into a fresh DeepMIMViT, on the same

@@ -156,6 +156,8 @@ def test_batched_true_needs_layernorm():
         MultiLevelDecoder(num_levels=2, decoder_depth=1, num_patches=16, embed_dim=32,
                           decoder_embed_dim=32, decoder_num_heads=4,
                           norm_cfg=dict(type='BN1d'), batched=True)
+    with pytest.raises(ValueError, match="batched must be None.*'auto'"):
+        MultiLevelDecoder(num_levels=2, batched='auto')
 
 
 def test_fused_attention_and_no_python_loop_kernels():

@@ -368,11 +368,13 @@ def test_errors(mae_ckpt, tmp_path):
         _teacher(str(garbage), encoder=two)
 
     # Configuration errors.
-    for bad in ((0.5, 1.5), (-0.1, ), (float('nan'), ), 0.5, 'abc'):
+    for bad in ((0.5, 1.5), (-0.1, ), (float('nan'), ), 0.5, 'abc', {0.5, 0.25}):
         with pytest.raises(ValueError, match='alpha'):
             _teacher(alphas=bad)
     with pytest.raises(ValueError, match="encoder.type='VisionTransformer'"):
         _teacher(encoder=dict(ENCODER, type='VisionTransformer'))
+    with pytest.raises(ValueError, match='encoder=None'):
+        _teacher(encoder=None)
     with pytest.raises(ValueError, match='decoder.num_levels=2'):
         _teacher(decoder=dict(DECODER, type='MultiLevelDecoder', num_levels=2))
     with pytest.raises(ValueError, match='decoder.num_patches=9'):

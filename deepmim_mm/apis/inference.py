@@ -25,7 +25,8 @@ def init_encoder(config: Union[str, Config],
 
     Args:
         config: a config file, ``pkg::path.py`` or a ``Config``.
-        checkpoint: the checkpoint file; ``None`` leaves the model as built.
+        checkpoint: the checkpoint file; ``None``: the model as built and initialised
+            (``init_weights``: e.g. MAE's fixed sin-cos position embedding).
         device: where the model goes.
         cfg_options: overrides, checked as ``tools/train.py`` checks ``--cfg-options``.
         prefix: the encoder's prefix in the checkpoint (``''``: a bare encoder); ``None`` loads
@@ -46,7 +47,9 @@ def init_encoder(config: Union[str, Config],
         raise ValueError(f'{name}: model.backbone must be a ViT with `layers` (DeepMIMViT, '
                          'MAEViT, VisionTransformer, ...)')
     model.encoder_load_report = None
-    if checkpoint is not None:
+    if checkpoint is None:
+        model.init_weights()
+    else:
         model.encoder_load_report = load_pretrained_encoder(
             model if prefix is None else model.backbone, checkpoint, prefix=prefix or None,
             ignore=(), resizable=('pos_embed', ), field_name=f'checkpoint (for {name})')

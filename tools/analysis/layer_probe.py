@@ -261,8 +261,10 @@ def main(argv=None):
     with user_input():
         check_output_folder(args.work_dir, '--work-dir')
         cfg = load_config(args.config, args.cfg_options, args.allow_new_keys)
-        # Every block's raw output is probed: no final norm, which a checkpoint need not have.
+        # Every block's raw output is probed: no final norm, which a checkpoint need not have;
+        # each checkpoint is loaded below, not the config's own init_cfg.
         cfg.merge_from_dict({'model.backbone.out_type': 'raw', 'model.backbone.final_norm': False,
+                             'model.backbone.init_cfg': None,
                              **({'model.backbone.img_size': args.img_size} if args.img_size
                                 else {})})
         model = init_encoder(cfg, None, args.device)

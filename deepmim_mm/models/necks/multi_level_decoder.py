@@ -51,6 +51,9 @@ class MultiLevelDecoder(MAEPretrainDecoder):
         # mmengine's ModuleList: init_weights reaches every decoder's position embedding.
         self.aux_decoders = ModuleList(
             MAEPretrainDecoder(decoder_depth=aux_depth, **kwargs) for _ in range(num_levels - 1))
+        if batched not in (None, True, False):
+            raise ValueError('MultiLevelDecoder: batched must be None (auto), True or False, got '
+                             f'{batched!r}')
         supported = self._batch_supported()
         if batched and not supported:
             raise ValueError('MultiLevelDecoder: batched=True needs LayerNorm decoder norms '

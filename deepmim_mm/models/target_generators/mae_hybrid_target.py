@@ -20,9 +20,21 @@ MAE_VIT_B_DECODER = dict(type='MAEPretrainDecoder', num_patches=196, patch_size=
                          decoder_num_heads=16, mlp_ratio=4.)
 
 
+def _check_type(cfg, field: str, accepted: Tuple[str, ...], hint: str = '') -> None:
+    """``cfg`` must be a config dict building one of ``accepted`` (a class given as ``type``
+    counts by its name; no ``type``: the first)."""
+    kind = cfg.get('type', accepted[0]) if isinstance(cfg, dict) else None
+    kind = getattr(kind, '__name__', kind)
+    if kind not in accepted:
+        got = f'{field}.type={kind!r}' if isinstance(cfg, dict) else f'{field}={cfg!r}'
+        raise ValueError(f'MAEHybridTarget: {field} must be a config dict of type '
+                         f'{" or ".join(accepted)}{hint}, got {got}')
+
+
 def _check_alphas(alphas) -> Tuple[float, ...]:
     try:
-        out = None if isinstance(alphas, (str, bytes)) else tuple(float(a) for a in alphas)
+        out = (tuple(float(a) for a in alphas) if isinstance(alphas, Sequence)
+               and not isinstance(alphas, (str, bytes)) else None)
     except (TypeError, ValueError):
         out = None
     if out is None or not all(0.0 <= a <= 1.0 for a in out):  # NaN fails too
@@ -75,15 +87,9 @@ class MAEHybridTarget(FrozenTeacher):
                              "mmpretrain's MAE); random_init=True builds random weights for "
                              'tests only')
         self.checkpoint = checkpoint
-        if encoder.get('type', 'DeepMIMViT') not in ('DeepMIMViT', 'MAEViT'):
-            raise ValueError('MAEHybridTarget: encoder must be a config dict of type DeepMIMViT '
-                             'or MAEViT (an MFF teacher sets fusion_indices), got '
-                             f'encoder.type={encoder["type"]!r}')
-        if decoder.get('type', 'MAEPretrainDecoder') not in ('MAEPretrainDecoder',
-                                                             'MultiLevelDecoder'):
-            raise ValueError('MAEHybridTarget: decoder must be a config dict of type '
-                             'MAEPretrainDecoder or MultiLevelDecoder, got '
-                             f'decoder.type={decoder["type"]!r}')
+        _check_type(encoder, 'encoder', ('DeepMIMViT', 'MAEViT'),
+                    ' (an MFF teacher sets fusion_indices)')
+        _check_type(decoder, 'decoder', ('MAEPretrainDecoder', 'MultiLevelDecoder'))
         if decoder.get('num_levels', 1) not in (1, None):
             raise ValueError(f'MAEHybridTarget: decoder.num_levels={decoder["num_levels"]}; the '
                              'teacher uses only its final decoder (num_levels=1); auxiliary '
