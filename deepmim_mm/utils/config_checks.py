@@ -174,23 +174,41 @@ def config_file(config: str) -> str:
     return full
 
 
+def _local_files(config: str):
+    """``config`` and, depth first, the local ``_base_`` files it names (``pkg::`` ones are
+    installed packages' files, not the user's)."""
+    yield config
+    try:
+        with open(config, encoding='utf-8') as f:
+            tree = ast.parse(f.read())
+    except SyntaxError:
+        return
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == '_base_'
+                                                for t in node.targets):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                return
+            for base in [bases] if isinstance(bases, str) else bases:
+                if '::' not in base:
+                    yield from _local_files(osp.join(osp.dirname(config), base))
+
+
 def _syntax_error(error: SyntaxError, config: str) -> SyntaxError:
     """``error`` of ``Config.fromfile`` naming the file and line: mmengine parses a config (or a
-    ``_base_`` file) with ``ast.parse``, which names ``"<unknown>"``. The file is the innermost
-    ``filename`` of mmengine's frames that does not compile."""
-    tb, files = error.__traceback__, []
-    while tb is not None:
-        name = tb.tb_frame.f_locals.get('filename')
-        if isinstance(name, str) and osp.isfile(name) and name not in files:
-            files.append(osp.normpath(name))
-        tb = tb.tb_next
-    for path in reversed(files):
+    ``_base_`` file) with ``ast.parse``, which names ``"<unknown>"``; the file is the first of
+    the config and its local bases that does not compile."""
+    for path in _local_files(config):
         try:
             with open(path, encoding='utf-8') as f:
                 compile(f.read(), path, 'exec')
         except SyntaxError as e:
-            base = '' if osp.samefile(path, config) else f' (a _base_ of {config})'
-            return SyntaxError(f'syntax error in {path}, line {e.lineno}{base}: {e.msg}')
+            base = '' if path == config else f' (a _base_ of {config})'
+            return SyntaxError(f'syntax error in {osp.normpath(path)}, line {e.lineno}{base}: '
+                               f'{e.msg}')
+        except OSError:
+            continue
     return error
 
 
