@@ -8,7 +8,7 @@ from mmengine.config import ConfigDict
 from mmengine.evaluator import DumpResults
 
 from deepmim_mm.datasets import check_data_folders
-from deepmim_mm.utils import (build_runner, merge_cfg_options, read_runner_config,
+from deepmim_mm.utils import (apply_cfg_options, build_runner, read_runner_config,
                               record_for_torchrun, run, runner_arg_parser)
 
 
@@ -114,7 +114,7 @@ def main(argv=None):
     cfg.custom_hooks = hooks + [dict(type='CheckpointMatchHook', strict=True)]
     if args.amp:
         cfg.test_cfg.fp16 = True
-    merge_cfg_options(cfg, args)
+    apply_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
     # After --cfg-options (as mmseg's and mmdet's tools do): TTA wraps the final model and test
     # pipeline.
     apply_show_and_tta(cfg, args)

@@ -5,9 +5,9 @@
 import os.path as osp
 
 from deepmim_mm.datasets import check_data_folders
-from deepmim_mm.utils import (build_runner, check_hook_args, fall_back_to_fp32_without_gpu,
-                              merge_cfg_options, read_runner_config, record_for_torchrun, run,
-                              runner_arg_parser)
+from deepmim_mm.utils import (apply_cfg_options, build_runner, check_hook_args,
+                              fall_back_to_fp32_without_gpu, read_runner_config,
+                              record_for_torchrun, run, runner_arg_parser)
 
 
 def parse_args(argv=None):
@@ -45,7 +45,7 @@ def main(argv=None):
         cfg.load_from = None if args.resume == 'auto' else args.resume
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    merge_cfg_options(cfg, args)
+    apply_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
     fall_back_to_fp32_without_gpu(cfg)
     check_hook_args(cfg)
     check_data_folders(cfg, ('train_dataloader', 'val_dataloader'))

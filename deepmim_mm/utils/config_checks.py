@@ -23,7 +23,7 @@ def closest_name(word: str, choices: Iterable) -> Optional[str]:
 def runner_keys() -> frozenset:
     """The top-level config keys mmengine's runners read: their arguments and the keys their code
     reads with ``cfg.get`` (mmengine lists the latter nowhere), and those the entry points read:
-    ``runner_type``, ``custom_imports`` (:func:`merge_cfg_options`), ``tta_model`` and
+    ``runner_type``, ``custom_imports`` (:func:`apply_cfg_options`), ``tta_model`` and
     ``tta_pipeline`` (``tools/test.py --tta``)."""
     from mmengine.runner import FlexibleRunner, Runner
     keys = {'runner_type', 'custom_imports', 'tta_model', 'tta_pipeline'}

@@ -4,7 +4,7 @@ import argparse
 import os
 import os.path as osp
 
-from .config_checks import ALLOW_NEW_FLAG, apply_cfg_options, check_work_dir, load_config
+from .config_checks import ALLOW_NEW_FLAG, check_work_dir, load_config
 from .launcher import check_launcher_env, finish_distributed, init_cpu_distributed, name_lost_ranks
 
 
@@ -58,11 +58,6 @@ def read_runner_config(args, dataloaders, **dataloader_defaults):
             loader.update({k: v for k, v in defaults.items() if v is False})
             cfg[field] = loader
     return cfg
-
-
-def merge_cfg_options(cfg, args) -> None:
-    """Merge ``--cfg-options`` into ``cfg``, each key checked (:func:`apply_cfg_options`)."""
-    apply_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
 
 
 def build_runner(cfg, resume: bool = False):
