@@ -46,18 +46,18 @@ def test_binary_gaussians_reach_the_closed_form_bayes_accuracy():
     bayes = bayes_accuracy(means, xva, yva)
     assert abs(bayes - closed_form) < 0.6  # the evaluation sample is large enough
     res = linear_probe(xtr, ytr, xva, yva, 2)
-    assert abs(res.top1 - bayes) <= 1.0, (res.top1, bayes, closed_form)
-    assert res.converged and res.reason in ('gradient', 'loss change')
-    assert 0 < res.iterations < 1000
-    assert res.top5 is None  # only with more than 5 classes
+    assert abs(res['top1'] - bayes) <= 1.0, (res['top1'], bayes, closed_form)
+    assert res['converged'] and res['reason'] in ('gradient', 'loss change')
+    assert 0 < res['iterations'] < 1000
+    assert res['top5'] is None  # only with more than 5 classes
     # The L2 was chosen on held-out TRAINING data: one held-out score per value tried.
-    assert sorted(res.holdout_top1) == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
-    assert res.l2 in res.holdout_top1 and res.holdout_top1[res.l2] == max(
-        res.holdout_top1.values())
+    assert sorted(res['holdout_top1']) == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+    assert res['l2'] in res['holdout_top1'] and res['holdout_top1'][res['l2']] == max(
+        res['holdout_top1'].values())
     # Ties on held-out top-1 go to the lower held-out cross-entropy.
-    assert sorted(res.holdout_loss) == sorted(res.holdout_top1)
-    tied = [v for v, acc in res.holdout_top1.items() if acc == res.holdout_top1[res.l2]]
-    assert res.holdout_loss[res.l2] == min(res.holdout_loss[v] for v in tied)
+    assert sorted(res['holdout_loss']) == sorted(res['holdout_top1'])
+    tied = [v for v, acc in res['holdout_top1'].items() if acc == res['holdout_top1'][res['l2']]]
+    assert res['holdout_loss'][res['l2']] == min(res['holdout_loss'][v] for v in tied)
 
 
 @pytest.mark.parametrize('method', ['lbfgs', 'minibatch'])
@@ -73,11 +73,11 @@ def test_multiclass_gaussians_reach_the_bayes_accuracy(method):
     population = bayes_accuracy(means, *sample(means, 400000, seed=3))
     assert abs(bayes - population) < 1.0
     res = linear_probe(xtr, ytr, xva, yva, 5, method=method)
-    assert abs(res.top1 - bayes) <= 1.0, (method, res.top1, bayes, population)
-    assert res.converged, res
-    assert res.top5 is None and 0 < res.train_loss < math.log(5)
+    assert abs(res['top1'] - bayes) <= 1.0, (method, res['top1'], bayes, population)
+    assert res['converged'], res
+    assert res['top5'] is None and 0 < res['train_loss'] < math.log(5)
     if method == 'minibatch':
-        assert res.reason == 'plateau' and res.iterations > 100
+        assert res['reason'] == 'plateau' and res['iterations'] > 100
 
 
 def test_old_defaults_are_reported_as_not_converged():
@@ -107,9 +107,9 @@ def test_the_evaluation_split_is_only_scored():
     xva, yva = sample(means, 600, seed=2)
     a = linear_probe(xtr, ytr, xva, yva, 3)
     b = linear_probe(xtr, ytr, xva, yva[torch.randperm(len(yva))], 3)
-    assert (a.l2, a.train_loss, a.train_acc, a.iterations) == (
-        b.l2, b.train_loss, b.train_acc, b.iterations)
-    assert a.holdout_top1 == b.holdout_top1 and a.top1 > b.top1 + 20
+    assert (a['l2'], a['train_loss'], a['train_acc'], a['iterations']) == (
+        b['l2'], b['train_loss'], b['train_acc'], b['iterations'])
+    assert a['holdout_top1'] == b['holdout_top1'] and a['top1'] > b['top1'] + 20
 
 
 def test_holdout_split_is_stratified_and_deterministic():

@@ -1,9 +1,8 @@
 """Probes of frozen features ``(N, D)`` with integer labels ``(N,)``: linear classifiers trained
-to a stated convergence criterion, their regularisation chosen on held-out training data, and
-DINO's weighted kNN classifier. Used by ``tools/analysis/layer_probe.py`` and
-:class:`~deepmim_mm.engine.hooks.KNNMonitorHook`."""
+to a stated convergence criterion, their ``l2`` chosen on held-out training data, and DINO's
+weighted kNN classifier."""
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -15,8 +14,7 @@ DEFAULT_L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
 def standardize(train: torch.Tensor, *others: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-    """Standardise every matrix with the mean and standard deviation of ``train``'s columns
-    (MAE's linear probe: a BatchNorm without affine before the classifier)."""
+    """Standardise every matrix with ``train``'s column statistics (MAE's affine-free BatchNorm)."""
     mean = train.mean(0, keepdim=True)
     std = train.std(0, keepdim=True).clamp_min(1e-6) if len(train) > 1 else torch.ones_like(mean)
     return tuple((x - mean) / std for x in (train, ) + others)
@@ -24,8 +22,7 @@ def standardize(train: torch.Tensor, *others: torch.Tensor) -> Tuple[torch.Tenso
 
 @dataclass
 class LinearFit:
-    """A fitted linear classifier ``logits = x @ weight + bias``, its final training objective
-    and whether the fit met its convergence criterion (``reason``) within its budget."""
+    """``logits = x @ weight + bias``, its final objective and the criterion it met (``reason``)."""
     weight: torch.Tensor
     bias: torch.Tensor
     l2: float
@@ -39,8 +36,10 @@ class LinearFit:
         return x.to(self.weight) @ self.weight + self.bias
 
 
-def _objective(x, y, weight, bias, l2):
-    return F.cross_entropy(x @ weight + bias, y) + 0.5 * l2 * weight.pow(2).sum()
+def _objective(x, y, weight, bias, l2, chunk: int = 65536):
+    ce = sum(F.cross_entropy(x[i:i + chunk] @ weight + bias, y[i:i + chunk], reduction='sum')
+             for i in range(0, len(x), chunk))
+    return ce / len(x) + 0.5 * l2 * weight.pow(2).sum()
 
 
 def _params(x, num_classes, init: Optional[LinearFit]):
@@ -59,10 +58,8 @@ def fit_logistic_lbfgs(x: torch.Tensor,
                        tol_change: float = 1e-9,
                        history_size: int = 20,
                        init: Optional[LinearFit] = None) -> LinearFit:
-    """Multinomial logistic regression (mean cross-entropy + ``l2 / 2 * ||W||^2``), full batch,
-    with ``torch.optim.LBFGS`` (strong Wolfe); converged when ``max |gradient| <= tol_grad``
-    (``reason='gradient'``) or the objective stops changing (``'loss change'``) within
-    ``max_iter`` iterations; ``init`` warm-starts a regularisation path."""
+    """Multinomial logistic regression (mean cross-entropy + ``l2 / 2 * ||W||^2``) by full-batch
+    L-BFGS; converged: ``reason`` ``'gradient'`` or ``'loss change'``; ``init``: a warm start."""
     w, b = _params(x, num_classes, init)
     max_eval = 3 * max_iter
     opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, max_eval=max_eval,
@@ -105,15 +102,19 @@ def fit_logistic_minibatch(x: torch.Tensor,
                            lr_decays: int = 2,
                            seed: int = 0,
                            init: Optional[LinearFit] = None) -> LinearFit:
-    """The objective of :func:`fit_logistic_lbfgs` with mini-batch AdamW, for large features:
-    every ``eval_every`` steps, a relative fall of the full objective under ``tol`` divides the
-    learning rate by 10; the plateau after ``lr_decays`` decays ends the fit
-    (``reason='plateau'``), ``max_steps`` steps without it is ``converged=False``."""
+    """:func:`fit_logistic_lbfgs`'s objective by mini-batch AdamW: a relative fall under ``tol``
+    over ``eval_every`` steps divides the lr by 10; the plateau after ``lr_decays`` decays is
+    ``reason='plateau'``."""
     w, b = _params(x, num_classes, init)
+
+    @torch.no_grad()
+    def full_objective():
+        return _objective(x, y, w, b, l2).item()
+
     opt = torch.optim.AdamW([w, b], lr=lr, weight_decay=0.0)
     g = torch.Generator(device='cpu').manual_seed(seed)
     n = len(x)
-    prev, decays, step, reason = _full_objective(x, y, w, b, l2), 0, 0, 'max_steps'
+    prev, decays, step, reason = full_objective(), 0, 0, 'max_steps'
     with torch.enable_grad():
         while step < max_steps:
             if batch_size >= n:
@@ -127,7 +128,7 @@ def fit_logistic_minibatch(x: torch.Tensor,
             opt.step()
             step += 1
             if step % eval_every == 0:
-                cur = _full_objective(x, y, w, b, l2)
+                cur = full_objective()
                 if prev - cur < tol * max(abs(prev), 1e-12):
                     if decays == lr_decays:
                         reason = 'plateau'
@@ -136,21 +137,13 @@ def fit_logistic_minibatch(x: torch.Tensor,
                     for group in opt.param_groups:
                         group['lr'] *= 0.1
                 prev = cur
-    final = _full_objective(x, y, w, b, l2)
-    return LinearFit(w.detach(), b.detach(), l2, final, step, reason == 'plateau', reason)
-
-
-@torch.no_grad()
-def _full_objective(x, y, w, b, l2, chunk: int = 65536) -> float:
-    total = sum(F.cross_entropy(x[i:i + chunk] @ w + b, y[i:i + chunk], reduction='sum')
-                for i in range(0, len(x), chunk))
-    return (total / len(x) + 0.5 * l2 * w.pow(2).sum()).item()
+    return LinearFit(w.detach(), b.detach(), l2, full_objective(), step, reason == 'plateau',
+                     reason)
 
 
 def fit_ridge(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float,
               init: Optional[LinearFit] = None) -> LinearFit:
-    """Closed-form least squares on one-hot targets: minimises the mean squared error plus
-    ``l2 * ||W||^2`` (bias not penalised); ``init`` is ignored."""
+    """Closed-form least squares on one-hot targets (``l2 * ||W||^2``); ``init`` is ignored."""
     t = F.one_hot(y, num_classes).double()
     xb = torch.cat([x, torch.ones_like(x[:, :1])], 1).double()
     reg = l2 * torch.eye(xb.shape[1], dtype=xb.dtype, device=xb.device)
@@ -164,8 +157,7 @@ def fit_ridge(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float,
 
 def holdout_split(y: torch.Tensor, fraction: float = 0.2,
                   seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Stratified ``(fit_idx, holdout_idx)``: ``floor(fraction * n_c)`` samples of every class
-    ``c`` are held out, at least one stays for fitting. Deterministic for ``seed``."""
+    """Stratified ``(fit_idx, holdout_idx)``; every class keeps at least one sample for fitting."""
     if not 0 < fraction < 1:
         raise ValueError(f'holdout fraction must be in (0, 1), got {fraction}')
     g = torch.Generator().manual_seed(seed)
@@ -187,22 +179,6 @@ def topk_accuracy(scores: torch.Tensor, y: torch.Tensor, k: int = 1) -> float:
     return 100.0 * hits / max(len(y), 1)
 
 
-@dataclass
-class ProbeResult:
-    """Accuracy on the evaluation split and the evidence that the classifier converged."""
-    top1: float
-    top5: Optional[float]
-    train_loss: float
-    train_acc: float
-    iterations: int
-    converged: bool
-    reason: str
-    l2: float
-    grad_max: Optional[float] = None
-    holdout_top1: Dict[float, float] = field(default_factory=dict)
-    holdout_loss: Dict[float, float] = field(default_factory=dict)
-
-
 FITTERS = dict(lbfgs=fit_logistic_lbfgs, minibatch=fit_logistic_minibatch, ridge=fit_ridge)
 
 
@@ -217,16 +193,10 @@ def linear_probe(x_train: torch.Tensor,
                  holdout: float = 0.2,
                  seed: int = 0,
                  device: str = 'cpu',
-                 **options) -> ProbeResult:
-    """Standardise, choose ``l2``, fit with ``FITTERS[method](**options)``, evaluate.
-
-    ``l2=None`` chooses it from ``l2_grid`` by top-1 on a stratified ``holdout`` part of the
-    *training* split (ties: the lower held-out cross-entropy, then the larger ``l2``), fitting
-    from the largest value down with warm starts, then refits it on the whole training split.
-    ``seed`` draws the held-out part (and the mini-batches).
-    """
-    if method not in FITTERS:
-        raise ValueError(f'method must be one of {tuple(FITTERS)}, got {method!r}')
+                 **options) -> dict:
+    """Standardise, choose ``l2``, fit with ``FITTERS[method](**options)``: top-1 (top-5) on
+    ``x_eval`` and the fit's evidence. ``l2=None`` picks from ``l2_grid`` the best top-1 on a
+    ``holdout`` part of the training split (ties: lower held-out loss, then larger ``l2``)."""
     if method == 'minibatch':
         options.setdefault('seed', seed)
     fit = partial(FITTERS[method], num_classes=num_classes, **options)
@@ -255,12 +225,11 @@ def linear_probe(x_train: torch.Tensor,
     with torch.no_grad():
         train_acc = topk_accuracy(result.logits(x_train), y_train)
         logits = result.logits(x_eval)
-    return ProbeResult(
-        top1=topk_accuracy(logits, y_eval),
-        top5=topk_accuracy(logits, y_eval, 5) if num_classes > 5 else None,
-        train_loss=result.loss, train_acc=train_acc, iterations=result.iterations,
-        converged=result.converged, reason=result.reason, l2=l2,
-        grad_max=result.grad_max, holdout_top1=scores, holdout_loss=losses)
+    return dict(top1=topk_accuracy(logits, y_eval),
+                top5=topk_accuracy(logits, y_eval, 5) if num_classes > 5 else None,
+                train_loss=result.loss, train_acc=train_acc, iterations=result.iterations,
+                converged=result.converged, reason=result.reason, l2=l2,
+                grad_max=result.grad_max, holdout_top1=scores, holdout_loss=losses)
 
 
 # -- Weighted kNN (DINO) -----------------------------------------------------------------------
@@ -273,11 +242,8 @@ def knn_classify(train_x: torch.Tensor,
                  temperature: float = 0.07,
                  query_chunk: int = 1024,
                  train_chunk: int = 65536) -> torch.Tensor:
-    """Class scores ``(Q, num_classes)`` of DINO's weighted kNN classifier: the ``k`` training
-    samples of highest cosine similarity ``s`` vote for their class with weight ``exp(s / T)``;
-    computed ``query_chunk`` x ``train_chunk`` at a time, on ``train_x``'s device."""
-    if len(train_x) == 0:
-        raise ValueError('knn_classify: empty training set')
+    """``(Q, num_classes)`` scores: the ``k`` most cosine-similar training samples vote with
+    weight ``exp(s / T)``, ``query_chunk`` x ``train_chunk`` at a time on ``train_x``'s device."""
     device = train_x.device
     train_x = F.normalize(train_x.float(), dim=1)
     train_y = train_y.long().to(device)
@@ -309,8 +275,7 @@ def knn_probe(x_train: torch.Tensor,
               temperature: float = 0.07,
               device: str = 'cpu',
               **chunks) -> Dict[str, Optional[float]]:
-    """``{'top1', 'top5', 'k'}`` of :func:`knn_classify` on the evaluation split (top-5 only with
-    more than 5 classes)."""
+    """``{'top1', 'top5', 'k'}`` of :func:`knn_classify`, as :func:`linear_probe` returns them."""
     scores = knn_classify(x_train.to(device), y_train, x_eval, num_classes, k, temperature,
                           **chunks)
     y_eval = y_eval.to(scores.device)
