@@ -95,33 +95,33 @@ def test_attention_distance_uniform():
     """Uniform attention on a 2 x 2 grid: from any patch 0, p, p, p*sqrt(2) -> mean/4."""
     p = 16
     attn = _attn_with_cls(torch.full((4, 4), 0.25, dtype=torch.float64))[None, None]
-    d = mean_attention_distance(attn, 2, p)
+    d = mean_attention_distance(attn, (2, 2), p)
     assert d.shape == (1, 1)
     assert d.item() == pytest.approx((2 * p + p * math.sqrt(2)) / 4)
     # 3 x 3 grid, computed from the definition with plain Python.
     pts = [(r, c) for r in range(3) for c in range(3)]
     expect = sum(math.dist(a, b) * p for a in pts for b in pts) / 81
     attn = _attn_with_cls(torch.full((9, 9), 1 / 9, dtype=torch.float64))[None, None]
-    assert mean_attention_distance(attn, 3, p).item() == pytest.approx(expect)
+    assert mean_attention_distance(attn, (3, 3), p).item() == pytest.approx(expect)
     assert patch_distances((1, 3), 10)[0].tolist() == [0, 10, 20]
 
 
 def test_attention_shape_errors():
     with pytest.raises(ValueError, match='grid'):
-        mean_attention_distance(torch.rand(1, 2, 10, 10), 4, 16)
+        mean_attention_distance(torch.rand(1, 2, 10, 10), (4, 4), 16)
 
 
 def test_head_dissimilarity():
     n = 4
     same = torch.eye(n, dtype=torch.float64).expand(3, n, n)
-    assert head_dissimilarity(_attn_with_cls(same), 2).item() == pytest.approx(0.0)
+    assert head_dissimilarity(_attn_with_cls(same), (2, 2)).item() == pytest.approx(0.0)
     # Two heads on disjoint keys for every query: orthogonal rows -> 1.
     a = torch.zeros(2, n, n, dtype=torch.float64)
     a[0, :, 0] = 1
     a[1, :, 3] = 1
-    assert head_dissimilarity(_attn_with_cls(a), 2).item() == pytest.approx(1.0)
+    assert head_dissimilarity(_attn_with_cls(a), (2, 2)).item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match='2 heads'):
-        head_dissimilarity(_attn_with_cls(a[:1]), 2)
+        head_dissimilarity(_attn_with_cls(a[:1]), (2, 2))
 
 
 def test_capture_attention_matches_fused_attention(mmpretrain_scope):

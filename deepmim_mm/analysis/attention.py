@@ -1,6 +1,6 @@
 """Attention maps of a ViT, mean attention distance and head diversity."""
 import math
-from typing import Sequence, Tuple, Union
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -8,23 +8,20 @@ import torch.nn as nn
 from .features import capture
 
 
-def patch_distances(grid: Union[int, Tuple[int, int]], patch_size: float = 1.0) -> torch.Tensor:
-    """``(N, N)`` Euclidean distances, in pixels, between the patch centres of a ``(rows, cols)``
-    grid in row-major order (ViTs' token order), ``patch_size`` pixels per patch."""
-    h, w = (grid, grid) if isinstance(grid, int) else grid
+def patch_distances(grid: Tuple[int, int], patch_size: float = 1.0) -> torch.Tensor:
+    """``(N, N)`` distances in pixels between the patch centres of a grid, in token order."""
+    h, w = grid
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64),
                             torch.arange(w, dtype=torch.float64), indexing='ij')
     pos = torch.stack([ys.flatten(), xs.flatten()], dim=1) * patch_size
     return torch.cdist(pos, pos)
 
 
-def _patch_attention(attn: torch.Tensor, grid: Union[int, Tuple[int, int]],
-                     num_extra_tokens: int, renormalize: bool) -> torch.Tensor:
-    h, w = (grid, grid) if isinstance(grid, int) else grid
-    n = h * w
-    if attn.shape[-1] != n + num_extra_tokens or attn.shape[-2] != n + num_extra_tokens:
-        raise ValueError(f'attention maps of shape {tuple(attn.shape)} do not match a {h}x{w} '
-                         f'grid with {num_extra_tokens} extra (CLS) token(s)')
+def _patch_attention(attn: torch.Tensor, grid: Tuple[int, int], num_extra_tokens: int,
+                     renormalize: bool) -> torch.Tensor:
+    if attn.shape[-2:] != (math.prod(grid) + num_extra_tokens, ) * 2:
+        raise ValueError(f'attention maps of shape {tuple(attn.shape)} do not match a '
+                         f'{grid[0]}x{grid[1]} grid with {num_extra_tokens} extra (CLS) token(s)')
     a = attn[..., num_extra_tokens:, num_extra_tokens:].double()
     if renormalize:
         a = a / a.sum(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -32,42 +29,24 @@ def _patch_attention(attn: torch.Tensor, grid: Union[int, Tuple[int, int]],
 
 
 def mean_attention_distance(attn: torch.Tensor,
-                            grid: Union[int, Tuple[int, int]],
+                            grid: Tuple[int, int],
                             patch_size: float,
                             num_extra_tokens: int = 1,
                             renormalize: bool = True) -> torch.Tensor:
-    """Mean attention distance of every head, in pixels (ViT, arXiv 2010.11929, Fig. 7): per
-    query patch, the attention-weighted distance to the key patches, averaged over queries.
-    Extra (CLS) tokens are left out; ``renormalize`` rescales each query's attention over the
-    patches to sum to 1, so a head that mostly looks at CLS is not mistaken for a local one.
-
-    Args:
-        attn: ``(..., H, T, T)`` softmax attention, ``T = extra + rows * cols``.
-        grid: token grid ``(rows, cols)`` (or an int for a square one).
-        patch_size: patch side in pixels.
-
-    Returns:
-        ``(..., H)`` distances in pixels (float64).
-    """
+    """``(..., H)`` mean attention distance in pixels of ``(..., H, T, T)`` attention (ViT, arXiv
+    2010.11929, Fig. 7), over the patches only; ``renormalize``: each query's patch weights sum
+    to 1, so a head that mostly looks at CLS is not mistaken for a local one."""
     a = _patch_attention(attn, grid, num_extra_tokens, renormalize)
     dist = patch_distances(grid, patch_size).to(a.device)
     return (a * dist).sum(dim=-1).mean(dim=-1)
 
 
 def head_dissimilarity(attn: torch.Tensor,
-                       grid: Union[int, Tuple[int, int]],
+                       grid: Tuple[int, int],
                        num_extra_tokens: int = 1,
                        renormalize: bool = True) -> torch.Tensor:
-    """Diversity of the heads of one block: ``1 -`` the cosine similarity of two heads'
-    attention rows, averaged over query patches and pairs of distinct heads (DeepViT's
-    attention-map similarity, arXiv 2103.11886, across heads); 0 means every head attends alike.
-
-    Args:
-        attn: ``(..., H, T, T)`` softmax attention with ``H >= 2``.
-
-    Returns:
-        ``(...)`` dissimilarity (float64).
-    """
+    """``(...)``: 1 - the mean cosine similarity of two distinct heads' attention rows (DeepViT,
+    arXiv 2103.11886, across heads) of ``(..., H, T, T)`` attention, ``H >= 2``."""
     a = _patch_attention(attn, grid, num_extra_tokens, renormalize)
     heads = a.shape[-3]
     if heads < 2:
@@ -91,12 +70,6 @@ def _attention_from_input(attn_module: nn.Module, args: tuple) -> torch.Tensor:
 
 
 def capture_attention(layers: Sequence[nn.Module]):
-    """:func:`~.features.capture` of ``{block index: (B, H, T, T)}``, the attention maps
-    recomputed from every block's ``qkv`` (mmpretrain's fused attention returns no weights;
-    attention dropout is not applied: use eval mode)."""
-    for i, layer in enumerate(layers):
-        attn = getattr(layer, 'attn', None)
-        if attn is None or not hasattr(attn, 'qkv') or not hasattr(attn, 'num_heads'):
-            raise ValueError(f'capture_attention: block {i} ({type(layer).__name__}) has no '
-                             'attn with qkv / num_heads (an mmpretrain MultiheadAttention)')
+    """:func:`~.features.capture` of ``{block index: (B, H, T, T)}`` maps recomputed from each
+    block's ``attn.qkv`` (mmpretrain's fused attention returns none; no dropout: eval mode)."""
     return capture([layer.attn for layer in layers], _attention_from_input, pre=True)

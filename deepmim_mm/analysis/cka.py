@@ -5,17 +5,11 @@ import torch
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Linear CKA (arXiv 1905.00414, Eq. 5) of two representations of the same ``n`` examples,
-    ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` of the column-centred matrices, in float64.
-
-    Args:
-        x: ``(n, d1)``; y: ``(n, d2)``; any further dimensions are flattened into features.
-    """
+    """Linear CKA (arXiv 1905.00414, Eq. 5) in float64 of ``(n, ...)`` representations of the
+    same ``n`` examples (further dimensions are features)."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f'linear_cka: x and y must have the same number of examples (rows), '
                          f'got {tuple(x.shape)} and {tuple(y.shape)}')
-    if x.shape[0] < 2:
-        raise ValueError('linear_cka: needs at least 2 examples')
     x = x.reshape(x.shape[0], -1).double()
     y = y.reshape(y.shape[0], -1).to(x)
     x = x - x.mean(dim=0, keepdim=True)

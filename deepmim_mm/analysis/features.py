@@ -33,8 +33,7 @@ def model_input_size(model: nn.Module) -> int:
 
 
 def level_names(model: nn.Module, blocks: str = 'supervised') -> List[str]:
-    """``block{n}`` (1-indexed) of each level :func:`level_features` returns: the backbone's own
-    ``level_names`` (DeepMIMViT), else its ``out_indices`` (mmpretrain's MAEViT / MFFViT)."""
+    """``block{n}`` (1-indexed) of each level :func:`level_features` returns."""
     backbone = model.backbone
     n = len(backbone.layers)
     if blocks == 'all':
@@ -69,9 +68,8 @@ def capture_block_outputs(layers: Sequence[nn.Module]):
 
 
 def encode_unmasked(backbone: nn.Module, inputs: torch.Tensor):
-    """Run a ViT encoder on every patch of ``inputs``: ``backbone(x, mask=None)`` for one that
-    names its levels (``DeepMIMViT``), else ``VisionTransformer.forward`` (mmpretrain 1.2.0's
-    ``MFFViT`` masks even with ``mask=None``; fine-tuning ViTs take no ``mask``)."""
+    """Run a ViT encoder on every patch (mmpretrain 1.2.0's ``MFFViT`` masks even with
+    ``mask=None``; fine-tuning ViTs take no ``mask``)."""
     from mmpretrain.models.backbones import VisionTransformer
     if hasattr(backbone, 'level_names') or not isinstance(backbone, VisionTransformer):
         return backbone(inputs, mask=None)
@@ -80,8 +78,7 @@ def encode_unmasked(backbone: nn.Module, inputs: torch.Tensor):
 
 def pool_tokens(tokens: torch.Tensor, feature: Optional[str],
                 num_extra_tokens: int = 1) -> torch.Tensor:
-    """``(B, D)`` image features from ``(B, T, D)`` ViT tokens: ``'cls'`` the class token,
-    ``'avg'`` the mean of the patch tokens; ``None`` keeps the tokens."""
+    """``(B, D)`` class token (``'cls'``) or mean patch token (``'avg'``); ``None``: the tokens."""
     if feature is None:
         return tokens
     if feature == 'cls':
@@ -149,10 +146,9 @@ def eval_pipeline(img_size: int, crop_fraction: float = 224 / 256) -> List[dict]
 
 def labelled_splits(data_root: str, img_size: int, max_per_class: Optional[int] = None,
                     seed: int = 0, field_name: str = 'data_root') -> tuple:
-    """``(train, val)``: mmpretrain's ``CustomDataset`` over ``data_root/{train,val}/<class>/*``,
-    read by ``LoadImageFromFileChecked`` and :func:`eval_pipeline`; ``max_per_class`` keeps a
-    random class-balanced subset (fixed by ``seed``), in file order. An error names
-    ``field_name`` when a split is missing or empty or the two have different classes."""
+    """``(train, val)`` ``CustomDataset`` of ``data_root/{train,val}/<class>/*`` through
+    :func:`eval_pipeline`, at most ``max_per_class`` random images per class (``seed``). An
+    error names ``field_name`` when a split is missing or empty or the classes differ."""
     import os.path as osp
 
     from mmengine.registry import DefaultScope

@@ -25,9 +25,8 @@ class MaskedPredictions:
 @torch.no_grad()
 def masked_predictions(model: nn.Module, inputs: torch.Tensor,
                        seed: Optional[int] = 0) -> MaskedPredictions:
-    """One masked forward of a ``DeepMIM`` (every level) or mmpretrain ``MAE`` / ``MFF`` (one
-    level) on preprocessed ``inputs``; ``seed`` fixes the mask and leaves the global RNG state
-    untouched (``None``: the current state)."""
+    """One masked forward of a ``DeepMIM`` (every level) or ``MAE`` / ``MFF`` (the last block);
+    ``seed`` fixes the mask without touching the global RNG (``None``: the current state)."""
     model = unwrap(model)
     for part in ('backbone', 'neck', 'head'):
         if getattr(model, part, None) is None:
@@ -73,9 +72,8 @@ def mask_to_image(mask: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
 
 def pixel_reconstruction(head: nn.Module, inputs: torch.Tensor,
                          pred: torch.Tensor) -> torch.Tensor:
-    """A pixel prediction ``(B, N, p*p*C)`` back in the (normalised) input space ``(B, C, H, W)``;
-    a ``norm_pix`` prediction is de-normalised with each patch's true mean and variance, as in
-    MAE's visualisation."""
+    """A pixel prediction ``(B, N, p*p*C)`` as ``(B, C, H, W)`` inputs (``norm_pix``:
+    de-normalised with each patch's true mean and variance, as in MAE's visualisation)."""
     if getattr(head, 'norm_pix', False):
         patches = head.patchify(inputs)
         mean = patches.mean(dim=-1, keepdim=True)
@@ -85,23 +83,19 @@ def pixel_reconstruction(head: nn.Module, inputs: torch.Tensor,
 
 
 def to_display(model: nn.Module, images: torch.Tensor) -> np.ndarray:
-    """Preprocessed images ``(B, 3, H, W)`` -> RGB ``uint8`` ``(B, H, W, 3)``, undoing the data
-    preprocessor's normalisation (and its BGR order)."""
-    dp = getattr(unwrap(model), 'data_preprocessor', None)
+    """Preprocessed images ``(B, 3, H, W)`` -> RGB ``uint8`` ``(B, H, W, 3)``."""
+    dp = unwrap(model).data_preprocessor
     x = images.detach().float()
-    if dp is not None and getattr(dp, '_enable_normalize', False):
+    if dp._enable_normalize:
         x = x * dp.std.to(x) + dp.mean.to(x)
-    else:
-        x = x * 255.0 if x.max() <= 1.5 else x
-    if dp is not None and not getattr(dp, '_channel_conversion', False):
+    if not dp._channel_conversion:
         x = x.flip(1)  # mmcv loads BGR
     return x.clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def level_panels(model: nn.Module, inputs: torch.Tensor, result: MaskedPredictions) -> dict:
-    """``dict(original, masked)`` ``uint8 (B, H, W, 3)`` pictures, and per level ``j``: pixel
-    targets, ``raw[j]`` its reconstruction and ``levels[j]`` with the visible patches pasted in;
-    feature targets, ``cosine[j]`` the ``(B, h, w)`` cosine map to the teacher's features."""
+    """``original``, ``masked`` and per level ``j`` the reconstruction ``raw[j]`` and
+    ``levels[j]`` with the visible patches pasted in, or the ``(B, h, w)`` ``cosine[j]`` map."""
     model = unwrap(model)
     m = mask_to_image(result.mask, model.backbone).to(inputs)
     original = to_display(model, inputs)
@@ -141,8 +135,7 @@ def tile(rows: Sequence[Sequence[np.ndarray]], gap: int = 2) -> np.ndarray:
 
 def level_grids(model: nn.Module, inputs: torch.Tensor,
                 result: MaskedPredictions) -> List[np.ndarray]:
-    """One ``uint8`` RGB grid per level, a row of :func:`level_panels` per image (cosine maps in
-    viridis, -1..1)."""
+    """One ``uint8`` RGB grid per level, a row of :func:`level_panels` per image."""
     panels = level_panels(model, inputs, result)
     grids = []
     for j in range(len(result.names)):
