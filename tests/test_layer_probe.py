@@ -141,7 +141,7 @@ def test_layer_probe_bad_input(tmp_path, setup):
     data, ckpts, cfg = setup
     with pytest.raises(FileNotFoundError, match='--data-root: .*nowhere'):
         _probe([cfg, ckpts[0], '--data-root', tmp_path / 'nowhere', '--work-dir', tmp_path])
-    with pytest.raises(SystemExit):  # one label per checkpoint
+    with pytest.raises(ValueError, match='--name: 1 names for 2'):  # one label per checkpoint
         _probe([cfg, *ckpts, '--labels', 'only-one', '--data-root', data,
                 '--work-dir', tmp_path])
     # An mmpretrain:: config is read (ViT-B linear probing) and its encoder built; the tiny

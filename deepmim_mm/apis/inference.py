@@ -19,20 +19,12 @@ def init_encoder(config: Union[str, Config],
                  cfg_options: Optional[dict] = None,
                  prefix: Optional[str] = 'backbone.',
                  allow_new_keys: bool = False) -> BaseModel:
-    """The config's model (``DeepMIM``, mmpretrain's ``MAE`` / ``MFF``, a classifier, ...) built
-    by mmpretrain's ``get_model`` without its teacher, with the checkpoint's encoder loaded
-    strictly (report: ``model.encoder_load_report``), in eval mode.
-
-    Args:
-        config: a config file, ``pkg::path.py`` or a ``Config``.
-        checkpoint: the checkpoint file; ``None``: the model as built and initialised
-            (``init_weights``: e.g. MAE's fixed sin-cos position embedding).
-        device: where the model goes.
-        cfg_options: overrides, checked as ``tools/train.py`` checks ``--cfg-options``.
-        prefix: the encoder's prefix in the checkpoint (``''``: a bare encoder); ``None`` loads
-            every key into the whole model, teacher kept (decoders and heads included).
-        allow_new_keys: let ``cfg_options`` add keys the config does not have.
-    """
+    """mmpretrain's ``get_model`` without the teacher, the checkpoint's encoder (under ``prefix``;
+    ``''``: a bare encoder; ``None``: every key into the whole model, teacher kept) loaded
+    strictly (``model.encoder_load_report``; upstream only warns), or with ``checkpoint=None``
+    initialised. ``cfg_options`` are checked as ``tools/train.py`` checks ``--cfg-options``; a
+    bad config, override or checkpoint is a ``ValueError`` naming it (a missing file:
+    ``FileNotFoundError``)."""
     cfg = load_config(config, cfg_options, allow_new_keys)
     name = osp.basename(config) if isinstance(config, str) else 'the config'
     if 'model' not in cfg:
@@ -59,8 +51,7 @@ def init_encoder(config: Union[str, Config],
 class LevelFeatureExtractor(FeatureExtractor):
     """mmpretrain's ``FeatureExtractor`` for pretraining configs: without ``test_dataloader``
     they get :func:`~deepmim_mm.analysis.eval_pipeline` at the model's input size, and a config
-    is built with :func:`init_encoder` (strict loading; upstream only warns).
-    ``extractor(images)`` returns, per image, the ``model.extract_feat`` outputs."""
+    is built with :func:`init_encoder` (strict loading)."""
 
     def __init__(self,
                  model: Union[BaseModel, str, Config],
@@ -72,9 +63,6 @@ class LevelFeatureExtractor(FeatureExtractor):
         elif pretrained:
             raise ValueError('LevelFeatureExtractor: give a config with `pretrained`, or a model '
                              'built by init_encoder without it')
-        if not hasattr(model, '_config'):
-            raise ValueError('LevelFeatureExtractor: the model has no `_config`; build it with '
-                             'deepmim_mm.apis.init_encoder or mmpretrain.get_model')
         super().__init__(model, pretrained=False, device=device)
 
     def _init_pipeline(self, cfg: Config):
@@ -91,18 +79,9 @@ def extract_levels(model: BaseModel,
                    blocks: str = 'supervised',
                    pool: Optional[str] = None,
                    batch_size: int = 8) -> Dict[str, torch.Tensor]:
-    """Every level's features of ``images``, ``{'block{n}': tensor}`` on the CPU (float32).
-
-    Args:
-        model: from :func:`init_encoder` (or mmpretrain's ``get_model``).
-        images: an image file, a folder (its files), a list of files or of ``HxWx3`` BGR uint8
-            arrays (read by :class:`LevelFeatureExtractor`'s pipeline), or a float tensor
-            ``(B, 3, H, W)`` already preprocessed.
-        blocks: ``'supervised'`` levels or ``'all'`` blocks (raw outputs, before any final norm).
-        pool: ``None`` returns tokens ``(N, T, C)``; ``'cls'`` / ``'avg'`` image features
-            ``(N, C)`` (class token / mean patch token).
-        batch_size: images per forward pass.
-    """
+    """``{'block{n}': (N, T, C) float32 CPU tokens}`` of the ``'supervised'`` levels or ``'all'``
+    blocks (raw) of ``images`` (a file, a folder, a list of files or BGR arrays, or a
+    preprocessed ``(B, 3, H, W)`` tensor); ``pool`` ``'cls'`` / ``'avg'``: ``(N, C)``."""
     model.eval()
     if isinstance(images, torch.Tensor):
         batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))

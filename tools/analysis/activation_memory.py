@@ -3,12 +3,8 @@
 Counts the distinct storages autograd saves in one forward pass (``saved_tensors_hooks``;
 parameters left out), so the numbers do not depend on the device or its allocator. Each pattern
 of ``--checkpoint`` (``*`` = one name component) selects modules by name, as mmengine's Runner
-key ``activation_checkpointing`` does, and is measured alone and, with several, all together:
-
-    python tools/analysis/activation_memory.py \
-        mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \
-        configs/pretrain/deepmim_vit-base-p16_8xb512-amp-coslr-300e_in1k.py \
-        --checkpoint 'neck.aux_decoders.*' 'backbone.layers.*' --batch-size 2
+key ``activation_checkpointing`` does, and is measured alone and, with several, all together
+(docs/en/advanced_guides/performance.md).
 """
 import argparse
 import re

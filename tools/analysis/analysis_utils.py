@@ -1,5 +1,4 @@
-"""What the analysis tools share: arguments, models from configs + checkpoints that must fit,
-images read as the models were trained on them, outputs, and :func:`run`."""
+"""What the analysis tools share: arguments, models, images, outputs and :func:`run`."""
 import argparse
 import csv
 import os
@@ -25,8 +24,7 @@ CONFIG_EXTENSIONS = ('.py', '.json', '.yaml', '.yml')  # what Config.fromfile re
 
 
 class InputError(ValueError):
-    """A bad input the user can fix (a file, an option, a config that does not fit its
-    checkpoint); the message names it. :func:`run` prints it as one line and exits 1."""
+    """A bad input the user can fix; the message names it."""
 
 
 #: What :func:`run` reports as one line; any other exception is a bug and keeps its traceback.
@@ -34,8 +32,7 @@ EXPECTED_ERRORS = (FileNotFoundError, NotACheckpointError, pickle.UnpicklingErro
 
 
 def run(main: Callable[[], None]) -> None:
-    """Run a tool's ``main``; an :data:`EXPECTED_ERRORS` error becomes ``error: <message>`` on
-    stderr and exit status 1."""
+    """Run a tool's ``main``; an :data:`EXPECTED_ERRORS` error is one ``error:`` line, exit 1."""
     try:
         main()
     except EXPECTED_ERRORS as e:
@@ -45,11 +42,8 @@ def run(main: Callable[[], None]) -> None:
 # -- Arguments ---------------------------------------------------------------------------------
 def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
                max_models: Optional[int] = None, single: bool = False):
-    """The arguments of an image tool: ``CONFIG CHECKPOINT [...]`` pairs and ``--name`` (or with
-    ``single`` one ``config checkpoint``), ``add_args(parser)``'s, then ``--img``,
-    ``--skip-corrupt``, ``--out-dir``, ``--device``, ``--batch-size``, ``--max-images``,
-    ``--cfg-options``, ``--allow-new-keys``; checked: ``args.pairs``, ``args.device`` (a
-    ``torch.device``), ``--out-dir``, ``args.files`` (the images)."""
+    """An image tool's arguments, checked: ``args.pairs`` of (config, checkpoint) (``single``:
+    one), ``args.device`` a ``torch.device``, ``--out-dir``, ``args.files`` the images."""
     parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
     if single:
         parser.add_argument('config', help='model config file, or pkg::path.py inside an '
@@ -89,8 +83,7 @@ def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
 
 def model_pairs(parser, paths: Sequence[str], max_models: Optional[int] = None
                 ) -> List[Tuple[str, str]]:
-    """``[(config, checkpoint), ...]`` from the positional paths; ``parser.error`` (exit 2) for an
-    odd count, more than ``max_models`` pairs or a pair whose first file is not a config."""
+    """``[(config, checkpoint), ...]``; ``parser.error`` when the paths are not such pairs."""
     if len(paths) % 2:
         parser.error(f'give CONFIG CHECKPOINT pairs: got {len(paths)} paths ({" ".join(paths)}); '
                      'the last config has no checkpoint')
@@ -120,7 +113,7 @@ def check_device(device: str) -> torch.device:
 
 
 def collect_images(paths: Sequence[str], max_images: Optional[int] = None) -> List[str]:
-    """Image files from files and folders (recursive, sorted); FileNotFoundError if none."""
+    """Image files from files and folders (recursive, sorted)."""
     from mmengine.utils import scandir
     files = []
     for p in paths:
@@ -139,8 +132,7 @@ def collect_images(paths: Sequence[str], max_images: Optional[int] = None) -> Li
 # -- Models ------------------------------------------------------------------------------------
 @contextmanager
 def user_input():
-    """A ``ValueError`` raised inside (a bad config, override or checkpoint: the message names
-    it) becomes an :class:`InputError`."""
+    """A ``ValueError`` raised inside becomes an :class:`InputError`."""
     try:
         yield
     except InputError:
@@ -150,8 +142,7 @@ def user_input():
 
 
 def load_model(config: str, checkpoint: str, args, prefix: Optional[str] = 'backbone.'):
-    """:func:`~deepmim_mm.apis.init_encoder` on the CPU with ``args``' overrides (``prefix=None``:
-    the whole model)."""
+    """:func:`~deepmim_mm.apis.init_encoder` on the CPU with ``args``' overrides."""
     with user_input():
         model = init_encoder(config, checkpoint, 'cpu', args.cfg_options, prefix,
                              args.allow_new_keys)
@@ -160,8 +151,8 @@ def load_model(config: str, checkpoint: str, args, prefix: Optional[str] = 'back
 
 
 def encoder_results(args, analyse: Callable) -> Tuple[List[str], List]:
-    """``(names, [analyse(model, files) per model])`` for the ``CONFIG CHECKPOINT`` pairs of the
-    encoder tools: every encoder loaded (and checked) first, one on ``--device`` at a time."""
+    """``(names, [analyse(model, files) per model])``: every encoder loaded (and checked) first,
+    one on ``--device`` at a time."""
     names = model_names([c for c, _ in args.pairs], args.name)
     models = [load_model(config, ckpt, args) for config, ckpt in args.pairs]
     results = []
@@ -187,10 +178,8 @@ class _ImageLoader(LoadImageFromFileChecked):
 
 def iter_batches(model: torch.nn.Module, files: Sequence[str], batch_size: int,
                  skip_corrupt: bool = False) -> Iterator[Tuple[List[str], torch.Tensor]]:
-    """Yield ``(paths, inputs)``: images through :func:`~deepmim_mm.analysis.eval_pipeline` at the
-    model's size (whole short side) and the model's data preprocessor. An undecodable image is
-    an :class:`InputError` naming it, or with ``skip_corrupt`` a warning, the batches filled
-    with the next readable images."""
+    """Yield ``(paths, inputs)``: images through :func:`~deepmim_mm.analysis.eval_pipeline` (whole
+    short side) and the data preprocessor; ``skip_corrupt``: undecodable images are skipped."""
     from mmengine.dataset import Compose, default_collate
     from mmpretrain.registry import TRANSFORMS
     from tqdm import tqdm

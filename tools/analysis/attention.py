@@ -1,10 +1,6 @@
 """Mean attention distance per head and block, and head diversity per block, for one or several
 checkpoints side by side (e.g. MAE vs DeepMIM).
-
-Writes ``attention_{distance,diversity}.{csv,png}``; only the encoder runs, so only the
-checkpoints' ``backbone.`` keys are used, and they must fit exactly.
 """
-import os
 import os.path as osp
 
 import torch
@@ -72,7 +68,6 @@ def main(argv=None):
     args = parse_args(__doc__, argv)
     names, results = encoder_results(
         args, lambda model, files: analyse(model, files, args.batch_size, args.skip_corrupt))
-    os.makedirs(args.out_dir, exist_ok=True)
     dist_rows, div_rows = [], []
     for name, (per_head, dissim) in zip(names, results):
         for b, d in enumerate(per_head):

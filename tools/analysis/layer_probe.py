@@ -1,12 +1,6 @@
-"""Per-layer probes: linear-probe and kNN top-1 on the frozen features of every block of one or
-several checkpoints (docs/en/user_guides/analysis.md#per-layer-probes). CONFIG's model is built once
-(:func:`deepmim_mm.apis.init_encoder`) and each checkpoint's encoder loaded into it strictly; the
-class token and mean patch token of every block on ``DATA_ROOT/{train,val}/<class>/*`` are
-cached per checkpoint and split, then probed (:mod:`deepmim_mm.analysis.probe`). Writes
-``layer_probe.{csv,json,png}`` to ``--work-dir``.
-"""
+"""Per-layer probes: linear-probe and kNN top-1 on the cached frozen features of every block of
+one or several checkpoints (docs/en/user_guides/analysis.md#per-layer-probes)."""
 import argparse
-import dataclasses
 import hashlib
 import json
 import os
@@ -20,7 +14,8 @@ from deepmim_mm.analysis import FEATURES
 from deepmim_mm.analysis.probe import DEFAULT_L2_GRID, knn_probe, linear_probe
 from deepmim_mm.utils import add_cfg_options, check_output_folder, load_config
 
-from analysis_utils import InputError, pyplot, run, save_figure, user_input, write_csv
+from analysis_utils import InputError, model_names, pyplot, run, save_figure, user_input, write_csv
+from benchmark_utils import format_table
 
 PROBES = ('linear', 'knn')
 #: What the tool reads from the config; an override of anything else would change nothing.
@@ -89,11 +84,7 @@ def parse_args(argv=None):
     p.add_argument('--no-plot', action='store_true', help='skip the PNG')
     add_cfg_options(p)  # only READ_KEYS: an override of another key is an error
     args = p.parse_args(argv)
-    if args.labels is None:
-        args.labels = [osp.splitext(osp.basename(c))[0] for c in args.checkpoints]
-    if len(args.labels) != len(args.checkpoints):
-        p.error(f'--labels: {len(args.labels)} labels for {len(args.checkpoints)} checkpoints; '
-                'give one label per checkpoint')
+    args.labels = model_names(args.checkpoints, args.labels)
     if len(set(args.labels)) != len(args.labels):
         p.error(f'--labels must be distinct, got {args.labels}')
     args.probes = list(PROBES) if args.probe == 'both' else [args.probe]
@@ -113,8 +104,7 @@ def check_read_keys(options):
 
 
 def digest(**fields) -> str:
-    """A short hash of ``fields``: the cache key of a checkpoint (its file, the encoder, the
-    prefix) or of a split (its images and labels, the eval pipeline, the normalisation)."""
+    """A short hash of ``fields``: the cache key of a checkpoint or of a split."""
     blob = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -185,11 +175,11 @@ def run_probes(tr, va, feat, num_classes, args):
                            num_classes, method=args.classifier, l2=args.l2,
                            l2_grid=args.l2_grid, holdout=args.holdout, seed=args.seed,
                            device=args.device, **linear_options(args))
-        rows.append(dict(probe='linear', **dataclasses.asdict(res)))  # JSON: l2 keys as text
+        rows.append(dict(probe='linear', **res))  # JSON: l2 keys as text
     if 'knn' in args.probes:
         res = knn_probe(tr[feat], tr['labels'], va[feat], va['labels'], num_classes,
                         k=args.knn_k, temperature=args.knn_temperature, device=args.device)
-        rows.append(dict(probe='knn', top1=res['top1'], top5=res['top5'], k=res['k']))
+        rows.append(dict(probe='knn', **res))
     return rows
 
 
@@ -219,13 +209,10 @@ def write_outputs(rows, args):
     table = {(r['label'], r['feature'], r['probe'], r['block']): r['top1'] for r in rows}
     cols = [(lab, feat) for lab in args.labels for feat in args.features]
     head = ['block'] + [f'{lab}/{feat}' for lab, feat in cols]
-    widths = [max(5, len(h)) for h in head]
     for probe in args.probes:
         print(f"{'Linear-probe' if probe == 'linear' else 'kNN'} top-1 (%) per block (1-indexed):")
-        lines = [head] + [[b] + [f'{table[(lab, feat, probe, b)]:.2f}' for lab, feat in cols]
-                          for b in blocks]
-        for line in lines:
-            print('  '.join(str(v).rjust(w) for v, w in zip(line, widths)))
+        print(format_table([[str(b)] + [f'{table[(lab, feat, probe, b)]:.2f}' for lab, feat in cols]
+                            for b in blocks], head))
     bad = [r for r in rows if r['probe'] == 'linear' and not r['converged']]
     if bad:
         print(f'WARNING: {len(bad)} linear fit(s) did not converge (raise --max-iter / '

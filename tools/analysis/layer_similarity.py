@@ -1,10 +1,4 @@
-"""Linear CKA between the blocks of one checkpoint, or of two checkpoints, as heat maps.
-
-``--pool`` chooses the examples: every patch token of every image (``tokens``, default; both
-models need the same token grid), or one per image, its mean patch token (``mean``) or class
-token (``cls``). Writes ``cka_*.png`` and ``layer_similarity.csv``; only the checkpoints'
-``backbone.`` keys are used, and they must fit exactly.
-"""
+"""Linear CKA between the blocks of one checkpoint, or of two checkpoints, as heat maps."""
 import os
 import os.path as osp
 
@@ -19,7 +13,8 @@ def parse_args(argv=None):
     return analysis_utils.parse_args(
         __doc__, argv, max_models=2, add_args=lambda parser: parser.add_argument(
             '--pool', default='tokens', choices=list(POOLS),
-            help='what one example is (see the module docstring); default tokens'))
+            help='one example: every patch token of every image (default; both models need the '
+            'same token grid), or per image its mean patch token or class token'))
 
 
 def block_features(model, files, batch_size, pool, skip_corrupt=False):

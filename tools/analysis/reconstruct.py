@@ -1,9 +1,6 @@
 """Per-level reconstructions of a DeepMIM (or MAE / MFF) checkpoint: one PNG per image and
 ``reconstruction_loss.csv``
 (docs/en/user_guides/analysis.md#reconstructions-attention-and-layer-similarity).
-
-One random mask per batch, shared by every level as in training, drawn from ``--seed``: two
-checkpoints see the same masks. The checkpoint must fit the whole model (decoders included).
 """
 import os
 import os.path as osp

@@ -15,25 +15,15 @@ from .rng_state_hook import get_rng_state, set_rng_state
 
 @HOOKS.register_module()
 class KNNMonitorHook(Hook):
-    """Every ``interval`` epochs (or iterations), the kNN top-1 of every supervised level.
+    """Every ``interval`` epochs (``by_epoch=False``: iterations), the kNN top-1 of every
+    supervised level (``blocks='all'``: every block).
 
     Adds what mmengine's validation loop cannot run on a pretraining model (it predicts no
-    labels): DINO's weighted kNN (:func:`~deepmim_mm.analysis.probe.knn_probe`) on the unmasked
-    features of ``data_root/train/<class>/*`` (memory) and ``data_root/val/<class>/*`` (queries),
+    labels): DINO's weighted kNN (arXiv 2104.14294: ``k=20``, ``temperature=0.07``) of the
+    unmasked ``feature`` (``'avg'``, our choice, or ``'cls'``) of ``data_root/val/<class>/*``
+    against ``data_root/train/<class>/*`` (at most ``max_per_class`` each, chosen by ``seed``),
     logged through ``runner.visualizer`` (docs/en/user_guides/hooks.md#knn-monitoring-per-level).
     Training is unchanged (eval mode, no gradients, RNG states and mode restored).
-
-    Args:
-        data_root: folder with ``train/`` and ``val/`` class subfolders (required when on).
-        enable: off by default.
-        interval: epochs (``by_epoch=True``) or iterations between two evaluations.
-        by_epoch: after epochs (``EpochBasedTrainLoop``) or iterations (``IterBasedTrainLoop``).
-        blocks: ``'supervised'`` (the model's levels) or ``'all'`` (every block, raw outputs).
-        feature: ``'avg'`` (mean patch token, default; our choice) or ``'cls'``.
-        k, temperature: DINO's kNN (arXiv 2104.14294: 20 and 0.07).
-        max_per_class: use at most this many images per class and split.
-        batch_size: images per forward pass.
-        seed: which images ``max_per_class`` keeps.
     """
 
     priority = 'LOW'
@@ -166,10 +156,11 @@ class KNNMonitorHook(Hook):
 
     def _plot(self) -> np.ndarray:
         """RGB image: top-1 per level against the training step, one line per level."""
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from mmengine.visualization.utils import img_from_canvas
+        fig = Figure(figsize=(5, 3.2), dpi=100)
+        ax = fig.subplots()
         names = list(self.history[-1]['top1'])
         steps = [h['step'] for h in self.history]
         for name in names:
@@ -179,7 +170,4 @@ class KNNMonitorHook(Hook):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.canvas.draw()
-        img = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-        plt.close(fig)
-        return img
+        return img_from_canvas(FigureCanvasAgg(fig))
