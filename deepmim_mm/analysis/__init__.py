@@ -1,6 +1,5 @@
 """Analysis of pretrained encoders: unmasked features per level, per-level reconstructions,
-attention distance and head diversity, linear CKA, probes. Used by ``deepmim_mm.apis``, the
-kNN and reconstruction hooks and ``tools/analysis/``; importable without mmseg / mmdet."""
+attention distance and head diversity, linear CKA, probes (the maths under ``tools/analysis/``)."""
 from .attention import (capture_attention, head_dissimilarity, mean_attention_distance,
                         patch_distances)
 from .cka import cka_matrix, linear_cka

@@ -134,8 +134,7 @@ def extract_features(model: nn.Module, batches: Iterable[Union[torch.Tensor, dic
 
 
 def eval_pipeline(img_size: int, crop_fraction: float = 224 / 256) -> List[dict]:
-    """mmpretrain's ImageNet test pipeline (bicubic resize of the short side to ``img_size /
-    crop_fraction``, centre crop, ``PackInputs``); the image tools use ``crop_fraction=1``."""
+    """mmpretrain's ImageNet test pipeline: bicubic short side ``img_size / crop_fraction``."""
     return [
         dict(type='ResizeEdge', scale=int(round(img_size / crop_fraction)), edge='short',
              backend='pillow', interpolation='bicubic'),

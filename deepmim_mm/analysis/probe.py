@@ -201,8 +201,7 @@ def linear_probe(x_train: torch.Tensor,
         options.setdefault('seed', seed)
     fit = partial(FITTERS[method], num_classes=num_classes, **options)
     dtype = x_train.dtype if x_train.dtype in (torch.float32, torch.float64) else torch.float32
-    x_train, x_eval = standardize(x_train.to(dtype), x_eval.to(dtype))
-    x_train, x_eval = x_train.to(device), x_eval.to(device)
+    x_train, x_eval = standardize(x_train.to(device, dtype), x_eval.to(device, dtype))
     y_train, y_eval = y_train.long().to(device), y_eval.long().to(device)
     scores: Dict[float, float] = {}
     losses: Dict[float, float] = {}
@@ -278,7 +277,6 @@ def knn_probe(x_train: torch.Tensor,
     """``{'top1', 'top5', 'k'}`` of :func:`knn_classify`, as :func:`linear_probe` returns them."""
     scores = knn_classify(x_train.to(device), y_train, x_eval, num_classes, k, temperature,
                           **chunks)
-    y_eval = y_eval.to(scores.device)
     return dict(top1=topk_accuracy(scores, y_eval),
                 top5=topk_accuracy(scores, y_eval, 5) if num_classes > 5 else None,
                 k=min(k, len(x_train)))

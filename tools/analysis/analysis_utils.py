@@ -41,20 +41,16 @@ def run(main: Callable[[], None]) -> None:
 
 # -- Arguments ---------------------------------------------------------------------------------
 def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
-               max_models: Optional[int] = None, single: bool = False):
-    """An image tool's arguments, checked: ``args.pairs`` of (config, checkpoint) (``single``:
-    one), ``args.device`` a ``torch.device``, ``--out-dir``, ``args.files`` the images."""
+               max_models: Optional[int] = None):
+    """An image tool's arguments, checked: ``args.pairs`` of (config, checkpoint), ``args.device``
+    a ``torch.device``, ``--out-dir``, ``args.files`` the images."""
     parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
-    if single:
-        parser.add_argument('config', help='model config file, or pkg::path.py inside an '
-                            'installed OpenMMLab package')
-        parser.add_argument('checkpoint', help='its pretraining checkpoint (mmengine .pth)')
-    else:
-        parser.add_argument(
-            'models', nargs='+', metavar='CONFIG CHECKPOINT',
-            help='one config (a file, or pkg::path.py inside an installed OpenMMLab package, '
-            'e.g. mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py) and its '
-            'checkpoint per model')
+    parser.add_argument(
+        'models', nargs='+', metavar='CONFIG CHECKPOINT',
+        help='one config (a file, or pkg::path.py inside an installed OpenMMLab package, '
+        'e.g. mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py) and its '
+        'checkpoint per model')
+    if max_models != 1:
         parser.add_argument('--name', nargs='+', help='display names, one per model (default: '
                             'the config file names)')
     if add_args is not None:
@@ -72,8 +68,7 @@ def parse_args(doc: str, argv=None, add_args: Optional[Callable] = None,
                         help='use at most this many images (sorted by path)')
     add_cfg_options(parser)  # applied to every config
     args = parser.parse_args(argv)
-    paths = [args.config, args.checkpoint] if single else args.models
-    args.pairs = model_pairs(parser, paths, max_models)
+    args.pairs = model_pairs(parser, args.models, max_models)
     args.device = check_device(args.device)
     with user_input():
         check_output_folder(args.out_dir, '--out-dir')

@@ -81,7 +81,6 @@ def parse_args(argv=None):
     g.add_argument('--knn-k', type=int, default=20, help='neighbours (DINO: 20)')
     g.add_argument('--knn-temperature', type=float, default=0.07, help='DINO: 0.07')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--no-plot', action='store_true', help='skip the PNG')
     add_cfg_options(p)  # only READ_KEYS: an override of another key is an error
     args = p.parse_args(argv)
     args.labels = model_names(args.checkpoints, args.labels)
@@ -170,16 +169,15 @@ def run_probes(tr, va, feat, num_classes, args):
     """``[row]``: one per probe of ``args.probes`` on one block's ``feat`` features."""
     dtype = getattr(torch, args.dtype)
     rows = []
-    if 'linear' in args.probes:
-        res = linear_probe(tr[feat].to(dtype), tr['labels'], va[feat].to(dtype), va['labels'],
-                           num_classes, method=args.classifier, l2=args.l2,
-                           l2_grid=args.l2_grid, holdout=args.holdout, seed=args.seed,
-                           device=args.device, **linear_options(args))
-        rows.append(dict(probe='linear', **res))  # JSON: l2 keys as text
+    if 'linear' in args.probes:  # JSON: the l2 keys of holdout_* as text
+        rows.append(dict(probe='linear', **linear_probe(
+            tr[feat].to(dtype), tr['labels'], va[feat].to(dtype), va['labels'], num_classes,
+            method=args.classifier, l2=args.l2, l2_grid=args.l2_grid, holdout=args.holdout,
+            seed=args.seed, device=args.device, **linear_options(args))))
     if 'knn' in args.probes:
-        res = knn_probe(tr[feat], tr['labels'], va[feat], va['labels'], num_classes,
-                        k=args.knn_k, temperature=args.knn_temperature, device=args.device)
-        rows.append(dict(probe='knn', **res))
+        rows.append(dict(probe='knn', **knn_probe(
+            tr[feat], tr['labels'], va[feat], va['labels'], num_classes, k=args.knn_k,
+            temperature=args.knn_temperature, device=args.device)))
     return rows
 
 
@@ -219,8 +217,6 @@ def write_outputs(rows, args):
               '--max-steps): ' + ', '.join(f"{r['label']}/block{r['block']}/{r['feature']}"
                                            for r in bad))
     print(f'wrote {csv_path} and {json_path}')
-    if args.no_plot:
-        return
     fig, axes = pyplot().subplots(len(args.probes), len(args.features), squeeze=False,
                                   figsize=(5.5 * len(args.features), 4 * len(args.probes)))
     for row, probe in zip(axes, args.probes):

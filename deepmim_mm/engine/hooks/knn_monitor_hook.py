@@ -146,8 +146,7 @@ class KNNMonitorHook(Hook):
         return top1
 
     def _epoch_seconds(self, runner, now: float, step: int) -> Optional[float]:
-        """Seconds of one training epoch: the mean iteration time since the last evaluation
-        (or the start) x iterations per epoch; ``None`` for a loader without a length."""
+        """Mean iteration time since the last evaluation x iterations per epoch, or ``None``."""
         t, done = self._since
         try:
             return (now - t) / (step - done) * len(runner.train_dataloader)
@@ -161,9 +160,8 @@ class KNNMonitorHook(Hook):
         from mmengine.visualization.utils import img_from_canvas
         fig = Figure(figsize=(5, 3.2), dpi=100)
         ax = fig.subplots()
-        names = list(self.history[-1]['top1'])
         steps = [h['step'] for h in self.history]
-        for name in names:
+        for name in self.history[-1]['top1']:
             ax.plot(steps, [h['top1'].get(name, np.nan) for h in self.history], marker='o',
                     label=name)
         ax.set(xlabel='iteration', ylabel=f'kNN top-1 (%), k={self.k}')
