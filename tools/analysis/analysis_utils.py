@@ -130,8 +130,6 @@ def user_input():
     """A ``ValueError`` raised inside becomes an :class:`InputError`."""
     try:
         yield
-    except InputError:
-        raise
     except ValueError as e:
         raise InputError(str(e)) from e
 

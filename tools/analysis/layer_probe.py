@@ -121,7 +121,7 @@ def layer_features(ckpt, label, model, datasets, args):
     from tqdm import tqdm
 
     from deepmim_mm.analysis import extract_features, labels_of
-    from deepmim_mm.checkpoint import load_pretrained_encoder
+    from deepmim_mm.checkpoint import atomic_save, load_pretrained_encoder
     st = os.stat(ckpt)
     ckey = digest(path=osp.abspath(ckpt), size=st.st_size, mtime=st.st_mtime_ns,
                   encoder=args.encoder, prefix=args.prefix)
@@ -148,9 +148,7 @@ def layer_features(ckpt, label, model, datasets, args):
         print(f'[{label}] {split}: {len(ds)} images x {len(feats)} blocks in '
               f'{time.time() - t0:.1f}s')
         if not args.no_cache:
-            os.makedirs(args.cache_dir, exist_ok=True)
-            torch.save(out[split], path + '.tmp')
-            os.replace(path + '.tmp', path)
+            atomic_save(out[split], path)
     return out
 
 
