@@ -431,6 +431,9 @@ def test_tools_reject_bad_arguments(tiny_checkpoints, tmp_path, capsys):
             layer_similarity.parse_args(argv + common)
         assert e.value.code == 2
         assert re.search(message, capsys.readouterr().err)
+    with pytest.raises(SystemExit):  # reconstruct.py: one pair, the config first
+        reconstruct.main([ckpt, cfg, *common])
+    assert 'the config comes first' in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
 
 

@@ -183,6 +183,7 @@ def test_probes_leave_the_global_rng_alone():
     means = gaussian_classes(3, 8, 2.0)
     xtr, ytr = sample(means, 300, seed=1)
     linear_probe(xtr, ytr, xtr, ytr, 3, method='minibatch', max_steps=200)
+    linear_probe(xtr, ytr, xtr, ytr, 3, method='minibatch', max_steps=20, batch_size=64)
     linear_probe(xtr, ytr, xtr, ytr, 3)
     knn_probe(xtr, ytr, xtr, ytr, 3)
     got = torch.rand(3), np.random.rand(3), random.random()
