@@ -188,6 +188,13 @@ def test_errors(tiny, tmp_path):
         CLIPTeacher(arch=TINY, img_size=TINY_IMG)
     with pytest.raises(ValueError, match='ViT-L/14'):
         CLIPTeacher(checkpoint=str(path), arch='ViT-H/99')
+    with pytest.raises(ValueError, match='arch=16 is unknown'):
+        CLIPTeacher(arch=16, random_init=True)
+    with pytest.raises(ValueError, match=r"missing \['output_dim'\], unknown \['depth'\]"):
+        CLIPTeacher(arch=dict({k: v for k, v in TINY.items() if k != 'output_dim'}, depth=2),
+                    random_init=True)
+    with pytest.raises(ValueError, match='width 64 is not divisible by heads 5'):
+        CLIPTeacher(arch=dict(TINY, heads=5), img_size=TINY_IMG, random_init=True)
     with pytest.raises(ValueError, match='img_size'):
         CLIPTeacher(checkpoint=str(path), arch=TINY, img_size=30)
     with pytest.raises(ValueError, match='B x 3 x H x W'):

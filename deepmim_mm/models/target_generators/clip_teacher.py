@@ -32,24 +32,21 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def _normalise_arch(arch: Union[str, dict]) -> Tuple[str, dict]:
-    if isinstance(arch, str):
-        name = arch.replace('-', '/', 2).replace('ViT/', 'ViT-', 1)  # 'ViT-B-16' -> 'ViT-B/16'
-        if name not in CLIP_ARCHS:
-            raise ValueError(f'CLIPTeacher: arch={arch!r} is unknown; accepted: '
-                             f'{sorted(CLIP_ARCHS)} or a dict with keys {list(_ARCH_KEYS)}')
+    name = arch.replace('-', '/', 2).replace('ViT/', 'ViT-', 1) if isinstance(arch, str) else ''
+    if name in CLIP_ARCHS:  # open_clip's spelling too: 'ViT-B-16' -> 'ViT-B/16'
         return name, dict(CLIP_ARCHS[name])
-    if isinstance(arch, dict):
-        missing = [k for k in _ARCH_KEYS if k not in arch]
-        extra = [k for k in arch if k not in _ARCH_KEYS + ('mlp_ratio', )]
-        if missing or extra:
-            raise ValueError(f'CLIPTeacher: arch dict needs keys {list(_ARCH_KEYS)} (optional '
-                             f'mlp_ratio); missing {missing}, unknown {extra}')
-        if arch['width'] % arch['heads']:
-            raise ValueError(f"CLIPTeacher: arch width {arch['width']} is not divisible by "
-                             f"heads {arch['heads']}")
-        return 'custom', dict(arch)
-    raise ValueError(f'CLIPTeacher: arch must be one of {sorted(CLIP_ARCHS)} or a dict, '
-                     f'got {type(arch).__name__}')
+    if not isinstance(arch, dict):
+        raise ValueError(f'CLIPTeacher: arch={arch!r} is unknown; accepted: '
+                         f'{sorted(CLIP_ARCHS)} or a dict with keys {list(_ARCH_KEYS)}')
+    missing = [k for k in _ARCH_KEYS if k not in arch]
+    extra = [k for k in arch if k not in _ARCH_KEYS + ('mlp_ratio', )]
+    if missing or extra:
+        raise ValueError(f'CLIPTeacher: arch dict needs keys {list(_ARCH_KEYS)} (optional '
+                         f'mlp_ratio); missing {missing}, unknown {extra}')
+    if arch['width'] % arch['heads']:
+        raise ValueError(f"CLIPTeacher: arch width {arch['width']} is not divisible by "
+                         f"heads {arch['heads']}")
+    return 'custom', dict(arch)
 
 
 def load_clip_visual_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
