@@ -118,6 +118,7 @@ def test_alpha_mixing_exact_values():
     recon = torch.full((1, 2, 3), 8.0)
     recon[0, 1] = -8.0
     out = teacher.mix(raw, recon)
+    assert 'alphas=(0.0, 0.25, 0.5, 1.0)' in repr(teacher)
     assert len(out) == 5 and out[-1] is raw
     expected_first_token = [8.0, 7.0, 6.0, 4.0]  # a*4 + (1-a)*8
     expected_second_token = [-8.0, -5.0, -2.0, 4.0]  # a*4 + (1-a)*(-8)

@@ -140,6 +140,10 @@ def test_single_level_neck_has_mae_decoder_keys():
     ours = MODELS.build(dict(type='MultiLevelDecoder', num_levels=1, **kw))
     theirs = MAEPretrainDecoder(**kw)
     assert set(ours.state_dict()) == set(theirs.state_dict())
+    # One tensor in, one out: upstream's forward on the same weights.
+    theirs.load_state_dict(ours.state_dict())
+    x, ids = torch.randn(2, 5, 64), torch.stack([torch.randperm(16) for _ in range(2)])
+    torch.testing.assert_close(ours(x, ids), theirs(x, ids))
     multi = MODELS.build(dict(type='MultiLevelDecoder', num_levels=3, aux_decoder_depth=1, **kw))
     keys = set(multi.state_dict())
     assert set(theirs.state_dict()) <= keys
