@@ -109,6 +109,9 @@ def test_simple_fpn_and_layer_decay(mmdet_scope):
     with pytest.raises(ValueError, match='in_channels'):
         MODELS.build(dict(type='SimpleFPN', backbone_channel=64, in_channels=[64] * 4,
                           out_channels=32))
+    with pytest.raises(ValueError, match='num_outs must be 4 or 5, got 3'):
+        MODELS.build(dict(type='SimpleFPN', backbone_channel=64, in_channels=[16, 32, 64, 64],
+                          out_channels=32, num_outs=3))
 
     model = torch.nn.Module()
     model.backbone = _tiny_vit()

@@ -233,3 +233,9 @@ def test_feature_targets_from_a_teacher():
     model = MODELS.build(cfg)
     losses = model.loss(torch.randn(2, 3, 32, 32), None)
     assert len(losses) == 4 and all(torch.isfinite(v) for v in losses.values())
+
+
+def test_images_of_another_size_are_refused_naming_img_size():
+    model = build()
+    with pytest.raises(ValueError, match=r'40x40 images .*model.backbone.img_size'):
+        model.loss(torch.randn(2, 3, 40, 40), None)
