@@ -154,7 +154,6 @@ def test_registry_build(tiny):
     teacher = MODELS.build(dict(type='CLIPTeacher', checkpoint=str(path), arch=TINY,
                                 img_size=TINY_IMG))
     assert isinstance(teacher, CLIPTeacher) and teacher.grid_size == (4, 4)
-    assert teacher.num_tokens == 16
 
 
 def test_errors(tiny, tmp_path):
@@ -189,6 +188,15 @@ def test_errors(tiny, tmp_path):
         CLIPTeacher(arch=TINY, img_size=TINY_IMG)
     with pytest.raises(ValueError, match='ViT-L/14'):
         CLIPTeacher(checkpoint=str(path), arch='ViT-H/99')
+    with pytest.raises(ValueError, match='mean/std need 3 values'):
+        CLIPTeacher(arch=TINY, img_size=TINY_IMG, random_init=True, mean=(1.0, 2.0))
+    with pytest.raises(ValueError, match='arch=16 is unknown'):
+        CLIPTeacher(arch=16, random_init=True)
+    with pytest.raises(ValueError, match=r"missing \['output_dim'\], unknown \['depth'\]"):
+        CLIPTeacher(arch=dict({k: v for k, v in TINY.items() if k != 'output_dim'}, depth=2),
+                    random_init=True)
+    with pytest.raises(ValueError, match='width 64 is not divisible by heads 5'):
+        CLIPTeacher(arch=dict(TINY, heads=5), img_size=TINY_IMG, random_init=True)
     with pytest.raises(ValueError, match='img_size'):
         CLIPTeacher(checkpoint=str(path), arch=TINY, img_size=30)
     with pytest.raises(ValueError, match='B x 3 x H x W'):
@@ -243,6 +251,8 @@ def test_frozen_not_saved_not_optimised(tiny):
     teacher = CLIPTeacher(checkpoint=str(path), arch=TINY, img_size=TINY_IMG)
     student = _Student(teacher)
     tower_sd = {k: v.clone() for k, v in teacher.tower.state_dict().items()}
+    # print(model) names the hidden tower, which state_dict() and parameters() do not show.
+    assert f'img_size={TINY_IMG}' in repr(student) and str(path) in repr(student)
 
     # Not in the training checkpoint; the checkpoint reloads strictly.
     keys = list(student.state_dict())

@@ -69,6 +69,22 @@ def test_plain_vit_loads_every_encoder_key(tmp_path, mmdet_scope):
                                state['backbone.layers.2.attn.qkv.weight'])
 
 
+def test_plain_vit_resizes_a_pos_embed_of_another_grid(tmp_path, mmdet_scope):
+    from mmdet.registry import MODELS
+    from mmpretrain.models.utils import resize_pos_embed
+    ckpt = str(tmp_path / 'pretrain.pth')
+    state = make_pretrain_checkpoint(ckpt)
+    vit = MODELS.build(dict(type='PlainViT', arch=TINY_ARCH, img_size=IMG, window_size=4,
+                            pretrain_img_size=2 * PRETRAIN_IMG, init_cfg=dict(
+                                type='Pretrained', checkpoint=ckpt, prefix='backbone.')))
+    vit.init_weights()
+    grid = PRETRAIN_IMG // 16
+    assert vit.pretrain_report.resized == {
+        'pos_embed': ((1, 1 + grid**2, 64), (1, 1 + 4 * grid**2, 64))}
+    torch.testing.assert_close(vit.pos_embed.detach(), resize_pos_embed(
+        state['backbone.pos_embed'], (grid, grid), (2 * grid, 2 * grid), 'bicubic', 1))
+
+
 def test_plain_vit_window_and_global_attention(mmdet_scope):
     from mmpretrain.models.backbones.vit_sam import Attention
     vit = _tiny_vit()
@@ -93,6 +109,9 @@ def test_simple_fpn_and_layer_decay(mmdet_scope):
     with pytest.raises(ValueError, match='in_channels'):
         MODELS.build(dict(type='SimpleFPN', backbone_channel=64, in_channels=[64] * 4,
                           out_channels=32))
+    with pytest.raises(ValueError, match='num_outs must be 4 or 5, got 3'):
+        MODELS.build(dict(type='SimpleFPN', backbone_channel=64, in_channels=[16, 32, 64, 64],
+                          out_channels=32, num_outs=3))
 
     model = torch.nn.Module()
     model.backbone = _tiny_vit()

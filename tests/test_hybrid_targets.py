@@ -118,6 +118,7 @@ def test_alpha_mixing_exact_values():
     recon = torch.full((1, 2, 3), 8.0)
     recon[0, 1] = -8.0
     out = teacher.mix(raw, recon)
+    assert 'alphas=(0.0, 0.25, 0.5, 1.0)' in repr(teacher)
     assert len(out) == 5 and out[-1] is raw
     expected_first_token = [8.0, 7.0, 6.0, 4.0]  # a*4 + (1-a)*8
     expected_second_token = [-8.0, -5.0, -2.0, 4.0]  # a*4 + (1-a)*(-8)
@@ -377,8 +378,13 @@ def test_errors(mae_ckpt, tmp_path):
         _teacher(encoder=None)
     with pytest.raises(ValueError, match='decoder.num_levels=2'):
         _teacher(decoder=dict(DECODER, type='MultiLevelDecoder', num_levels=2))
-    with pytest.raises(ValueError, match='decoder.num_patches=9'):
-        _teacher(decoder=dict(DECODER, num_patches=9))
+    # An encoder and decoder that do not fit each other do not fit the file either.
+    with pytest.raises(ValueError, match=r'target_generator.checkpoint.*neck\.decoder_pos_embed: '
+                                         r'checkpoint \(1, 17, 16\) vs model \(1, 10, 16\)'):
+        _teacher(path, encoder=two, decoder=dict(DECODER, num_patches=9))
+    with pytest.raises(ValueError, match=r'neck\.decoder_embed\.weight: checkpoint \(16, 32\) vs '
+                                         r'model \(16, 48\)'):
+        _teacher(path, encoder=two, decoder=dict(DECODER, embed_dim=48))
     # A MultiLevelDecoder config with one level is accepted (the final decoder's keys).
     _teacher(decoder=dict(DECODER, type='MultiLevelDecoder', num_levels=1))
 

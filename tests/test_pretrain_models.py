@@ -140,6 +140,10 @@ def test_single_level_neck_has_mae_decoder_keys():
     ours = MODELS.build(dict(type='MultiLevelDecoder', num_levels=1, **kw))
     theirs = MAEPretrainDecoder(**kw)
     assert set(ours.state_dict()) == set(theirs.state_dict())
+    # One tensor in, one out: upstream's forward on the same weights.
+    theirs.load_state_dict(ours.state_dict())
+    x, ids = torch.randn(2, 5, 64), torch.stack([torch.randperm(16) for _ in range(2)])
+    torch.testing.assert_close(ours(x, ids), theirs(x, ids))
     multi = MODELS.build(dict(type='MultiLevelDecoder', num_levels=3, aux_decoder_depth=1, **kw))
     keys = set(multi.state_dict())
     assert set(theirs.state_dict()) <= keys
@@ -178,7 +182,10 @@ BUILD_ERRORS = [
     ({'backbone.out_indices': [2, 7]}, ['out_indices', 'block 7', 'depth 6']),
     ({'backbone.out_indices': []}, ['out_indices', 'last block (5']),
     ({'backbone.out_indices': [1, 3]}, ['out_indices', 'last block (5']),
+    ({'backbone.out_indices': [3, 3, 5]}, ['out_indices', 'repeated']),
     ({'backbone.fusion_indices': [0, 9]}, ['fusion_indices', 'block 9']),
+    ({'backbone': dict(type='MAEViT', arch=dict(TINY_ARCH), img_size=32, patch_size=8)},
+     ['backbone', 'DeepMIMViT', 'MAEViT']),
     ({'backbone.mask_ratio': 1.0}, ['mask_ratio', '(0, 1)']),
     ({'backbone.mask_ratio': 0}, ['mask_ratio', '(0, 1)']),
     ({'backbone.img_size': 36}, ['img_size 36', 'patch_size 8']),
@@ -226,3 +233,9 @@ def test_feature_targets_from_a_teacher():
     model = MODELS.build(cfg)
     losses = model.loss(torch.randn(2, 3, 32, 32), None)
     assert len(losses) == 4 and all(torch.isfinite(v) for v in losses.values())
+
+
+def test_images_of_another_size_are_refused_naming_img_size():
+    model = build()
+    with pytest.raises(ValueError, match=r'40x40 images .*model.backbone.img_size'):
+        model.loss(torch.randn(2, 3, 40, 40), None)

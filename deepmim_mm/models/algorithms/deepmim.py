@@ -36,7 +36,7 @@ class DeepMIM(BaseSelfSupervisor):
         if isinstance(neck, dict) and 'num_levels' not in neck:
             neck = dict(neck, num_levels=num_levels)
         super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
-        if getattr(self.neck, 'num_levels', 1) != num_levels:
+        if self.neck.num_levels != num_levels:
             raise ValueError(f'DeepMIM: neck.num_levels={self.neck.num_levels} but the backbone '
                              f'supervises {num_levels} blocks {self.backbone.level_names}; '
                              'leave num_levels out to follow the backbone')
@@ -53,33 +53,31 @@ class DeepMIM(BaseSelfSupervisor):
         naming both fields, not a tensor-shape error at the first step)."""
         backbone, neck, head, teacher = self.backbone, self.neck, self.head, self.target_generator
         grid, bb_patch = backbone.patch_resolution, backbone.patch_embed.projection.kernel_size[0]
-        embed = getattr(neck, 'decoder_embed', None)
-        if embed is not None and embed.in_features != backbone.embed_dims:
-            raise ValueError(f'DeepMIM: neck.embed_dim={embed.in_features} but the backbone is '
-                             f'{backbone.embed_dims} wide (model.backbone.arch); set '
+        if neck.decoder_embed.in_features != backbone.embed_dims:
+            raise ValueError(f'DeepMIM: neck.embed_dim={neck.decoder_embed.in_features} but the '
+                             f'backbone is {backbone.embed_dims} wide (model.backbone.arch); set '
                              f'model.neck.embed_dim={backbone.embed_dims}')
-        num_patches = getattr(neck, 'num_patches', None)
-        if num_patches is not None and num_patches != grid[0] * grid[1]:
-            raise ValueError(f'DeepMIM: neck.num_patches={num_patches} but the backbone cuts '
+        if neck.num_patches != grid[0] * grid[1]:
+            raise ValueError(f'DeepMIM: neck.num_patches={neck.num_patches} but the backbone cuts '
                              f'its images into {grid[0]}x{grid[1]} patches (model.backbone.'
                              f'img_size / patch_size); set model.neck.num_patches='
                              f'{grid[0] * grid[1]}')
         pixels = teacher is None or isinstance(teacher, MAEHybridTarget)  # targets in pixels
-        patch = getattr(head, 'patch_size', None)
-        pixel_dim = patch**2 * head.in_channels if patch else None
-        if pixels and patch and patch != bb_patch:
+        patch = head.patch_size
+        pixel_dim = patch**2 * head.in_channels
+        if pixels and patch != bb_patch:
             raise ValueError(f'DeepMIM: head.patch_size={patch} but model.backbone.patch_size='
                              f'{bb_patch}; they must be equal')
-        if teacher is not None and pixels and pixel_dim and teacher.out_channels != pixel_dim:
+        if teacher is not None and pixels and teacher.out_channels != pixel_dim:
             raise ValueError(f'DeepMIM: the teacher (model.target_generator.decoder) predicts '
                              f'{teacher.out_channels} values per patch but the head\'s pixel '
                              f'target has {pixel_dim} (model.head.patch_size / in_channels)')
-        pred = getattr(neck, 'decoder_pred', None)
+        pred = neck.decoder_pred.out_features
         want = pixel_dim if pixels else getattr(teacher, 'out_channels', None)
-        if pred is not None and want is not None and pred.out_features != want:
+        if want is not None and pred != want:
             what = (f'{patch}x{patch}x{head.in_channels} pixels per patch' if pixels else
                     f'the teacher\'s {want}-d features')
-            raise ValueError(f'DeepMIM: the neck predicts {pred.out_features} values per patch '
+            raise ValueError(f'DeepMIM: the neck predicts {pred} values per patch '
                              f'(model.neck.predict_feature_dim / patch_size) but the target is '
                              f'{what}; set model.neck.predict_feature_dim={want}')
 

@@ -50,10 +50,6 @@ class DeepMIMViT(MAEViT):
       (``proj_layers``, ``proj_weights``), so its checkpoints load as they are.
     - ``mask=None`` (feature extraction) does *not* mask, unlike ``MFFViT``, and returns every
       supervised block in ``out_type`` format (fused when MFF is on).
-
-    The masked forward returns ``(levels, mask, ids_restore, fusion_weights)``: one
-    ``(B, 1 + N_visible, C)`` tensor per supervised block (shallowest first), all from one random
-    mask; ``fusion_weights`` is ``None`` without MFF.
     """
 
     def __init__(self,
@@ -89,8 +85,9 @@ class DeepMIMViT(MAEViT):
         return [f'block{i + 1}' for i in self.out_indices]
 
     def forward(self, x: torch.Tensor, mask: Optional[bool] = True):
-        """One random mask per image, shared by every level (``mask=True``), or, with ``None`` /
-        ``False``, every patch encoded and a tuple of ``out_type`` features returned."""
+        """``(levels, mask, ids_restore, fusion_weights)``: one ``(B, 1 + N_visible, C)`` tensor
+        per supervised block (shallowest first) from one random mask, ``fusion_weights`` None
+        without MFF; with ``mask`` None / False a tuple of unmasked ``out_type`` features."""
         if not mask:
             return self._extract(x)
         x = self._embed_patches(x)

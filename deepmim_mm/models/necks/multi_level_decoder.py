@@ -8,8 +8,7 @@ from mmpretrain.models.necks import MAEPretrainDecoder
 from mmpretrain.registry import MODELS
 
 from ..utils.batched_transformer import (batched_encoder_layer, batched_layer_norm, batched_linear,
-                                         encoder_layer_supported, layer_norm_supported,
-                                         stacked_layer_params)
+                                         layer_norm_supported, stacked_layer_params)
 
 
 @MODELS.register_module()
@@ -54,7 +53,8 @@ class MultiLevelDecoder(MAEPretrainDecoder):
         if batched not in (None, True, False):
             raise ValueError('MultiLevelDecoder: batched must be None (auto), True or False, got '
                              f'{batched!r}')
-        supported = self._batch_supported()
+        # Every decoder's blocks and norm come from one norm_cfg: the final norm speaks for all.
+        supported = layer_norm_supported(self.decoder_norm)
         if batched and not supported:
             raise ValueError('MultiLevelDecoder: batched=True needs LayerNorm decoder norms '
                              '(norm_cfg type "LN"); use batched=None (auto) or False for '
@@ -64,13 +64,6 @@ class MultiLevelDecoder(MAEPretrainDecoder):
     def _decoders(self) -> List[MAEPretrainDecoder]:
         """Every level's decoder, in level order (shallowest first, this module last)."""
         return list(self.aux_decoders) + [self]
-
-    def _batch_supported(self) -> bool:
-        decs = self._decoders()
-        return all(
-            layer_norm_supported(d.decoder_norm) and d.decoder_norm.eps == decs[0].decoder_norm.eps
-            and all(encoder_layer_supported(b) and b.ln1.eps == decs[0].decoder_norm.eps
-                    for b in d.decoder_blocks) for d in decs)
 
     def _batch_possible_now(self) -> bool:
         """False when a wrapper (FSDP unit, patched forward) owns a decoder or a block."""
@@ -116,36 +109,29 @@ class MultiLevelDecoder(MAEPretrainDecoder):
         h = torch.cat([h[:, :, :1], tokens], dim=2)
         h = h + torch.stack([d.decoder_pos_embed for d in decs])
 
-        depths = [len(d.decoder_blocks) for d in decs]
+        # The auxiliary decoders share one depth, the final one may have another: the blocks in
+        # common run over every level, the remaining ones over the deeper decoders only.
+        aux_depth, depth = len(decs[0].decoder_blocks), len(self.decoder_blocks)
         preds: List[Optional[torch.Tensor]] = [None] * L
-        active = list(range(L))  # levels held by h, in order
-        for j in range(max(depths)):
-            done = [p for p, i in enumerate(active) if depths[i] == j]
-            if done:  # these decoders are finished: predict them, go on with the others
-                self._predict([active[p] for p in done], _take(h, done), decs, eps, preds)
-                rest = [p for p, i in enumerate(active) if depths[i] > j]
-                h, active = _take(h, rest), [active[p] for p in rest]
-            blocks = [decs[i].decoder_blocks[j] for i in active]
+        deep = slice(0, L)  # the levels h holds
+        for j in range(max(aux_depth, depth)):
+            if j == min(aux_depth, depth) and aux_depth != depth:  # the shallower ones end here
+                done, deep = ((slice(0, L - 1), slice(L - 1, L)) if aux_depth < depth else
+                              (slice(L - 1, L), slice(0, L - 1)))
+                preds[done] = self._predict(decs[done], h[done], eps)
+                h = h[deep]
+            blocks = [d.decoder_blocks[j] for d in decs[deep]]
             h = batched_encoder_layer(h, stacked_layer_params(blocks),
                                       blocks[0].attn.num_heads, eps)
-        self._predict(active, h, decs, eps, preds)
+        preds[deep] = self._predict(decs[deep], h, eps)
         return preds
 
     @staticmethod
-    def _predict(levels: List[int], h: torch.Tensor, decs: List[MAEPretrainDecoder],
-                 eps: float, preds: List[Optional[torch.Tensor]]) -> None:
-        """Final norm and prediction of ``levels`` (rows of ``h``), class token dropped first."""
-        group = [decs[i] for i in levels]
-        h = batched_layer_norm(h[:, :, 1:], torch.stack([d.decoder_norm.weight for d in group]),
-                               torch.stack([d.decoder_norm.bias for d in group]), eps)
-        out = batched_linear(h, torch.stack([d.decoder_pred.weight for d in group]),
-                             torch.stack([d.decoder_pred.bias for d in group]))
-        for i, o in zip(levels, out.unbind(0)):
-            preds[i] = o
-
-
-def _take(h: torch.Tensor, rows: List[int]) -> torch.Tensor:
-    """Rows of the level dimension: a view for a contiguous range, else a stacked copy."""
-    if rows == list(range(rows[0], rows[-1] + 1)):
-        return h[rows[0]:rows[-1] + 1]
-    return torch.stack([h[r] for r in rows])
+    def _predict(decs: List[MAEPretrainDecoder], h: torch.Tensor,
+                 eps: float) -> List[torch.Tensor]:
+        """Final norm and prediction of ``decs`` (rows of ``h``), class token dropped first."""
+        h = batched_layer_norm(h[:, :, 1:], torch.stack([d.decoder_norm.weight for d in decs]),
+                               torch.stack([d.decoder_norm.bias for d in decs]), eps)
+        out = batched_linear(h, torch.stack([d.decoder_pred.weight for d in decs]),
+                             torch.stack([d.decoder_pred.bias for d in decs]))
+        return list(out.unbind(0))

@@ -32,34 +32,27 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def _normalise_arch(arch: Union[str, dict]) -> Tuple[str, dict]:
-    if isinstance(arch, str):
-        name = arch.replace('-', '/', 2).replace('ViT/', 'ViT-', 1)  # 'ViT-B-16' -> 'ViT-B/16'
-        if name not in CLIP_ARCHS:
-            raise ValueError(f'CLIPTeacher: arch={arch!r} is unknown; accepted: '
-                             f'{sorted(CLIP_ARCHS)} or a dict with keys {list(_ARCH_KEYS)}')
+    name = arch.replace('-', '/', 2).replace('ViT/', 'ViT-', 1) if isinstance(arch, str) else ''
+    if name in CLIP_ARCHS:  # open_clip's spelling too: 'ViT-B-16' -> 'ViT-B/16'
         return name, dict(CLIP_ARCHS[name])
-    if isinstance(arch, dict):
-        missing = [k for k in _ARCH_KEYS if k not in arch]
-        extra = [k for k in arch if k not in _ARCH_KEYS + ('mlp_ratio', )]
-        if missing or extra:
-            raise ValueError(f'CLIPTeacher: arch dict needs keys {list(_ARCH_KEYS)} (optional '
-                             f'mlp_ratio); missing {missing}, unknown {extra}')
-        if arch['width'] % arch['heads']:
-            raise ValueError(f"CLIPTeacher: arch width {arch['width']} is not divisible by "
-                             f"heads {arch['heads']}")
-        return 'custom', dict(arch)
-    raise ValueError(f'CLIPTeacher: arch must be one of {sorted(CLIP_ARCHS)} or a dict, '
-                     f'got {type(arch).__name__}')
+    if not isinstance(arch, dict):
+        raise ValueError(f'CLIPTeacher: arch={arch!r} is unknown; accepted: '
+                         f'{sorted(CLIP_ARCHS)} or a dict with keys {list(_ARCH_KEYS)}')
+    missing = [k for k in _ARCH_KEYS if k not in arch]
+    extra = [k for k in arch if k not in _ARCH_KEYS + ('mlp_ratio', )]
+    if missing or extra:
+        raise ValueError(f'CLIPTeacher: arch dict needs keys {list(_ARCH_KEYS)} (optional '
+                         f'mlp_ratio); missing {missing}, unknown {extra}')
+    if arch['width'] % arch['heads']:
+        raise ValueError(f"CLIPTeacher: arch width {arch['width']} is not divisible by "
+                         f"heads {arch['heads']}")
+    return 'custom', dict(arch)
 
 
 def load_clip_visual_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
-    """Read the ``visual.*`` tensors of a CLIP checkpoint, prefix stripped.
-
-    Accepts OpenAI's TorchScript ``.pt`` archives, plain state dicts with ``visual.*`` keys
-    (OpenAI's converted form, what the official DeepMIM code loads) and open_clip state dicts
-    (same keys; optionally nested under ``state_dict``/``model`` and prefixed ``module.``;
-    ``.bin``/``.pt`` or ``.safetensors``), through the plugin's one reader.
-    """
+    """The ``visual.*`` tensors, prefix stripped, of any file the plugin's one reader takes
+    (OpenAI's TorchScript ``.pt``, state dicts with ``visual.*`` keys, open_clip's, nested or
+    not); a ValueError for a file without the image tower."""
     field = 'CLIPTeacher: model.target_generator.checkpoint'
     state = state_dict_of(read_checkpoint(path, field))
     visual = OrderedDict((k[len('visual.'):], v) for k, v in state.items()
@@ -76,17 +69,11 @@ def load_clip_visual_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
 
 @MODELS.register_module()
 class CLIPTeacher(FrozenTeacher):
-    """Frozen CLIP image tower producing DeepMIM-CLIP's per-patch feature targets.
+    """Frozen CLIP image tower producing DeepMIM-CLIP's per-patch feature targets (DeepMIM,
+    arXiv 2303.08817, official code).
 
-    ``forward(inputs)`` takes the data preprocessor's output (``B x 3 x H x W``, normalised with
-    ``mean``/``std`` on the 0-255 scale, RGB; ImageNet statistics by default), re-normalises it to
-    CLIP's statistics, runs the image tower and returns every patch token after ``ln_post`` and
-    ``proj``, CLS dropped: ``B x 196 x 512`` for ViT-B/16 at 224 (DeepMIM, arXiv 2303.08817,
-    official code).
-
-    The tower *is* mmpretrain's ``VisionTransformer`` configured as CLIP's (``pre_norm=True`` for
-    ``ln_pre``, QuickGELU, no patch-embedding bias, LayerNorm eps 1e-5, final norm = ``ln_post``,
-    ``out_type='raw'``). Adds over it: loading OpenAI / open_clip checkpoints (keys renamed by
+    The tower is mmpretrain's ``VisionTransformer`` configured as CLIP's (``_build_tower``).
+    Adds over it: loading OpenAI / open_clip checkpoints (keys renamed by
     :func:`~deepmim_mm.checkpoint.keys.clip_visual_to_mmpretrain`, checked by
     ``load_checked_state``), the re-normalisation, the ``proj`` matrix, and being a frozen,
     unsaved teacher (:class:`FrozenTeacher`); under autocast it runs in the autocast dtype.
@@ -177,10 +164,6 @@ class CLIPTeacher(FrozenTeacher):
         return (g, g)
 
     @property
-    def num_tokens(self) -> int:
-        return self.grid_size[0] * self.grid_size[1]
-
-    @property
     def out_channels(self) -> int:
         """Feature size of the targets (512 for ViT-B/16): what the decoders must predict."""
         return self.arch['output_dim']
@@ -193,7 +176,7 @@ class CLIPTeacher(FrozenTeacher):
         pos = self._ckpt_pos_embed = state.get('vit.pos_embed')
         patch = self.arch['patch_size']
         if (pos is not None and not self.interpolate_pos and pos.shape[-1] == self.arch['width']
-                and pos.shape[1] != self.num_tokens + 1):
+                and pos.shape[1] != self.grid_size[0] * self.grid_size[1] + 1):
             g = int(round((pos.shape[1] - 1)**0.5))
             raise ValueError(f'CLIPTeacher: {path} has a {g}x{g} positional grid but '
                              f'model.target_generator.img_size={self.img_size} with patch {patch} '
@@ -212,12 +195,9 @@ class CLIPTeacher(FrozenTeacher):
         self.match_token_grid(backbone.patch_resolution)
 
     def match_token_grid(self, grid: Union[int, Sequence[int]]) -> None:
-        """Make sure the teacher's tokens line up with the student's ``grid`` (e.g. (14, 14)).
-
-        With ``interpolate_pos=True`` a different grid makes the teacher run at
-        ``grid * patch_size`` pixels (inputs resized) with its positional embedding resized
-        (bicubic) from the checkpoint's; otherwise a mismatch is a ``ValueError``.
-        """
+        """Run at the student's ``grid`` (e.g. (14, 14)): with ``interpolate_pos=True`` at
+        ``grid * patch_size`` pixels, positional embedding resized (bicubic) from the
+        checkpoint's; otherwise another grid is a ValueError."""
         grid = (grid, grid) if isinstance(grid, int) else tuple(int(g) for g in grid)
         if grid == self.grid_size:
             return
@@ -243,7 +223,9 @@ class CLIPTeacher(FrozenTeacher):
     # ------------------------------------------------------------------ forward
     @torch.no_grad()
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Patch tokens ``B x N x output_dim`` (ln_post, then proj; CLS dropped)."""
+        """Patch tokens ``B x N x output_dim`` (ln_post, then proj; CLS dropped) of the data
+        preprocessor's ``B x 3 x H x W`` images (``mean``/``std``, 0-255 scale), re-normalised to
+        CLIP's statistics: ``B x 196 x 512`` for ViT-B/16 at 224."""
         if inputs.dim() != 4 or inputs.shape[1] != 3:
             raise ValueError(f'CLIPTeacher: expected images B x 3 x H x W, got '
                              f'{tuple(inputs.shape)}')

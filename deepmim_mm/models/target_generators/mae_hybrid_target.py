@@ -21,8 +21,7 @@ MAE_VIT_B_DECODER = dict(type='MAEPretrainDecoder', num_patches=196, patch_size=
 
 
 def _check_type(cfg, field: str, accepted: Tuple[str, ...], hint: str = '') -> None:
-    """``cfg`` must be a config dict building one of ``accepted`` (a class given as ``type``
-    counts by its name; no ``type``: the first)."""
+    """``cfg`` builds one of ``accepted`` (a class counts by its name; no ``type``: the first)."""
     kind = cfg.get('type', accepted[0]) if isinstance(cfg, dict) else None
     kind = getattr(kind, '__name__', kind)
     if kind not in accepted:
@@ -32,16 +31,12 @@ def _check_type(cfg, field: str, accepted: Tuple[str, ...], hint: str = '') -> N
 
 
 def _check_alphas(alphas) -> Tuple[float, ...]:
-    try:
-        out = (tuple(float(a) for a in alphas) if isinstance(alphas, Sequence)
-               and not isinstance(alphas, (str, bytes)) else None)
-    except (TypeError, ValueError):
-        out = None
-    if out is None or not all(0.0 <= a <= 1.0 for a in out):  # NaN fails too
+    if (isinstance(alphas, (str, bytes)) or not isinstance(alphas, Sequence)
+            or not all(isinstance(a, (int, float)) and 0 <= a <= 1 for a in alphas)):  # NaN too
         raise ValueError(f'MAEHybridTarget: alphas must be a sequence of floats in [0, 1] (1 = '
                          f'raw target, 0 = teacher reconstruction), one per auxiliary level, '
                          f'got {alphas!r}')
-    return out
+    return tuple(float(a) for a in alphas)
 
 
 @MODELS.register_module()
@@ -99,13 +94,6 @@ class MAEHybridTarget(FrozenTeacher):
                                 drop_path_rate=0.))
         dec_cfg = {k: v for k, v in decoder.items() if k not in ('num_levels', 'aux_decoder_depth')}
         dec = MODELS.build(dict(dec_cfg, type='MAEPretrainDecoder'))
-        if dec.decoder_embed.in_features != enc.embed_dims:
-            raise ValueError(f'MAEHybridTarget: decoder.embed_dim={dec.decoder_embed.in_features} '
-                             f'must equal the encoder width {enc.embed_dims}')
-        n = enc.patch_resolution[0] * enc.patch_resolution[1]
-        if dec.num_patches != n:
-            raise ValueError(f'MAEHybridTarget: decoder.num_patches={dec.num_patches} but the '
-                             f'encoder has {n} patches (img_size / patch_size)')
         self.arch = (f'encoder {type(enc).__name__}(embed_dims={enc.embed_dims}, '
                      f'num_layers={len(enc.layers)}, grid={tuple(enc.patch_resolution)}, '
                      f'fusion_indices={enc.fusion_indices}) + decoder MAEPretrainDecoder('

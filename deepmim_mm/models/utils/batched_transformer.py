@@ -2,8 +2,9 @@
 
 Activations carry a leading level dimension ``(L, B, N, C)``; each layer's ``L`` weights are
 stacked (at every forward: they stay in their own modules) into one ``baddbmm``, and attention
-folds the levels into the batch of one fused SDPA call: mmpretrain's ``TransformerEncoderLayer``,
-operation for operation.
+folds the levels into the batch of one fused SDPA call: mmpretrain's ``TransformerEncoderLayer``
+as ``MAEPretrainDecoder`` builds it, operation for operation (only its ``norm_cfg`` varies:
+:func:`layer_norm_supported`).
 """
 from typing import List, Sequence
 
@@ -33,41 +34,6 @@ def layer_norm_supported(norm: nn.Module) -> bool:
     """True for an affine ``nn.LayerNorm`` over one dimension (what the batched path computes)."""
     return (isinstance(norm, nn.LayerNorm) and norm.elementwise_affine
             and len(norm.normalized_shape) == 1 and norm.bias is not None)
-
-
-def encoder_layer_supported(layer: nn.Module) -> bool:
-    """Whether a mmpretrain ``TransformerEncoderLayer`` is one the batched path computes exactly.
-
-    Pre-norm LayerNorms, ``MultiheadAttention`` with fused SDPA (no ``qk_scale``), qkv and proj
-    biases, no layer scale, no dropout or drop path, a two-layer GELU MLP with identity shortcut.
-    """
-    try:
-        attn, ffn = layer.attn, layer.ffn
-        fc1, act, drop1 = ffn.layers[0]
-        fc2 = ffn.layers[1]
-    except (AttributeError, TypeError, ValueError, IndexError):
-        return False
-    from mmpretrain.models.utils.attention import scaled_dot_product_attention
-
-    def no_drop(m):
-        return isinstance(m, nn.Identity) or (isinstance(m, nn.Dropout) and m.p == 0) or \
-            (hasattr(m, 'drop_prob') and m.drop_prob == 0)
-
-    return (layer_norm_supported(layer.ln1) and layer_norm_supported(layer.ln2)
-            and layer.ln1.eps == layer.ln2.eps
-            and attn.scaled_dot_product_attention is scaled_dot_product_attention
-            and scaled_dot_product_attention is F.scaled_dot_product_attention
-            and attn.qkv.bias is not None and attn.proj.bias is not None
-            and attn.attn_drop == 0 and not attn.v_shortcut
-            and attn.input_dims == attn.embed_dims
-            and isinstance(attn.gamma1, nn.Identity) and no_drop(attn.proj_drop)
-            and no_drop(attn.out_drop)
-            and isinstance(fc1, nn.Linear) and isinstance(fc2, nn.Linear)
-            and fc1.bias is not None and fc2.bias is not None
-            and type(act) is nn.GELU and act.approximate == 'none' and no_drop(drop1)
-            and len(ffn.layers) == 3 and no_drop(ffn.layers[2])
-            and isinstance(ffn.gamma2, nn.Identity) and no_drop(ffn.dropout_layer)
-            and ffn.add_identity)
 
 
 # The 12 parameters of a TransformerEncoderLayer, in batched_encoder_layer's order.
