@@ -9,15 +9,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 WORK_DIR="${1:-work_dirs/quickstart}"
 CONFIG=configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py
-# The stack and the environment as tools/setup_env.sh chooses them (STACK=onedl: .venv-onedl).
-if [ "${STACK:-upstream}" = upstream ]; then
-  VENV="${VENV:-$ROOT/.venv}"
-else
-  VENV="${VENV:-$ROOT/.venv-$STACK}"
-fi
-export VENV
-
-bash tools/setup_env.sh
+# Sourced, so that VENV is the environment it chose (STACK=onedl: .venv-onedl); its ERR trap
+# names set-up failures only.
+source tools/setup_env.sh
+trap - ERR
 
 printf '\n==> [quickstart] DeepMIM pretraining of a tiny ViT on deepmim_mm/demo/images (%s)\n' "$CONFIG"
 LOG="$(mktemp)"
