@@ -72,7 +72,6 @@ for r in runtime tests mim lint docs; do reqs+=(-r "$ROOT/requirements/$r.txt");
 # ---------------------------------------------------------------------------------------------
 step "5/7 $MMCV_DIST $MMCV_VERSION with compiled ops"
 mmcv_ok() { "$PYV" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'; mmcv.ops.nms" >/dev/null 2>&1; }
-gpu_visible() { "$PYV" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; }
 
 try_wheel() {  # $1: wheel path; installs it and keeps it only if mmcv.ops loads
   [ -f "$1" ] || return 1
@@ -84,7 +83,7 @@ try_wheel() {  # $1: wheel path; installs it and keeps it only if mmcv.ops loads
   return 1
 }
 
-build_mmcv() {  # prints the build's progress on stderr and the wheel's path on stdout
+build_mmcv() {  # for $tag; prints the build's progress on stderr and the wheel's path on stdout
   local tmp; tmp="$(mktemp -d)"
   {
   echo "building $MMCV_DIST $MMCV_VERSION from source in $tmp (11-30 min on 2 cores)"
@@ -108,7 +107,7 @@ s = s.replace('-std=c++17', '-std=c++20')
 assert 'pkg_resources' not in s and 'c++20' in s, 'mmcv setup.py edit did not apply'
 open(p, 'w').write(s)
 EOF
-  local cuda=0; gpu_visible && cuda=1
+  local cuda=0; [ "$tag" = cuda ] && cuda=1
   (cd "$src" && MMCV_WITH_OPS=1 FORCE_CUDA=$cuda MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
      "${PIP[@]}" wheel -v --no-build-isolation --no-deps . -w "$tmp/dist")
   local whl; whl="$(ls "$tmp"/dist/"$MMCV_FILE"-*.whl)"
@@ -116,7 +115,6 @@ EOF
   (cd "$tmp/dist" && "$PYV" -m wheel unpack "$whl" -d unpacked \
      && find unpacked -name '_ext*.so' -exec strip --strip-debug {} + \
      && rm "$whl" && "$PYV" -m wheel pack unpacked/"$MMCV_FILE-$MMCV_VERSION" -d .) || true
-  local tag=cpu; [ "$cuda" = 1 ] && tag=cuda
   mkdir -p "$CACHE/$tag"
   whl="$(ls "$tmp"/dist/"$MMCV_FILE"-*.whl)"
   cp "$whl" "$CACHE/$tag/"
@@ -130,7 +128,8 @@ if [ "${DEEPMIM_SKIP_MMCV:-0}" = 1 ]; then
 elif mmcv_ok; then
   echo "$MMCV_DIST $MMCV_VERSION with ops already installed"
 else
-  tag=cpu; gpu_visible && tag=cuda
+  tag=cpu  # a build for a visible GPU has CUDA ops too
+  "$PYV" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null && tag=cuda
   candidates=("${MMCV_WHEEL:-}")  # then wheels of this Python's tag; the shared ones: CPU ops
   [ "$tag" = cpu ] && candidates+=("$ROOT"/../shared/wheels/"$MMCV_FILE-$MMCV_VERSION-$PYTAG"-*.whl)
   candidates+=("$CACHE/$tag/$MMCV_FILE-$MMCV_VERSION-$PYTAG"-*.whl)
@@ -145,12 +144,7 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 step "6/7 deepmim_mm (editable)"
-# setuptools' editable build warns at length about things that do not apply here: keep its
-# output for a failure.
-log="$(mktemp)"
-"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT" >"$log" 2>&1 \
-  || { cat "$log"; fail "pip install -e $ROOT failed (output above)"; }
-rm -f "$log"
+"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
 # mim looks for .mim/ (setup.py links it) in site-packages/deepmim_mm for a PEP 660 editable
 # install: link that to the source tree, as `flit install --symlink` does.
 SITE="$("$PYV" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

@@ -8,9 +8,9 @@ import torch
 
 from benchmark_utils import (HostSyncRecorder, add_config_args, add_training_args,
                              build_for_training, check_device, compute_dtype, flop_counter,
-                             format_table, hardware_summary, label_of, load_cfg, matmul_peak_tflops,
-                             now, optim_wrapper_cfg, progress, release_host_memory, reset_peak_rss,
-                             rss_bytes, synthetic_batch, timed, write_json)
+                             hardware_summary, label_of, load_cfg, matmul_peak_tflops, now,
+                             optim_wrapper_cfg, progress, release_host_memory, report,
+                             reset_peak_rss, rss_bytes, synthetic_batch, timed, write_json)
 
 DEFAULT_BASELINE = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 
@@ -50,8 +50,7 @@ def audit_step(model, data, optim_wrapper):
 
 
 def maybe_compile(step, cfg):
-    """``torch.compile`` of the step when the config sets mmengine's ``compile`` key (as the
-    Runner's ``_maybe_compile``)."""
+    """``torch.compile`` of the step as the Runner does for its ``compile`` key."""
     compile_cfg = cfg.get('compile')
     if not compile_cfg:
         return step
@@ -59,7 +58,7 @@ def maybe_compile(step, cfg):
 
 
 def benchmark_config(path, label, options, args, device):
-    """Build, measure, free. Returns a result dict (MFU is filled in by the caller)."""
+    """The result of one config (MFU is filled in by the caller)."""
     cfg = load_cfg(path, options, args.allow_new_keys)
     bs = args.batch_size or (cfg.train_dataloader.batch_size if device.type == 'cuda' else 8)
     release_host_memory()
@@ -83,7 +82,7 @@ def benchmark_config(path, label, options, args, device):
         peak_mem, mem_kind = rss_bytes(peak=True) - rss0, 'RSS growth'
     p25, med, p75 = np.percentile(times, [25, 50, 75])
     progress(f'[{label}] done: {med * 1e3:.1f} ms/step')
-    result = dict(
+    return dict(
         label=label, config=path, batch_size=bs, img_size=size, steps=args.steps,
         optim_wrapper=ow_cfg.get('type'), dtype=compute_dtype(ow_cfg),
         fused_adamw=bool(ow_cfg['optimizer'].get('fused', False)),
@@ -94,11 +93,6 @@ def benchmark_config(path, label, options, args, device):
         gflop_per_img=flops / bs / 1e9, achieved_tflops=flops / med / 1e12,
         host_sync_ops=syncs,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6)
-    del model, optim_wrapper, step, data, run
-    release_host_memory()
-    if device.type == 'cuda':
-        torch.cuda.empty_cache()
-    return result
 
 
 def _in_subprocess(*args):
@@ -109,18 +103,15 @@ def _in_subprocess(*args):
         return pool.submit(benchmark_config, *args).result()
 
 
-def training_table(results, baseline_label):
+def training_rows(results, baseline_label):
     base = next((r for r in results if r['label'] == baseline_label), None)
-    rows = [[r['label'], str(r['batch_size']), f"{r['step_ms_median']:.1f}",
+    return [[r['label'], str(r['batch_size']), f"{r['step_ms_median']:.1f}",
              f"{r['img_per_s']:.1f}", f"{r['peak_mem_mib']:.0f}", f"{r['gflop_per_img']:.2f}",
              f"{r['achieved_tflops']:.3f}", f"{100 * r['mfu']:.1f}%",
              str(sum(r['host_sync_ops'].values())),
              f"{r['img_per_s'] / base['img_per_s']:.2f}x" if base else '-',
              f"{r['peak_mem_mib'] / base['peak_mem_mib']:.2f}x"
              if base and base['peak_mem_mib'] > 0 else '-'] for r in results]
-    return format_table(rows, [
-        'config', 'batch', 'step ms (median)', 'img/s', f"peak MiB ({results[0]['mem_kind']})",
-        'GFLOP/img', 'TFLOP/s', 'MFU', 'host syncs', 'img/s vs base', 'mem vs base'])
 
 
 def run_training(args):
@@ -152,16 +143,19 @@ def run_training(args):
         result['peak_tflops'] = peaks[result['dtype']]
         result['mfu'] = result['achieved_tflops'] / result['peak_tflops']
     hw = hardware_summary(device)
-    print(f'\nTraining step: {args.warmup} warm-up + {args.steps} timed steps, synthetic batch '
-          f'on {device.type}, {now()[:16]} UTC')
-    print(f"Hardware: {hw.get('gpu', hw['cpu'])}; torch {hw['torch']}, {hw['threads']} threads")
-    print('Matmul peaks measured: ' + ', '.join(f'{k} {v:.3f} TFLOP/s' for k, v in peaks.items()))
-    print(training_table(results, base_label))
+    out = report(
+        f'Training step: {args.warmup} warm-up + {args.steps} timed steps, synthetic batch on '
+        f'{device.type}, {now()[:16]} UTC\nHardware: {hw.get("gpu", hw["cpu"])}; torch '
+        f'{hw["torch"]}, {hw["threads"]} threads\nMatmul peaks measured: '
+        + ', '.join(f'{k} {v:.3f} TFLOP/s' for k, v in peaks.items()),
+        ['config', 'batch', 'step ms (median)', 'img/s', f"peak MiB ({results[0]['mem_kind']})",
+         'GFLOP/img', 'TFLOP/s', 'MFU', 'host syncs', 'img/s vs base', 'mem vs base'],
+        training_rows(results, base_label), mode='training', device=device.type, hardware=hw,
+        baseline=base_label, matmul_peak_tflops=peaks, results=results)
     for r in results:
         if r['host_sync_ops']:
             print(f"  {r['label']}: host-sync ops in forward+backward: {r['host_sync_ops']}")
-    return dict(mode='training', date=now(), device=device.type, hardware=hw,
-                baseline=base_label, matmul_peak_tflops=peaks, results=results)
+    return out
 
 
 def main(argv=None):

@@ -131,9 +131,14 @@ def progress(msg: str) -> None:
 
 
 def format_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
-    """A Markdown table."""
     return '\n'.join('| ' + ' | '.join(r) + ' |'
                      for r in [headers, ['---'] * len(headers), *rows])
+
+
+def report(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], **result) -> dict:
+    """Print ``title`` and the Markdown table; ``result`` with the date, for the JSON."""
+    print(f'\n{title}\n{format_table(rows, headers)}')
+    return dict(date=now(), **result)
 
 
 def at_least(low: int) -> Callable[[str], int]:
@@ -146,8 +151,7 @@ def at_least(low: int) -> Callable[[str], int]:
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    """``--cfg-options``, ``--allow-new-keys`` and ``--json``, as every mode that reads a config
-    takes them."""
+    """``--cfg-options``, ``--allow-new-keys`` and ``--json``."""
     from deepmim_mm.utils import add_cfg_options
     add_cfg_options(p)
     p.add_argument('--json', help='also write the results to this JSON file')
@@ -155,7 +159,6 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 def add_training_args(p: argparse.ArgumentParser, warmup: int, steps: int,
                       cpu_batch: str = '') -> None:
-    """The flags of a benchmark that runs training steps (benchmark.py, end-to-end mode)."""
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     p.add_argument('--batch-size', type=at_least(1),
                    help=f"images per step (default: the config's train_dataloader.batch_size"
@@ -188,13 +191,10 @@ def label_of(path: str) -> str:
 
 
 def load_cfg(path: str, options=None, allow_new_keys: bool = False):
-    """:func:`deepmim_mm.utils.load_config` as the Runner sees it: after the fixes for the pinned
-    stack (``deepmim_mm.compat``, as tools/train.py), its default scope current."""
+    """The config as tools/train.py reads it: stack fixes applied, its default scope current."""
     from mmengine.registry import init_default_scope
 
-    from deepmim_mm.compat import apply_all
     from deepmim_mm.utils import load_config  # importing deepmim_mm registers its modules
-    apply_all()
     cfg = load_config(path, options, allow_new_keys, import_custom=True)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return cfg
@@ -227,9 +227,7 @@ def compute_dtype(ow: dict) -> str:
 
 def build_for_training(cfg, device: torch.device, amp: str = 'config', fused_adamw: bool = False,
                        random_teachers: bool = False):
-    """The real model and optimizer wrapper (``MODELS.build`` + mmengine's
-    ``build_optim_wrapper``, as the Runner does): (model, optim wrapper, its config, img size).
-    ``random_teachers``: frozen teachers get random weights instead of their checkpoint file."""
+    """(model, optim wrapper, its config, img size), built as the Runner builds them."""
     import logging
 
     from mmengine.logging import MMLogger
@@ -265,7 +263,6 @@ def synthetic_batch(batch_size: int, size: int, device: torch.device) -> dict:
 
 
 def write_json(out: dict, path: Optional[str]) -> dict:
-    """Write ``out`` to ``path`` (if given) and return it."""
     if path:
         with open(path, 'w') as f:
             json.dump(out, f, indent=2)
