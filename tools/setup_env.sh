@@ -91,22 +91,9 @@ build_mmcv() {  # for $tag; prints the build's progress on stderr and the wheel'
     "$MMCV_DIST==$MMCV_VERSION" -d "$tmp"
   tar -xzf "$tmp"/*-"$MMCV_VERSION".tar.gz -C "$tmp"
   local src; src="$(ls -d "$tmp"/*-"$MMCV_VERSION"/)"
-  # torch 2.14 headers need C++20; mmcv 2.1.0 also imports pkg_resources, which
-  # setuptools >= 81 no longer has (onedl-mmcv does not).
-  "$PYV" - "$src/setup.py" <<'EOF'
-import sys
-p = sys.argv[1]
-s = open(p).read()
-s = s.replace('from pkg_resources import DistributionNotFound, get_distribution, parse_version',
-              'from importlib.metadata import PackageNotFoundError as DistributionNotFound\n'
-              'from importlib.metadata import version as _version\n'
-              'from packaging.version import parse as parse_version\n\n\n'
-              'class _Dist:\n    def __init__(self, name):\n        self.version = _version(name)\n\n\n'
-              'def get_distribution(name):\n    return _Dist(name)\n')
-s = s.replace('-std=c++17', '-std=c++20')
-assert 'pkg_resources' not in s and 'c++20' in s, 'mmcv setup.py edit did not apply'
-open(p, 'w').write(s)
-EOF
+  # torch 2.14's headers need C++20 (mmcv 2.1.0's pkg_resources import works: setuptools < 81)
+  sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
+  grep -q -- '-std=c++20' "$src/setup.py" || fail "the -std=c++20 edit of $src/setup.py did not apply"
   local cuda=0; [ "$tag" = cuda ] && cuda=1
   (cd "$src" && MMCV_WITH_OPS=1 FORCE_CUDA=$cuda MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
      "${PIP[@]}" wheel -v --no-build-isolation --no-deps . -w "$tmp/dist")
@@ -116,8 +103,7 @@ EOF
      && find unpacked -name '_ext*.so' -exec strip --strip-debug {} + \
      && rm "$whl" && "$PYV" -m wheel pack unpacked/"$MMCV_FILE-$MMCV_VERSION" -d .) || true
   mkdir -p "$CACHE/$tag"
-  whl="$(ls "$tmp"/dist/"$MMCV_FILE"-*.whl)"
-  cp "$whl" "$CACHE/$tag/"
+  cp "$whl" "$CACHE/$tag/"  # repacked under the same name
   rm -rf "$tmp"
   } >&2
   echo "$CACHE/$tag/$(basename "$whl")"

@@ -24,10 +24,8 @@ PIPELINE_PATHS = {'standard': 'standard', 'crop-aware': 'crop-aware', 'bytes-onl
 
 # ------------------------------------------------------------------------------ make-set
 def make_set(out_dir, size=(1000, 750), count=400, quality=90, grain=3.0, seed=0):
-    """``count`` JPEGs of ``size`` (width, height) from the bundled photos: a random
-    4:3 region of at least half the photo, resized (bicubic), randomly flipped, with Gaussian
-    grain of std ``grain`` grey levels (sensor-like texture, so the files are not unrealistically
-    smooth after upscaling). Returns the mean file size in KiB."""
+    """``count`` JPEGs of ``size`` (W, H) cut from the bundled photos, with Gaussian grain of std
+    ``grain`` grey levels; returns their mean size in KiB."""
     from PIL import Image
     photos = list_images(DEMO_IMAGES)
     rng = np.random.default_rng(seed)
@@ -224,6 +222,9 @@ def run_end_to_end(args):
 def decoder_backends(device, paths):
     """name -> function(``paths`` read as 1-D uint8 CPU tensors) -> decoded images; the last one is
     the whole device path of configs/pretrain/_base_/device_decode.py in the main process."""
+    import warnings
+
+    import torchvision.io as tio
     from mmengine.config import Config
     from mmengine.dataset import Compose
     from mmpretrain.registry import MODELS, TRANSFORMS
@@ -235,15 +236,9 @@ def decoder_backends(device, paths):
     tc = torchcodec_decode_jpeg()
     if tc is not None:
         out['torchcodec'] = lambda files: tc(files, mode='RGB', device=device)
-    try:
-        import warnings
-
-        import torchvision.io as tio
-        warnings.filterwarnings('ignore', category=DeprecationWarning, module='torchvision')
-        out['torchvision.io'] = lambda files: tio.decode_jpeg(
-            files, mode=tio.ImageReadMode.RGB, device=device)
-    except ImportError:
-        pass
+    warnings.filterwarnings('ignore', category=DeprecationWarning, module='torchvision')
+    out['torchvision.io'] = lambda files: tio.decode_jpeg(
+        files, mode=tio.ImageReadMode.RGB, device=device)
     out['pillow (1 CPU thread)'] = lambda files: [decode_rgb(f.numpy().tobytes()) for f in files]
     piece = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain', '_base_', 'device_decode.py'))
     pipe = Compose([TRANSFORMS.build(t) for t in piece.device_decode_pipeline])

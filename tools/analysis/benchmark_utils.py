@@ -38,19 +38,15 @@ class HostSyncRecorder(TorchDispatchMode):
         kwargs = kwargs or {}
         name = func._schema.name
         flagged = name in SYNC_OPS
-        if name in ('aten::index', 'aten::index_put', 'aten::index_put_'):
-            idx = args[1] if len(args) > 1 else []
-            flagged = any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
-                          for i in (idx or []))
-        elif name == 'aten::repeat_interleave' and kwargs.get('output_size') is None \
-                and isinstance(args[0], torch.Tensor) and args[0].device.type != 'cpu':
-            flagged = True
-        elif name in ('aten::_to_copy', 'aten::copy_') and args and \
-                isinstance(args[0], torch.Tensor):
-            src = args[1] if name == 'aten::copy_' else args[0]
-            dst_dev = args[0].device if name == 'aten::copy_' else kwargs.get('device')
-            flagged = (isinstance(src, torch.Tensor) and src.device.type != 'cpu'
-                       and dst_dev is not None and torch.device(dst_dev).type == 'cpu')
+        if name in ('aten::index', 'aten::index_put', 'aten::index_put_'):  # by a boolean mask
+            flagged = any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1])
+        elif name == 'aten::repeat_interleave':  # the output's length comes back
+            flagged = kwargs.get('output_size') is None and args[0].device.type != 'cpu'
+        elif name == 'aten::copy_':  # dst.copy_(src)
+            flagged = args[1].device.type != 'cpu' and args[0].device.type == 'cpu'
+        elif name == 'aten::_to_copy':  # src.to(device)
+            flagged = args[0].device.type != 'cpu' and kwargs.get('device') is not None \
+                and torch.device(kwargs['device']).type == 'cpu'
         if flagged:
             self.counts[name] += 1
         return func(*args, **kwargs)
