@@ -7,12 +7,9 @@ import sys
 
 from setuptools import find_packages, setup
 
-# What mim (openmim) reads from ``deepmim_mm/.mim``.
-MIM_FILES = ('configs', 'tools', 'model-index.yml')
-
 
 def add_mim_extension():
-    """Put ``MIM_FILES`` into ``deepmim_mm/.mim`` as mmpretrain's setup.py does: links for an
+    """Put what mim reads into ``deepmim_mm/.mim`` as mmpretrain's setup.py does: links for an
     editable install (``develop``, or pip's PEP 660 ``editable_wheel``), else copies."""
     if 'develop' in sys.argv or 'editable_wheel' in sys.argv:
         mode = 'symlink'
@@ -23,7 +20,7 @@ def add_mim_extension():
     repo_path = osp.dirname(osp.abspath(__file__))
     mim_path = osp.join(repo_path, 'deepmim_mm', '.mim')
     os.makedirs(mim_path, exist_ok=True)
-    for filename in MIM_FILES:
+    for filename in ('configs', 'tools', 'model-index.yml'):
         src_path = osp.join(repo_path, filename)
         tar_path = osp.join(mim_path, filename)
         if not osp.exists(src_path):  # a wheel from an sdist: copied already (MANIFEST.in)

@@ -2,8 +2,7 @@
 # One command: set up .venv (tools/setup_env.sh) and pretrain DeepMIM on the bundled demo images.
 #   bash tools/quickstart.sh [WORK_DIR]      (default work_dirs/quickstart; a few minutes on 2 cores)
 #   STACK=onedl bash tools/quickstart.sh     (the OneDL fork, in .venv-onedl)
-# Prints where the checkpoint and logs went and the per-level losses of the first and last
-# iterations.
+# Prints the checkpoint, the log folder and each level's first and last loss.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -14,7 +14,6 @@ shopt -s inherit_errexit
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/deepmim-mm/wheels"
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
-# openmim (`mim`) is installed with --no-deps on both stacks: see requirements/mim.txt.
 STACK="${STACK:-upstream}"
 step() { printf '\n==> [setup] %s\n' "$*"; }
 fail() { printf '\n!! [setup] FAILED: %s\n' "$*" >&2; exit 1; }
@@ -67,7 +66,7 @@ reqs=()
 for r in runtime tests mim lint docs; do reqs+=(-r "$ROOT/requirements/$r.txt"); done
 "${PIP[@]}" install -q "${reqs[@]}"
 "${PIP[@]}" install "${MM_DEPS[@]}" "${MM_PINS[@]}"
-"${PIP[@]}" install -q --no-deps openmim==0.3.9
+"${PIP[@]}" install -q --no-deps openmim==0.3.9  # on both stacks: see requirements/mim.txt
 
 # ---------------------------------------------------------------------------------------------
 step "5/7 $MMCV_DIST $MMCV_VERSION with compiled ops"

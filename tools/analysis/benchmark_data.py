@@ -5,7 +5,6 @@ import argparse
 import copy
 import os
 import os.path as osp
-import statistics
 import time
 
 import numpy as np
@@ -117,11 +116,11 @@ def run_pipeline(args):
     for w in args.workers:
         rates = rates_with_workers(cfg, args, w) if w else rates_in_process(cfg, args)
         for name in args.paths:
-            res = dict(path=name, workers=w, img_per_s_per_worker=statistics.median(rates[name]),
+            res = dict(path=name, workers=w, img_per_s_per_worker=np.median(rates[name]),
                        repeats=rates[name])
             if 'standard' in rates and name != 'standard':  # paired: the same repeat's load
-                res['ratio_to_standard'] = statistics.median(
-                    a / b for a, b in zip(rates[name], rates['standard']))
+                res['ratio_to_standard'] = np.median(
+                    [a / b for a, b in zip(rates[name], rates['standard'])])
             results.append(res)
             rows.append([str(w), name, f"{res['img_per_s_per_worker']:.1f}",
                          f"{res['ratio_to_standard']:.2f}x" if 'ratio_to_standard' in res

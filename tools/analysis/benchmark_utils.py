@@ -1,7 +1,6 @@
 """Measurement helpers shared by tools/analysis/benchmark.py and benchmark_data.py."""
 import argparse
 import ctypes
-import json
 import os
 import os.path as osp
 import platform
@@ -13,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Callable, List, Optional, Sequence
 
 import torch
+from mmengine.fileio import dump
 from torch.utils._python_dispatch import TorchDispatchMode
 
 # Operators that make the host wait for the device (a value or a data-dependent shape has to come
@@ -208,7 +208,6 @@ def optim_wrapper_cfg(cfg, amp: str, device: torch.device, fused_adamw: bool = F
     elif amp in ('bf16', 'fp16'):
         ow['type'] = 'AmpOptimWrapper'
         ow['dtype'] = 'bfloat16' if amp == 'bf16' else 'float16'
-        ow.setdefault('loss_scale', 'dynamic')
     if fused_adamw:
         ow['optimizer'] = dict(ow['optimizer'], fused=True)
     return ow
@@ -260,7 +259,6 @@ def synthetic_batch(batch_size: int, size: int, device: torch.device) -> dict:
 
 def write_json(out: dict, path: Optional[str]) -> dict:
     if path:
-        with open(path, 'w') as f:
-            json.dump(out, f, indent=2)
+        dump(out, path, indent=2)
         print(f'results written to {path}')
     return out
