@@ -8,9 +8,9 @@ import torch
 
 from benchmark_utils import (HostSyncRecorder, add_config_args, add_training_args,
                              build_for_training, check_device, compute_dtype, flop_counter,
-                             hardware_summary, label_of, load_cfg, matmul_peak_tflops, now,
-                             optim_wrapper_cfg, progress, release_host_memory, report,
-                             reset_peak_rss, rss_bytes, synthetic_batch, timed, write_json)
+                             format_table, hardware_summary, label_of, load_cfg, matmul_peak_tflops,
+                             now, optim_wrapper_cfg, progress, release_host_memory, reset_peak_rss,
+                             rss_bytes, synthetic_batch, timed, write_json)
 
 DEFAULT_BASELINE = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 
@@ -103,15 +103,18 @@ def _in_subprocess(*args):
         return pool.submit(benchmark_config, *args).result()
 
 
-def training_rows(results, baseline_label):
+def training_table(results, baseline_label):
     base = next((r for r in results if r['label'] == baseline_label), None)
-    return [[r['label'], str(r['batch_size']), f"{r['step_ms_median']:.1f}",
+    rows = [[r['label'], str(r['batch_size']), f"{r['step_ms_median']:.1f}",
              f"{r['img_per_s']:.1f}", f"{r['peak_mem_mib']:.0f}", f"{r['gflop_per_img']:.2f}",
              f"{r['achieved_tflops']:.3f}", f"{100 * r['mfu']:.1f}%",
              str(sum(r['host_sync_ops'].values())),
              f"{r['img_per_s'] / base['img_per_s']:.2f}x" if base else '-',
              f"{r['peak_mem_mib'] / base['peak_mem_mib']:.2f}x"
              if base and base['peak_mem_mib'] > 0 else '-'] for r in results]
+    return format_table(rows, [
+        'config', 'batch', 'step ms (median)', 'img/s', f"peak MiB ({results[0]['mem_kind']})",
+        'GFLOP/img', 'TFLOP/s', 'MFU', 'host syncs', 'img/s vs base', 'mem vs base'])
 
 
 def run_training(args):
@@ -143,19 +146,16 @@ def run_training(args):
         result['peak_tflops'] = peaks[result['dtype']]
         result['mfu'] = result['achieved_tflops'] / result['peak_tflops']
     hw = hardware_summary(device)
-    out = report(
-        f'Training step: {args.warmup} warm-up + {args.steps} timed steps, synthetic batch on '
-        f'{device.type}, {now()[:16]} UTC\nHardware: {hw.get("gpu", hw["cpu"])}; torch '
-        f'{hw["torch"]}, {hw["threads"]} threads\nMatmul peaks measured: '
-        + ', '.join(f'{k} {v:.3f} TFLOP/s' for k, v in peaks.items()),
-        ['config', 'batch', 'step ms (median)', 'img/s', f"peak MiB ({results[0]['mem_kind']})",
-         'GFLOP/img', 'TFLOP/s', 'MFU', 'host syncs', 'img/s vs base', 'mem vs base'],
-        training_rows(results, base_label), mode='training', device=device.type, hardware=hw,
-        baseline=base_label, matmul_peak_tflops=peaks, results=results)
+    print(f'\nTraining step: {args.warmup} warm-up + {args.steps} timed steps, synthetic batch '
+          f'on {device.type}, {now()[:16]} UTC')
+    print(f"Hardware: {hw.get('gpu', hw['cpu'])}; torch {hw['torch']}, {hw['threads']} threads")
+    print('Matmul peaks measured: ' + ', '.join(f'{k} {v:.3f} TFLOP/s' for k, v in peaks.items()))
+    print(training_table(results, base_label))
     for r in results:
         if r['host_sync_ops']:
             print(f"  {r['label']}: host-sync ops in forward+backward: {r['host_sync_ops']}")
-    return out
+    return dict(mode='training', date=now(), device=device.type, hardware=hw,
+                baseline=base_label, matmul_peak_tflops=peaks, results=results)
 
 
 def main(argv=None):

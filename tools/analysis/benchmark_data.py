@@ -161,11 +161,11 @@ def run_quality(args):
             mse = np.mean((np.asarray(ref, np.float64) - np.asarray(fast))**2)
             per_scale.setdefault(scale, []).append(float(mse))
         progress(f'quality: {k + 1}/{len(files)} files')
-    per_scale = {f'1/{s}': v for s, v in sorted(per_scale.items())}
-    per_scale['all'] = [m for v in per_scale.values() for m in v]
-    crops = len(per_scale['all'])
+    mses = {f'1/{s}': v for s, v in sorted(per_scale.items())}  # per DCT scale, then all
+    mses['all'] = [m for v in mses.values() for m in v]
+    crops = len(mses['all'])
     results = [dict(dct_scale=s, fraction=len(v) / crops, psnr_db=psnr_db(v))
-               for s, v in per_scale.items()]
+               for s, v in mses.items()]
     return report(f'Crop-aware decoding vs full decode + crop + resize, {crops} crops of '
                   f'{len(files)} files in {args.data} ({rrc_cfg})',
                   ['DCT scale', 'share of crops', 'PSNR dB (of the mean MSE)'],
@@ -260,11 +260,11 @@ def run_decoders(args):
         except Exception as e:  # a backend that does not work here is reported, not fatal
             results.append(dict(decoder=name, error=f'{type(e).__name__}: {e}'))
         progress(f'decoder {name}: {results[-1]}')
+    rows = [[r['decoder'], f"{r['img_per_s']:.0f}" if 'img_per_s' in r else r['error'][:80]]
+            for r in results]
     return report(f'Batched JPEG decoding of {len(files)} files from {args.data} on {device}',
-                  ['decoder', 'img/s'], [[r['decoder'], f"{r['img_per_s']:.0f}" if 'img_per_s'
-                                          in r else r['error'][:80]] for r in results],
-                  folder=args.data, device=device.type, hardware=hardware_summary(device),
-                  results=results)
+                  ['decoder', 'img/s'], rows, folder=args.data, device=device.type,
+                  hardware=hardware_summary(device), results=results)
 
 
 # ------------------------------------------------------------------------------ common
