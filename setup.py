@@ -1,22 +1,15 @@
-"""deepmim_mm: DeepMIM and MFF masked image modeling as an OpenMMLab 2.x plugin.
-
-No OpenMMLab package in ``install_requires``: pip cannot resolve their mmcv pins on PyTorch 2.14,
-so ``tools/setup_env.sh`` installs them with ``--no-deps`` next to a patched mmcv build.
-"""
+"""No OpenMMLab package in ``install_requires``: pip cannot resolve their mmcv pins on PyTorch
+2.14, so ``tools/setup_env.sh`` installs them with ``--no-deps`` next to a patched mmcv build."""
 import os
 import os.path as osp
 import shutil
 import sys
-import warnings
 
 from setuptools import find_packages, setup
 
-# What mim (openmim) reads from ``deepmim_mm/.mim``.
-MIM_FILES = ('configs', 'tools', 'model-index.yml')
-
 
 def add_mim_extension():
-    """Put ``MIM_FILES`` into ``deepmim_mm/.mim`` as mmpretrain's setup.py does: links for an
+    """Put what mim reads into ``deepmim_mm/.mim`` as mmpretrain's setup.py does: links for an
     editable install (``develop``, or pip's PEP 660 ``editable_wheel``), else copies."""
     if 'develop' in sys.argv or 'editable_wheel' in sys.argv:
         mode = 'symlink'
@@ -27,7 +20,7 @@ def add_mim_extension():
     repo_path = osp.dirname(osp.abspath(__file__))
     mim_path = osp.join(repo_path, 'deepmim_mm', '.mim')
     os.makedirs(mim_path, exist_ok=True)
-    for filename in MIM_FILES:
+    for filename in ('configs', 'tools', 'model-index.yml'):
         src_path = osp.join(repo_path, filename)
         tar_path = osp.join(mim_path, filename)
         if not osp.exists(src_path):  # a wheel from an sdist: copied already (MANIFEST.in)
@@ -37,12 +30,8 @@ def add_mim_extension():
         elif osp.isdir(tar_path):
             shutil.rmtree(tar_path)
         if mode == 'symlink':
-            try:
-                os.symlink(osp.relpath(src_path, mim_path), tar_path)
-                continue
-            except OSError:  # e.g. Windows without the privilege: copy instead
-                warnings.warn(f'Cannot link {tar_path} to {src_path}; copying it instead')
-        if osp.isdir(src_path):
+            os.symlink(osp.relpath(src_path, mim_path), tar_path)
+        elif osp.isdir(src_path):
             shutil.copytree(src_path, tar_path,
                             ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
         else:
@@ -57,15 +46,8 @@ if __name__ == '__main__':
         description='DeepMIM (deep supervision) and MFF (multi-level feature fusion) for '
         'masked image modeling, as an mmpretrain / mmseg / mmdet plugin',
         packages=find_packages(include=['deepmim_mm', 'deepmim_mm.*']),
-        package_data={'deepmim_mm': ['demo/images/*/*/*.JPEG']},
-        include_package_data=True,
+        include_package_data=True,  # MANIFEST.in: the demo images, .mim
         # torch 2.14.1 publishes wheels for CPython 3.10-3.13; CI runs 3.11.
         python_requires='>=3.10,<3.14',
         license='Apache-2.0',
-        classifiers=[
-            'Programming Language :: Python :: 3.10',
-            'Programming Language :: Python :: 3.11',
-            'Programming Language :: Python :: 3.12',
-            'Programming Language :: Python :: 3.13',
-        ],
     )

@@ -178,7 +178,7 @@ def test_out_of_range_counts_name_the_flag(argv, flag, capsys):
     (benchmark_data.main, ['pipeline', DEMO_CFG, '--data', 'missing'], FileNotFoundError,
      'missing'),
     (benchmark_data.main, ['quality', DEMO_CFG, '--data', 'missing'], FileNotFoundError,
-     '--data missing'),
+     'missing'),
     # a mistyped override would measure the unchanged config: refused before anything runs
     (benchmark.main, [DEMO_CFG, '--baseline', 'none', '--cfg-options',
                       'train_dataloder.batch_size=2'], ValueError, "'train_dataloader'"),

@@ -2,30 +2,22 @@
 # One command: set up .venv (tools/setup_env.sh) and pretrain DeepMIM on the bundled demo images.
 #   bash tools/quickstart.sh [WORK_DIR]      (default work_dirs/quickstart; a few minutes on 2 cores)
 #   STACK=onedl bash tools/quickstart.sh     (the OneDL fork, in .venv-onedl)
-# Prints where the checkpoint and logs went and the per-level losses of the first and last
-# iterations.
+# Prints the checkpoint, the log folder and each level's first and last loss.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 WORK_DIR="${1:-work_dirs/quickstart}"
 CONFIG=configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py
-# The stack and the environment as tools/setup_env.sh chooses them (STACK=onedl: .venv-onedl).
-if [ "${STACK:-upstream}" = upstream ]; then
-  VENV="${VENV:-$ROOT/.venv}"
-else
-  VENV="${VENV:-$ROOT/.venv-$STACK}"
-fi
-export VENV
-
-bash tools/setup_env.sh
+# Sourced, so that VENV is the environment it chose (STACK=onedl: .venv-onedl); its ERR trap
+# names set-up failures only.
+source tools/setup_env.sh
+trap - ERR
 
 printf '\n==> [quickstart] DeepMIM pretraining of a tiny ViT on deepmim_mm/demo/images (%s)\n' "$CONFIG"
 LOG="$(mktemp)"
-if ! "$VENV/bin/python" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" 2>&1 \
-    | tee "$LOG" | grep --line-buffered -E 'Epoch\(train\)|Saving checkpoint|Error|error'; then
-  :
-fi
-status=${PIPESTATUS[0]}
+status=0  # tools/train.py's, whether or not grep finds a line
+"$VENV/bin/python" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" 2>&1 | tee "$LOG" \
+  | grep --line-buffered -E 'Epoch\(train\)|Saving checkpoint|Error|error' || status=${PIPESTATUS[0]}
 if [ "$status" != 0 ]; then
   echo "!! [quickstart] FAILED: tools/train.py exited $status; full output:" >&2
   tail -n 60 "$LOG" >&2

@@ -50,8 +50,7 @@ def audit_step(model, data, optim_wrapper):
 
 
 def maybe_compile(step, cfg):
-    """``torch.compile`` of the step when the config sets mmengine's ``compile`` key (as the
-    Runner's ``_maybe_compile``)."""
+    """``torch.compile`` of the step as the Runner does for its ``compile`` key."""
     compile_cfg = cfg.get('compile')
     if not compile_cfg:
         return step
@@ -59,7 +58,7 @@ def maybe_compile(step, cfg):
 
 
 def benchmark_config(path, label, options, args, device):
-    """Build, measure, free. Returns a result dict (MFU is filled in by the caller)."""
+    """The result of one config (MFU is filled in by the caller)."""
     cfg = load_cfg(path, options, args.allow_new_keys)
     bs = args.batch_size or (cfg.train_dataloader.batch_size if device.type == 'cuda' else 8)
     release_host_memory()
@@ -83,7 +82,7 @@ def benchmark_config(path, label, options, args, device):
         peak_mem, mem_kind = rss_bytes(peak=True) - rss0, 'RSS growth'
     p25, med, p75 = np.percentile(times, [25, 50, 75])
     progress(f'[{label}] done: {med * 1e3:.1f} ms/step')
-    result = dict(
+    return dict(
         label=label, config=path, batch_size=bs, img_size=size, steps=args.steps,
         optim_wrapper=ow_cfg.get('type'), dtype=compute_dtype(ow_cfg),
         fused_adamw=bool(ow_cfg['optimizer'].get('fused', False)),
@@ -94,11 +93,6 @@ def benchmark_config(path, label, options, args, device):
         gflop_per_img=flops / bs / 1e9, achieved_tflops=flops / med / 1e12,
         host_sync_ops=syncs,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6)
-    del model, optim_wrapper, step, data, run
-    release_host_memory()
-    if device.type == 'cuda':
-        torch.cuda.empty_cache()
-    return result
 
 
 def _in_subprocess(*args):

@@ -3,10 +3,8 @@ worker of the three input paths), ``quality`` (crop-aware decoding), ``end-to-en
 files) and ``decoders`` (batched JPEG decoding); more: docs/en/notes/input-and-benchmarks.md."""
 import argparse
 import copy
-import glob
 import os
 import os.path as osp
-import statistics
 import time
 
 import numpy as np
@@ -14,7 +12,7 @@ import torch
 from benchmark import maybe_compile
 
 from benchmark_utils import (add_config_args, add_training_args, at_least, build_for_training,
-                             check_device, format_table, hardware_summary, load_cfg, now, progress,
+                             check_device, hardware_summary, load_cfg, progress, report,
                              synthetic_batch, timed, write_json)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -25,14 +23,10 @@ PIPELINE_PATHS = {'standard': 'standard', 'crop-aware': 'crop-aware', 'bytes-onl
 
 # ------------------------------------------------------------------------------ make-set
 def make_set(out_dir, size=(1000, 750), count=400, quality=90, grain=3.0, seed=0):
-    """``count`` JPEGs of ``size`` (width, height) from the bundled photos: a random
-    4:3 region of at least half the photo, resized (bicubic), randomly flipped, with Gaussian
-    grain of std ``grain`` grey levels (sensor-like texture, so the files are not unrealistically
-    smooth after upscaling). Returns the mean file size in KiB."""
+    """``count`` JPEGs of ``size`` (W, H) cut from the bundled photos, with Gaussian grain of std
+    ``grain`` grey levels; returns their mean size in KiB."""
     from PIL import Image
-    photos = sorted(glob.glob(osp.join(DEMO_IMAGES, '**', '*.JPEG'), recursive=True))
-    if not photos:
-        raise FileNotFoundError(f'make-set: no *.JPEG under {DEMO_IMAGES}')
+    photos = list_images(DEMO_IMAGES)
     rng = np.random.default_rng(seed)
     os.makedirs(out_dir, exist_ok=True)
     total = 0
@@ -57,8 +51,7 @@ def run_make_set(args):
     kib = make_set(args.out, tuple(args.size), args.count, args.quality, args.grain, args.seed)
     print(f'{args.count} JPEGs of {args.size[0]}x{args.size[1]} (quality {args.quality}, grain '
           f'{args.grain}) in {args.out}: {kib:.1f} KiB on average')
-    return dict(mode='make-set', folder=args.out, size=args.size, count=args.count,
-                mean_kib=kib)
+    return dict(folder=args.out, size=args.size, count=args.count, mean_kib=kib)
 
 
 # ------------------------------------------------------------------------------ pipeline
@@ -123,23 +116,23 @@ def run_pipeline(args):
     for w in args.workers:
         rates = rates_with_workers(cfg, args, w) if w else rates_in_process(cfg, args)
         for name in args.paths:
-            res = dict(path=name, workers=w, img_per_s_per_worker=statistics.median(rates[name]),
+            res = dict(path=name, workers=w, img_per_s_per_worker=np.median(rates[name]),
                        repeats=rates[name])
             if 'standard' in rates and name != 'standard':  # paired: the same repeat's load
-                res['ratio_to_standard'] = statistics.median(
-                    a / b for a, b in zip(rates[name], rates['standard']))
+                res['ratio_to_standard'] = np.median(
+                    [a / b for a, b in zip(rates[name], rates['standard'])])
             results.append(res)
             rows.append([str(w), name, f"{res['img_per_s_per_worker']:.1f}",
                          f"{res['ratio_to_standard']:.2f}x" if 'ratio_to_standard' in res
                          else '-', ' '.join(f'{v:.0f}' for v in rates[name])])
     hw = hardware_summary(CPU)
-    print(f'\nInput pipeline of {args.config} over {args.data} (batch {args.batch_size}, '
-          f'{args.batches} timed batches x {args.repeats} repeats; 0 workers: the paths take '
-          f'turns batch by batch), {hw["cpu"]}, {hw["cores"]} cores')
-    print(format_table(rows, ['workers', 'path', 'img/s per worker (median)',
-                              'vs standard (median of paired ratios)', 'each repeat']))
-    return dict(mode='pipeline', date=now(), config=args.config, folder=args.data,
-                batch_size=args.batch_size, hardware=hw, results=results)
+    return report(f'Input pipeline of {args.config} over {args.data} (batch {args.batch_size}, '
+                  f'{args.batches} timed batches x {args.repeats} repeats; 0 workers: the paths '
+                  f'take turns batch by batch), {hw["cpu"]}, {hw["cores"]} cores',
+                  ['workers', 'path', 'img/s per worker (median)',
+                   'vs standard (median of paired ratios)', 'each repeat'], rows,
+                  config=args.config, folder=args.data, batch_size=args.batch_size, hardware=hw,
+                  results=results)
 
 
 # ------------------------------------------------------------------------------ quality
@@ -168,25 +161,22 @@ def run_quality(args):
             mse = np.mean((np.asarray(ref, np.float64) - np.asarray(fast))**2)
             per_scale.setdefault(scale, []).append(float(mse))
         progress(f'quality: {k + 1}/{len(files)} files')
-    results, crops = quality_summary(per_scale), sum(map(len, per_scale.values()))
-    print(f'\nCrop-aware decoding vs full decode + crop + resize, {crops} crops of {len(files)} '
-          f'files in {args.data} ({rrc_cfg})')
-    print(format_table([[r['dct_scale'], f"{100 * r['fraction']:.1f}%", f"{r['psnr_db']:.1f}"]
-                        for r in results],
-                       ['DCT scale', 'share of crops', 'PSNR dB (of the mean MSE)']))
-    return dict(mode='quality', date=now(), config=args.config, folder=args.data,
-                crops=crops, results=results)
+    mses = {f'1/{s}': v for s, v in sorted(per_scale.items())}  # per DCT scale, then all
+    mses['all'] = [m for v in mses.values() for m in v]
+    crops = len(mses['all'])
+    results = [dict(dct_scale=s, fraction=len(v) / crops, psnr_db=psnr_db(v))
+               for s, v in mses.items()]
+    return report(f'Crop-aware decoding vs full decode + crop + resize, {crops} crops of '
+                  f'{len(files)} files in {args.data} ({rrc_cfg})',
+                  ['DCT scale', 'share of crops', 'PSNR dB (of the mean MSE)'],
+                  [[r['dct_scale'], f"{100 * r['fraction']:.1f}%", f"{r['psnr_db']:.1f}"]
+                   for r in results],
+                  config=args.config, folder=args.data, crops=crops, results=results)
 
 
-def quality_summary(per_scale):
-    def db(mses):
-        m = float(np.mean(mses))
-        return float('inf') if m == 0 else float(10 * np.log10(255**2 / m))
-
-    mse_all = [m for v in per_scale.values() for m in v]
-    rows = [dict(dct_scale=f'1/{s}', fraction=len(v) / len(mse_all), psnr_db=db(v))
-            for s, v in sorted(per_scale.items())]
-    return rows + [dict(dct_scale='all', fraction=1.0, psnr_db=db(mse_all))]
+def psnr_db(mses):
+    m = float(np.mean(mses))
+    return float('inf') if m == 0 else float(10 * np.log10(255**2 / m))
 
 
 # ------------------------------------------------------------------------------ end-to-end
@@ -204,35 +194,36 @@ def run_end_to_end(args):
     synthetic = synthetic_batch(bs, size, device)
     batches = iter(loader)
 
-    def steps_per_s(next_batch, label):  # total wall time: stalls waiting for data count
-        times = timed(lambda: step(next_batch(), optim_wrapper), args.warmup, args.steps,
-                      device, label)
-        return args.steps / sum(times)
+    def img_per_s(next_batch, label):  # total wall time: stalls waiting for data count
+        return bs * args.steps / sum(timed(lambda: step(next_batch(), optim_wrapper),
+                                           args.warmup, args.steps, device, label))
 
-    model_only = [steps_per_s(lambda: synthetic, 'model')]
-    e2e = steps_per_s(batches.__next__, 'end-to-end')
+    model_only = [img_per_s(lambda: synthetic, 'model')]
+    e2e = img_per_s(batches.__next__, 'end-to-end')
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda' else None
-    model_only.append(steps_per_s(lambda: synthetic, 'model'))
+    model_only.append(img_per_s(lambda: synthetic, 'model'))
     del batches, loader
     res = dict(path=args.path, batch_size=bs, workers=args.workers,
                optim_wrapper=ow_cfg['type'], compile=bool(cfg.get('compile')),
-               model_only_img_per_s=bs * max(model_only), end_to_end_img_per_s=bs * e2e,
+               model_only_img_per_s=max(model_only), end_to_end_img_per_s=e2e,
                ratio=e2e / max(model_only), peak_mem_mib=peak)
     hw = hardware_summary(device)
-    print(f"\nEnd-to-end training of {args.config} from {args.data} ({args.path} path, "
-          f"{args.workers} workers, batch {bs}) on {hw.get('gpu', hw['cpu'])}")
-    print(format_table([[args.path, f"{res['model_only_img_per_s']:.1f}",
-                         f"{res['end_to_end_img_per_s']:.1f}", f"{100 * res['ratio']:.0f}%"]],
-                       ['path', 'model-only img/s (synthetic batch, best of 2)',
-                        'end-to-end img/s (files)', 'end-to-end / model-only']))
-    return dict(mode='end-to-end', date=now(), config=args.config, folder=args.data,
-                hardware=hw, results=[res])
+    return report(f"End-to-end training of {args.config} from {args.data} ({args.path} path, "
+                  f"{args.workers} workers, batch {bs}) on {hw.get('gpu', hw['cpu'])}",
+                  ['path', 'model-only img/s (synthetic batch, best of 2)',
+                   'end-to-end img/s (files)', 'end-to-end / model-only'],
+                  [[args.path, f'{max(model_only):.1f}', f'{e2e:.1f}',
+                    f"{100 * res['ratio']:.0f}%"]],
+                  config=args.config, folder=args.data, hardware=hw, results=[res])
 
 
 # ------------------------------------------------------------------------------ decoders
 def decoder_backends(device, paths):
     """name -> function(``paths`` read as 1-D uint8 CPU tensors) -> decoded images; the last one is
     the whole device path of configs/pretrain/_base_/device_decode.py in the main process."""
+    import warnings
+
+    import torchvision.io as tio
     from mmengine.config import Config
     from mmengine.dataset import Compose
     from mmpretrain.registry import MODELS, TRANSFORMS
@@ -244,15 +235,9 @@ def decoder_backends(device, paths):
     tc = torchcodec_decode_jpeg()
     if tc is not None:
         out['torchcodec'] = lambda files: tc(files, mode='RGB', device=device)
-    try:
-        import warnings
-
-        import torchvision.io as tio
-        warnings.filterwarnings('ignore', category=DeprecationWarning, module='torchvision')
-        out['torchvision.io'] = lambda files: tio.decode_jpeg(
-            files, mode=tio.ImageReadMode.RGB, device=device)
-    except ImportError:
-        pass
+    warnings.filterwarnings('ignore', category=DeprecationWarning, module='torchvision')
+    out['torchvision.io'] = lambda files: tio.decode_jpeg(
+        files, mode=tio.ImageReadMode.RGB, device=device)
     out['pillow (1 CPU thread)'] = lambda files: [decode_rgb(f.numpy().tobytes()) for f in files]
     piece = Config.fromfile(osp.join(ROOT, 'configs', 'pretrain', '_base_', 'device_decode.py'))
     pipe = Compose([TRANSFORMS.build(t) for t in piece.device_decode_pipeline])
@@ -275,20 +260,20 @@ def run_decoders(args):
         except Exception as e:  # a backend that does not work here is reported, not fatal
             results.append(dict(decoder=name, error=f'{type(e).__name__}: {e}'))
         progress(f'decoder {name}: {results[-1]}')
-    print(f'\nBatched JPEG decoding of {len(files)} files from {args.data} on {device}')
-    print(format_table([[r['decoder'], f"{r['img_per_s']:.0f}" if 'img_per_s' in r
-                         else r['error'][:80]] for r in results], ['decoder', 'img/s']))
-    return dict(mode='decoders', date=now(), folder=args.data, device=device.type,
-                hardware=hardware_summary(device), results=results)
+    rows = [[r['decoder'], f"{r['img_per_s']:.0f}" if 'img_per_s' in r else r['error'][:80]]
+            for r in results]
+    return report(f'Batched JPEG decoding of {len(files)} files from {args.data} on {device}',
+                  ['decoder', 'img/s'], rows, folder=args.data, device=device.type,
+                  hardware=hardware_summary(device), results=results)
 
 
 # ------------------------------------------------------------------------------ common
 def list_images(folder):
-    files = sorted(f for f in glob.glob(osp.join(folder, '**', '*'), recursive=True)
-                   if osp.splitext(f)[1].lower() in ('.jpeg', '.jpg', '.png'))
-    if not files:
-        raise FileNotFoundError(f'--data {folder}: no .jpeg, .jpg or .png files in or under it')
-    return files
+    """The image files in or under ``folder``, found (and a missing or empty folder named) by
+    mmpretrain's ``CustomDataset``, as ``pipeline`` and ``end-to-end`` read it."""
+    from mmpretrain.datasets import CustomDataset
+    dataset = CustomDataset(data_root=folder, with_label=False)
+    return [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
 
 
 def parse_args(argv=None):
@@ -343,7 +328,7 @@ MODES = {'make-set': run_make_set, 'pipeline': run_pipeline, 'quality': run_qual
 
 def main(argv=None):
     args = parse_args(argv)
-    return write_json(MODES[args.mode](args), getattr(args, 'json', None))
+    return write_json(dict(mode=args.mode, **MODES[args.mode](args)), getattr(args, 'json', None))
 
 
 if __name__ == '__main__':

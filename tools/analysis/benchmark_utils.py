@@ -1,7 +1,6 @@
 """Measurement helpers shared by tools/analysis/benchmark.py and benchmark_data.py."""
 import argparse
 import ctypes
-import json
 import os
 import os.path as osp
 import platform
@@ -13,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Callable, List, Optional, Sequence
 
 import torch
+from mmengine.fileio import dump
 from torch.utils._python_dispatch import TorchDispatchMode
 
 # Operators that make the host wait for the device (a value or a data-dependent shape has to come
@@ -38,19 +38,15 @@ class HostSyncRecorder(TorchDispatchMode):
         kwargs = kwargs or {}
         name = func._schema.name
         flagged = name in SYNC_OPS
-        if name in ('aten::index', 'aten::index_put', 'aten::index_put_'):
-            idx = args[1] if len(args) > 1 else []
-            flagged = any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
-                          for i in (idx or []))
-        elif name == 'aten::repeat_interleave' and kwargs.get('output_size') is None \
-                and isinstance(args[0], torch.Tensor) and args[0].device.type != 'cpu':
-            flagged = True
-        elif name in ('aten::_to_copy', 'aten::copy_') and args and \
-                isinstance(args[0], torch.Tensor):
-            src = args[1] if name == 'aten::copy_' else args[0]
-            dst_dev = args[0].device if name == 'aten::copy_' else kwargs.get('device')
-            flagged = (isinstance(src, torch.Tensor) and src.device.type != 'cpu'
-                       and dst_dev is not None and torch.device(dst_dev).type == 'cpu')
+        if name in ('aten::index', 'aten::index_put', 'aten::index_put_'):  # by a boolean mask
+            flagged = any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1])
+        elif name == 'aten::repeat_interleave':  # the output's length comes back
+            flagged = kwargs.get('output_size') is None and args[0].device.type != 'cpu'
+        elif name == 'aten::copy_':  # dst.copy_(src)
+            flagged = args[1].device.type != 'cpu' and args[0].device.type == 'cpu'
+        elif name == 'aten::_to_copy':  # src.to(device)
+            flagged = args[0].device.type != 'cpu' and kwargs.get('device') is not None \
+                and torch.device(kwargs['device']).type == 'cpu'
         if flagged:
             self.counts[name] += 1
         return func(*args, **kwargs)
@@ -131,9 +127,14 @@ def progress(msg: str) -> None:
 
 
 def format_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
-    """A Markdown table."""
     return '\n'.join('| ' + ' | '.join(r) + ' |'
                      for r in [headers, ['---'] * len(headers), *rows])
+
+
+def report(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], **result) -> dict:
+    """Print ``title`` and the Markdown table; ``result`` with the date, for the JSON."""
+    print(f'\n{title}\n{format_table(rows, headers)}')
+    return dict(date=now(), **result)
 
 
 def at_least(low: int) -> Callable[[str], int]:
@@ -146,8 +147,7 @@ def at_least(low: int) -> Callable[[str], int]:
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    """``--cfg-options``, ``--allow-new-keys`` and ``--json``, as every mode that reads a config
-    takes them."""
+    """``--cfg-options``, ``--allow-new-keys`` and ``--json``."""
     from deepmim_mm.utils import add_cfg_options
     add_cfg_options(p)
     p.add_argument('--json', help='also write the results to this JSON file')
@@ -155,7 +155,6 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 def add_training_args(p: argparse.ArgumentParser, warmup: int, steps: int,
                       cpu_batch: str = '') -> None:
-    """The flags of a benchmark that runs training steps (benchmark.py, end-to-end mode)."""
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     p.add_argument('--batch-size', type=at_least(1),
                    help=f"images per step (default: the config's train_dataloader.batch_size"
@@ -188,13 +187,10 @@ def label_of(path: str) -> str:
 
 
 def load_cfg(path: str, options=None, allow_new_keys: bool = False):
-    """:func:`deepmim_mm.utils.load_config` as the Runner sees it: after the fixes for the pinned
-    stack (``deepmim_mm.compat``, as tools/train.py), its default scope current."""
+    """The config as tools/train.py reads it: stack fixes applied, its default scope current."""
     from mmengine.registry import init_default_scope
 
-    from deepmim_mm.compat import apply_all
     from deepmim_mm.utils import load_config  # importing deepmim_mm registers its modules
-    apply_all()
     cfg = load_config(path, options, allow_new_keys, import_custom=True)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return cfg
@@ -212,7 +208,6 @@ def optim_wrapper_cfg(cfg, amp: str, device: torch.device, fused_adamw: bool = F
     elif amp in ('bf16', 'fp16'):
         ow['type'] = 'AmpOptimWrapper'
         ow['dtype'] = 'bfloat16' if amp == 'bf16' else 'float16'
-        ow.setdefault('loss_scale', 'dynamic')
     if fused_adamw:
         ow['optimizer'] = dict(ow['optimizer'], fused=True)
     return ow
@@ -227,9 +222,7 @@ def compute_dtype(ow: dict) -> str:
 
 def build_for_training(cfg, device: torch.device, amp: str = 'config', fused_adamw: bool = False,
                        random_teachers: bool = False):
-    """The real model and optimizer wrapper (``MODELS.build`` + mmengine's
-    ``build_optim_wrapper``, as the Runner does): (model, optim wrapper, its config, img size).
-    ``random_teachers``: frozen teachers get random weights instead of their checkpoint file."""
+    """(model, optim wrapper, its config, img size), built as the Runner builds them."""
     import logging
 
     from mmengine.logging import MMLogger
@@ -265,9 +258,7 @@ def synthetic_batch(batch_size: int, size: int, device: torch.device) -> dict:
 
 
 def write_json(out: dict, path: Optional[str]) -> dict:
-    """Write ``out`` to ``path`` (if given) and return it."""
     if path:
-        with open(path, 'w') as f:
-            json.dump(out, f, indent=2)
+        dump(out, path, indent=2)
         print(f'results written to {path}')
     return out

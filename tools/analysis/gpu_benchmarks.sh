@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
-# Every GPU figure of docs/en/advanced_guides/performance.md in one run, on a GPU host with
-# torch only:
-#   bash tools/analysis/gpu_benchmarks.sh prepare                  # here: fills .gpu_bundle/
-#   OUT=/path/to/results bash tools/analysis/gpu_benchmarks.sh run [budget_s]   # on the GPU host
-# Rehearsal on a CPU: SMOKE=1 DEVICE=cpu OUT=/tmp/x bash tools/analysis/gpu_benchmarks.sh run
-# (parts, budget and outputs: docs/en/notes/input-and-benchmarks.md)
+# Every GPU figure of docs/en/advanced_guides/performance.md in one run on a GPU host with torch
+# only: `prepare` here (fills .gpu_bundle/), then `OUT=DIR ... run [budget_s]` on the GPU host;
+# SMOKE=1 DEVICE=cpu rehearses it on a CPU (parts, outputs: docs/en/notes/input-and-benchmarks.md).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
