@@ -130,6 +130,21 @@ def test_pretrained_backbone_loads_every_encoder_key(tmp_path):
     assert dropped | {'backbone.' + k for k in report.loaded} == set(state)
 
 
+def test_pretrained_backbone_allow_new_and_ignore_keys(tmp_path):
+    """The two escape hatches of strict loading: a model key the file lacks, a file key to drop."""
+    ckpt = str(tmp_path / 'pretrain.pth')
+    state = make_pretrain_checkpoint(ckpt)
+    del state['backbone.cls_token']
+    state['backbone.extra.weight'] = torch.zeros(2)
+    torch.save(dict(state_dict=state), ckpt)
+    with pytest.raises(ValueError, match='cls_token'):
+        _tiny_backbone(ckpt).init_weights()
+    backbone = _tiny_backbone(ckpt, allow_new=[r'cls_token'], ignore_keys=[r'extra\..*'])
+    backbone.init_weights()
+    assert 'cls_token' in backbone.pretrain_report.new
+    assert 'backbone.extra.weight' in backbone.pretrain_report.dropped
+
+
 def test_pretrained_backbone_resizes_pos_embed(tmp_path):
     ckpt = str(tmp_path / 'pretrain.pth')
     make_pretrain_checkpoint(ckpt)
