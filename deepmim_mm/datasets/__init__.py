@@ -1,6 +1,4 @@
-"""Data loading: clear errors for bad images and data folders, and the fast input paths —
-crop-aware decoding on the CPU, and bytes-only workers with decoding and augmentation on the
-device."""
+"""Data loading: bad images and data folders named, and the fast input paths."""
 from .crop_transforms import (DecodeCropResize, PackImageBytes, RandomFlipFlag,
                               RandomResizedCropBox, image_bytes_collate)
 from .data_preprocessor import DecodeDataPreprocessor

@@ -1,5 +1,4 @@
 """Decoding and augmentation of the batch on the model's device (the device path)."""
-import warnings
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -25,13 +24,9 @@ def torchcodec_decode_jpeg():
 
 @MODELS.register_module()
 class DecodeDataPreprocessor(SelfSupDataPreprocessor):
-    """mmpretrain's ``SelfSupDataPreprocessor`` that also decodes and augments the batch.
-
-    Adds over the upstream class: a batch of encoded files (``PackImageBytes``) with the crop box
-    and flip drawn in the workers is decoded (TorchCodec, else Pillow), cropped, resized and
-    flipped on the model's device (:func:`~.resample.resized_crops`), then handed in BGR order
-    to the upstream ``forward``; the output is the standard pipeline's to one grey level.
-    """
+    """mmpretrain's ``SelfSupDataPreprocessor`` that first decodes (TorchCodec, else Pillow),
+    crops, resizes and flips a batch of encoded files (``PackImageBytes``) on the model's device,
+    then hands it in BGR order to the upstream ``forward``."""
 
     def __init__(self, *args, decoder: str = 'auto', on_corrupt: str = 'error',
                  chunk: int = 64, **kwargs) -> None:
@@ -75,21 +70,15 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
             for i, img in zip(batch, self._torchcodec([files[i] for i in batch])):
                 if img is not None and tuple(img.shape[1:]) == tuple(metas[i]['ori_shape']):
                     images[i] = img
-        keep = []
-        for i, img in enumerate(images):
-            if img is None:
-                img = self._pillow(files[i], metas[i])
-                if img is None:
-                    continue
-                images[i] = img.to(self.device, non_blocking=True)
-            keep.append(i)
+        for i in range(len(files)):
+            if images[i] is None:
+                images[i] = self._pillow(files[i], metas[i])
+        keep = [i for i, img in enumerate(images) if img is not None]
         if not keep:
             raise ValueError('DecodeDataPreprocessor: no image of the batch could be decoded')
         return [images[i] for i in keep], keep
 
     def _torchcodec(self, files: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
-        if not files:
-            return []
         try:
             return list(self._decode_jpeg(files, mode='RGB', device=self.device))
         except Exception:  # one bad file fails the whole call: find it, decode the others
@@ -108,7 +97,7 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
             corrupt_image(meta.get('img_path', '<unknown file>'), e, self.on_corrupt,
                           'DecodeDataPreprocessor')
             return None
-        return img.permute(2, 0, 1)
+        return img.permute(2, 0, 1).to(self.device, non_blocking=True)
 
 
 def _plain_jpeg(meta: dict) -> bool:
@@ -123,7 +112,5 @@ def _encoded_files(inputs) -> Optional[List[torch.Tensor]]:
         data, offsets = inputs['data'], inputs['offsets'].tolist()
         return [data[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
     if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], bytes):
-        with warnings.catch_warnings():  # read-only buffers: only read
-            warnings.simplefilter('ignore', UserWarning)
-            return [torch.frombuffer(f, dtype=torch.uint8) for f in inputs]
+        return [torch.frombuffer(bytearray(f), dtype=torch.uint8) for f in inputs]
     return None

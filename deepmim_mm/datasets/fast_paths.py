@@ -1,6 +1,4 @@
-"""Rewrite a pretraining config's standard input pipeline for the crop-aware CPU path or the
-device path, keeping its own crop, flip and normalisation parameters (what
-``configs/pretrain/_base_/device_decode.py`` writes out for mmpretrain's MAE recipe)."""
+"""Rewrite a pretraining config's input pipeline for a fast path, keeping its own parameters."""
 import copy
 from typing import List
 

@@ -1,12 +1,9 @@
-"""The image folders a config's datasets scan, checked before the scan: mmengine's
-``LocalBackend.list_dir_or_file`` (mmpretrain's ``CustomDataset``, mmseg's datasets) follows
-symbolic links to folders with no guard against a loop, and leaves out a link whose target is
-gone without a word."""
+"""The image folders a config's datasets scan, checked for symbolic links before the scan."""
 import errno
 import os
 import os.path as osp
 import stat
-from typing import Iterator, List, Sequence
+from typing import Iterator, Sequence
 
 from mmengine.logging import print_log
 
@@ -33,10 +30,9 @@ def dataset_folders(dataset_cfg) -> Iterator[str]:
         yield folder
 
 
-def check_image_folder(folder: str) -> List[str]:
-    """Walk ``folder`` as the scan does, following links to folders: a ``ValueError`` naming a
-    link that loops (to a folder that holds it, or to itself) and its target; a warning naming
-    the links whose target does not exist, which the scan leaves out. Returns those links."""
+def check_image_folder(folder: str) -> None:
+    """Walk ``folder`` as mmengine's scan does, following links to folders: a ``ValueError``
+    naming a link that loops and its target, a warning naming the links to no file."""
     dangling = []
     stack = [(folder, {_identity(os.stat(folder))})]
     while stack:
@@ -69,7 +65,6 @@ def check_image_folder(folder: str) -> List[str]:
                   'left out of the dataset: ' + ', '.join(
                       f'{p} -> {os.readlink(p)}' for p in dangling[:_SHOWN]) + more,
                   logger='current', level=30)
-    return dangling
 
 
 def check_data_folders(cfg, dataloaders: Sequence[str]) -> None:

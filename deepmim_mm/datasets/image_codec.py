@@ -1,6 +1,4 @@
-"""Encoded-image helpers shared by the bytes-only, crop-aware and device paths: what the file's
-header says (size, format, EXIF orientation), the libjpeg DCT scale a crop allows, and Pillow
-decoding (full, or crop-aware at a reduced DCT scale)."""
+"""What an encoded image's header says, and Pillow decoding: full, or crop-aware at a DCT scale."""
 import io
 import math
 from typing import NamedTuple, Sequence, Tuple

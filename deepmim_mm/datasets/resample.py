@@ -1,5 +1,4 @@
-"""Crop + resize + flip of a batch of images of different sizes as two batched matrix products
-with Pillow's resampling filters (``Wy @ crop @ Wx^T``, crops zero-padded to the largest)."""
+"""Crop, resize and flip a batch of images of any sizes as Pillow does, in two batched matmuls."""
 import math
 from typing import Callable, Dict, Sequence, Tuple
 

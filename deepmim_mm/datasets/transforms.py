@@ -1,5 +1,4 @@
-"""Image loading that names the file it cannot decode, or skips it with a warning; and a loader
-that only reads the file and its header (decoding happens later, crop-aware or on the device)."""
+"""Image loaders that name (or skip) a file they cannot decode, and one that decodes nothing."""
 from typing import Optional
 
 from mmcv.transforms import LoadImageFromFile
@@ -15,8 +14,7 @@ _ACCEPTED = ('error', 'skip')
 
 def corrupt_image(filename: str, error: BaseException, on_corrupt: str, where: str,
                   how_to_skip: Optional[str] = None) -> None:
-    """Apply ``where``'s ``on_corrupt`` policy to a file whose decoding raised ``error``: a
-    ``ValueError`` naming it and ``how_to_skip`` (``'error'``), or a warning (``'skip'``)."""
+    """Apply ``where``'s ``on_corrupt`` policy to a file whose decoding raised ``error``."""
     msg = (f'cannot decode image {filename} ({_reason(error)}): the file is corrupt or not an '
            'image')
     if on_corrupt == 'skip':
@@ -69,7 +67,6 @@ class LoadImageFromFileChecked(LoadImageFromFile):
         corrupt_image(filename, e, self.on_corrupt, type(self).__name__)
 
     def read_bytes(self, filename: str) -> bytes:
-        """The file's bytes, through the configured file backend (as the upstream transform)."""
         if self.file_client_args is not None:
             return fileio.FileClient.infer_client(self.file_client_args, filename).get(filename)
         return fileio.get(filename, backend_args=self.backend_args)
@@ -80,9 +77,8 @@ class LoadImageFromFileChecked(LoadImageFromFile):
 
 @TRANSFORMS.register_module()
 class LoadImageBytes(LoadImageFromFileChecked):
-    """``LoadImageFromFileChecked`` that reads the file and its header and decodes nothing: it
-    sets ``img_bytes``, ``img_shape`` = ``ori_shape`` (EXIF orientation applied), ``img_format``,
-    ``img_mode`` and ``img_orientation`` instead of ``img``."""
+    """``LoadImageFromFileChecked`` that decodes nothing: sets ``img_bytes`` and what the header
+    says (``img_shape`` = ``ori_shape``, ``img_format``, ``img_mode``, ``img_orientation``)."""
 
     def transform(self, results: dict) -> Optional[dict]:
         filename = results['img_path']

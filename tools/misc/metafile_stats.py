@@ -2,6 +2,7 @@
 """FLOPs and parameters of the models in the metafiles, counted on the built models with
 mmengine's ``FlopAnalyzer`` as each codebase's ``get_flops.py`` counts them (random weights)."""
 import argparse
+import functools
 import math
 import os
 import os.path as osp
@@ -67,6 +68,7 @@ def sdpa_flop(inputs, outputs):
     return math.prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
+@functools.lru_cache(maxsize=None)  # configs shared by several models are counted once
 def complexity(cfg_path):
     """``(flops, params)`` of one config (inputs of ``INPUT_SIZE``; no teacher parameters)."""
     import torch
@@ -74,28 +76,19 @@ def complexity(cfg_path):
 
     torch.manual_seed(0)
     model, scope = _build(cfg_path)
-    if scope not in INPUT_SIZE:
-        raise ValueError(f'{cfg_path}: default_scope {scope!r} is not one of {sorted(INPUT_SIZE)}')
     h, w = INPUT_SIZE[scope]
     params = sum(p.numel() for n, p in model.named_parameters()
                  if not n.startswith('target_generator.'))
     if scope == 'mmpretrain':
         model.forward = model.extract_feat
-        inputs = (torch.rand(1, 3, h, w), )
-    elif scope == 'mmseg':
-        from mmseg.structures import SegDataSample
-        batch = {'inputs': [torch.rand(3, h, w) * 255],
-                 'data_samples': [SegDataSample(metainfo=dict(ori_shape=(h, w),
-                                                              pad_shape=(h, w)))]}
-        inputs = (model.data_preprocessor(batch)['inputs'], )
-    else:  # mmdet
+    elif scope == 'mmdet':  # its RPN and RoI heads read the image's meta (mmseg's need none)
         from functools import partial
 
         from mmdet.structures import DetDataSample
         meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
                     batch_input_shape=(h, w), scale_factor=(1.0, 1.0))
         model.forward = partial(model.forward, data_samples=[DetDataSample(metainfo=meta)])
-        inputs = (torch.rand(1, 3, h, w), )
+    inputs = (torch.rand(1, 3, h, w), )
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         analyzer = FlopAnalyzer(model, inputs)
@@ -126,17 +119,14 @@ def main(argv=None):
     args = parse_args(argv)
     os.chdir(ROOT)
     metafiles = [osp.abspath(m) for m in args.metafiles] or metafiles_of_index()
-    cache, mismatches = {}, []
+    mismatches = []
     print(f'{"model":<64}{"FLOPs":>16}{"Parameters":>14}')
     for metafile in metafiles:
         text = open(metafile).read()
         for m in read_models(metafile):
             if args.models and m['Name'] not in args.models:
                 continue
-            cfg = m['Config']
-            if cfg not in cache:
-                cache[cfg] = complexity(osp.join(ROOT, cfg))
-            flops, params = cache[cfg]
+            flops, params = complexity(osp.join(ROOT, m['Config']))
             print(f'{m["Name"]:<64}{flops:>16}{params:>14}', flush=True)
             meta = m.get('Metadata') or {}
             if (meta.get('FLOPs'), meta.get('Parameters')) != (flops, params):
