@@ -225,10 +225,9 @@ def test_header_sizes_follow_exif_orientation(tmp_path):
     paths = odd_files(tmp_path)
     plain = read_header(open(paths['png.png'], 'rb').read())
     rotated = read_header(open(paths['rotated.JPEG'], 'rb').read())
-    assert (rotated.height, rotated.width) == (plain.width, plain.height)
-    assert rotated.orientation == 6 and plain.format == 'PNG'
-    assert decode_rgb(open(paths['rotated.JPEG'], 'rb').read()).shape[:2] == (
-        rotated.height, rotated.width)
+    assert rotated['img_shape'] == plain['img_shape'][::-1]
+    assert rotated['img_orientation'] == 6 and plain['img_format'] == 'PNG'
+    assert decode_rgb(open(paths['rotated.JPEG'], 'rb').read()).shape[:2] == rotated['img_shape']
 
 
 # ---------------------------------------------------------------- bad files

@@ -2,7 +2,6 @@
 import errno
 import os
 import os.path as osp
-import stat
 from typing import Iterator, Sequence
 
 from mmengine.logging import print_log
@@ -34,31 +33,27 @@ def check_image_folder(folder: str) -> None:
     """Walk ``folder`` as mmengine's scan does, following links to folders: a ``ValueError``
     naming a link that loops and its target, a warning naming the links to no file."""
     dangling = []
-    stack = [(folder, {_identity(os.stat(folder))})]
+    stack = [(folder, {osp.realpath(folder)})]
     while stack:
         path, above = stack.pop()
         with os.scandir(path) as entries:
             for entry in entries:
-                if entry.is_symlink():
-                    try:
-                        st = os.stat(entry.path)
-                    except FileNotFoundError:
-                        dangling.append(entry.path)
-                        continue
-                    except OSError as e:
-                        if e.errno != errno.ELOOP:
-                            raise
-                        raise _loop(folder, entry.path, 'itself') from None
-                    if not stat.S_ISDIR(st.st_mode):
-                        continue
-                    if _identity(st) in above:
-                        raise _loop(folder, entry.path, f'{osp.realpath(entry.path)}, which '
-                                    'holds it')
-                elif entry.is_dir(follow_symlinks=False):
-                    st = entry.stat(follow_symlinks=False)
-                else:
+                if not (entry.is_symlink() or entry.is_dir(follow_symlinks=False)):
+                    continue  # a file: no system call
+                try:
+                    real = osp.realpath(entry.path, strict=True)
+                except FileNotFoundError:
+                    dangling.append(entry.path)
                     continue
-                stack.append((entry.path, above | {_identity(st)}))
+                except OSError as e:
+                    if e.errno != errno.ELOOP:
+                        raise
+                    raise _loop(folder, entry.path, 'itself') from None
+                if not entry.is_dir():
+                    continue
+                if real in above:
+                    raise _loop(folder, entry.path, f'{real}, which holds it')
+                stack.append((entry.path, above | {real}))
     if dangling:
         more = f' and {len(dangling) - _SHOWN} more' if len(dangling) > _SHOWN else ''
         print_log(f'data folder {folder}: {len(dangling)} symbolic links point to no file and are '
@@ -73,10 +68,6 @@ def check_data_folders(cfg, dataloaders: Sequence[str]) -> None:
     for field in dataloaders:
         for folder in dataset_folders((cfg.get(field) or {}).get('dataset')):
             check_image_folder(folder)
-
-
-def _identity(st):
-    return st.st_dev, st.st_ino
 
 
 def _loop(folder, link, leads_to):

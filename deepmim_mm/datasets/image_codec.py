@@ -1,30 +1,20 @@
 """What an encoded image's header says, and Pillow decoding: full, or crop-aware at a DCT scale."""
 import io
 import math
-from typing import NamedTuple, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 from mmcv.image.geometric import pillow_interp_codes as PIL_FILTERS  # mmcv.imresize's filters
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
-EXIF_ORIENTATION = 0x0112
 JPEG_FORMATS = ('JPEG', 'MPO')  # Pillow names a JPEG with a multi-picture segment 'MPO'
 DCT_SCALES = (8, 4, 2, 1)  # the downscaling factors libjpeg decodes at directly
 
 
-class ImageHeader(NamedTuple):
-    """What the header of an encoded image says, with sizes as cv2 and TorchCodec return the
-    image (EXIF orientation applied)."""
-    height: int
-    width: int
-    format: str  # Pillow's format name: 'JPEG', 'PNG', ...
-    mode: str  # Pillow's mode of the stored pixels: 'RGB', 'L', 'CMYK', ...
-    orientation: int  # EXIF orientation of a JPEG (1: none; other formats: 1)
-
-
-def read_header(data: bytes) -> ImageHeader:
-    """The header of ``data`` (no pixels decoded). Raises what Pillow raises for data that is
-    not an image, and ``ValueError`` for an empty buffer."""
+def read_header(data: bytes) -> dict:
+    """The ``results`` keys the header of ``data`` gives: ``img_shape`` (EXIF orientation applied,
+    as cv2 and TorchCodec decode), ``img_format``, ``img_mode``, ``img_orientation`` (1: none).
+    Raises Pillow's error for data that is not an image, ``ValueError`` for no data."""
     if not data:
         raise ValueError('the file is empty (0 bytes)')
     with Image.open(io.BytesIO(data)) as im:
@@ -32,7 +22,8 @@ def read_header(data: bytes) -> ImageHeader:
         orientation = _exif_orientation(im)
         if orientation >= 5:  # transposing orientations
             width, height = height, width
-        return ImageHeader(height, width, im.format or '', im.mode, orientation)
+        return dict(img_shape=(height, width), img_format=im.format or '', img_mode=im.mode,
+                    img_orientation=orientation)
 
 
 def dct_scale(box_hw: Sequence[int], out_hw: Sequence[int]) -> int:
@@ -47,7 +38,7 @@ def dct_scale(box_hw: Sequence[int], out_hw: Sequence[int]) -> int:
 def _exif_orientation(im: Image.Image) -> int:
     if im.format not in JPEG_FORMATS:
         return 1  # cv2 applies the EXIF orientation of JPEGs only
-    orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    orientation = int(im.getexif().get(ExifTags.Base.Orientation, 1) or 1)
     return orientation if 1 <= orientation <= 8 else 1
 
 

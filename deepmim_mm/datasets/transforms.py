@@ -89,9 +89,5 @@ class LoadImageBytes(LoadImageFromFileChecked):
             raise
         except Exception as e:  # PIL.UnidentifiedImageError, ValueError (empty), ...
             return self._corrupt(filename, e)
-        results['img_bytes'] = data
-        results['img_shape'] = results['ori_shape'] = (header.height, header.width)
-        results['img_format'] = header.format
-        results['img_mode'] = header.mode
-        results['img_orientation'] = header.orientation
+        results.update(header, img_bytes=data, ori_shape=header['img_shape'])
         return results
