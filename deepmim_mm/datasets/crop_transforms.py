@@ -78,16 +78,11 @@ class DecodeCropResize(BaseTransform):
         del results['img_bytes']
         return results
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(channel_order='{self.channel_order}', "
-                f"on_corrupt='{self.on_corrupt}')")
-
 
 @TRANSFORMS.register_module()
 class RandomFlipFlag(RandomFlip):
-    """mmcv's ``RandomFlip`` that only decides: ``flip`` and ``flip_direction`` are drawn by
-    the upstream transform and recorded; ``DecodeDataPreprocessor`` flips the image (not decoded
-    yet) on the device."""
+    """mmcv's ``RandomFlip`` that only draws and records ``flip`` and ``flip_direction``: the
+    image is flipped on the device (``DecodeDataPreprocessor``)."""
 
     def transform(self, results: dict) -> dict:
         results['img'] = np.empty((1, 1, 0), np.uint8)  # upstream flips an image: a stand-in

@@ -71,9 +71,6 @@ class LoadImageFromFileChecked(LoadImageFromFile):
             return fileio.FileClient.infer_client(self.file_client_args, filename).get(filename)
         return fileio.get(filename, backend_args=self.backend_args)
 
-    def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f", on_corrupt='{self.on_corrupt}')"
-
 
 @TRANSFORMS.register_module()
 class LoadImageBytes(LoadImageFromFileChecked):

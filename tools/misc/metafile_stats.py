@@ -10,7 +10,7 @@ import re
 import sys
 import warnings
 
-import yaml
+import mmengine
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.realpath(__file__))))
 INPUT_SIZE = {'mmpretrain': (224, 224), 'mmseg': (512, 512), 'mmdet': (1024, 1024)}
@@ -31,15 +31,12 @@ def parse_args(argv=None):
 
 def metafiles_of_index(index=osp.join(ROOT, 'model-index.yml')):
     """The metafiles ``model-index.yml`` imports, as absolute paths."""
-    with open(index) as f:
-        imports = yaml.safe_load(f)['Import']
-    return [osp.join(osp.dirname(index), p) for p in imports]
+    return [osp.join(osp.dirname(index), p) for p in mmengine.load(index)['Import']]
 
 
 def read_models(metafile):
     """The ``Models`` list of a metafile."""
-    with open(metafile) as f:
-        return yaml.safe_load(f).get('Models') or []
+    return mmengine.load(metafile).get('Models') or []
 
 
 def _build(cfg_path):
@@ -103,8 +100,6 @@ def update_text(text, name, flops, params):
     """``text`` (a metafile) with the FLOPs / Parameters lines of model ``name`` replaced in
     place (comments and layout survive); a ``ValueError`` where a line is missing."""
     start = re.search(rf'^(\s*)- Name: {re.escape(name)}\s*$', text, re.M)
-    if start is None:
-        raise ValueError(f'model {name} not found')
     nxt = re.compile(rf'^{start.group(1)}- Name: ', re.M).search(text, start.end())
     end = nxt.start() if nxt else len(text)
     block = text[start.end():end]
