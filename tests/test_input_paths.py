@@ -296,7 +296,6 @@ def test_corrupt_file_in_a_device_batch_is_named_or_dropped(tmp_path, warnings_l
     (TRANSFORMS, dict(type='RandomResizedCropBox', scale=8, backend='cv2'), "backend='cv2'"),
     (TRANSFORMS, dict(type='RandomResizedCropBox', scale=8, interpolation='area'),
      "interpolation='area'"),
-    (TRANSFORMS, dict(type='DecodeCropResize', channel_order='rgba'), "channel_order='rgba'"),
     (TRANSFORMS, dict(type='LoadImageBytes', on_corrupt='ignore'), "on_corrupt='ignore'"),
     (TRANSFORMS, dict(type='LoadImageFromFileChecked', ignore_empty=True), 'ignore_empty=True'),
     (MODELS, dict(type='DecodeDataPreprocessor', decoder='nvjpeg'), "decoder='nvjpeg'"),

@@ -21,9 +21,8 @@ BYTES_META_KEYS = PackInputs.DEFAULT_META_KEYS + ('crop_box', 'interpolation', '
 
 @TRANSFORMS.register_module()
 class RandomResizedCropBox(RandomResizedCrop):
-    """mmpretrain's ``RandomResizedCrop`` that only draws the crop box (upstream's draws, from
-    ``img_shape``) and records ``crop_box`` = (top, left, height, width), ``img_shape`` = the
-    output size and ``interpolation``; ``backend`` must be ``'pillow'``."""
+    """mmpretrain's ``RandomResizedCrop`` that only draws the box: sets ``crop_box`` (top, left,
+    height, width), ``img_shape`` (the output size) and ``interpolation``; Pillow backend only."""
 
     def __init__(self, *args, backend: str = 'pillow', **kwargs) -> None:
         if backend != 'pillow':
@@ -48,13 +47,10 @@ class RandomResizedCropBox(RandomResizedCrop):
 class DecodeCropResize(BaseTransform):
     """Crop-aware decoding on the CPU (after ``LoadImageBytes`` + ``RandomResizedCropBox``):
     decodes ``img_bytes`` only as finely as ``crop_box`` needs, then crops and resizes it to
-    ``img_shape``; at DCT scale 1, the standard pipeline's operations bit for bit."""
+    ``img_shape`` (BGR, as ``LoadImageFromFile``); at DCT scale 1, the standard pipeline's
+    operations bit for bit."""
 
-    def __init__(self, channel_order: str = 'bgr', on_corrupt: str = 'error') -> None:
-        if channel_order not in ('bgr', 'rgb'):
-            raise ValueError(f"DecodeCropResize: channel_order={channel_order!r}; accepted: "
-                             "['bgr', 'rgb']")
-        self.channel_order = channel_order
+    def __init__(self, on_corrupt: str = 'error') -> None:
         self.on_corrupt = check_on_corrupt(on_corrupt, 'DecodeCropResize')
 
     def transform(self, results: dict) -> Union[dict, None]:
@@ -74,7 +70,7 @@ class DecodeCropResize(BaseTransform):
         except Exception as e:  # truncated or corrupt data behind a valid header
             corrupt_image(results['img_path'], e, self.on_corrupt, 'DecodeCropResize')
             return None
-        results['img'] = img[..., ::-1] if self.channel_order == 'rgb' else img
+        results['img'] = img
         del results['img_bytes']
         return results
 

@@ -1,5 +1,5 @@
 """Decoding and augmentation of the batch on the model's device (the device path)."""
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
@@ -13,8 +13,7 @@ DECODERS = ('auto', 'torchcodec', 'pillow')
 
 
 def torchcodec_decode_jpeg():
-    """TorchCodec's batched JPEG decoder (nvJPEG on CUDA, libjpeg-turbo on the CPU), or None
-    where it is not installed or its library does not load against this torch."""
+    """TorchCodec's batched JPEG decoder, or None where it does not import against this torch."""
     try:
         from torchcodec.decoders import decode_jpeg
     except Exception:  # ImportError, or OSError/RuntimeError from its shared libraries
@@ -46,9 +45,7 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
         files = _encoded_files(data.get('inputs'))
         if files is None:
             return super().forward(data, training)
-        samples = list(data['data_samples'])
-        images, keep = self.decode(files, samples)
-        samples = [samples[i] for i in keep]
+        images, samples = self._decode(files, list(data['data_samples']))
         meta = [s.metainfo for s in samples]
         interpolation = meta[0].get('interpolation', 'bicubic')
         if interpolation not in FILTERS:
@@ -59,10 +56,9 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
                             interpolation, self.chunk)
         return super().forward({'inputs': rgb.flip(1), 'data_samples': samples}, training)
 
-    def decode(self, files: Sequence[torch.Tensor],
-               samples: Sequence) -> Tuple[List[torch.Tensor], List[int]]:
-        """RGB uint8 ``(3, H, W)`` images on this module's device, and the indices of the files
-        that could be decoded (all of them unless ``on_corrupt='skip'``)."""
+    def _decode(self, files: List[torch.Tensor], samples: list) -> Tuple[List[torch.Tensor], list]:
+        """RGB uint8 ``(3, H, W)`` images on this device and their samples (all of them unless
+        ``on_corrupt='skip'``)."""
         images: List[Optional[torch.Tensor]] = [None] * len(files)
         metas = [s.metainfo for s in samples]
         if self._decode_jpeg is not None:
@@ -76,7 +72,7 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
         keep = [i for i, img in enumerate(images) if img is not None]
         if not keep:
             raise ValueError('DecodeDataPreprocessor: no image of the batch could be decoded')
-        return [images[i] for i in keep], keep
+        return [images[i] for i in keep], [samples[i] for i in keep]
 
     def _torchcodec(self, files: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
         try:

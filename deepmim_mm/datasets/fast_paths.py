@@ -50,9 +50,8 @@ def innermost_dataset(dataset_cfg: dict) -> dict:
 
 
 def apply_fast_path(cfg, path: str):
-    """Switch ``cfg`` (an mmengine ``Config``) to ``path`` in place and return it: the train
-    pipeline, and for ``'device'`` the collate function (``image_bytes_collate``) and the data
-    preprocessor (``DecodeDataPreprocessor`` with the config's mean, std and channel order)."""
+    """Switch ``cfg``'s train pipeline to ``path`` in place and return ``cfg``; ``'device'`` also
+    sets ``image_bytes_collate`` and ``DecodeDataPreprocessor`` (the config's mean, std, order)."""
     dataset = innermost_dataset(cfg.train_dataloader.dataset)
     dataset['pipeline'] = fast_path_pipeline(dataset['pipeline'], path)
     if path != 'device':

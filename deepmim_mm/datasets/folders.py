@@ -63,8 +63,7 @@ def check_image_folder(folder: str) -> None:
 
 
 def check_data_folders(cfg, dataloaders: Sequence[str]) -> None:
-    """:func:`check_image_folder` on every folder the datasets of ``cfg``'s ``dataloaders``
-    (e.g. ``'train_dataloader'``) scan."""
+    """:func:`check_image_folder` on the folders the datasets of ``cfg``'s ``dataloaders`` scan."""
     for field in dataloaders:
         for folder in dataset_folders((cfg.get(field) or {}).get('dataset')):
             check_image_folder(folder)

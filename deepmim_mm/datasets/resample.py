@@ -53,9 +53,8 @@ def resample_weights(sizes: torch.Tensor, out: int, total: int,
 
 
 def vertical_first(h: int, w: int, out_hw: Sequence[int]) -> bool:
-    """Whether Pillow resizes an ``h`` x ``w`` image to ``out_hw`` vertically first: since Pillow
-    13, when the height shrinks by more than twice as many pixels as the width; always
-    horizontally first before."""
+    """Whether Pillow resizes an ``h`` x ``w`` image to ``out_hw`` vertically first (Pillow >= 13,
+    when the height shrinks by more than twice as many pixels as the width)."""
     return PILLOW_13 and 0 < h - out_hw[0] and h - out_hw[0] > (w - out_hw[1]) * 2
 
 

@@ -57,19 +57,17 @@ class LoadImageFromFileChecked(LoadImageFromFile):
 
     def transform(self, results: dict) -> Optional[dict]:
         try:
-            return super().transform(results)
+            return self._load(results)
         except FileNotFoundError:
             raise
-        except Exception as e:  # cv2.error, AssertionError, OSError, ...: the file's fault
+        except Exception as e:  # cv2.error, AssertionError, PIL's errors: the file's fault
             return self._corrupt(results['img_path'], e)
+
+    def _load(self, results: dict) -> dict:
+        return super().transform(results)
 
     def _corrupt(self, filename: str, e: BaseException) -> None:
         corrupt_image(filename, e, self.on_corrupt, type(self).__name__)
-
-    def read_bytes(self, filename: str) -> bytes:
-        if self.file_client_args is not None:
-            return fileio.FileClient.infer_client(self.file_client_args, filename).get(filename)
-        return fileio.get(filename, backend_args=self.backend_args)
 
 
 @TRANSFORMS.register_module()
@@ -77,14 +75,12 @@ class LoadImageBytes(LoadImageFromFileChecked):
     """``LoadImageFromFileChecked`` that decodes nothing: sets ``img_bytes`` and what the header
     says (``img_shape`` = ``ori_shape``, ``img_format``, ``img_mode``, ``img_orientation``)."""
 
-    def transform(self, results: dict) -> Optional[dict]:
-        filename = results['img_path']
-        try:
-            data = self.read_bytes(filename)
-            header = read_header(data)
-        except FileNotFoundError:
-            raise
-        except Exception as e:  # PIL.UnidentifiedImageError, ValueError (empty), ...
-            return self._corrupt(filename, e)
-        results.update(header, img_bytes=data, ori_shape=header['img_shape'])
+    def _load(self, results: dict) -> dict:
+        filename = results['img_path']  # read as the upstream transform reads it
+        if self.file_client_args is not None:
+            data = fileio.FileClient.infer_client(self.file_client_args, filename).get(filename)
+        else:
+            data = fileio.get(filename, backend_args=self.backend_args)
+        results.update(read_header(data), img_bytes=data)
+        results['ori_shape'] = results['img_shape']
         return results

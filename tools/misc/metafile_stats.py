@@ -79,12 +79,11 @@ def complexity(cfg_path):
     if scope == 'mmpretrain':
         model.forward = model.extract_feat
     elif scope == 'mmdet':  # its RPN and RoI heads read the image's meta (mmseg's need none)
-        from functools import partial
-
         from mmdet.structures import DetDataSample
         meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
                     batch_input_shape=(h, w), scale_factor=(1.0, 1.0))
-        model.forward = partial(model.forward, data_samples=[DetDataSample(metainfo=meta)])
+        model.forward = functools.partial(model.forward,
+                                          data_samples=[DetDataSample(metainfo=meta)])
     inputs = (torch.rand(1, 3, h, w), )
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
