@@ -121,7 +121,7 @@ def test_resized_crops_equal_pillow(interpolation):
     imgs = [rng.integers(0, 256, (60 + 7 * k, 70 + 5 * k, 3), dtype=np.uint8) for k in range(4)]
     boxes = [(2, 3, 50, 55), (0, 0, 67, 75), (10, 5, 20, 30), (1, 1, 8, 70)]
     got = resized_crops([torch.from_numpy(i).permute(2, 0, 1) for i in imgs], boxes, (16, 24),
-                        interpolation=interpolation)
+                        interpolation=interpolation, chunk=2)  # and in chunks
     for out, img, (top, left, h, w) in zip(got, imgs, boxes):
         ref = Image.fromarray(img[top:top + h, left:left + w]).resize(
             (24, 16), PIL_FILTERS[interpolation])
@@ -163,7 +163,7 @@ def test_device_path_equals_standard_pipeline(tmp_path, decoder, collate):
     batch = collate([device(dict(img_path=f)) for f in files])
     up = MODELS.build(dict(type='SelfSupDataPreprocessor', mean=MEAN, std=STD, to_rgb=True))
     ours = MODELS.build(dict(type='DecodeDataPreprocessor', mean=MEAN, std=STD, to_rgb=True,
-                             decoder=decoder, chunk=5))
+                             decoder=decoder))
     assert ours.decoder == decoder
     ref, got = up(ref_batch)['inputs'], ours(batch)['inputs']
     assert got.shape == ref.shape == (len(files), 3, 64, 64)

@@ -1,5 +1,4 @@
-"""The fast paths' transforms: crop box and flip drawn by the upstream transforms before
-decoding, crop-aware decoding, and the packing of encoded files."""
+"""The fast paths' transforms: crop and flip drawn before decoding, crop-aware decoding, packing."""
 from typing import Sequence, Union
 
 import mmcv
@@ -14,7 +13,6 @@ from mmpretrain.registry import TRANSFORMS
 from .image_codec import JPEG_FORMATS, PIL_FILTERS, dct_scale, decode_crop_resize
 from .transforms import check_on_corrupt, corrupt_image
 
-#: the meta keys the device path's data preprocessor reads
 BYTES_META_KEYS = PackInputs.DEFAULT_META_KEYS + ('crop_box', 'interpolation', 'img_format',
                                                   'img_mode', 'img_orientation')
 
@@ -45,10 +43,9 @@ class RandomResizedCropBox(RandomResizedCrop):
 
 @TRANSFORMS.register_module()
 class DecodeCropResize(BaseTransform):
-    """Crop-aware decoding on the CPU (after ``LoadImageBytes`` + ``RandomResizedCropBox``):
-    decodes ``img_bytes`` only as finely as ``crop_box`` needs, then crops and resizes it to
-    ``img_shape`` (BGR, as ``LoadImageFromFile``); at DCT scale 1, the standard pipeline's
-    operations bit for bit."""
+    """Crop-aware decoding on the CPU (after ``RandomResizedCropBox``): ``img_bytes`` decoded only
+    as finely as ``crop_box`` needs, then cropped and resized to a BGR ``img`` of ``img_shape``;
+    at DCT scale 1, the standard pipeline's operations bit for bit."""
 
     def __init__(self, on_corrupt: str = 'error') -> None:
         self.on_corrupt = check_on_corrupt(on_corrupt, 'DecodeCropResize')

@@ -11,9 +11,8 @@ _SHOWN = 5
 
 
 def dataset_folders(dataset_cfg) -> Iterator[str]:
-    """The local folders the datasets of ``dataset_cfg`` (inside wrappers: ``dataset``,
-    ``datasets``) scan: ``data_root`` joined with ``data_prefix`` (its ``img_path``), for the
-    datasets without an ``ann_file``."""
+    """The local folders the datasets of ``dataset_cfg`` (inside wrappers too) scan: ``data_root``
+    joined with ``data_prefix`` (its ``img_path``), for datasets without an ``ann_file``."""
     if not dataset_cfg:
         return
     for inner in [dataset_cfg.get('dataset')] + list(dataset_cfg.get('datasets') or []):
@@ -54,11 +53,10 @@ def check_image_folder(folder: str) -> None:
                 if real in above:
                     raise _loop(folder, entry.path, f'{real}, which holds it')
                 stack.append((entry.path, above | {real}))
-    if dangling:
-        more = f' and {len(dangling) - _SHOWN} more' if len(dangling) > _SHOWN else ''
+    if dangling:  # the count, then the first links
         print_log(f'data folder {folder}: {len(dangling)} symbolic links point to no file and are '
                   'left out of the dataset: ' + ', '.join(
-                      f'{p} -> {os.readlink(p)}' for p in dangling[:_SHOWN]) + more,
+                      f'{p} -> {os.readlink(p)}' for p in dangling[:_SHOWN]),
                   logger='current', level=30)
 
 

@@ -56,19 +56,16 @@ def decode_rgb(data: bytes) -> np.ndarray:
 
 def decode_crop_resize(data: bytes, box: Sequence[int], out_hw: Sequence[int],
                        interpolation: str = 'bicubic') -> Tuple[Image.Image, int]:
-    """Decode only what the crop ``box`` = (top, left, height, width) of the oriented image needs
-    (a JPEG at the :func:`dct_scale` it allows), crop it and resize it to ``out_hw`` with
-    Pillow's filter: returns (RGB image, DCT scale used)."""
+    """(RGB image, DCT scale used): the crop ``box`` (top, left, height, width) of the oriented
+    image, a JPEG decoded at the :func:`dct_scale` it allows, resized to ``out_hw`` by Pillow."""
     top, left, h, w = box
     with Image.open(io.BytesIO(data)) as im:
         orientation = _exif_orientation(im)
-        scale = 1
-        if im.format in JPEG_FORMATS:
-            scale = dct_scale((h, w), out_hw)
-            if scale > 1:
-                raw_w, raw_h = im.size
-                _, reduced = im.draft('RGB', (raw_w // scale, raw_h // scale))
-                scale = raw_w / reduced[2]  # the scale libjpeg actually decodes at
+        scale = dct_scale((h, w), out_hw) if im.format in JPEG_FORMATS else 1
+        if scale > 1:
+            raw_w, raw_h = im.size
+            _, reduced = im.draft('RGB', (raw_w // scale, raw_h // scale))
+            scale = raw_w / reduced[2]  # the scale libjpeg actually decodes at
         im = _oriented_rgb(im, orientation)
         y0, x0, y1, x1 = top / scale, left / scale, (top + h) / scale, (left + w) / scale
         # crop the enclosing whole pixels first, so the filter does not reach outside the crop

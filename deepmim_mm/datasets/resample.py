@@ -61,10 +61,9 @@ def vertical_first(h: int, w: int, out_hw: Sequence[int]) -> bool:
 def resized_crops(images: Sequence[torch.Tensor], boxes: Sequence[Sequence[int]],
                   out_hw: Sequence[int], flips: Sequence[str] = (), interpolation: str = 'bicubic',
                   chunk: int = 64) -> torch.Tensor:
-    """Crop ``boxes[b]`` = (top, left, height, width) out of ``images[b]`` (uint8 ``(C, H, W)``,
-    any sizes, one device), resize to ``out_hw`` with Pillow's filter, flip by ``flips[b]``
-    (None, 'horizontal', 'vertical', 'diagonal'): a float32 ``(B, C, H_out, W_out)`` batch of
-    whole numbers in [0, 255], as Pillow returns them. ``chunk`` images are resized at once."""
+    """``boxes[b]`` (top, left, height, width) of uint8 ``images[b]`` (C, H, W), resized to
+    ``out_hw`` and flipped by ``flips[b]`` (None, 'horizontal', 'vertical', 'diagonal') as Pillow
+    does: a float32 (B, C, H_out, W_out) batch of whole grey levels, ``chunk`` images at once."""
     flips = list(flips) or [None] * len(images)
     order = [vertical_first(b[2], b[3], out_hw) for b in boxes]
     out = torch.empty(len(images), images[0].shape[0], *out_hw, device=images[0].device)

@@ -1,5 +1,4 @@
-"""Browse a config's dataset after its pipeline: mmpretrain's ``browse_dataset`` (same arguments
-and figures) for this plugin's configs, pretraining and fine-tuning alike."""
+"""Browse a config's dataset through its pipeline, with mmpretrain's arguments and figures."""
 import argparse
 import os.path as osp
 import sys

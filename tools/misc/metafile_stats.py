@@ -1,6 +1,5 @@
 # Copyright (c) OpenMMLab. All rights reserved.
-"""FLOPs and parameters of the models in the metafiles, counted on the built models with
-mmengine's ``FlopAnalyzer`` as each codebase's ``get_flops.py`` counts them (random weights)."""
+"""Count FLOPs and parameters of the metafiles' models as each codebase's get_flops.py does."""
 import argparse
 import functools
 import math
