@@ -88,8 +88,7 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
         try:
             img = torch.from_numpy(decode_rgb(data.numpy().tobytes()).copy())
         except Exception as e:
-            corrupt_image(meta.get('img_path', '<unknown file>'), e, self.on_corrupt,
-                          'DecodeDataPreprocessor')
+            corrupt_image(meta['img_path'], e, self.on_corrupt, 'DecodeDataPreprocessor')
             return None
         return img.permute(2, 0, 1).to(self.device, non_blocking=True)
 

@@ -6,9 +6,6 @@ from typing import Iterator, Sequence
 
 from mmengine.logging import print_log
 
-#: How many links one message names before it counts the rest.
-_SHOWN = 5
-
 
 def dataset_folders(dataset_cfg) -> Iterator[str]:
     """The local folders the datasets of ``dataset_cfg`` (inside wrappers too) scan: ``data_root``
@@ -53,10 +50,10 @@ def check_image_folder(folder: str) -> None:
                 if real in above:
                     raise _loop(folder, entry.path, f'{real}, which holds it')
                 stack.append((entry.path, above | {real}))
-    if dangling:  # the count, then the first links
+    if dangling:  # the count, then the first five links
         print_log(f'data folder {folder}: {len(dangling)} symbolic links point to no file and are '
                   'left out of the dataset: ' + ', '.join(
-                      f'{p} -> {os.readlink(p)}' for p in dangling[:_SHOWN]),
+                      f'{p} -> {os.readlink(p)}' for p in dangling[:5]),
                   logger='current', level=30)
 
 

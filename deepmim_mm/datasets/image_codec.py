@@ -8,7 +8,6 @@ from mmcv.image.geometric import pillow_interp_codes as PIL_FILTERS  # mmcv.imre
 from PIL import ExifTags, Image, ImageOps
 
 JPEG_FORMATS = ('JPEG', 'MPO')  # Pillow names a JPEG with a multi-picture segment 'MPO'
-DCT_SCALES = (8, 4, 2, 1)  # the downscaling factors libjpeg decodes at directly
 
 
 def read_header(data: bytes) -> dict:
@@ -29,7 +28,7 @@ def read_header(data: bytes) -> dict:
 def dct_scale(box_hw: Sequence[int], out_hw: Sequence[int]) -> int:
     """The largest libjpeg DCT scale (8, 4, 2 or 1) at which a crop of ``box_hw`` (height, width)
     pixels still has at least ``out_hw`` pixels in both directions."""
-    for s in DCT_SCALES:
+    for s in (8, 4, 2, 1):  # the downscaling factors libjpeg decodes at directly
         if box_hw[0] >= out_hw[0] * s and box_hw[1] >= out_hw[1] * s:
             return s
     return 1

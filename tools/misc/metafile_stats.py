@@ -52,9 +52,7 @@ def _build(cfg_path):
                                           random_init=True)
     if scope == 'mmseg':
         model_cfg.pop('auxiliary_head', None)
-    model = MODELS.build(model_cfg)
-    model.eval()
-    return model, scope
+    return MODELS.build(model_cfg).eval(), scope
 
 
 def sdpa_flop(inputs, outputs):
