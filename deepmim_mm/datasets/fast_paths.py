@@ -58,7 +58,6 @@ def apply_fast_path(cfg, path: str):
         return cfg
     cfg.train_dataloader['collate_fn'] = dict(type='image_bytes_collate')
     pre = dict(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
-    pre.pop('_scope_', None)
-    pre['type'] = 'DecodeDataPreprocessor'
+    pre['type'] = 'DecodeDataPreprocessor'  # in mmpretrain's registry: an inherited _scope_ fits
     cfg.model['data_preprocessor'] = pre
     return cfg

@@ -14,7 +14,8 @@ _ACCEPTED = ('error', 'skip')
 
 def corrupt_image(filename: str, error: BaseException, on_corrupt: str, where: str,
                   how_to_skip: Optional[str] = None) -> None:
-    """Apply ``where``'s ``on_corrupt`` policy to a file whose decoding raised ``error``."""
+    """Apply ``where``'s ``on_corrupt`` policy to a file whose decoding raised ``error``: a
+    ``ValueError`` naming the file and ``how_to_skip`` (``'error'``), or a warning (``'skip'``)."""
     msg = (f'cannot decode image {filename} ({_reason(error)}): the file is corrupt or not an '
            'image')
     if on_corrupt == 'skip':
