@@ -1,6 +1,4 @@
-"""Random resized crops drawn before decoding: the crop box comes from mmpretrain's own
-``RandomResizedCrop`` and the image size in the file's header, so the crop-aware CPU path and the
-device path crop exactly what the standard pipeline would (same distribution, same RNG draws)."""
+"""The fast paths' transforms: crop and flip drawn before decoding, crop-aware decoding, packing."""
 from typing import Sequence, Union
 
 import mmcv
@@ -15,16 +13,14 @@ from mmpretrain.registry import TRANSFORMS
 from .image_codec import JPEG_FORMATS, PIL_FILTERS, dct_scale, decode_crop_resize
 from .transforms import check_on_corrupt, corrupt_image
 
-#: the meta keys the device path's data preprocessor reads
 BYTES_META_KEYS = PackInputs.DEFAULT_META_KEYS + ('crop_box', 'interpolation', 'img_format',
                                                   'img_mode', 'img_orientation')
 
 
 @TRANSFORMS.register_module()
 class RandomResizedCropBox(RandomResizedCrop):
-    """mmpretrain's ``RandomResizedCrop`` that only draws the crop box (upstream's draws, from
-    ``img_shape``) and records ``crop_box`` = (top, left, height, width), ``img_shape`` = the
-    output size and ``interpolation``; ``backend`` must be ``'pillow'``."""
+    """mmpretrain's ``RandomResizedCrop`` that only draws the box: sets ``crop_box`` (top, left,
+    height, width), ``img_shape`` (the output size) and ``interpolation``; Pillow backend only."""
 
     def __init__(self, *args, backend: str = 'pillow', **kwargs) -> None:
         if backend != 'pillow':
@@ -47,54 +43,39 @@ class RandomResizedCropBox(RandomResizedCrop):
 
 @TRANSFORMS.register_module()
 class DecodeCropResize(BaseTransform):
-    """Crop-aware decoding on the CPU (after ``LoadImageBytes`` + ``RandomResizedCropBox``):
-    decodes ``img_bytes`` only as finely as ``crop_box`` needs, then crops and resizes it to
-    ``img_shape``; at DCT scale 1, the standard pipeline's operations bit for bit."""
+    """Crop-aware decoding on the CPU (after ``RandomResizedCropBox``): ``img_bytes`` decoded only
+    as finely as ``crop_box`` needs, then cropped and resized to a BGR ``img`` of ``img_shape``;
+    at DCT scale 1, the standard pipeline's operations bit for bit."""
 
-    def __init__(self, channel_order: str = 'bgr', on_corrupt: str = 'error') -> None:
-        if channel_order not in ('bgr', 'rgb'):
-            raise ValueError(f"DecodeCropResize: channel_order={channel_order!r}; accepted: "
-                             "['bgr', 'rgb']")
-        self.channel_order = channel_order
+    def __init__(self, on_corrupt: str = 'error') -> None:
         self.on_corrupt = check_on_corrupt(on_corrupt, 'DecodeCropResize')
 
     def transform(self, results: dict) -> Union[dict, None]:
         box, out_hw = results['crop_box'], results['img_shape']
         scale = dct_scale(box[2:], out_hw) if results.get('img_format') in JPEG_FORMATS else 1
+        data, interpolation = results['img_bytes'], results['interpolation']
         try:
-            if scale == 1:
-                img = self._standard(results['img_bytes'], box, out_hw, results['interpolation'])
+            if scale == 1:  # the standard pipeline's cv2 decode, crop and Pillow resize
+                img = mmcv.imfrombytes(data, flag='color', backend='cv2')
+                if img is None:
+                    raise ValueError('the decoder returned no image')
+                top, left, h, w = box
+                img = mmcv.imresize(img[top:top + h, left:left + w], tuple(out_hw[::-1]),
+                                    interpolation=interpolation, backend='pillow')
             else:
-                img = np.asarray(decode_crop_resize(results['img_bytes'], box, out_hw,
-                                                    results['interpolation'])[0])[..., ::-1]
+                img = np.asarray(decode_crop_resize(data, box, out_hw, interpolation)[0])[..., ::-1]
         except Exception as e:  # truncated or corrupt data behind a valid header
             corrupt_image(results['img_path'], e, self.on_corrupt, 'DecodeCropResize')
             return None
-        results['img'] = img[..., ::-1] if self.channel_order == 'rgb' else img
-        results['dct_scale'] = scale
+        results['img'] = img
         del results['img_bytes']
         return results
-
-    @staticmethod
-    def _standard(data: bytes, box, out_hw, interpolation: str) -> np.ndarray:
-        """The standard pipeline's cv2 decode, crop and Pillow resize (BGR)."""
-        img = mmcv.imfrombytes(data, flag='color', backend='cv2')
-        if img is None:
-            raise ValueError('the decoder returned no image')
-        top, left, h, w = box
-        return mmcv.imresize(img[top:top + h, left:left + w], tuple(out_hw[::-1]),
-                             interpolation=interpolation, backend='pillow')
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(channel_order='{self.channel_order}', "
-                f"on_corrupt='{self.on_corrupt}')")
 
 
 @TRANSFORMS.register_module()
 class RandomFlipFlag(RandomFlip):
-    """mmcv's ``RandomFlip`` that only decides: ``flip`` and ``flip_direction`` are drawn by
-    the upstream transform and recorded; ``DecodeDataPreprocessor`` flips the image (not decoded
-    yet) on the device."""
+    """mmcv's ``RandomFlip`` that only draws and records ``flip`` and ``flip_direction``: the
+    image is flipped on the device (``DecodeDataPreprocessor``)."""
 
     def transform(self, results: dict) -> dict:
         results['img'] = np.empty((1, 1, 0), np.uint8)  # upstream flips an image: a stand-in
@@ -108,10 +89,9 @@ class PackImageBytes(PackInputs):
     """mmpretrain's ``PackInputs`` whose ``inputs`` is the encoded file (``img_bytes``), with the
     ``BYTES_META_KEYS`` the device path's data preprocessor reads."""
 
-    def __init__(self, input_key: str = 'img_bytes', algorithm_keys: Sequence[str] = (),
-                 meta_keys: Sequence[str] = BYTES_META_KEYS) -> None:
-        super().__init__(input_key=input_key, algorithm_keys=algorithm_keys,
-                         meta_keys=meta_keys)
+    def __init__(self, input_key: str = 'img_bytes', meta_keys: Sequence[str] = BYTES_META_KEYS,
+                 **kwargs) -> None:
+        super().__init__(input_key=input_key, meta_keys=meta_keys, **kwargs)
 
     @staticmethod
     def format_input(input_):
@@ -126,11 +106,7 @@ def image_bytes_collate(data_batch: Sequence[dict]) -> dict:
     tensor: ``inputs = dict(data=<all bytes>, offsets=<B + 1 ends>)``."""
     batch = default_collate(data_batch)
     files = batch['inputs']
-    offsets = np.zeros(len(files) + 1, np.int64)
-    np.cumsum([len(f) for f in files], out=offsets[1:])
-    data = torch.empty(int(offsets[-1]), dtype=torch.uint8)
-    view = data.numpy()
-    for f, start, end in zip(files, offsets[:-1], offsets[1:]):
-        view[start:end] = np.frombuffer(f, np.uint8)
-    batch['inputs'] = dict(data=data, offsets=torch.from_numpy(offsets))
+    data = np.concatenate([np.frombuffer(f, np.uint8) for f in files])
+    offsets = np.cumsum([0] + [len(f) for f in files], dtype=np.int64)
+    batch['inputs'] = dict(data=torch.from_numpy(data), offsets=torch.from_numpy(offsets))
     return batch

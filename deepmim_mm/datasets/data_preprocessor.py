@@ -1,6 +1,5 @@
 """Decoding and augmentation of the batch on the model's device (the device path)."""
-import warnings
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from mmpretrain.models.utils.data_preprocessor import SelfSupDataPreprocessor
@@ -14,8 +13,7 @@ DECODERS = ('auto', 'torchcodec', 'pillow')
 
 
 def torchcodec_decode_jpeg():
-    """TorchCodec's batched JPEG decoder (nvJPEG on CUDA, libjpeg-turbo on the CPU), or None
-    where it is not installed or its library does not load against this torch."""
+    """TorchCodec's batched JPEG decoder, or None where it does not import against this torch."""
     try:
         from torchcodec.decoders import decode_jpeg
     except Exception:  # ImportError, or OSError/RuntimeError from its shared libraries
@@ -25,22 +23,16 @@ def torchcodec_decode_jpeg():
 
 @MODELS.register_module()
 class DecodeDataPreprocessor(SelfSupDataPreprocessor):
-    """mmpretrain's ``SelfSupDataPreprocessor`` that also decodes and augments the batch.
+    """mmpretrain's ``SelfSupDataPreprocessor`` that first decodes (TorchCodec, else Pillow),
+    crops, resizes and flips a batch of encoded files (``PackImageBytes``) on the model's device,
+    then hands it in BGR order to the upstream ``forward``."""
 
-    Adds over the upstream class: a batch of encoded files (``PackImageBytes``) with the crop box
-    and flip drawn in the workers is decoded (TorchCodec, else Pillow), cropped, resized and
-    flipped on the model's device (:func:`~.resample.resized_crops`), then handed in BGR order
-    to the upstream ``forward``; the output is the standard pipeline's to one grey level.
-    """
-
-    def __init__(self, *args, decoder: str = 'auto', on_corrupt: str = 'error',
-                 chunk: int = 64, **kwargs) -> None:
+    def __init__(self, *args, decoder: str = 'auto', on_corrupt: str = 'error', **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if decoder not in DECODERS:
             raise ValueError(f'DecodeDataPreprocessor: decoder={decoder!r}; accepted: '
                              f'{list(DECODERS)}')
         self.on_corrupt = check_on_corrupt(on_corrupt, 'DecodeDataPreprocessor')
-        self.chunk = chunk
         self._decode_jpeg = None if decoder == 'pillow' else torchcodec_decode_jpeg()
         if decoder == 'torchcodec' and self._decode_jpeg is None:
             raise ImportError('DecodeDataPreprocessor: decoder="torchcodec" but torchcodec '
@@ -51,9 +43,7 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
         files = _encoded_files(data.get('inputs'))
         if files is None:
             return super().forward(data, training)
-        samples = list(data['data_samples'])
-        images, keep = self.decode(files, samples)
-        samples = [samples[i] for i in keep]
+        images, samples = self._decode(files, list(data['data_samples']))
         meta = [s.metainfo for s in samples]
         interpolation = meta[0].get('interpolation', 'bicubic')
         if interpolation not in FILTERS:
@@ -61,13 +51,12 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
                              f'RandomResizedCropBox); accepted: {sorted(FILTERS)}')
         rgb = resized_crops(images, [m['crop_box'] for m in meta], meta[0]['img_shape'],
                             [m.get('flip_direction') if m.get('flip') else None for m in meta],
-                            interpolation, self.chunk)
+                            interpolation)
         return super().forward({'inputs': rgb.flip(1), 'data_samples': samples}, training)
 
-    def decode(self, files: Sequence[torch.Tensor],
-               samples: Sequence) -> Tuple[List[torch.Tensor], List[int]]:
-        """RGB uint8 ``(3, H, W)`` images on this module's device, and the indices of the files
-        that could be decoded (all of them unless ``on_corrupt='skip'``)."""
+    def _decode(self, files: List[torch.Tensor], samples: list) -> Tuple[List[torch.Tensor], list]:
+        """RGB uint8 ``(3, H, W)`` images on this device and their samples (all of them unless
+        ``on_corrupt='skip'``)."""
         images: List[Optional[torch.Tensor]] = [None] * len(files)
         metas = [s.metainfo for s in samples]
         if self._decode_jpeg is not None:
@@ -75,21 +64,15 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
             for i, img in zip(batch, self._torchcodec([files[i] for i in batch])):
                 if img is not None and tuple(img.shape[1:]) == tuple(metas[i]['ori_shape']):
                     images[i] = img
-        keep = []
-        for i, img in enumerate(images):
-            if img is None:
-                img = self._pillow(files[i], metas[i])
-                if img is None:
-                    continue
-                images[i] = img.to(self.device, non_blocking=True)
-            keep.append(i)
+        for i in range(len(files)):
+            if images[i] is None:
+                images[i] = self._pillow(files[i], metas[i])
+        keep = [i for i, img in enumerate(images) if img is not None]
         if not keep:
             raise ValueError('DecodeDataPreprocessor: no image of the batch could be decoded')
-        return [images[i] for i in keep], keep
+        return [images[i] for i in keep], [samples[i] for i in keep]
 
     def _torchcodec(self, files: List[torch.Tensor]) -> List[Optional[torch.Tensor]]:
-        if not files:
-            return []
         try:
             return list(self._decode_jpeg(files, mode='RGB', device=self.device))
         except Exception:  # one bad file fails the whole call: find it, decode the others
@@ -105,10 +88,9 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
         try:
             img = torch.from_numpy(decode_rgb(data.numpy().tobytes()).copy())
         except Exception as e:
-            corrupt_image(meta.get('img_path', '<unknown file>'), e, self.on_corrupt,
-                          'DecodeDataPreprocessor')
+            corrupt_image(meta['img_path'], e, self.on_corrupt, 'DecodeDataPreprocessor')
             return None
-        return img.permute(2, 0, 1)
+        return img.permute(2, 0, 1).to(self.device, non_blocking=True)
 
 
 def _plain_jpeg(meta: dict) -> bool:
@@ -123,7 +105,5 @@ def _encoded_files(inputs) -> Optional[List[torch.Tensor]]:
         data, offsets = inputs['data'], inputs['offsets'].tolist()
         return [data[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
     if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], bytes):
-        with warnings.catch_warnings():  # read-only buffers: only read
-            warnings.simplefilter('ignore', UserWarning)
-            return [torch.frombuffer(f, dtype=torch.uint8) for f in inputs]
+        return [torch.frombuffer(bytearray(f), dtype=torch.uint8) for f in inputs]
     return None

@@ -1,6 +1,4 @@
-"""Rewrite a pretraining config's standard input pipeline for the crop-aware CPU path or the
-device path, keeping its own crop, flip and normalisation parameters (what
-``configs/pretrain/_base_/device_decode.py`` writes out for mmpretrain's MAE recipe)."""
+"""Rewrite a pretraining config's input pipeline for a fast path, keeping its own parameters."""
 import copy
 from typing import List
 
@@ -52,16 +50,14 @@ def innermost_dataset(dataset_cfg: dict) -> dict:
 
 
 def apply_fast_path(cfg, path: str):
-    """Switch ``cfg`` (an mmengine ``Config``) to ``path`` in place and return it: the train
-    pipeline, and for ``'device'`` the collate function (``image_bytes_collate``) and the data
-    preprocessor (``DecodeDataPreprocessor`` with the config's mean, std and channel order)."""
+    """Switch ``cfg``'s train pipeline to ``path`` in place and return ``cfg``; ``'device'`` also
+    sets ``image_bytes_collate`` and ``DecodeDataPreprocessor`` (the config's mean, std, order)."""
     dataset = innermost_dataset(cfg.train_dataloader.dataset)
     dataset['pipeline'] = fast_path_pipeline(dataset['pipeline'], path)
     if path != 'device':
         return cfg
     cfg.train_dataloader['collate_fn'] = dict(type='image_bytes_collate')
     pre = dict(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
-    pre.pop('_scope_', None)
-    pre['type'] = 'DecodeDataPreprocessor'
+    pre['type'] = 'DecodeDataPreprocessor'  # in mmpretrain's registry: an inherited _scope_ fits
     cfg.model['data_preprocessor'] = pre
     return cfg

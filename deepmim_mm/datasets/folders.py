@@ -1,23 +1,15 @@
-"""The image folders a config's datasets scan, checked before the scan: mmengine's
-``LocalBackend.list_dir_or_file`` (mmpretrain's ``CustomDataset``, mmseg's datasets) follows
-symbolic links to folders with no guard against a loop, and leaves out a link whose target is
-gone without a word."""
+"""The image folders a config's datasets scan, checked for symbolic links before the scan."""
 import errno
 import os
 import os.path as osp
-import stat
-from typing import Iterator, List, Sequence
+from typing import Iterator, Sequence
 
 from mmengine.logging import print_log
 
-#: How many links one message names before it counts the rest.
-_SHOWN = 5
-
 
 def dataset_folders(dataset_cfg) -> Iterator[str]:
-    """The local folders the datasets of ``dataset_cfg`` (inside wrappers: ``dataset``,
-    ``datasets``) scan: ``data_root`` joined with ``data_prefix`` (its ``img_path``), for the
-    datasets without an ``ann_file``."""
+    """The local folders the datasets of ``dataset_cfg`` (inside wrappers too) scan: ``data_root``
+    joined with ``data_prefix`` (its ``img_path``), for datasets without an ``ann_file``."""
     if not dataset_cfg:
         return
     for inner in [dataset_cfg.get('dataset')] + list(dataset_cfg.get('datasets') or []):
@@ -33,55 +25,43 @@ def dataset_folders(dataset_cfg) -> Iterator[str]:
         yield folder
 
 
-def check_image_folder(folder: str) -> List[str]:
-    """Walk ``folder`` as the scan does, following links to folders: a ``ValueError`` naming a
-    link that loops (to a folder that holds it, or to itself) and its target; a warning naming
-    the links whose target does not exist, which the scan leaves out. Returns those links."""
+def check_image_folder(folder: str) -> None:
+    """Walk ``folder`` as mmengine's scan does, following links to folders: a ``ValueError``
+    naming a link that loops and its target, a warning naming the links to no file."""
     dangling = []
-    stack = [(folder, {_identity(os.stat(folder))})]
+    stack = [(folder, {osp.realpath(folder)})]
     while stack:
         path, above = stack.pop()
         with os.scandir(path) as entries:
             for entry in entries:
-                if entry.is_symlink():
-                    try:
-                        st = os.stat(entry.path)
-                    except FileNotFoundError:
-                        dangling.append(entry.path)
-                        continue
-                    except OSError as e:
-                        if e.errno != errno.ELOOP:
-                            raise
-                        raise _loop(folder, entry.path, 'itself') from None
-                    if not stat.S_ISDIR(st.st_mode):
-                        continue
-                    if _identity(st) in above:
-                        raise _loop(folder, entry.path, f'{osp.realpath(entry.path)}, which '
-                                    'holds it')
-                elif entry.is_dir(follow_symlinks=False):
-                    st = entry.stat(follow_symlinks=False)
-                else:
+                if not (entry.is_symlink() or entry.is_dir(follow_symlinks=False)):
+                    continue  # a file: no system call
+                try:
+                    real = osp.realpath(entry.path, strict=True)
+                except FileNotFoundError:
+                    dangling.append(entry.path)
                     continue
-                stack.append((entry.path, above | {_identity(st)}))
-    if dangling:
-        more = f' and {len(dangling) - _SHOWN} more' if len(dangling) > _SHOWN else ''
+                except OSError as e:
+                    if e.errno != errno.ELOOP:
+                        raise
+                    raise _loop(folder, entry.path, 'itself') from None
+                if not entry.is_dir():
+                    continue
+                if real in above:
+                    raise _loop(folder, entry.path, f'{real}, which holds it')
+                stack.append((entry.path, above | {real}))
+    if dangling:  # the count, then the first five links
         print_log(f'data folder {folder}: {len(dangling)} symbolic links point to no file and are '
                   'left out of the dataset: ' + ', '.join(
-                      f'{p} -> {os.readlink(p)}' for p in dangling[:_SHOWN]) + more,
+                      f'{p} -> {os.readlink(p)}' for p in dangling[:5]),
                   logger='current', level=30)
-    return dangling
 
 
 def check_data_folders(cfg, dataloaders: Sequence[str]) -> None:
-    """:func:`check_image_folder` on every folder the datasets of ``cfg``'s ``dataloaders``
-    (e.g. ``'train_dataloader'``) scan."""
+    """:func:`check_image_folder` on the folders the datasets of ``cfg``'s ``dataloaders`` scan."""
     for field in dataloaders:
         for folder in dataset_folders((cfg.get(field) or {}).get('dataset')):
             check_image_folder(folder)
-
-
-def _identity(st):
-    return st.st_dev, st.st_ino
 
 
 def _loop(folder, link, leads_to):

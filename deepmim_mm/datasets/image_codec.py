@@ -1,32 +1,19 @@
-"""Encoded-image helpers shared by the bytes-only, crop-aware and device paths: what the file's
-header says (size, format, EXIF orientation), the libjpeg DCT scale a crop allows, and Pillow
-decoding (full, or crop-aware at a reduced DCT scale)."""
+"""What an encoded image's header says, and Pillow decoding: full, or crop-aware at a DCT scale."""
 import io
 import math
-from typing import NamedTuple, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 from mmcv.image.geometric import pillow_interp_codes as PIL_FILTERS  # mmcv.imresize's filters
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
-EXIF_ORIENTATION = 0x0112
 JPEG_FORMATS = ('JPEG', 'MPO')  # Pillow names a JPEG with a multi-picture segment 'MPO'
-DCT_SCALES = (8, 4, 2, 1)  # the downscaling factors libjpeg decodes at directly
 
 
-class ImageHeader(NamedTuple):
-    """What the header of an encoded image says, with sizes as cv2 and TorchCodec return the
-    image (EXIF orientation applied)."""
-    height: int
-    width: int
-    format: str  # Pillow's format name: 'JPEG', 'PNG', ...
-    mode: str  # Pillow's mode of the stored pixels: 'RGB', 'L', 'CMYK', ...
-    orientation: int  # EXIF orientation of a JPEG (1: none; other formats: 1)
-
-
-def read_header(data: bytes) -> ImageHeader:
-    """The header of ``data`` (no pixels decoded). Raises what Pillow raises for data that is
-    not an image, and ``ValueError`` for an empty buffer."""
+def read_header(data: bytes) -> dict:
+    """The ``results`` keys the header of ``data`` gives: ``img_shape`` (EXIF orientation applied,
+    as cv2 and TorchCodec decode), ``img_format``, ``img_mode``, ``img_orientation`` (1: none).
+    Raises Pillow's error for data that is not an image, ``ValueError`` for no data."""
     if not data:
         raise ValueError('the file is empty (0 bytes)')
     with Image.open(io.BytesIO(data)) as im:
@@ -34,13 +21,14 @@ def read_header(data: bytes) -> ImageHeader:
         orientation = _exif_orientation(im)
         if orientation >= 5:  # transposing orientations
             width, height = height, width
-        return ImageHeader(height, width, im.format or '', im.mode, orientation)
+        return dict(img_shape=(height, width), img_format=im.format or '', img_mode=im.mode,
+                    img_orientation=orientation)
 
 
 def dct_scale(box_hw: Sequence[int], out_hw: Sequence[int]) -> int:
     """The largest libjpeg DCT scale (8, 4, 2 or 1) at which a crop of ``box_hw`` (height, width)
     pixels still has at least ``out_hw`` pixels in both directions."""
-    for s in DCT_SCALES:
+    for s in (8, 4, 2, 1):  # the downscaling factors libjpeg decodes at directly
         if box_hw[0] >= out_hw[0] * s and box_hw[1] >= out_hw[1] * s:
             return s
     return 1
@@ -49,7 +37,7 @@ def dct_scale(box_hw: Sequence[int], out_hw: Sequence[int]) -> int:
 def _exif_orientation(im: Image.Image) -> int:
     if im.format not in JPEG_FORMATS:
         return 1  # cv2 applies the EXIF orientation of JPEGs only
-    orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    orientation = int(im.getexif().get(ExifTags.Base.Orientation, 1) or 1)
     return orientation if 1 <= orientation <= 8 else 1
 
 
@@ -67,19 +55,16 @@ def decode_rgb(data: bytes) -> np.ndarray:
 
 def decode_crop_resize(data: bytes, box: Sequence[int], out_hw: Sequence[int],
                        interpolation: str = 'bicubic') -> Tuple[Image.Image, int]:
-    """Decode only what the crop ``box`` = (top, left, height, width) of the oriented image needs
-    (a JPEG at the :func:`dct_scale` it allows), crop it and resize it to ``out_hw`` with
-    Pillow's filter: returns (RGB image, DCT scale used)."""
+    """(RGB image, DCT scale used): the crop ``box`` (top, left, height, width) of the oriented
+    image, a JPEG decoded at the :func:`dct_scale` it allows, resized to ``out_hw`` by Pillow."""
     top, left, h, w = box
     with Image.open(io.BytesIO(data)) as im:
         orientation = _exif_orientation(im)
-        scale = 1
-        if im.format in JPEG_FORMATS:
-            scale = dct_scale((h, w), out_hw)
-            if scale > 1:
-                raw_w, raw_h = im.size
-                _, reduced = im.draft('RGB', (raw_w // scale, raw_h // scale))
-                scale = raw_w / reduced[2]  # the scale libjpeg actually decodes at
+        scale = dct_scale((h, w), out_hw) if im.format in JPEG_FORMATS else 1
+        if scale > 1:
+            raw_w, raw_h = im.size
+            _, reduced = im.draft('RGB', (raw_w // scale, raw_h // scale))
+            scale = raw_w / reduced[2]  # the scale libjpeg actually decodes at
         im = _oriented_rgb(im, orientation)
         y0, x0, y1, x1 = top / scale, left / scale, (top + h) / scale, (left + w) / scale
         # crop the enclosing whole pixels first, so the filter does not reach outside the crop

@@ -1,5 +1,4 @@
-"""Crop + resize + flip of a batch of images of different sizes as two batched matrix products
-with Pillow's resampling filters (``Wy @ crop @ Wx^T``, crops zero-padded to the largest)."""
+"""Crop, resize and flip a batch of images of any sizes as Pillow does, in two batched matmuls."""
 import math
 from typing import Callable, Dict, Sequence, Tuple
 
@@ -54,19 +53,17 @@ def resample_weights(sizes: torch.Tensor, out: int, total: int,
 
 
 def vertical_first(h: int, w: int, out_hw: Sequence[int]) -> bool:
-    """Whether Pillow resizes an ``h`` x ``w`` image to ``out_hw`` vertically first: since Pillow
-    13, when the height shrinks by more than twice as many pixels as the width; always
-    horizontally first before."""
+    """Whether Pillow resizes an ``h`` x ``w`` image to ``out_hw`` vertically first (Pillow >= 13,
+    when the height shrinks by more than twice as many pixels as the width)."""
     return PILLOW_13 and 0 < h - out_hw[0] and h - out_hw[0] > (w - out_hw[1]) * 2
 
 
 def resized_crops(images: Sequence[torch.Tensor], boxes: Sequence[Sequence[int]],
                   out_hw: Sequence[int], flips: Sequence[str] = (), interpolation: str = 'bicubic',
                   chunk: int = 64) -> torch.Tensor:
-    """Crop ``boxes[b]`` = (top, left, height, width) out of ``images[b]`` (uint8 ``(C, H, W)``,
-    any sizes, one device), resize to ``out_hw`` with Pillow's filter, flip by ``flips[b]``
-    (None, 'horizontal', 'vertical', 'diagonal'): a float32 ``(B, C, H_out, W_out)`` batch of
-    whole numbers in [0, 255], as Pillow returns them. ``chunk`` images are resized at once."""
+    """``boxes[b]`` (top, left, height, width) of uint8 ``images[b]`` (C, H, W), resized to
+    ``out_hw`` and flipped by ``flips[b]`` (None, 'horizontal', 'vertical', 'diagonal') as Pillow
+    does: a float32 (B, C, H_out, W_out) batch of whole grey levels, ``chunk`` images at once."""
     flips = list(flips) or [None] * len(images)
     order = [vertical_first(b[2], b[3], out_hw) for b in boxes]
     out = torch.empty(len(images), images[0].shape[0], *out_hw, device=images[0].device)

@@ -1,5 +1,4 @@
-"""Image loading that names the file it cannot decode, or skips it with a warning; and a loader
-that only reads the file and its header (decoding happens later, crop-aware or on the device)."""
+"""Image loaders that name (or skip) a file they cannot decode, and one that decodes nothing."""
 from typing import Optional
 
 from mmcv.transforms import LoadImageFromFile
@@ -16,7 +15,7 @@ _ACCEPTED = ('error', 'skip')
 def corrupt_image(filename: str, error: BaseException, on_corrupt: str, where: str,
                   how_to_skip: Optional[str] = None) -> None:
     """Apply ``where``'s ``on_corrupt`` policy to a file whose decoding raised ``error``: a
-    ``ValueError`` naming it and ``how_to_skip`` (``'error'``), or a warning (``'skip'``)."""
+    ``ValueError`` naming the file and ``how_to_skip`` (``'error'``), or a warning (``'skip'``)."""
     msg = (f'cannot decode image {filename} ({_reason(error)}): the file is corrupt or not an '
            'image')
     if on_corrupt == 'skip':
@@ -59,43 +58,30 @@ class LoadImageFromFileChecked(LoadImageFromFile):
 
     def transform(self, results: dict) -> Optional[dict]:
         try:
-            return super().transform(results)
+            return self._load(results)
         except FileNotFoundError:
             raise
-        except Exception as e:  # cv2.error, AssertionError, OSError, ...: the file's fault
+        except Exception as e:  # cv2.error, AssertionError, PIL's errors: the file's fault
             return self._corrupt(results['img_path'], e)
+
+    def _load(self, results: dict) -> dict:
+        return super().transform(results)
 
     def _corrupt(self, filename: str, e: BaseException) -> None:
         corrupt_image(filename, e, self.on_corrupt, type(self).__name__)
 
-    def read_bytes(self, filename: str) -> bytes:
-        """The file's bytes, through the configured file backend (as the upstream transform)."""
-        if self.file_client_args is not None:
-            return fileio.FileClient.infer_client(self.file_client_args, filename).get(filename)
-        return fileio.get(filename, backend_args=self.backend_args)
-
-    def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f", on_corrupt='{self.on_corrupt}')"
-
 
 @TRANSFORMS.register_module()
 class LoadImageBytes(LoadImageFromFileChecked):
-    """``LoadImageFromFileChecked`` that reads the file and its header and decodes nothing: it
-    sets ``img_bytes``, ``img_shape`` = ``ori_shape`` (EXIF orientation applied), ``img_format``,
-    ``img_mode`` and ``img_orientation`` instead of ``img``."""
+    """``LoadImageFromFileChecked`` that decodes nothing: sets ``img_bytes`` and what the header
+    says (``img_shape`` = ``ori_shape``, ``img_format``, ``img_mode``, ``img_orientation``)."""
 
-    def transform(self, results: dict) -> Optional[dict]:
-        filename = results['img_path']
-        try:
-            data = self.read_bytes(filename)
-            header = read_header(data)
-        except FileNotFoundError:
-            raise
-        except Exception as e:  # PIL.UnidentifiedImageError, ValueError (empty), ...
-            return self._corrupt(filename, e)
-        results['img_bytes'] = data
-        results['img_shape'] = results['ori_shape'] = (header.height, header.width)
-        results['img_format'] = header.format
-        results['img_mode'] = header.mode
-        results['img_orientation'] = header.orientation
+    def _load(self, results: dict) -> dict:
+        filename = results['img_path']  # read as the upstream transform reads it
+        if self.file_client_args is not None:
+            data = fileio.FileClient.infer_client(self.file_client_args, filename).get(filename)
+        else:
+            data = fileio.get(filename, backend_args=self.backend_args)
+        results.update(read_header(data), img_bytes=data)
+        results['ori_shape'] = results['img_shape']
         return results

@@ -4,8 +4,7 @@ from deepmim_mm.utils import load_config as _load_config
 
 
 def load_config(path, cfg_options=None, allow_new_keys=False, import_custom=False):
-    """:func:`deepmim_mm.utils.load_config`; a missing file or a bad override ends the tool with
-    one ``error:`` line."""
+    """:func:`deepmim_mm.utils.load_config`; a missing file or bad override: one ``error:`` line."""
     try:
         return _load_config(path, cfg_options, allow_new_keys, import_custom)
     except (FileNotFoundError, ValueError) as e:

@@ -1,5 +1,4 @@
-"""Browse a config's dataset after its pipeline: mmpretrain's ``browse_dataset`` (same arguments
-and figures) for this plugin's configs, pretraining and fine-tuning alike."""
+"""Browse a config's dataset through its pipeline, with mmpretrain's arguments and figures."""
 import argparse
 import os.path as osp
 import sys
@@ -34,27 +33,23 @@ def parse_args(argv=None):
     return args
 
 
-def upstream_tool():
-    """mmpretrain's own ``browse_dataset.py``, as ``mim run`` finds it (the wheel's ``.mim/tools``,
-    or ``tools/`` of a source checkout): its ``InspectCompose`` records every transform's output."""
-    import importlib.util
+def upstream_inspect_compose():
+    """``InspectCompose`` of mmpretrain's ``browse_dataset.py`` (the wheel's ``.mim/tools``, or a
+    checkout's): it records every transform's output."""
+    import runpy
 
     import mmpretrain
     root = osp.dirname(mmpretrain.__file__)
     for tools in (osp.join(root, '.mim', 'tools'), osp.join(osp.dirname(root), 'tools')):
         path = osp.join(tools, 'visualization', 'browse_dataset.py')
         if osp.isfile(path):
-            spec = importlib.util.spec_from_file_location('mmpretrain_browse_dataset', path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
+            return runpy.run_path(path)['InspectCompose']
     raise SystemExit(f'error: mmpretrain under {root} has no tools/visualization/browse_dataset.py '
                      '(install its wheel, or a source checkout)')
 
 
 def make_grid(imgs, names):
-    """Upstream's ``make_grid`` (a column per entry of ``imgs``, an image or a list of rows, titled
-    with its name and shape) without its ``adjust_bbox`` call, which matplotlib 3.11 refuses."""
+    """Upstream's ``make_grid`` without its ``adjust_bbox`` call, which matplotlib 3.11 refuses."""
     from mmengine.visualization.utils import img_from_canvas
     from mmpretrain.visualization import create_figure
     figure = create_figure(dpi=150, figsize=(16, 9))
@@ -72,20 +67,6 @@ def make_grid(imgs, names):
     figure.tight_layout()
     figure.canvas.draw()
     return img_from_canvas(figure.canvas)
-
-
-def pipeline_owner(dataset):
-    """The dataset whose ``pipeline`` produces the items (through wrapper datasets)."""
-    while not hasattr(dataset, 'pipeline'):
-        inner = getattr(dataset, 'dataset', None)
-        if inner is None:
-            datasets = getattr(dataset, 'datasets', None)
-            if not datasets:
-                raise SystemExit(f'error: {type(dataset).__name__} has no pipeline and wraps no '
-                                 'dataset')
-            inner = datasets[0]
-        dataset = inner
-    return dataset
 
 
 def main(argv=None):
@@ -114,9 +95,10 @@ def main(argv=None):
                          'draws with mmpretrain\'s UniversalVisualizer (mmpretrain configs)')
     visualizer.dataset_meta = dataset.metainfo
 
-    upstream, record = upstream_tool(), []
-    owner = pipeline_owner(dataset)
-    owner.pipeline = upstream.InspectCompose(owner.pipeline.transforms, record, visualizer)
+    owner, record = dataset, []
+    while not hasattr(owner, 'pipeline'):  # mmengine's wrappers: RepeatDataset, ConcatDataset
+        owner = owner.dataset if hasattr(owner, 'dataset') else owner.datasets[0]
+    owner.pipeline = upstream_inspect_compose()(owner.pipeline.transforms, record, visualizer)
 
     number = min(args.show_number, len(dataset))
     progress = ProgressBar(number)

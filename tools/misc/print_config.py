@@ -1,14 +1,4 @@
-"""Print a config with its whole inheritance resolved, as the Runner sees it.
-
-    python tools/misc/print_config.py configs/pretrain/deepmim_vit-tiny-p16_1xb8-coslr-20e_demo.py
-    python tools/misc/print_config.py mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py
-    python tools/misc/print_config.py CONFIG --cfg-options model.neck.decoder_depth=8
-
-Every ``_base_`` (files and ``pkg::`` configs of installed OpenMMLab packages) and every
-``{{_base_.xxx}}`` substitution is resolved; ``--cfg-options`` are merged last, as
-``tools/train.py`` merges them. Dicts inherited from a ``pkg::`` base carry ``_scope_`` (the
-registry scope mmengine builds them in).
-"""
+"""Print a config with its whole inheritance resolved, as the Runner sees it."""
 import argparse
 
 from _misc_utils import add_cfg_options, load_config
