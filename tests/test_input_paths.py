@@ -163,7 +163,7 @@ def test_device_path_equals_standard_pipeline(tmp_path, decoder, collate):
     batch = collate([device(dict(img_path=f)) for f in files])
     up = MODELS.build(dict(type='SelfSupDataPreprocessor', mean=MEAN, std=STD, to_rgb=True))
     ours = MODELS.build(dict(type='DecodeDataPreprocessor', mean=MEAN, std=STD, to_rgb=True,
-                             decoder=decoder))
+                             decoder=decoder, chunk=5))
     assert ours.decoder == decoder
     ref, got = up(ref_batch)['inputs'], ours(batch)['inputs']
     assert got.shape == ref.shape == (len(files), 3, 64, 64)
@@ -296,6 +296,7 @@ def test_corrupt_file_in_a_device_batch_is_named_or_dropped(tmp_path, warnings_l
     (TRANSFORMS, dict(type='RandomResizedCropBox', scale=8, backend='cv2'), "backend='cv2'"),
     (TRANSFORMS, dict(type='RandomResizedCropBox', scale=8, interpolation='area'),
      "interpolation='area'"),
+    (TRANSFORMS, dict(type='DecodeCropResize', channel_order='rgba'), "channel_order='rgba'"),
     (TRANSFORMS, dict(type='LoadImageBytes', on_corrupt='ignore'), "on_corrupt='ignore'"),
     (TRANSFORMS, dict(type='LoadImageFromFileChecked', ignore_empty=True), 'ignore_empty=True'),
     (MODELS, dict(type='DecodeDataPreprocessor', decoder='nvjpeg'), "decoder='nvjpeg'"),

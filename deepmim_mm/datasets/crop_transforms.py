@@ -47,7 +47,11 @@ class DecodeCropResize(BaseTransform):
     as finely as ``crop_box`` needs, then cropped and resized to a BGR ``img`` of ``img_shape``;
     at DCT scale 1, the standard pipeline's operations bit for bit."""
 
-    def __init__(self, on_corrupt: str = 'error') -> None:
+    def __init__(self, channel_order: str = 'bgr', on_corrupt: str = 'error') -> None:
+        if channel_order not in ('bgr', 'rgb'):
+            raise ValueError(f"DecodeCropResize: channel_order={channel_order!r}; accepted: "
+                             "['bgr', 'rgb']")
+        self.channel_order = channel_order
         self.on_corrupt = check_on_corrupt(on_corrupt, 'DecodeCropResize')
 
     def transform(self, results: dict) -> Union[dict, None]:
@@ -67,7 +71,7 @@ class DecodeCropResize(BaseTransform):
         except Exception as e:  # truncated or corrupt data behind a valid header
             corrupt_image(results['img_path'], e, self.on_corrupt, 'DecodeCropResize')
             return None
-        results['img'] = img
+        results['img'] = img[..., ::-1] if self.channel_order == 'rgb' else img
         del results['img_bytes']
         return results
 

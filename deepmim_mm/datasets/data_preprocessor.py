@@ -27,12 +27,14 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
     crops, resizes and flips a batch of encoded files (``PackImageBytes``) on the model's device,
     then hands it in BGR order to the upstream ``forward``."""
 
-    def __init__(self, *args, decoder: str = 'auto', on_corrupt: str = 'error', **kwargs) -> None:
+    def __init__(self, *args, decoder: str = 'auto', on_corrupt: str = 'error',
+                 chunk: int = 64, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if decoder not in DECODERS:
             raise ValueError(f'DecodeDataPreprocessor: decoder={decoder!r}; accepted: '
                              f'{list(DECODERS)}')
         self.on_corrupt = check_on_corrupt(on_corrupt, 'DecodeDataPreprocessor')
+        self.chunk = chunk  # images resized at once (memory)
         self._decode_jpeg = None if decoder == 'pillow' else torchcodec_decode_jpeg()
         if decoder == 'torchcodec' and self._decode_jpeg is None:
             raise ImportError('DecodeDataPreprocessor: decoder="torchcodec" but torchcodec '
@@ -51,7 +53,7 @@ class DecodeDataPreprocessor(SelfSupDataPreprocessor):
                              f'RandomResizedCropBox); accepted: {sorted(FILTERS)}')
         rgb = resized_crops(images, [m['crop_box'] for m in meta], meta[0]['img_shape'],
                             [m.get('flip_direction') if m.get('flip') else None for m in meta],
-                            interpolation)
+                            interpolation, self.chunk)
         return super().forward({'inputs': rgb.flip(1), 'data_samples': samples}, training)
 
     def _decode(self, files: List[torch.Tensor], samples: list) -> Tuple[List[torch.Tensor], list]:
