@@ -54,6 +54,7 @@ def test_mim_train_the_demo_for_one_epoch(tmp_path):
     work = tmp_path / 'work'
     proc = mim(['train', 'deepmim_mm', f'{DEMO}.py', '--work-dir', str(work), '--cfg-options',
                 'train_cfg.max_epochs=1', 'train_dataloader.dataset.times=1',
+                'train_dataloader.dataset.dataset.indices=2', 'train_dataloader.batch_size=2',
                 'train_dataloader.num_workers=0', 'default_hooks.checkpoint.interval=1',
                 'custom_hooks.0.enable=False'])
     assert f'configs/pretrain/{DEMO}.py' in proc.stdout
