@@ -69,9 +69,9 @@ def test_compiled_speed_config_trains(tmp_path):
     the eager backend: no C++ build on CI) over layer-wise param groups, fused AdamW; its first
     loss equals the plain config's (same seed, same mask, same weights)."""
     data = str(tmp_path / 'imagenet')
-    write_imagenet_folder(osp.join(data, 'train'), num_classes=3, per_class=4)
+    write_imagenet_folder(osp.join(data, 'train'), num_classes=2, per_class=4)
     dataset = [f'train_dataloader.dataset.data_root={data}',
-               'train_dataloader.dataset.metainfo.classes=[class0,class1,class2]']
+               'train_dataloader.dataset.metainfo.classes=[class0,class1]']
     compiled = tmp_path / 'compiled.py'
     compiled.write_text(
         f"_base_ = {CONFIG.replace('.py', '_compile.py')!r}\n"
@@ -82,7 +82,7 @@ def test_compiled_speed_config_trains(tmp_path):
         assert run_main('tools/train.py', cfg, '--work-dir', work, '--cfg-options',
                         'train_cfg.max_epochs=1', *SHRINK, *dataset) == 0
         records = scalars(work)
-        assert len(records) == 3
+        assert len(records) == 2  # the second step runs the compiled graph again
         assert all(abs(r['loss']) < 1e3 for r in records)
         firsts.append(records[0])
     for b in (6, 8, 10, 12):
