@@ -272,6 +272,12 @@ def test_reconstruct_tool_pixel_targets(tiny_checkpoints, tmp_path, capsys):
     reconstruct.main([cfg, ckpt, '--img', tiny_checkpoints['images'], '--out-dir', str(out2),
                       '--batch-size', '3'])
     assert _read_csv(out2 / 'reconstruction_loss.csv') == rows
+    reconstruct.main([cfg, ckpt, '--img', tiny_checkpoints['images'], '--out-dir', str(out2),
+                      '--batch-size', '3', '--mask-ratio', '0.25'])  # another mask, other losses
+    assert _read_csv(out2 / 'reconstruction_loss.csv') != rows
+    with pytest.raises(ValueError, match='mask_ratio'):
+        reconstruct.main([cfg, ckpt, '--img', tiny_checkpoints['images'], '--out-dir', str(out2),
+                          '--mask-ratio', '1.5'])
 
 
 def test_reconstruct_tool_feature_targets(tiny_checkpoints, tmp_path):

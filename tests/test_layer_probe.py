@@ -131,8 +131,11 @@ def test_layer_probe_minibatch_smaller_than_one_batch(tmp_path, setup, capsys):
     rows = _probe(common)
     assert all(r['converged'] and r['reason'] == 'plateau' and r['iterations'] > 100
                for r in rows), rows
-    rows = _probe(common + ['--max-steps', '20'])
+    assert (tmp_path / 'mb' / 'layer_probe.png').is_file()
+    (tmp_path / 'mb' / 'layer_probe.png').unlink()
+    rows = _probe(common + ['--max-steps', '20', '--no-plot'])
     assert not any(r['converged'] for r in rows) and all(r['iterations'] == 20 for r in rows)
+    assert not (tmp_path / 'mb' / 'layer_probe.png').exists()
     out = capsys.readouterr().out
     assert 'NOT converged (max_steps)' in out and 'did not converge' in out
 
@@ -141,7 +144,7 @@ def test_layer_probe_bad_input(tmp_path, setup):
     data, ckpts, cfg = setup
     with pytest.raises(FileNotFoundError, match='--data-root: .*nowhere'):
         _probe([cfg, ckpts[0], '--data-root', tmp_path / 'nowhere', '--work-dir', tmp_path])
-    with pytest.raises(ValueError, match='--name: 1 names for 2'):  # one label per checkpoint
+    with pytest.raises(ValueError, match='--labels: 1 names for 2'):  # one label per checkpoint
         _probe([cfg, *ckpts, '--labels', 'only-one', '--data-root', data,
                 '--work-dir', tmp_path])
     # An mmpretrain:: config is read (ViT-B linear probing) and its encoder built; the tiny

@@ -93,10 +93,11 @@ def model_pairs(parser, paths: Sequence[str], max_models: Optional[int] = None
     return pairs
 
 
-def model_names(configs: Sequence[str], names: Optional[Sequence[str]]) -> List[str]:
+def model_names(configs: Sequence[str], names: Optional[Sequence[str]], flag: str = '--name'
+                ) -> List[str]:
     if names:
         if len(names) != len(configs):
-            raise InputError(f'--name: {len(names)} names for {len(configs)} models')
+            raise InputError(f'{flag}: {len(names)} names for {len(configs)} models')
         return list(names)
     return [osp.splitext(osp.basename(c))[0] for c in configs]
 

@@ -81,9 +81,10 @@ def parse_args(argv=None):
     g.add_argument('--knn-k', type=int, default=20, help='neighbours (DINO: 20)')
     g.add_argument('--knn-temperature', type=float, default=0.07, help='DINO: 0.07')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--no-plot', action='store_true', help='skip the PNG')
     add_cfg_options(p)  # only READ_KEYS: an override of another key is an error
     args = p.parse_args(argv)
-    args.labels = model_names(args.checkpoints, args.labels)
+    args.labels = model_names(args.checkpoints, args.labels, '--labels')
     if len(set(args.labels)) != len(args.labels):
         p.error(f'--labels must be distinct, got {args.labels}')
     args.probes = list(PROBES) if args.probe == 'both' else [args.probe]
@@ -215,6 +216,8 @@ def write_outputs(rows, args):
               '--max-steps): ' + ', '.join(f"{r['label']}/block{r['block']}/{r['feature']}"
                                            for r in bad))
     print(f'wrote {csv_path} and {json_path}')
+    if args.no_plot:
+        return
     fig, axes = pyplot().subplots(len(args.probes), len(args.features), squeeze=False,
                                   figsize=(5.5 * len(args.features), 4 * len(args.probes)))
     for row, probe in zip(axes, args.probes):

@@ -12,6 +12,8 @@ from analysis_utils import iter_batches, load_model, parse_args, pyplot, run, sa
 
 def add_args(parser):
     parser.add_argument('--seed', type=int, default=0, help='seed of the random mask')
+    parser.add_argument('--mask-ratio', type=float, help='the backbone mask ratio (default: the '
+                        "config's; the same as --cfg-options model.backbone.mask_ratio=X)")
 
 
 def figure(name, panels, result, i, rows):
@@ -39,6 +41,8 @@ def figure(name, panels, result, i, rows):
 def main(argv=None):
     from deepmim_mm.analysis import level_panels, masked_predictions
     args = parse_args(__doc__, argv, add_args, max_models=1)
+    if args.mask_ratio is not None:  # checked where DeepMIMViT is built
+        args.cfg_options = {**(args.cfg_options or {}), 'model.backbone.mask_ratio': args.mask_ratio}
     model = load_model(*args.pairs[0], args, prefix=None).to(args.device)
     rows, used = [], set()
     batches = iter_batches(model, args.files, args.batch_size, skip_corrupt=args.skip_corrupt)
