@@ -42,7 +42,8 @@ def main(argv=None):
     from deepmim_mm.analysis import level_panels, masked_predictions
     args = parse_args(__doc__, argv, add_args, max_models=1)
     if args.mask_ratio is not None:  # checked where DeepMIMViT is built
-        args.cfg_options = {**(args.cfg_options or {}), 'model.backbone.mask_ratio': args.mask_ratio}
+        args.cfg_options = dict(args.cfg_options or {})
+        args.cfg_options['model.backbone.mask_ratio'] = args.mask_ratio
     model = load_model(*args.pairs[0], args, prefix=None).to(args.device)
     rows, used = [], set()
     batches = iter_batches(model, args.files, args.batch_size, skip_corrupt=args.skip_corrupt)
