@@ -6,7 +6,6 @@ import os.path as osp
 import pickle
 import re
 import shutil
-import tempfile
 import zipfile
 from collections import OrderedDict
 from typing import Any, Callable, List
@@ -27,16 +26,12 @@ def _restricted_getattr(obj, name):
     """``getattr`` for the weights-only unpickler, only for ``HistoryBuffer``'s statistics
     methods (its ``__getstate__`` pickles them as ``getattr(HistoryBuffer, 'min')``)."""
     from mmengine.logging import HistoryBuffer
-    allowed = {'min', 'max', 'current', 'mean'} | {
-        key for key, value in HistoryBuffer._statistics_methods.items()
-        if HistoryBuffer.__dict__.get(key) is value
-    }
-    if obj is HistoryBuffer and name in allowed:
+    if obj is HistoryBuffer and name in ('current', 'max', 'mean', 'min'):
         return getattr(obj, name)
     raise pickle.UnpicklingError(
-        f'Unsupported global: GLOBAL builtins.getattr with arguments ({obj!r}, {name!r}): '
-        'only the statistics methods of mmengine.logging.HistoryBuffer '
-        f'({sorted(allowed)}) are allowed in weights-only loads.')
+        f'Unsupported global: GLOBAL builtins.getattr with arguments ({obj!r}, {name!r}): only '
+        "HistoryBuffer's statistics methods (current, max, mean, min) are allowed in weights-only "
+        'loads.')
 
 
 def checkpoint_safe_globals() -> torch.serialization.safe_globals:
@@ -77,23 +72,6 @@ def _is_torchscript(path: str) -> bool:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def _refused(path: str, error: pickle.UnpicklingError, where: str) -> pickle.UnpicklingError:
-    """A torch file the weights-only unpickler refuses: name what it holds and the remedies."""
-    try:  # the globals outside the allowlist in scope (zip-format files)
-        with checkpoint_safe_globals():
-            found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except (ValueError, RuntimeError):  # the legacy format: torch's own message names them
-        found = []
-    detail = _first_line(error.__context__ or error)  # torch re-raises its unpickler's error
-    what = f'the object(s) {", ".join(sorted(found))}' if found else f'an object ({detail})'
-    return pickle.UnpicklingError(
-        f'{where}checkpoint {path} holds {what}, which torch.load(weights_only=True) refuses; '
-        'allowed are tensors and what mmengine checkpoints hold (HistoryBuffer, numpy arrays, '
-        'scalars and dtypes). If you trust this file, allow them with '
-        f'`torch.serialization.add_safe_globals([...])` or set {TRUST_ENV}=1 to read it with '
-        'full pickle (which can run arbitrary code).')
 
 
 def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any:
@@ -149,7 +127,11 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, TypeError,
             AttributeError, zipfile.BadZipFile) as e:
         if isinstance(e, pickle.UnpicklingError) and not trusted:
-            raise _refused(path, e, where) from e
+            raise pickle.UnpicklingError(
+                f'{where}checkpoint {path} holds an object torch.load(weights_only=True) refuses '
+                f'({_first_line(e.__context__ or e)}); allowed are tensors and what mmengine '
+                f'checkpoints hold. If you trust this file, set {TRUST_ENV}=1 to read it with full '
+                'pickle (which can run arbitrary code).') from e
         raise NotACheckpointError(f'{where}not a checkpoint: {path} (a '
                                   f'{"zip archive" if is_zip else "pickle"} torch cannot read: '
                                   f'{type(e).__name__}: {_first_line(e)})') from e
@@ -185,16 +167,6 @@ def read_state_dict(path: str, field_name: str = '') -> 'OrderedDict[str, torch.
     return state
 
 
-def _umask() -> int:
-    try:
-        with open('/proc/self/status') as f:
-            return next(int(line.split()[1], 8) for line in f if line.startswith('Umask:'))
-    except (OSError, StopIteration):
-        mask = os.umask(0o022)  # no /proc: read it by setting it (and set it back)
-        os.umask(mask)
-        return mask
-
-
 def _fsync_dir(directory: str) -> None:
     with contextlib.suppress(OSError):  # not every file system syncs directories
         fd = os.open(directory, os.O_RDONLY)
@@ -213,14 +185,14 @@ def _no_space(path: str, error: OSError) -> OSError:
 
 
 def atomic_write(path: str, write: Callable[[Any], None]) -> None:
-    """Call ``write(f)`` on a temporary file next to ``path`` (mode ``0o666`` minus the umask,
-    as ``open()`` gives), then rename it onto ``path``: a killed process never leaves a truncated
-    file, only a ``<name>.<random>.tmp`` one (see :func:`stale_temporary_files`)."""
+    """Call ``write(f)`` on a temporary file next to ``path``, then rename it onto ``path``: a
+    killed process never leaves a truncated file, only a ``<name>.<random>.tmp`` one (see
+    :func:`stale_temporary_files`)."""
     directory = osp.dirname(osp.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=osp.basename(path) + '.', suffix=_TMP_SUFFIX, dir=directory)
+    tmp = f'{osp.abspath(path)}.{os.urandom(4).hex()}{_TMP_SUFFIX}'
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, as open()
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, 'wb') as f:
             write(f)
             f.flush()
@@ -249,6 +221,6 @@ def stale_temporary_files(directory: str) -> List[str]:
     """``*.tmp`` files :func:`atomic_write` left in ``directory`` when a process was killed."""
     if not osp.isdir(directory):
         return []
-    pattern = re.compile(r'.+\.[a-z0-9_]{8}' + re.escape(_TMP_SUFFIX))  # mkstemp's names
+    pattern = re.compile(r'.+\.[a-z0-9_]{8}' + re.escape(_TMP_SUFFIX))  # mkstemp's names too
     return sorted(osp.join(directory, n) for n in os.listdir(directory)
                   if pattern.fullmatch(n) and osp.isfile(osp.join(directory, n)))

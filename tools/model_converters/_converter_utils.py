@@ -100,12 +100,9 @@ def convert(argv, doc, mapping, script, is_encoder, add_arguments=None):
         sys.exit(1)
     encoder = sum(map(is_encoder, state))
     expected = ' or '.join(CHECKPOINT_FORMATS[f] for f in CONVERTERS[script][0])
-    if encoder + unmapped == 0:
-        raise SystemExit(f'error: {args.src} has no encoder keys ({expected}): not a checkpoint '
-                         'of the format this converter reads; nothing written')
-    if encoder < unmapped:
-        raise SystemExit(f'error: only {encoder} of the {encoder + unmapped} encoder tensors of '
-                         f'{args.src} were converted (at least half are required; expected '
+    if encoder == 0 or encoder < unmapped:
+        raise SystemExit(f'error: {args.src}: {encoder} of its {encoder + unmapped} encoder '
+                         f'tensors converted (at least one and half are required; expected '
                          f'{expected}); nothing written')
     return args, state
 

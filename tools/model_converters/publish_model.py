@@ -1,12 +1,5 @@
-"""Make a training checkpoint publishable: weights and plain metadata only, named by its hash.
-
-    python tools/model_converters/publish_model.py work_dirs/quickstart/epoch_20.pth \\
-        published/deepmim_vit-tiny-p16_demo.pth
-    # -> published/deepmim_vit-tiny-p16_demo-<sha256[:8]>.pth  (OpenMMLab's naming)
-
-Kept: ``state_dict`` and ``meta`` reduced to plain values; everything else is dropped and listed,
-so the output loads with ``torch.load(path, weights_only=True)`` without this plugin or mmengine.
-"""
+"""Make a training checkpoint publishable: weights and plain metadata only, named by its hash
+(docs/en/user_guides/finetune.md#publishing-a-checkpoint)."""
 import argparse
 import hashlib
 import numbers
