@@ -167,23 +167,6 @@ def read_state_dict(path: str, field_name: str = '') -> 'OrderedDict[str, torch.
     return state
 
 
-def _fsync_dir(directory: str) -> None:
-    with contextlib.suppress(OSError):  # not every file system syncs directories
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _no_space(path: str, error: OSError) -> OSError:
-    if error.errno != errno.ENOSPC:
-        return error
-    free = shutil.disk_usage(osp.dirname(osp.abspath(path))).free
-    return OSError(errno.ENOSPC, f'cannot write {path}: no space left on device '
-                   f'({free / 2**20:.0f} MiB free); the previous file, if any, is intact')
-
-
 def atomic_write(path: str, write: Callable[[Any], None]) -> None:
     """Call ``write(f)`` on a temporary file next to ``path``, then rename it onto ``path``: a
     killed process never leaves a truncated file, only a ``<name>.<random>.tmp`` one (see
@@ -201,10 +184,17 @@ def atomic_write(path: str, write: Callable[[Any], None]) -> None:
     except BaseException as error:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        if isinstance(error, OSError):
-            raise _no_space(path, error) from error
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            free = shutil.disk_usage(directory).free / 2**20
+            raise OSError(errno.ENOSPC, f'cannot write {path}: no space left on device ({free:.0f} '
+                          'MiB free); the previous file, if any, is intact') from error
         raise
-    _fsync_dir(directory)
+    with contextlib.suppress(OSError):  # not every file system syncs directories
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def atomic_save(obj: Any, path: str) -> None:
@@ -218,7 +208,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def stale_temporary_files(directory: str) -> List[str]:
-    """``*.tmp`` files :func:`atomic_write` left in ``directory`` when a process was killed."""
+    """``*.tmp`` files :func:`atomic_write_bytes` left in ``directory`` when a process was killed."""
     if not osp.isdir(directory):
         return []
     pattern = re.compile(r'.+\.[a-z0-9_]{8}' + re.escape(_TMP_SUFFIX))  # mkstemp's names too

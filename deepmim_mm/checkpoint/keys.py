@@ -28,29 +28,24 @@ DENSE_NEW_KEYS = (r'.*relative_position_bias_table', r'.*relative_position_index
 def fold_keys(keys: Iterable[str]) -> List[str]:
     """Fold the first varying numeric component of keys alike into ranges, losslessly:
     ``layers.{0-3,5}.ln1.weight``."""
-    groups: 'OrderedDict[Tuple[str, ...], List[Tuple[int, ...]]]' = OrderedDict()
+    groups: Dict[str, List[List[int]]] = OrderedDict()  # key with '{}' for its numbers -> them
     for key in keys:
         parts = key.split('.')
-        nums = tuple(int(p) for p in parts if p.isdigit())
-        pattern = tuple('{}' if p.isdigit() else p for p in parts)
-        groups.setdefault(pattern, []).append(nums)
+        pattern = '.'.join('{}' if p.isdigit() else p for p in parts)
+        groups.setdefault(pattern, []).append([int(p) for p in parts if p.isdigit()])
     out = []
-    for pattern, nums_list in groups.items():
-        if not nums_list[0]:
-            out.append('.'.join(pattern))
+    for pattern, numbers in groups.items():
+        if not numbers[0]:
+            out.append(pattern)
             continue
-        varying = [i for i in range(len(nums_list[0]))
-                   if len({nums[i] for nums in nums_list}) > 1]
-        pos = varying[0] if varying else 0
-        by_rest: 'OrderedDict[Tuple[int, ...], List[int]]' = OrderedDict()
-        for nums in nums_list:
-            by_rest.setdefault(nums[:pos] + nums[pos + 1:], []).append(nums[pos])
+        pos = next((i for i in range(len(numbers[0])) if len({n[i] for n in numbers}) > 1), 0)
+        by_rest: Dict[tuple, List[int]] = OrderedDict()
+        for nums in numbers:
+            by_rest.setdefault(tuple(nums[:pos] + nums[pos + 1:]), []).append(nums[pos])
         for rest, folded in by_rest.items():
-            values = [str(v) for v in rest]
-            values.insert(pos, '{' + _ranges(folded) + '}' if len(folded) > 1
-                          else str(folded[0]))
-            it = iter(values)
-            out.append('.'.join(next(it) if p == '{}' else p for p in pattern))
+            values = list(rest)
+            values.insert(pos, '{' + _ranges(folded) + '}' if len(folded) > 1 else folded[0])
+            out.append(pattern.format(*values))
     return out
 
 
@@ -207,8 +202,7 @@ def clip_visual_to_mmpretrain(
     """A CLIP image tower's ``visual.*`` tensors (prefix stripped) -> CLIPTeacher's keys, the
     embeddings reshaped to mmpretrain's ``(1, ...)`` layout; and the unmapped keys."""
     out, unmapped = _map_keys(state, CLIP_VISUAL_KEY_PAIRS)
-    if 'vit.cls_token' in out:
-        out['vit.cls_token'] = out['vit.cls_token'].reshape(1, 1, -1)
-    if 'vit.pos_embed' in out:
-        out['vit.pos_embed'] = out['vit.pos_embed'].unsqueeze(0)
+    for key in ('vit.cls_token', 'vit.pos_embed'):  # (D,) and (N, D) -> (1, N, D)
+        if key in out:
+            out[key] = out[key].reshape(1, -1, out[key].shape[-1])
     return out, unmapped

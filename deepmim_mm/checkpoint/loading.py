@@ -46,12 +46,10 @@ def summarize(keys: Sequence[str], universe: Sequence[str], limit: int = 6) -> s
 
     have = Counter(p for k in keys for p in prefixes(k))
     total = Counter(p for k in universe for p in prefixes(k))
-    labels = []
-    for key in keys:
-        head = next((p for p in prefixes(key) if have[p] == total[p]), key)
-        label = head if head == key else head + '.*'
-        if label not in labels:
-            labels.append(label)
+    labels = {}  # (an ordered set)
+    for key in keys:  # (``keys`` are among ``universe``: the key itself is a prefix that holds it)
+        head = next(p for p in prefixes(key) if have[p] == total[p])
+        labels[head if head == key else head + '.*'] = None
     folded = fold_keys(labels)
     more = f', ... {len(folded) - limit} more' if len(folded) > limit else ''
     return f'{", ".join(folded[:limit])}{more} ({len(keys)} tensors)'
@@ -175,8 +173,6 @@ def check_state(target: Dict[str, torch.Tensor],
                   and not bool(torch.isfinite(v).all())]
     report.loaded = [k for k in target if k in state]
     report.new = [k for k in target if k not in state]
-    if not (missing or unknown or shapes or non_finite):
-        return report, []
     errors = []
     if non_finite:  # e.g. saved after a divergence: every output would be NaN
         errors.append(_NON_FINITE + ', '.join(fold_keys(non_finite)))

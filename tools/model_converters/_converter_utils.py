@@ -4,7 +4,6 @@ import argparse
 import io
 import os.path as osp
 import pickle
-import sys
 
 import torch
 
@@ -94,10 +93,8 @@ def convert(argv, doc, mapping, script, is_encoder, add_arguments=None):
         print(f'dropped ({reason}, {len(keys)} keys): ' + ', '.join(fold_keys(keys)))
     unmapped = len(by_reason.get('unmapped', []))
     if unmapped and not args.allow_drop:
-        print(f'error: {unmapped} keys of {args.src} could not be mapped (see above); nothing '
-              'written. Pass --allow-drop to write the output without them.',
-              file=sys.stderr)
-        sys.exit(1)
+        raise SystemExit(f'error: {unmapped} keys of {args.src} could not be mapped (see above); '
+                         'nothing written. Pass --allow-drop to write the output without them.')
     encoder = sum(map(is_encoder, state))
     expected = ' or '.join(CHECKPOINT_FORMATS[f] for f in CONVERTERS[script][0])
     if encoder == 0 or encoder < unmapped:

@@ -12,22 +12,18 @@ from deepmim_mm.checkpoint import atomic_write_bytes, read_checkpoint
 
 from _converter_utils import read_or_exit, refuse_overwriting_input, serialize
 
-_PLAIN = (str, bool, type(None))
 _DROP = object()
 
 
 def plain(value, path, dropped):
     """``value`` with every non-plain leaf removed (its ``path`` appended to ``dropped``)."""
-    if isinstance(value, _PLAIN):
+    if isinstance(value, (str, bool, type(None))):
         return value
     if isinstance(value, numbers.Real):  # also numpy scalars
         return int(value) if isinstance(value, numbers.Integral) else float(value)
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            if not isinstance(k, (str, int)):
-                dropped.append(f'{path}[{k!r}]')
-                continue
             sub = plain(v, f'{path}.{k}', dropped)
             if sub is not _DROP:
                 out[k] = sub
