@@ -208,7 +208,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def stale_temporary_files(directory: str) -> List[str]:
-    """``*.tmp`` files :func:`atomic_write_bytes` left in ``directory`` when a process was killed."""
+    """``*.tmp`` files :func:`atomic_write_bytes` left in ``directory`` by a killed process."""
     if not osp.isdir(directory):
         return []
     pattern = re.compile(r'.+\.[a-z0-9_]{8}' + re.escape(_TMP_SUFFIX))  # mkstemp's names too
