@@ -23,8 +23,7 @@ class NotACheckpointError(ValueError):
 
 
 def _restricted_getattr(obj, name):
-    """``getattr`` for the weights-only unpickler, only for ``HistoryBuffer``'s statistics
-    methods (its ``__getstate__`` pickles them as ``getattr(HistoryBuffer, 'min')``)."""
+    """``getattr(HistoryBuffer, 'min')`` etc., as ``HistoryBuffer.__getstate__`` pickles them."""
     from mmengine.logging import HistoryBuffer
     if obj is HistoryBuffer and name in ('current', 'max', 'mean', 'min'):
         return getattr(obj, name)
@@ -56,8 +55,8 @@ def _describe(head: bytes, size: int) -> str:
     return f'{size} bytes of an unknown format (starting 0x{head[:8].hex()})'
 
 
-#: torch.save's legacy (non-zip) format starts with a pickled magic number: 0x1950a86a20f9469cfc6c.
-_LEGACY_MAGIC = b'\x8a\x0a' + (0x1950a86a20f9469cfc6c).to_bytes(10, 'little')
+#: torch.save's legacy (non-zip) format starts with its pickled magic number.
+_LEGACY_MAGIC = b'\x8a\x0a' + torch.serialization.MAGIC_NUMBER.to_bytes(10, 'little')
 
 
 def _field(field_name: str) -> str:

@@ -63,8 +63,7 @@ def matches(key: str, patterns: Sequence[str]) -> bool:
 
 def pretrain_only_reason(key: str, rules: Sequence[Tuple[str, str]] = PRETRAIN_ONLY_KEYS
                          ) -> Optional[str]:
-    """The reason of the first ``(regex, reason)`` rule ``key`` (an encoder key) matches, or
-    ``None``."""
+    """The reason of the first ``(regex, reason)`` rule ``key`` matches, or ``None``."""
     return next((why for pattern, why in rules if re.fullmatch(pattern, key)), None)
 
 
@@ -109,8 +108,7 @@ def _compile(template: str) -> 're.Pattern':
 
 def _map_keys(state: Dict[str, torch.Tensor], pairs, reverse: bool = False,
               dst_prefix: str = '') -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """Rename the keys of ``state`` with ``pairs`` (left -> right, or right -> left when
-    ``reverse``) under ``dst_prefix``; returns them and the keys no pair matches."""
+    """``state`` renamed by ``pairs`` (right to left if ``reverse``), and the unmatched keys."""
     compiled = [(_compile(b if reverse else a), a if reverse else b) for a, b in pairs]
     out, unmapped = OrderedDict(), []
     for key, value in state.items():

@@ -208,15 +208,13 @@ def load_checked_state(module: nn.Module,
                        state: Dict[str, torch.Tensor],
                        source: str,
                        prefix: Optional[str] = 'backbone.',
-                       allow_new: Sequence[str] = (),
-                       ignore: Sequence[Tuple[str, str]] = PRETRAIN_ONLY_KEYS,
-                       resizable: Sequence[str] = (),
-                       prepare: Optional[Callable[[Dict[str, torch.Tensor]],
-                                                  Dict[str, torch.Tensor]]] = None,
-                       field_name: str = '') -> LoadReport:
+                       prepare: Optional[Callable[[Dict], Dict]] = None,
+                       field_name: str = '',
+                       **policy) -> LoadReport:
     """Load the keys of ``state`` under ``prefix`` (``None`` or ``''``: every key) into
-    ``module`` under the :func:`check_state` policy, ``prepare`` applied first (e.g. mmseg's
-    ``MAE.resize_abs_pos_embed``); raises :func:`fit_error` when it does not fit."""
+    ``module`` under the :func:`check_state` ``policy`` (``allow_new``, ``ignore``,
+    ``resizable``), ``prepare`` applied first (e.g. mmseg's ``MAE.resize_abs_pos_embed``); raises
+    :func:`fit_error` when it does not fit."""
     prefix = prefix or ''
     encoder = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
     if not encoder:
@@ -225,8 +223,8 @@ def load_checked_state(module: nn.Module,
     shapes = {k: tuple(v.shape) for k, v in encoder.items()}
     if prepare is not None:
         encoder = prepare(OrderedDict(encoder))
-    report, errors = check_state(module.state_dict(), encoder, source, allow_new, ignore,
-                                 resizable, name=lambda k: prefix + k)
+    report, errors = check_state(module.state_dict(), encoder, source, name=lambda k: prefix + k,
+                                 **policy)
     if errors:
         raise fit_error(source, type(module).__name__, errors, field_name, prefix)
     for k, v in encoder.items():  # what ``prepare`` resized

@@ -67,8 +67,7 @@ def main(argv=None):
                          'nothing written')
     data = serialize(out)
     sha = hashlib.sha256(data).hexdigest()
-    stem = args.out_file[:-len('.pth')] if args.out_file.endswith('.pth') else args.out_file
-    final = f'{stem}-{sha[:8]}.pth'
+    final = f'{args.out_file.removesuffix(".pth")}-{sha[:8]}.pth'
     refuse_overwriting_input(args.in_file, final)
     atomic_write_bytes(final, data)
     if dropped:
