@@ -1,6 +1,7 @@
 """The plugin's one checkpoint reader (weights-only, scoped allowlist) and its atomic writer."""
 import contextlib
 import errno
+import io
 import os
 import os.path as osp
 import pickle
@@ -8,7 +9,7 @@ import re
 import shutil
 import zipfile
 from collections import OrderedDict
-from typing import Any, Callable, List
+from typing import Any, List
 
 import numpy as np
 import torch
@@ -166,8 +167,8 @@ def read_state_dict(path: str, field_name: str = '') -> 'OrderedDict[str, torch.
     return state
 
 
-def atomic_write(path: str, write: Callable[[Any], None]) -> None:
-    """Call ``write(f)`` on a temporary file next to ``path``, then rename it onto ``path``: a
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, then rename it onto ``path``: a
     killed process never leaves a truncated file, only a ``<name>.<random>.tmp`` one (see
     :func:`stale_temporary_files`)."""
     directory = osp.dirname(osp.abspath(path))
@@ -176,7 +177,7 @@ def atomic_write(path: str, write: Callable[[Any], None]) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, as open()
     try:
         with os.fdopen(fd, 'wb') as f:
-            write(f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -196,14 +197,16 @@ def atomic_write(path: str, write: Callable[[Any], None]) -> None:
             os.close(fd)
 
 
+def torch_bytes(obj: Any) -> bytes:
+    """What ``torch.save(obj, f)`` writes."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save(obj, path)`` that never leaves a truncated ``path`` behind."""
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    atomic_write(path, lambda f: f.write(data))
+    """``torch.save(obj, path)`` through :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, torch_bytes(obj))
 
 
 def stale_temporary_files(directory: str) -> List[str]:

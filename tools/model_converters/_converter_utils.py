@@ -1,14 +1,11 @@
 """What every converter guarantees (docs/en/user_guides/finetune.md#converting-checkpoints),
 written once; the key maps live in :mod:`deepmim_mm.checkpoint.keys`."""
 import argparse
-import io
 import os.path as osp
 import pickle
 
-import torch
-
 from deepmim_mm.checkpoint import (NotACheckpointError, atomic_write_bytes, fold_keys,
-                                   read_state_dict)
+                                   read_state_dict, torch_bytes)
 from deepmim_mm.checkpoint.loading import CHECKPOINT_FORMATS, checkpoint_format
 
 #: Each converter: the formats (keys of ``CHECKPOINT_FORMATS``) it reads, and the one it writes.
@@ -103,13 +100,6 @@ def convert(argv, doc, mapping, script, is_encoder, add_arguments=None):
     return args, state
 
 
-def serialize(obj):
-    """``torch.save(obj)`` into bytes."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
 def save(state, dst, layout='state_dict', meta=None):
     """Save ``state`` atomically under ``layout`` (``None``: bare), with ``meta`` if given; a
     ``.safetensors`` DST holds the flat dict (``meta`` as its metadata)."""
@@ -122,6 +112,6 @@ def save(state, dst, layout='state_dict', meta=None):
         data = safetensors_bytes(state, metadata={k: str(v) for k, v in (meta or {}).items()})
     else:
         obj = state if layout is None else {layout: state}
-        data = serialize(obj if meta is None else dict(obj, meta=meta))
+        data = torch_bytes(obj if meta is None else dict(obj, meta=meta))
     atomic_write_bytes(dst, data)
     print(f'wrote {len(state)} tensors to {dst}')

@@ -8,9 +8,9 @@ from collections import OrderedDict
 
 import torch
 
-from deepmim_mm.checkpoint import atomic_write_bytes, read_checkpoint
+from deepmim_mm.checkpoint import atomic_write_bytes, read_checkpoint, torch_bytes
 
-from _converter_utils import read_or_exit, refuse_overwriting_input, serialize
+from _converter_utils import read_or_exit, refuse_overwriting_input
 
 _DROP = object()
 
@@ -65,7 +65,7 @@ def main(argv=None):
     if not out['state_dict']:
         raise SystemExit(f'error: {args.in_file} holds no weights (state_dict has no tensors); '
                          'nothing written')
-    data = serialize(out)
+    data = torch_bytes(out)
     sha = hashlib.sha256(data).hexdigest()
     final = f'{args.out_file.removesuffix(".pth")}-{sha[:8]}.pth'
     refuse_overwriting_input(args.in_file, final)
