@@ -47,8 +47,8 @@ def summarize(keys: Sequence[str], universe: Sequence[str], limit: int = 6) -> s
     have = Counter(p for k in keys for p in prefixes(k))
     total = Counter(p for k in universe for p in prefixes(k))
     labels = {}  # (an ordered set)
-    for key in keys:  # (``keys`` are among ``universe``: the key itself is a prefix that holds it)
-        head = next(p for p in prefixes(key) if have[p] == total[p])
+    for key in keys:
+        head = next((p for p in prefixes(key) if have[p] == total[p]), key)
         labels[head if head == key else head + '.*'] = None
     folded = fold_keys(labels)
     more = f', ... {len(folded) - limit} more' if len(folded) > limit else ''
