@@ -96,10 +96,9 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
     path = path[len('file://'):] if path.startswith('file://') else path
     if not osp.isfile(path):
         raise FileNotFoundError(f'{where}checkpoint not found: {path}')
-    size = osp.getsize(path)
     with open(path, 'rb') as f:
         head = f.read(64)
-    if size == 0:
+    if not head:
         raise NotACheckpointError(f'{where}not a checkpoint: {path} (an empty file, 0 bytes)')
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file as load_safetensors
@@ -111,7 +110,7 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
     is_zip = head.startswith(b'PK\x03\x04')
     if not is_zip and not head.startswith(b'\x80'):  # torch files are zip archives or pickles
         raise NotACheckpointError(f'{where}not a checkpoint: {path} (found '
-                                  f'{_describe(head, size)})')
+                                  f'{_describe(head, osp.getsize(path))})')
     if not is_zip and _LEGACY_MAGIC not in head[:32]:
         raise NotACheckpointError(f'{where}not a checkpoint: {path} (a Python pickle, not a '
                                   'torch.save file; it is not unpickled)')
