@@ -3,6 +3,7 @@ checkpoint reader they route mmengine through.
 
 Each test exercises the real upstream code path that breaks without the fix.
 """
+import contextlib
 import os.path as osp
 import pickle
 import subprocess
@@ -210,30 +211,42 @@ def test_fix_applies_only_when_imported_and_registers_no_global():
          'print("ok")\n')
 
 
+@contextlib.contextmanager
+def _local_loader(loader):
+    """``loader`` registered for local paths, the one registered before restored after."""
+    from deepmim_mm.compat import mmengine_checkpoint as fix
+    before = CheckpointLoader._get_checkpoint_loader('x.pth')
+    applied = fix._applied
+    CheckpointLoader.register_scheme(prefixes='', loader=loader, force=True)
+    fix._applied = False
+    try:
+        yield fix
+    finally:
+        CheckpointLoader.register_scheme(prefixes='', loader=before, force=True)
+        fix._applied = applied
+
+
 def test_fix_does_nothing_where_the_defect_is_gone():
     """A stack whose local loader reads mmengine checkpoints weights-only: no change."""
-    _run(_FRESH + 'from deepmim_mm.checkpoint import checkpoint_safe_globals\n'
-         'def fixed_loader(filename, map_location=None):\n'
-         '    with checkpoint_safe_globals():\n'
-         '        return torch.load(filename, map_location=map_location, weights_only=True)\n'
-         'ckpt.CheckpointLoader.register_scheme(prefixes="", loader=fixed_loader, force=True)\n'
-         'from deepmim_mm.compat import mmengine_checkpoint as fix\n'
-         'assert not fix.defect_present() and fix.apply() is False\n'
-         'assert ckpt.CheckpointLoader._get_checkpoint_loader("x.pth") is fixed_loader\n'
-         'print("ok")\n')
+    def fixed_loader(filename, map_location=None):
+        with checkpoint_safe_globals():
+            return torch.load(filename, map_location=map_location, weights_only=True)
+
+    with _local_loader(fixed_loader) as fix:
+        assert not fix.defect_present() and fix.apply() is False
+        assert CheckpointLoader._get_checkpoint_loader('x.pth') is fixed_loader
 
 
 def test_fix_applies_where_the_loader_falls_back_to_full_pickle():
     """A local loader that retries what weights_only=True refuses with full pickle (as
     onedl-mmengine 0.10.12's does) is replaced; the probe's global is all that ran."""
-    _run(_FRESH + 'import pickle\n'
-         'def falling_back(filename, map_location=None):\n'
-         '    try:\n'
-         '        return torch.load(filename, map_location=map_location, weights_only=True)\n'
-         '    except pickle.UnpicklingError:\n'
-         '        return torch.load(filename, map_location=map_location, weights_only=False)\n'
-         'ckpt.CheckpointLoader.register_scheme(prefixes="", loader=falling_back, force=True)\n'
-         'from deepmim_mm.compat import mmengine_checkpoint as fix\n'
-         'assert ckpt.CheckpointLoader._get_checkpoint_loader("x.pth") is fix.load_from_local\n'
-         'assert fix._probe_calls == [True]\n'
-         'print("ok")\n')
+    def falling_back(filename, map_location=None):
+        try:
+            return torch.load(filename, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            return torch.load(filename, map_location=map_location, weights_only=False)
+
+    with _local_loader(falling_back) as fix:
+        assert fix.apply() is True
+        assert CheckpointLoader._get_checkpoint_loader('x.pth') is fix.load_from_local
+        assert fix._probe_calls == [True]

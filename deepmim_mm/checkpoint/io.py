@@ -1,15 +1,15 @@
 """The plugin's one checkpoint reader (weights-only, scoped allowlist) and its atomic writer."""
 import contextlib
 import errno
+import io
 import os
 import os.path as osp
 import pickle
 import re
 import shutil
-import tempfile
 import zipfile
 from collections import OrderedDict
-from typing import Any, Callable, List
+from typing import Any, List
 
 import numpy as np
 import torch
@@ -24,19 +24,14 @@ class NotACheckpointError(ValueError):
 
 
 def _restricted_getattr(obj, name):
-    """``getattr`` for the weights-only unpickler, only for ``HistoryBuffer``'s statistics
-    methods (its ``__getstate__`` pickles them as ``getattr(HistoryBuffer, 'min')``)."""
+    """``getattr(HistoryBuffer, 'min')`` etc., as ``HistoryBuffer.__getstate__`` pickles them."""
     from mmengine.logging import HistoryBuffer
-    allowed = {'min', 'max', 'current', 'mean'} | {
-        key for key, value in HistoryBuffer._statistics_methods.items()
-        if HistoryBuffer.__dict__.get(key) is value
-    }
-    if obj is HistoryBuffer and name in allowed:
+    if obj is HistoryBuffer and name in ('current', 'max', 'mean', 'min'):
         return getattr(obj, name)
     raise pickle.UnpicklingError(
-        f'Unsupported global: GLOBAL builtins.getattr with arguments ({obj!r}, {name!r}): '
-        'only the statistics methods of mmengine.logging.HistoryBuffer '
-        f'({sorted(allowed)}) are allowed in weights-only loads.')
+        f'Unsupported global: GLOBAL builtins.getattr with arguments ({obj!r}, {name!r}): only '
+        "HistoryBuffer's statistics methods (current, max, mean, min) are allowed in weights-only "
+        'loads.')
 
 
 def checkpoint_safe_globals() -> torch.serialization.safe_globals:
@@ -61,8 +56,8 @@ def _describe(head: bytes, size: int) -> str:
     return f'{size} bytes of an unknown format (starting 0x{head[:8].hex()})'
 
 
-#: torch.save's legacy (non-zip) format starts with a pickled magic number: 0x1950a86a20f9469cfc6c.
-_LEGACY_MAGIC = b'\x8a\x0a' + (0x1950a86a20f9469cfc6c).to_bytes(10, 'little')
+#: torch.save's legacy (non-zip) format starts with its pickled magic number.
+_LEGACY_MAGIC = b'\x8a\x0a' + torch.serialization.MAGIC_NUMBER.to_bytes(10, 'little')
 
 
 def _field(field_name: str) -> str:
@@ -77,23 +72,6 @@ def _is_torchscript(path: str) -> bool:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def _refused(path: str, error: pickle.UnpicklingError, where: str) -> pickle.UnpicklingError:
-    """A torch file the weights-only unpickler refuses: name what it holds and the remedies."""
-    try:  # the globals outside the allowlist in scope (zip-format files)
-        with checkpoint_safe_globals():
-            found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except (ValueError, RuntimeError):  # the legacy format: torch's own message names them
-        found = []
-    detail = _first_line(error.__context__ or error)  # torch re-raises its unpickler's error
-    what = f'the object(s) {", ".join(sorted(found))}' if found else f'an object ({detail})'
-    return pickle.UnpicklingError(
-        f'{where}checkpoint {path} holds {what}, which torch.load(weights_only=True) refuses; '
-        'allowed are tensors and what mmengine checkpoints hold (HistoryBuffer, numpy arrays, '
-        'scalars and dtypes). If you trust this file, allow them with '
-        f'`torch.serialization.add_safe_globals([...])` or set {TRUST_ENV}=1 to read it with '
-        'full pickle (which can run arbitrary code).')
 
 
 def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any:
@@ -118,10 +96,9 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
     path = path[len('file://'):] if path.startswith('file://') else path
     if not osp.isfile(path):
         raise FileNotFoundError(f'{where}checkpoint not found: {path}')
-    size = osp.getsize(path)
     with open(path, 'rb') as f:
         head = f.read(64)
-    if size == 0:
+    if not head:
         raise NotACheckpointError(f'{where}not a checkpoint: {path} (an empty file, 0 bytes)')
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file as load_safetensors
@@ -133,7 +110,7 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
     is_zip = head.startswith(b'PK\x03\x04')
     if not is_zip and not head.startswith(b'\x80'):  # torch files are zip archives or pickles
         raise NotACheckpointError(f'{where}not a checkpoint: {path} (found '
-                                  f'{_describe(head, size)})')
+                                  f'{_describe(head, osp.getsize(path))})')
     if not is_zip and _LEGACY_MAGIC not in head[:32]:
         raise NotACheckpointError(f'{where}not a checkpoint: {path} (a Python pickle, not a '
                                   'torch.save file; it is not unpickled)')
@@ -149,7 +126,11 @@ def load_file(path: str, field_name: str = '', map_location: Any = 'cpu') -> Any
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, TypeError,
             AttributeError, zipfile.BadZipFile) as e:
         if isinstance(e, pickle.UnpicklingError) and not trusted:
-            raise _refused(path, e, where) from e
+            raise pickle.UnpicklingError(
+                f'{where}checkpoint {path} holds an object torch.load(weights_only=True) refuses '
+                f'({_first_line(e.__context__ or e)}); allowed are tensors and what mmengine '
+                f'checkpoints hold. If you trust this file, set {TRUST_ENV}=1 to read it with full '
+                'pickle (which can run arbitrary code).') from e
         raise NotACheckpointError(f'{where}not a checkpoint: {path} (a '
                                   f'{"zip archive" if is_zip else "pickle"} torch cannot read: '
                                   f'{type(e).__name__}: {_first_line(e)})') from e
@@ -185,17 +166,28 @@ def read_state_dict(path: str, field_name: str = '') -> 'OrderedDict[str, torch.
     return state
 
 
-def _umask() -> int:
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, then rename it onto ``path``: a
+    killed process never leaves a truncated file, only a ``<name>.<random>.tmp`` one (see
+    :func:`stale_temporary_files`)."""
+    directory = osp.dirname(osp.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f'{osp.abspath(path)}.{os.urandom(4).hex()}{_TMP_SUFFIX}'
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, as open()
     try:
-        with open('/proc/self/status') as f:
-            return next(int(line.split()[1], 8) for line in f if line.startswith('Umask:'))
-    except (OSError, StopIteration):
-        mask = os.umask(0o022)  # no /proc: read it by setting it (and set it back)
-        os.umask(mask)
-        return mask
-
-
-def _fsync_dir(directory: str) -> None:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            free = shutil.disk_usage(directory).free / 2**20
+            raise OSError(errno.ENOSPC, f'cannot write {path}: no space left on device ({free:.0f} '
+                          'MiB free); the previous file, if any, is intact') from error
+        raise
     with contextlib.suppress(OSError):  # not every file system syncs directories
         fd = os.open(directory, os.O_RDONLY)
         try:
@@ -204,51 +196,22 @@ def _fsync_dir(directory: str) -> None:
             os.close(fd)
 
 
-def _no_space(path: str, error: OSError) -> OSError:
-    if error.errno != errno.ENOSPC:
-        return error
-    free = shutil.disk_usage(osp.dirname(osp.abspath(path))).free
-    return OSError(errno.ENOSPC, f'cannot write {path}: no space left on device '
-                   f'({free / 2**20:.0f} MiB free); the previous file, if any, is intact')
-
-
-def atomic_write(path: str, write: Callable[[Any], None]) -> None:
-    """Call ``write(f)`` on a temporary file next to ``path`` (mode ``0o666`` minus the umask,
-    as ``open()`` gives), then rename it onto ``path``: a killed process never leaves a truncated
-    file, only a ``<name>.<random>.tmp`` one (see :func:`stale_temporary_files`)."""
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=osp.basename(path) + '.', suffix=_TMP_SUFFIX, dir=directory)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        if isinstance(error, OSError):
-            raise _no_space(path, error) from error
-        raise
-    _fsync_dir(directory)
+def torch_bytes(obj: Any) -> bytes:
+    """What ``torch.save(obj, f)`` writes."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save(obj, path)`` that never leaves a truncated ``path`` behind."""
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    atomic_write(path, lambda f: f.write(data))
+    """``torch.save(obj, path)`` through :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, torch_bytes(obj))
 
 
 def stale_temporary_files(directory: str) -> List[str]:
-    """``*.tmp`` files :func:`atomic_write` left in ``directory`` when a process was killed."""
+    """``*.tmp`` files :func:`atomic_write_bytes` left in ``directory`` by a killed process."""
     if not osp.isdir(directory):
         return []
-    pattern = re.compile(r'.+\.[a-z0-9_]{8}' + re.escape(_TMP_SUFFIX))  # mkstemp's names
+    pattern = re.compile(r'.+\.[a-z0-9_]{8}' + re.escape(_TMP_SUFFIX))  # mkstemp's names too
     return sorted(osp.join(directory, n) for n in os.listdir(directory)
                   if pattern.fullmatch(n) and osp.isfile(osp.join(directory, n)))

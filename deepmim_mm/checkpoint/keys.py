@@ -28,29 +28,24 @@ DENSE_NEW_KEYS = (r'.*relative_position_bias_table', r'.*relative_position_index
 def fold_keys(keys: Iterable[str]) -> List[str]:
     """Fold the first varying numeric component of keys alike into ranges, losslessly:
     ``layers.{0-3,5}.ln1.weight``."""
-    groups: 'OrderedDict[Tuple[str, ...], List[Tuple[int, ...]]]' = OrderedDict()
+    groups: Dict[str, List[List[int]]] = OrderedDict()  # key with '{}' for its numbers -> them
     for key in keys:
         parts = key.split('.')
-        nums = tuple(int(p) for p in parts if p.isdigit())
-        pattern = tuple('{}' if p.isdigit() else p for p in parts)
-        groups.setdefault(pattern, []).append(nums)
+        pattern = '.'.join('{}' if p.isdigit() else p for p in parts)
+        groups.setdefault(pattern, []).append([int(p) for p in parts if p.isdigit()])
     out = []
-    for pattern, nums_list in groups.items():
-        if not nums_list[0]:
-            out.append('.'.join(pattern))
+    for pattern, numbers in groups.items():
+        if not numbers[0]:
+            out.append(pattern)
             continue
-        varying = [i for i in range(len(nums_list[0]))
-                   if len({nums[i] for nums in nums_list}) > 1]
-        pos = varying[0] if varying else 0
-        by_rest: 'OrderedDict[Tuple[int, ...], List[int]]' = OrderedDict()
-        for nums in nums_list:
-            by_rest.setdefault(nums[:pos] + nums[pos + 1:], []).append(nums[pos])
+        pos = next((i for i in range(len(numbers[0])) if len({n[i] for n in numbers}) > 1), 0)
+        by_rest: Dict[tuple, List[int]] = OrderedDict()
+        for nums in numbers:
+            by_rest.setdefault(tuple(nums[:pos] + nums[pos + 1:]), []).append(nums[pos])
         for rest, folded in by_rest.items():
-            values = [str(v) for v in rest]
-            values.insert(pos, '{' + _ranges(folded) + '}' if len(folded) > 1
-                          else str(folded[0]))
-            it = iter(values)
-            out.append('.'.join(next(it) if p == '{}' else p for p in pattern))
+            values = list(rest)
+            values.insert(pos, '{' + _ranges(folded) + '}' if len(folded) > 1 else folded[0])
+            out.append(pattern.format(*values))
     return out
 
 
@@ -68,34 +63,25 @@ def matches(key: str, patterns: Sequence[str]) -> bool:
 
 def pretrain_only_reason(key: str, rules: Sequence[Tuple[str, str]] = PRETRAIN_ONLY_KEYS
                          ) -> Optional[str]:
-    """The reason of the first ``(regex, reason)`` rule ``key`` (an encoder key) matches, or
-    ``None``."""
+    """The reason of the first ``(regex, reason)`` rule ``key`` matches, or ``None``."""
     return next((why for pattern, why in rules if re.fullmatch(pattern, key)), None)
 
 
-def extract_prefix(state: Dict[str, torch.Tensor],
-                   prefix: Optional[str]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """The keys under ``prefix`` (``None`` or ``''``: all) stripped of it, and the other keys."""
-    if not prefix:
-        return OrderedDict(state), []
-    kept = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
-    return kept, [k for k in state if not k.startswith(prefix)]
-
-
-#: (mmpretrain VisionTransformer key, timm VisionTransformer key); ``{i}`` a block index,
+#: (plugin / mmpretrain key, timm VisionTransformer key); ``{i}`` a block index,
 #: ``{p}`` weight|bias.
 VIT_KEY_PAIRS = (
-    ('cls_token', 'cls_token'),
-    ('pos_embed', 'pos_embed'),
-    ('patch_embed.projection.{p}', 'patch_embed.proj.{p}'),
-    ('layers.{i}.ln1.{p}', 'blocks.{i}.norm1.{p}'),
-    ('layers.{i}.attn.qkv.{p}', 'blocks.{i}.attn.qkv.{p}'),
-    ('layers.{i}.attn.proj.{p}', 'blocks.{i}.attn.proj.{p}'),
-    ('layers.{i}.ln2.{p}', 'blocks.{i}.norm2.{p}'),
-    ('layers.{i}.ffn.layers.0.0.{p}', 'blocks.{i}.mlp.fc1.{p}'),
-    ('layers.{i}.ffn.layers.1.{p}', 'blocks.{i}.mlp.fc2.{p}'),
-    ('ln1.{p}', 'norm.{p}'),  # final norm
-    ('ln2.{p}', 'fc_norm.{p}'),  # norm after global average pooling (fine-tuned models)
+    ('backbone.cls_token', 'cls_token'),
+    ('backbone.pos_embed', 'pos_embed'),
+    ('backbone.patch_embed.projection.{p}', 'patch_embed.proj.{p}'),
+    ('backbone.layers.{i}.ln1.{p}', 'blocks.{i}.norm1.{p}'),
+    ('backbone.layers.{i}.attn.qkv.{p}', 'blocks.{i}.attn.qkv.{p}'),
+    ('backbone.layers.{i}.attn.proj.{p}', 'blocks.{i}.attn.proj.{p}'),
+    ('backbone.layers.{i}.ln2.{p}', 'blocks.{i}.norm2.{p}'),
+    ('backbone.layers.{i}.ffn.layers.0.0.{p}', 'blocks.{i}.mlp.fc1.{p}'),
+    ('backbone.layers.{i}.ffn.layers.1.{p}', 'blocks.{i}.mlp.fc2.{p}'),
+    ('backbone.ln1.{p}', 'norm.{p}'),  # final norm
+    ('backbone.ln2.{p}', 'fc_norm.{p}'),  # norm after global average pooling (fine-tuned models)
+    ('head.fc.{p}', 'head.{p}'),  # the classifier of a fine-tuned model
 )
 
 #: (mmpretrain MAEPretrainDecoder key, official MAE decoder key).
@@ -120,19 +106,14 @@ def _compile(template: str) -> 're.Pattern':
         r'\{p\}', r'(?P<p>weight|bias)'))
 
 
-def _map_keys(state: Dict[str, torch.Tensor], pairs, reverse: bool = False, src_prefix: str = '',
+def _map_keys(state: Dict[str, torch.Tensor], pairs, reverse: bool = False,
               dst_prefix: str = '') -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """Rename the keys of ``state`` under ``src_prefix`` with ``pairs`` (left -> right, or right
-    -> left when ``reverse``); returns the renamed keys (under ``dst_prefix``) and the keys under
-    ``src_prefix`` that no pair matches."""
+    """``state`` renamed by ``pairs`` (right to left if ``reverse``), and the unmatched keys."""
     compiled = [(_compile(b if reverse else a), a if reverse else b) for a, b in pairs]
     out, unmapped = OrderedDict(), []
     for key, value in state.items():
-        if not key.startswith(src_prefix):
-            continue
-        rel = key[len(src_prefix):]
         for regex, template in compiled:
-            m = regex.fullmatch(rel)
+            m = regex.fullmatch(key)
             if m:
                 out[dst_prefix + template.format(**m.groupdict())] = value
                 break
@@ -145,18 +126,13 @@ def plugin_to_timm(
         state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """A plugin / mmpretrain state dict (``backbone.``, ``head.fc.``) -> timm ``VisionTransformer``
     keys, and ``{dropped key: 'pretraining only' | 'unmapped'}``."""
-    out, unmapped = _map_keys(state, VIT_KEY_PAIRS, src_prefix='backbone.')
-    head, unmapped_head = _map_keys(state, (('{p}', '{p}'), ), src_prefix='head.fc.',
-                                    dst_prefix='head.')
-    out.update(head)
-    unmapped = set(unmapped + unmapped_head)
+    out, unmapped = _map_keys(state, VIT_KEY_PAIRS)
     dropped = OrderedDict()
-    for key in state:
-        if key in unmapped or not key.startswith(('backbone.', 'head.fc.')):
-            part, rest = key.split('.', 1) if '.' in key else (key, '')
-            pretraining = (pretrain_only_reason(rest) if part == 'backbone' else
-                           part in ('neck', 'target_generator', 'teacher'))
-            dropped[key] = 'pretraining only' if pretraining else 'unmapped'
+    for key in unmapped:
+        part, _, rest = key.partition('.')
+        pretraining = (pretrain_only_reason(rest) if part == 'backbone' else
+                       part in ('neck', 'target_generator', 'teacher'))
+        dropped[key] = 'pretraining only' if pretraining else 'unmapped'
     return out, dropped
 
 
@@ -164,10 +140,8 @@ def timm_to_plugin(
         state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """A timm ``VisionTransformer`` state dict -> this plugin's (``backbone.``, ``head.fc.``),
     and ``{dropped key: 'unmapped'}``."""
-    out, unmapped = _map_keys(state, VIT_KEY_PAIRS, reverse=True, dst_prefix='backbone.')
-    head = [k for k in unmapped if k in ('head.weight', 'head.bias')]
-    out.update(('head.fc.' + k[len('head.'):], state[k]) for k in head)
-    return out, OrderedDict((k, 'unmapped') for k in unmapped if k not in head)
+    out, unmapped = _map_keys(state, VIT_KEY_PAIRS, reverse=True)
+    return out, OrderedDict((k, 'unmapped') for k in unmapped)
 
 
 #: A decoder key of the official code: MAE's (``decoder_embed.weight``) or DeepMIM's, numbered
@@ -191,7 +165,7 @@ def official_mae_to_plugin(
             levels.setdefault(int(m.group(2) or 0), {})[m.group(1) + (m.group(3) or '')] = value
         else:
             encoder[key] = value
-    out, unmapped = _map_keys(encoder, VIT_KEY_PAIRS, reverse=True, dst_prefix='backbone.')
+    out, unmapped = _map_keys(encoder, VIT_KEY_PAIRS, reverse=True)
     dropped = OrderedDict((k, 'unmapped') for k in unmapped + ([] if levels else list(shared)))
     for n, num in enumerate(sorted(levels)):
         dst = 'neck.' if n == len(levels) - 1 else f'neck.aux_decoders.{n}.'
@@ -226,8 +200,7 @@ def clip_visual_to_mmpretrain(
     """A CLIP image tower's ``visual.*`` tensors (prefix stripped) -> CLIPTeacher's keys, the
     embeddings reshaped to mmpretrain's ``(1, ...)`` layout; and the unmapped keys."""
     out, unmapped = _map_keys(state, CLIP_VISUAL_KEY_PAIRS)
-    if 'vit.cls_token' in out:
-        out['vit.cls_token'] = out['vit.cls_token'].reshape(1, 1, -1)
-    if 'vit.pos_embed' in out:
-        out['vit.pos_embed'] = out['vit.pos_embed'].unsqueeze(0)
+    for key in ('vit.cls_token', 'vit.pos_embed'):  # (D,) and (N, D) -> (1, N, D)
+        if key in out:
+            out[key] = out[key].reshape(1, -1, out[key].shape[-1])
     return out, unmapped

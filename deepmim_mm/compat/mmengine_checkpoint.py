@@ -56,8 +56,7 @@ def defect_present() -> bool:
 
 
 def apply() -> bool:
-    """Route local loads through the plugin's reader if the defect is present (idempotent);
-    returns whether it does."""
+    """Route local loads through the plugin's reader where the defect is present (idempotent)."""
     global _applied
     if not _applied and defect_present():
         from mmengine.runner.checkpoint import CheckpointLoader

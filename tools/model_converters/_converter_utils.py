@@ -1,15 +1,11 @@
 """What every converter guarantees (docs/en/user_guides/finetune.md#converting-checkpoints),
 written once; the key maps live in :mod:`deepmim_mm.checkpoint.keys`."""
 import argparse
-import io
 import os.path as osp
 import pickle
-import sys
-
-import torch
 
 from deepmim_mm.checkpoint import (NotACheckpointError, atomic_write_bytes, fold_keys,
-                                   read_state_dict)
+                                   read_state_dict, torch_bytes)
 from deepmim_mm.checkpoint.loading import CHECKPOINT_FORMATS, checkpoint_format
 
 #: Each converter: the formats (keys of ``CHECKPOINT_FORMATS``) it reads, and the one it writes.
@@ -29,8 +25,7 @@ SAFETY_RULE = ('Nothing is written (exit code 1) when DST is SRC (also through a
 
 def refuse_overwriting_input(src, dst):
     """Exit with an error when ``dst`` is ``src`` itself (same path, symlink or hard link)."""
-    if osp.abspath(src) == osp.abspath(dst) or (
-            osp.exists(src) and osp.exists(dst) and osp.samefile(src, dst)):
+    if osp.exists(src) and osp.exists(dst) and osp.samefile(src, dst):
         raise SystemExit(f'error: the output {dst} is the input {src}; a converter never '
                          'overwrites its input: choose another output path')
 
@@ -94,27 +89,15 @@ def convert(argv, doc, mapping, script, is_encoder, add_arguments=None):
         print(f'dropped ({reason}, {len(keys)} keys): ' + ', '.join(fold_keys(keys)))
     unmapped = len(by_reason.get('unmapped', []))
     if unmapped and not args.allow_drop:
-        print(f'error: {unmapped} keys of {args.src} could not be mapped (see above); nothing '
-              'written. Pass --allow-drop to write the output without them.',
-              file=sys.stderr)
-        sys.exit(1)
+        raise SystemExit(f'error: {unmapped} keys of {args.src} could not be mapped (see above); '
+                         'nothing written. Pass --allow-drop to write the output without them.')
     encoder = sum(map(is_encoder, state))
     expected = ' or '.join(CHECKPOINT_FORMATS[f] for f in CONVERTERS[script][0])
-    if encoder + unmapped == 0:
-        raise SystemExit(f'error: {args.src} has no encoder keys ({expected}): not a checkpoint '
-                         'of the format this converter reads; nothing written')
-    if encoder < unmapped:
-        raise SystemExit(f'error: only {encoder} of the {encoder + unmapped} encoder tensors of '
-                         f'{args.src} were converted (at least half are required; expected '
+    if encoder == 0 or encoder < unmapped:
+        raise SystemExit(f'error: {args.src}: {encoder} of its {encoder + unmapped} encoder '
+                         f'tensors converted (at least one and half are required; expected '
                          f'{expected}); nothing written')
     return args, state
-
-
-def serialize(obj):
-    """``torch.save(obj)`` into bytes."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
 
 
 def save(state, dst, layout='state_dict', meta=None):
@@ -129,6 +112,6 @@ def save(state, dst, layout='state_dict', meta=None):
         data = safetensors_bytes(state, metadata={k: str(v) for k, v in (meta or {}).items()})
     else:
         obj = state if layout is None else {layout: state}
-        data = serialize(obj if meta is None else dict(obj, meta=meta))
+        data = torch_bytes(obj if meta is None else dict(obj, meta=meta))
     atomic_write_bytes(dst, data)
     print(f'wrote {len(state)} tensors to {dst}')

@@ -1,12 +1,5 @@
 """Convert a pretraining (or fine-tuned) checkpoint of this plugin / mmpretrain to a timm
-``VisionTransformer`` state dict.
-
-    python tools/model_converters/deepmim_to_timm.py epoch_1600.pth vit_base_deepmim.pth
-
-The result loads with ``timm.create_model('vit_base_patch16_224', pretrained=True, num_classes=0,
-global_pool='token', pretrained_cfg_overlay=dict(file=DST))``; ``--layout mae`` is for a
-*pretraining* checkpoint (the official ``main_finetune.py`` expects no ``fc_norm`` / ``head``).
-"""
+``VisionTransformer`` state dict (docs/en/user_guides/finetune.md#converting-checkpoints)."""
 from deepmim_mm.checkpoint import plugin_to_timm
 
 from _converter_utils import convert, save

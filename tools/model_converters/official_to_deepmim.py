@@ -1,11 +1,5 @@
 """Convert an official MAE (facebookresearch/mae) or DeepMIM (OliverRensu/DeepMIM) checkpoint to
-this plugin's pretraining format.
-
-    python tools/model_converters/official_to_deepmim.py deepmim_pretrain.pth deepmim_mm.pth
-
-Official *fine-tuned* checkpoints (``fc_norm``, ``head``) are timm ViTs: convert them with
-``timm_to_deepmim.py``.
-"""
+this plugin's pretraining format (docs/en/user_guides/finetune.md#converting-checkpoints)."""
 from deepmim_mm.checkpoint import official_mae_to_plugin
 
 from _converter_utils import convert, save

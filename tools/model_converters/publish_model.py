@@ -1,12 +1,5 @@
-"""Make a training checkpoint publishable: weights and plain metadata only, named by its hash.
-
-    python tools/model_converters/publish_model.py work_dirs/quickstart/epoch_20.pth \\
-        published/deepmim_vit-tiny-p16_demo.pth
-    # -> published/deepmim_vit-tiny-p16_demo-<sha256[:8]>.pth  (OpenMMLab's naming)
-
-Kept: ``state_dict`` and ``meta`` reduced to plain values; everything else is dropped and listed,
-so the output loads with ``torch.load(path, weights_only=True)`` without this plugin or mmengine.
-"""
+"""Make a training checkpoint publishable: weights and plain metadata only, named by its hash
+(docs/en/user_guides/finetune.md#publishing-a-checkpoint)."""
 import argparse
 import hashlib
 import numbers
@@ -15,26 +8,22 @@ from collections import OrderedDict
 
 import torch
 
-from deepmim_mm.checkpoint import atomic_write_bytes, read_checkpoint
+from deepmim_mm.checkpoint import atomic_write_bytes, read_checkpoint, torch_bytes
 
-from _converter_utils import read_or_exit, refuse_overwriting_input, serialize
+from _converter_utils import read_or_exit, refuse_overwriting_input
 
-_PLAIN = (str, bool, type(None))
 _DROP = object()
 
 
 def plain(value, path, dropped):
     """``value`` with every non-plain leaf removed (its ``path`` appended to ``dropped``)."""
-    if isinstance(value, _PLAIN):
+    if isinstance(value, (str, bool, type(None))):
         return value
     if isinstance(value, numbers.Real):  # also numpy scalars
         return int(value) if isinstance(value, numbers.Integral) else float(value)
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            if not isinstance(k, (str, int)):
-                dropped.append(f'{path}[{k!r}]')
-                continue
             sub = plain(v, f'{path}.{k}', dropped)
             if sub is not _DROP:
                 out[k] = sub
@@ -76,10 +65,9 @@ def main(argv=None):
     if not out['state_dict']:
         raise SystemExit(f'error: {args.in_file} holds no weights (state_dict has no tensors); '
                          'nothing written')
-    data = serialize(out)
+    data = torch_bytes(out)
     sha = hashlib.sha256(data).hexdigest()
-    stem = args.out_file[:-len('.pth')] if args.out_file.endswith('.pth') else args.out_file
-    final = f'{stem}-{sha[:8]}.pth'
+    final = f'{args.out_file.removesuffix(".pth")}-{sha[:8]}.pth'
     refuse_overwriting_input(args.in_file, final)
     atomic_write_bytes(final, data)
     if dropped:

@@ -1,11 +1,5 @@
 """Convert a timm ``VisionTransformer`` state dict to this plugin's format (encoder under
-``backbone.`` with mmpretrain ``VisionTransformer`` names, a classifier ``head`` to ``head.fc``).
-
-    python tools/model_converters/timm_to_deepmim.py vit_base.pth vit_base_mm.pth
-
-timm keys with no mmpretrain counterpart (register tokens, layer scale, a pre-norm) are listed
-and are an error unless ``--allow-drop``.
-"""
+``backbone.`` with mmpretrain ``VisionTransformer`` names, a classifier ``head`` to ``head.fc``)."""
 from deepmim_mm.checkpoint import timm_to_plugin
 
 from _converter_utils import convert, save
