@@ -275,7 +275,7 @@ def test_reconstruct_tool_pixel_targets(tiny_checkpoints, tmp_path, capsys):
     reconstruct.main([cfg, ckpt, '--img', tiny_checkpoints['images'], '--out-dir', str(out2),
                       '--batch-size', '3', '--mask-ratio', '0.25'])  # another mask, other losses
     assert _read_csv(out2 / 'reconstruction_loss.csv') != rows
-    with pytest.raises(ValueError, match='mask_ratio'):
+    with pytest.raises(ValueError, match=r'--mask-ratio must be in \(0, 1\), got 1.5'):
         reconstruct.main([cfg, ckpt, '--img', tiny_checkpoints['images'], '--out-dir', str(out2),
                           '--mask-ratio', '1.5'])
 

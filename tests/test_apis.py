@@ -142,6 +142,9 @@ def test_feature_extractor_on_a_pretraining_config(tiny):
             torch.testing.assert_close(got, want[i], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match='give a config with `pretrained`'):
         LevelFeatureExtractor(model, ckpt)
+    del model._config  # a model built without mmpretrain's get_model
+    with pytest.raises(ValueError, match='has no `_config`; build it with'):
+        LevelFeatureExtractor(model)
 
 
 def test_loading_is_strict(tmp_path, tiny):

@@ -437,3 +437,16 @@ def test_publish_model_loads_with_weights_only_without_the_plugin(tmp_path, caps
     assert published.keys() == original.keys()
     for k, v in original.items():
         assert torch.equal(published[k], v), k
+
+
+def test_publish_model_drops_keys_weights_only_refuses(tmp_path, capsys):
+    """A dict key that is not a str or int (a numpy integer) would make the published file
+    unloadable with weights_only=True: it is dropped and listed."""
+    import numpy as np
+    src = tmp_path / 'ckpt.pth'
+    torch.save({'state_dict': {'w': torch.ones(1)},
+                'meta': {'epoch': 1, 'per_class': {np.int64(3): 0.5, 'a': 1}}}, src)
+    out = _ok(capsys, 'publish_model', src, tmp_path / 'pub' / 'x.pth')
+    assert 'meta.per_class[np.int64(3)]' in out.split('dropped: ')[1]
+    (final, ) = (tmp_path / 'pub').iterdir()
+    assert torch.load(str(final), weights_only=True)['meta'] == {'epoch': 1, 'per_class': {'a': 1}}

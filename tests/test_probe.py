@@ -189,3 +189,11 @@ def test_probes_leave_the_global_rng_alone():
     got = torch.rand(3), np.random.rand(3), random.random()
     assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
     assert got[2] == expected[2]
+
+
+def test_probes_name_a_bad_method_or_an_empty_memory():
+    x, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1])
+    with pytest.raises(ValueError, match="method must be one of .*got 'sgd'"):
+        linear_probe(x, y, x, y, 2, method='sgd')
+    with pytest.raises(ValueError, match='knn_classify: empty training set'):
+        knn_classify(x[:0], y[:0], x, 2)

@@ -197,6 +197,8 @@ def linear_probe(x_train: torch.Tensor,
     """Standardise, choose ``l2``, fit with ``FITTERS[method](**options)``: top-1 (top-5) on
     ``x_eval`` and the fit's evidence. ``l2=None`` picks from ``l2_grid`` the best top-1 on a
     ``holdout`` part of the training split (ties: lower held-out loss, then larger ``l2``)."""
+    if method not in FITTERS:
+        raise ValueError(f'method must be one of {tuple(FITTERS)}, got {method!r}')
     if method == 'minibatch':
         options.setdefault('seed', seed)
     fit = partial(FITTERS[method], num_classes=num_classes, **options)
@@ -243,6 +245,8 @@ def knn_classify(train_x: torch.Tensor,
                  train_chunk: int = 65536) -> torch.Tensor:
     """``(Q, num_classes)`` scores: the ``k`` most cosine-similar training samples vote with
     weight ``exp(s / T)``, ``query_chunk`` x ``train_chunk`` at a time on ``train_x``'s device."""
+    if len(train_x) == 0:
+        raise ValueError('knn_classify: empty training set')
     device = train_x.device
     train_x = F.normalize(train_x.float(), dim=1)
     train_y = train_y.long().to(device)

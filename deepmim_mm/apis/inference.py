@@ -63,6 +63,9 @@ class LevelFeatureExtractor(FeatureExtractor):
         elif pretrained:
             raise ValueError('LevelFeatureExtractor: give a config with `pretrained`, or a model '
                              'built by init_encoder without it')
+        if not hasattr(model, '_config'):
+            raise ValueError('LevelFeatureExtractor: the model has no `_config`; build it with '
+                             'deepmim_mm.apis.init_encoder or mmpretrain.get_model')
         super().__init__(model, pretrained=False, device=device)
 
     def _init_pipeline(self, cfg: Config):

@@ -7,13 +7,14 @@ import os.path as osp
 
 import torch
 
-from analysis_utils import iter_batches, load_model, parse_args, pyplot, run, safe_name, write_csv
+from analysis_utils import (InputError, iter_batches, load_model, parse_args, pyplot, run,
+                            safe_name, write_csv)
 
 
 def add_args(parser):
     parser.add_argument('--seed', type=int, default=0, help='seed of the random mask')
-    parser.add_argument('--mask-ratio', type=float, help='the backbone mask ratio (default: the '
-                        "config's; the same as --cfg-options model.backbone.mask_ratio=X)")
+    parser.add_argument('--mask-ratio', type=float, default=None,
+                        help='override the backbone mask ratio (default: the config\'s)')
 
 
 def figure(name, panels, result, i, rows):
@@ -41,10 +42,11 @@ def figure(name, panels, result, i, rows):
 def main(argv=None):
     from deepmim_mm.analysis import level_panels, masked_predictions
     args = parse_args(__doc__, argv, add_args, max_models=1)
-    if args.mask_ratio is not None:  # checked where DeepMIMViT is built
-        args.cfg_options = dict(args.cfg_options or {})
-        args.cfg_options['model.backbone.mask_ratio'] = args.mask_ratio
+    if args.mask_ratio is not None and not 0 < args.mask_ratio < 1:
+        raise InputError(f'--mask-ratio must be in (0, 1), got {args.mask_ratio}')
     model = load_model(*args.pairs[0], args, prefix=None).to(args.device)
+    if args.mask_ratio is not None:  # a hybrid teacher encodes the student's visible patches
+        model.backbone.mask_ratio = args.mask_ratio
     rows, used = [], set()
     batches = iter_batches(model, args.files, args.batch_size, skip_corrupt=args.skip_corrupt)
     for b, (paths, inputs) in enumerate(batches):

@@ -24,6 +24,9 @@ def plain(value, path, dropped):
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
+            if not isinstance(k, (str, int)):  # e.g. a numpy integer: not weights-only
+                dropped.append(f'{path}[{k!r}]')
+                continue
             sub = plain(v, f'{path}.{k}', dropped)
             if sub is not _DROP:
                 out[k] = sub

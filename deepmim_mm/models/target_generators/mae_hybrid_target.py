@@ -94,6 +94,13 @@ class MAEHybridTarget(FrozenTeacher):
                                 drop_path_rate=0.))
         dec_cfg = {k: v for k, v in decoder.items() if k not in ('num_levels', 'aux_decoder_depth')}
         dec = MODELS.build(dict(dec_cfg, type='MAEPretrainDecoder'))
+        if dec.decoder_embed.in_features != enc.embed_dims:  # random_init: no checkpoint check
+            raise ValueError(f'MAEHybridTarget: decoder.embed_dim={dec.decoder_embed.in_features} '
+                             f'must equal the encoder width {enc.embed_dims}')
+        n = enc.patch_resolution[0] * enc.patch_resolution[1]
+        if dec.num_patches != n:
+            raise ValueError(f'MAEHybridTarget: decoder.num_patches={dec.num_patches} but the '
+                             f'encoder has {n} patches (img_size / patch_size)')
         self.arch = (f'encoder {type(enc).__name__}(embed_dims={enc.embed_dims}, '
                      f'num_layers={len(enc.layers)}, grid={tuple(enc.patch_resolution)}, '
                      f'fusion_indices={enc.fusion_indices}) + decoder MAEPretrainDecoder('
