@@ -39,16 +39,14 @@ def parse_args(argv=None):
 
 
 def apply_show_and_tta(cfg, args):
-    """``--show`` / ``--show-dir`` / ``--interval`` / ``--wait-time`` and ``--tta``, as the
-    ``tools/test.py`` of the config's library (its ``default_scope``) does them; ``--interval``
-    reaches every scope's hook (mmseg's and mmdet's tools leave the hook's default of 50)."""
+    """The display and TTA flags, as the ``tools/test.py`` of the config's ``default_scope``
+    applies them; ``--interval`` reaches every scope's hook (mmseg's and mmdet's tools do not)."""
     scope = cfg.get('default_scope', 'mmpretrain')
     if args.show or args.show_dir is not None:
         hook = cfg.get('default_hooks', {}).get('visualization')
         if hook is None:
-            raise ValueError(f'{args.config}: --show/--show-dir need a visualization hook in '
-                             'default_hooks (e.g. default_hooks.visualization='
-                             f'dict(type={_VIS_HOOKS.get(scope, "VisualizationHook")!r}))')
+            raise ValueError(f'{args.config}: --show/--show-dir need default_hooks.visualization '
+                             f"(the visualization hook of {scope}'s default_runtime.py)")
         hook.interval = args.interval
         if scope == 'mmpretrain':
             hook.update(enable=True, show=args.show, wait_time=args.wait_time,
@@ -96,10 +94,6 @@ def apply_show_and_tta(cfg, args):
             [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)], [pack]])
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     test_dataset.pipeline = cfg.tta_pipeline
-
-
-_VIS_HOOKS = dict(mmpretrain='VisualizationHook', mmseg='SegVisualizationHook',
-                  mmdet='DetVisualizationHook')
 
 
 @record_for_torchrun

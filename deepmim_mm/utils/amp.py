@@ -1,25 +1,21 @@
-"""One rule for AMP configs on a machine without a GPU, shared by tools/train.py and
-tools/analysis/benchmark.py."""
+"""One rule for AMP configs on a machine without a GPU (tools/train.py, tools/analysis)."""
 from typing import Optional
 
 from mmengine.device import get_device
 from mmengine.logging import print_log
 
-_AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
-
 
 def to_fp32_optim_wrapper(optim_wrapper: dict) -> dict:
     """Turn an ``AmpOptimWrapper`` config into a plain fp32 ``OptimWrapper`` config, in place."""
     optim_wrapper['type'] = 'OptimWrapper'
-    for key in _AMP_ONLY_KEYS:
+    for key in ('loss_scale', 'dtype', 'use_fsdp'):  # AmpOptimWrapper's own arguments
         optim_wrapper.pop(key, None)
     return optim_wrapper
 
 
 def fall_back_to_fp32_without_gpu(cfg, device: Optional[str] = None) -> bool:
-    """Run an AMP config in fp32 on ``device`` ``'cpu'`` (default: mmengine's ``get_device()``),
-    with a warning, where mmengine's ``AmpOptimWrapper`` would refuse to start; returns whether
-    it did."""
+    """Run an AMP config in fp32 on ``device`` ``'cpu'`` (default: mmengine's ``get_device()``)
+    with a warning, where ``AmpOptimWrapper`` would refuse to start; returns whether it did."""
     optim = cfg.get('optim_wrapper')
     if optim is None or optim.get('type') != 'AmpOptimWrapper':
         return False

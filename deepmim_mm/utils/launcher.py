@@ -1,9 +1,8 @@
-"""The process group of the plugin's entry points: gloo CPU processes without CUDA, destroyed
-before the interpreter exits; a rank that fails because another stopped answering names it."""
+"""The process group of the plugin's entry points: gloo CPU processes without CUDA; a rank that
+fails because another stopped answering names it."""
 import datetime
 import os
 import re
-import subprocess
 import time
 
 import torch
@@ -30,34 +29,19 @@ def check_launcher_env(launcher: str) -> None:
                      'process')
 
 
-def _slurm_env(port: int) -> None:
-    """The variables ``env://`` needs, from Slurm's (as mmengine's ``_init_dist_slurm``)."""
-    os.environ['RANK'] = os.environ['SLURM_PROCID']
-    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
-    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
-    os.environ.setdefault('MASTER_PORT', str(port))
-    if 'MASTER_ADDR' not in os.environ:
-        node_list = os.environ['SLURM_NODELIST']
-        os.environ['MASTER_ADDR'] = subprocess.getoutput(
-            f'scontrol show hostname {node_list} | head -n1')
-
-
-def init_cpu_distributed(cfg, launcher: str) -> bool:
-    """Start a gloo process group for a distributed launch on a machine without CUDA (returns
-    whether it did), with DDP / FSDP set up for CPU modules; ``env_cfg.dist_cfg.backend`` must
-    be ``gloo``."""
+def init_cpu_distributed(cfg, launcher: str) -> None:
+    """Without CUDA, start the gloo process group of a ``--launcher pytorch`` run and set DDP /
+    FSDP up for CPU modules; ``env_cfg.dist_cfg.backend`` must be ``gloo``."""
     if launcher == 'none' or torch.cuda.is_available() or dist.is_initialized():
-        return False
+        return
+    if launcher != 'pytorch':
+        raise ValueError(f'--launcher {launcher} on a machine without CUDA: only --launcher '
+                         'pytorch (tools/dist_train.sh) starts CPU processes')
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
     backend = dist_cfg.pop('backend', 'nccl')
     if backend != 'gloo':
         raise ValueError(f'env_cfg.dist_cfg.backend={backend!r} needs GPUs and this machine has '
                          "none: set env_cfg.dist_cfg.backend='gloo' to run CPU processes")
-    if launcher == 'slurm':
-        _slurm_env(int(dist_cfg.pop('port', 29500)))
-    elif launcher != 'pytorch':
-        raise ValueError(f'--launcher {launcher} on a machine without CUDA: only pytorch and '
-                         'slurm are supported')
     if 'timeout' in dist_cfg:  # seconds, as mmengine's init_dist takes it
         dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
     dist.init_process_group(backend='gloo', init_method='env://', **dist_cfg)
@@ -71,23 +55,15 @@ def init_cpu_distributed(cfg, launcher: str) -> bool:
             find_unused_parameters=cfg.get('find_unused_parameters', False))
         wrapper['device_ids'] = None
         cfg.model_wrapper_cfg = wrapper
-    return True
 
 
 def record_for_torchrun(main):
-    """``main`` under torch's ``record`` when torchrun started this process and asks for an
-    error file (``TORCHELASTIC_ERROR_FILE``): its exception then ends torchrun's summary, with
-    the rank. As it is otherwise (``record`` would also switch faulthandler on)."""
+    """``main`` under torch's ``record`` when torchrun asks for an error file
+    (``TORCHELASTIC_ERROR_FILE``): its exception then ends torchrun's summary, with the rank."""
     if not os.environ.get('TORCHELASTIC_ERROR_FILE'):
         return main
     from torch.distributed.elastic.multiprocessing.errors import record
     return record(main)
-
-
-def finish_distributed() -> None:
-    """Destroy the process group, if any."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 #: The tag of :func:`name_lost_ranks`' probe messages.
@@ -99,9 +75,8 @@ class RankLostError(RuntimeError):
 
 
 def name_lost_ranks(error: BaseException, timeout: float = 10) -> None:
-    """When ``error`` is a failure of the gloo transport (a peer's connection reset, or a
-    timeout), raise :class:`RankLostError` naming the ranks that do not answer a point-to-point
-    probe within ``timeout`` seconds (every surviving rank probes every other one)."""
+    """When ``error`` is a failure of the gloo transport, raise :class:`RankLostError` naming the
+    ranks that do not answer a point-to-point probe within ``timeout`` seconds."""
     if not (dist.is_available() and dist.is_initialized() and dist.get_backend() == 'gloo'
             and 'gloo/transport' in str(error)):
         return

@@ -33,25 +33,20 @@ def _is_local(path: str) -> bool:
 
 
 class _RemoveLater:
-    """A file backend whose ``remove`` / ``rmtree`` wait for :meth:`flush` (everything else is
-    the wrapped backend's)."""
+    """The wrapped file backend, whose ``remove`` / ``rmtree`` wait for :meth:`flush`."""
 
     def __init__(self, backend):
         self.backend, self.pending = backend, []
 
     def remove(self, path) -> None:
-        self.pending.append(path)
+        self.pending.append((self.backend.remove, path))
 
-    rmtree = remove
+    def rmtree(self, path) -> None:  # DeepSpeed checkpoints are folders
+        self.pending.append((self.backend.rmtree, path))
 
-    def flush(self, keep) -> None:
-        for path in self.pending:
-            if path == keep:
-                continue
-            if self.backend.isfile(path):
-                self.backend.remove(path)
-            elif self.backend.isdir(path):
-                self.backend.rmtree(path)  # DeepSpeed checkpoints are folders
+    def flush(self) -> None:
+        for remove, path in self.pending:
+            remove(path)
         self.pending = []
 
     def __getattr__(self, name):
@@ -62,10 +57,10 @@ class _RemoveLater:
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` that never leaves a run without a complete checkpoint.
 
-    Adds over ``CheckpointHook``: local checkpoints are written atomically
+    Adds over ``CheckpointHook`` (same arguments): local checkpoints are written atomically
     (:class:`AtomicLocalBackend`); old checkpoints are removed only after the new one and the
-    ``last_checkpoint`` pointer are written; temporary files of a killed save are removed when
-    training starts. Takes ``CheckpointHook``'s arguments.
+    ``last_checkpoint`` pointer are written; a killed save's temporary files are removed when
+    training starts.
     """
 
     def before_train(self, runner) -> None:
@@ -87,7 +82,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def _removals(self) -> None:
         if is_main_process():
-            self.file_backend.flush(keep=self.last_ckpt)
+            self.file_backend.flush()
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)

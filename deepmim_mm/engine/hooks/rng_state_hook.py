@@ -35,10 +35,8 @@ def set_rng_state(state: dict) -> None:
 
 
 class _RestoreWhileResumed:
-    """Wraps the IterBasedTrainLoop's data iterator: every batch drawn while the runner is still
-    at the resumed iteration (any a loop draws to skip the trained ones, then the first one it
-    trains on; the loop counts the iteration after training it) is drawn from the interrupted
-    run's RNG states, however the loop skips. Unwraps itself at the next iteration."""
+    """The IterBasedTrainLoop's data iterator, drawing every batch from the interrupted run's RNG
+    states while the runner is at the resumed iteration; unwraps itself at the next one."""
 
     def __init__(self, runner, iterator, state: dict):
         self._runner, self._it, self._state = runner, iterator, state
@@ -52,9 +50,7 @@ class _RestoreWhileResumed:
         return next(self._it)
 
     def skip_iter(self, num_iters: int) -> None:
-        """Skip by drawing, as upstream's loop does. onedl-mmengine's loop calls this; its own
-        may advance only the sampler, so the data workers' RNGs would not advance through the
-        skipped batches and the iterator, created later, would draw from the restored state."""
+        """Skip by drawing, as upstream's loop does (onedl-mmengine's would skip in the sampler)."""
         for _ in range(num_iters):
             next(self)
 
