@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Usage: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR and PORT as for dist_train.sh.
+# Usage: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]   (see _dist_launch.sh)
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: $0 CONFIG CHECKPOINT GPUS [--work-dir DIR] [--cfg-options ...]" >&2

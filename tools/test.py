@@ -109,8 +109,7 @@ def main(argv=None):
     if args.amp:
         cfg.test_cfg.fp16 = True
     apply_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
-    # After --cfg-options (as mmseg's and mmdet's tools do): TTA wraps the final model and test
-    # pipeline.
+    # After --cfg-options, as mmseg's and mmdet's tools: TTA wraps the final model and pipeline.
     apply_show_and_tta(cfg, args)
     check_data_folders(cfg, ('test_dataloader', ))
 

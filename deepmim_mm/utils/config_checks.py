@@ -209,11 +209,10 @@ def apply_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> 
         import_modules_from_strings(**cfg.custom_imports)
 
 
-def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool = False,
-                import_custom: bool = False):
+def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool = False):
     """A ``Config`` from a file, ``pkg::rel/path.py`` or a ``Config`` (copied), read after
-    :func:`deepmim_mm.compat.apply_all`, with ``cfg_options`` applied (:func:`apply_cfg_options`);
-    ``import_custom`` imports its ``custom_imports``. A syntax error names its file and line."""
+    :func:`deepmim_mm.compat.apply_all`, with ``cfg_options`` applied (:func:`apply_cfg_options`).
+    A syntax error names its file and line."""
     from deepmim_mm.compat import apply_all
     if isinstance(config, Config):
         cfg = config.copy()
@@ -225,8 +224,6 @@ def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool
         except SyntaxError as e:
             raise (_syntax_error(path, path) or e) from None
     apply_cfg_options(cfg, cfg_options, allow_new_keys)
-    if import_custom and cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
     return cfg
 
 

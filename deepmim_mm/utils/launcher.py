@@ -8,22 +8,21 @@ import time
 import torch
 import torch.distributed as dist
 
-_ENV = {
-    'pytorch': ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
-    'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+_ENV = {  # the variables a launcher sets, and how to start a run with it
+    'pytorch': (('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
+                'start it with tools/dist_train.sh CONFIG GPUS (or torchrun '
+                '--nproc_per_node=GPUS tools/train.py CONFIG --launcher pytorch)'),
+    'slurm': (('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+              'start it with tools/slurm_train.sh (srun) inside a Slurm allocation'),
 }
 
 
 def check_launcher_env(launcher: str) -> None:
     """A ``ValueError`` naming the missing variables when ``launcher`` did not start us."""
-    missing = [v for v in _ENV.get(launcher, ()) if v not in os.environ]
+    variables, how = _ENV.get(launcher, ((), ''))
+    missing = [v for v in variables if v not in os.environ]
     if not missing:
         return
-    how = {
-        'pytorch': 'start it with tools/dist_train.sh CONFIG GPUS (or torchrun '
-                   '--nproc_per_node=GPUS tools/train.py CONFIG --launcher pytorch)',
-        'slurm': 'start it with tools/slurm_train.sh (srun) inside a Slurm allocation',
-    }[launcher]
     raise ValueError(f'--launcher {launcher}: the environment lacks {", ".join(missing)}, which '
                      f'the {launcher} launcher sets; {how}, or leave --launcher out for one '
                      'process')

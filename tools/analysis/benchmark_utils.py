@@ -195,7 +195,7 @@ def load_cfg(path: str, options=None, allow_new_keys: bool = False):
     from deepmim_mm.compat import apply_all
     from deepmim_mm.utils import load_config  # importing deepmim_mm registers its modules
     apply_all()
-    cfg = load_config(path, options, allow_new_keys, import_custom=True)
+    cfg = load_config(path, options, allow_new_keys)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return cfg
 

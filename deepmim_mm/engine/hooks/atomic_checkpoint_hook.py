@@ -64,11 +64,10 @@ class AtomicCheckpointHook(CheckpointHook):
     """
 
     def before_train(self, runner) -> None:
-        super().before_train(runner)
         if (self.backend_args is None and self.file_client_args is None
                 and _is_local(self.out_dir)):
             self.backend_args = dict(backend=ATOMIC_BACKEND)
-            self.file_backend = AtomicLocalBackend()
+        super().before_train(runner)
         self.file_backend = _RemoveLater(self.file_backend)
         if is_main_process() and _is_local(self.out_dir):
             stale = [p for d in {self.out_dir, runner.work_dir}
