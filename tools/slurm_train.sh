@@ -8,5 +8,5 @@ if [ $# -lt 4 ]; then
 fi
 PARTITION=$1
 JOB_NAME=$2
-source "$(dirname "$0")/_slurm_launch.sh"
+source "$(dirname "$0")/_launch.sh"
 slurm_launch train.py "$3" --work-dir="$4" --launcher=slurm "${@:5}"

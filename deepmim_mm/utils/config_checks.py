@@ -12,7 +12,8 @@ from typing import List, Optional
 from mmengine.config import Config
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
-from mmengine.runner import EpochBasedTrainLoop, FlexibleRunner, IterBasedTrainLoop, Runner
+from mmengine.runner import (EpochBasedTrainLoop, FlexibleRunner, IterBasedTrainLoop, Runner,
+                             TestLoop, ValLoop)
 from mmengine.utils import import_modules_from_strings
 
 #: Command-line flag of the entry points that lets ``--cfg-options`` add new keys.
@@ -50,15 +51,11 @@ def _untyped_arguments(path: List[str]) -> Optional[set]:
     if len(path) == 1 and key.endswith('_dataloader'):
         from torch.utils.data import DataLoader
         return set(inspect.signature(DataLoader).parameters) - {'self'}
-    if key == 'train_cfg':
-        names = {'type', 'by_epoch'}
-        for loop in (EpochBasedTrainLoop, IterBasedTrainLoop):
-            names |= set(inspect.signature(loop).parameters)
-        return names - {'self', 'runner', 'dataloader'}
-    if key == 'randomness':
-        return set(inspect.signature(Runner.set_randomness).parameters) - {'self'}
-    if key in ('val_cfg', 'test_cfg'):
-        return {'type', 'fp16'}
+    receivers = {'train_cfg': (EpochBasedTrainLoop, IterBasedTrainLoop), 'val_cfg': (ValLoop, ),
+                 'test_cfg': (TestLoop, ), 'randomness': (Runner.set_randomness, )}
+    if key in receivers:  # the arguments of the loops, or of the method, the dict is given to
+        names = {name for f in receivers[key] for name in inspect.signature(f).parameters}
+        return names - {'self', 'runner', 'dataloader', 'evaluator'} | {'type', 'by_epoch'}
     return {
         'env_cfg': {'cudnn_benchmark', 'mp_cfg', 'dist_cfg', 'resource_limit'},
         'env_cfg.mp_cfg': {'mp_start_method', 'opencv_num_threads'},
@@ -227,29 +224,18 @@ def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool
     return cfg
 
 
-def _hook_class(hook_type, scope: Optional[str]):
-    """The class a hook config's ``type`` names (``None``: not found; the Runner reports it)."""
-    if not isinstance(hook_type, str):
-        return hook_type if inspect.isclass(hook_type) else None
-    try:
-        with HOOKS.switch_scope_and_registry(scope) as registry:
-            return registry.get(hook_type)
-    except Exception:  # an unknown scope: the Runner's own error will name it
-        return None
-
-
 def check_hook_args(cfg) -> None:
     """An unknown argument of a ``CheckpointHook`` in ``default_hooks`` / ``custom_hooks`` is a
     ``ValueError`` naming the field: mmengine passes them to ``save_checkpoint``, which fails only
-    at the first save (other hooks fail when the Runner builds them)."""
+    at the first save (other hooks fail when the Runner builds them). Hook types are looked up in
+    the root registry, where mmengine and the plugin register theirs, or by a scoped name."""
     hooks = [(f'default_hooks.{name}', hook)
              for name, hook in (cfg.get('default_hooks') or {}).items()]
     hooks += [(f'custom_hooks.{i}', hook) for i, hook in enumerate(cfg.get('custom_hooks') or [])]
     accepted = set(inspect.signature(CheckpointHook).parameters) - {'kwargs'}
     for where, hook in hooks:
-        if not isinstance(hook, dict) or 'type' not in hook:
-            continue
-        cls = _hook_class(hook['type'], hook.get('_scope_', cfg.get('default_scope')))
+        cls = hook.get('type') if isinstance(hook, dict) else None
+        cls = HOOKS.get(cls) if isinstance(cls, str) else cls
         if not (inspect.isclass(cls) and issubclass(cls, CheckpointHook)):
             continue
         errors = []

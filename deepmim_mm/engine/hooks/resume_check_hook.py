@@ -20,14 +20,11 @@ class ResumeCheckHook(Hook):
         self.loaded = True
 
     def before_train(self, runner) -> None:
-        if not self.loaded:
-            if not runner.cfg.get('resume'):  # (a Runner built from arguments keeps it private)
-                return
+        if not self.loaded and runner.cfg.get('resume'):  # (not kept by a Runner from arguments)
             print_log(f'resume: {runner.work_dir} holds no checkpoint to resume from (no '
                       'last_checkpoint file): training starts from scratch', logger='current',
                       level=30)
-            return
-        if runner.iter >= runner.max_iters:  # (after load_from, runner.iter is 0)
+        elif self.loaded and runner.iter >= runner.max_iters:  # (after load_from, iter is 0)
             epochs = (f' (epoch {runner.epoch} of {runner.max_epochs})'
                       if isinstance(runner.train_loop, EpochBasedTrainLoop) else '')
             print_log(f'resume: the checkpoint is at iteration {runner.iter} of '

@@ -99,13 +99,9 @@ class RNGStateHook(Hook):
         self._gather_if_saving(runner, by_epoch=True)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        if get_dist_info()[1] == 1:
-            states = [get_rng_state()]
-        elif self._gathered is not None:
-            states = self._gathered
-        else:  # a save this hook did not foresee (e.g. a best-checkpoint save)
-            return
-        checkpoint['rng_state'] = states
+        states = [get_rng_state()] if get_dist_info()[1] == 1 else self._gathered
+        if states is not None:  # None: a save this hook did not foresee (a best-checkpoint save)
+            checkpoint['rng_state'] = states
         self._gathered = None
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
