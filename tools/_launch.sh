@@ -3,6 +3,13 @@
 TOOLS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}"
 
+usage_unless() {  # N USAGE ARGS...: exit 2 with the usage line unless there are N or more ARGS
+  if [ $(($# - 2)) -lt "$1" ]; then
+    echo "usage: $0 $2" >&2
+    exit 2
+  fi
+}
+
 positive_ints() {  # NAME=value ...: exit 2 naming the first value that is not a positive integer
   local pair
   for pair in "$@"; do
@@ -27,17 +34,19 @@ dist_launch() {
       "$TOOLS/$script" "$@"
 }
 
-# `slurm_launch SCRIPT ARGS...`: one srun task per GPU running tools/SCRIPT ARGS; mmengine reads
-# SLURM_PROCID/SLURM_NTASKS/SLURM_NODELIST (launcher=slurm). Reads GPUS (total, default 8),
-# GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS (split into separate srun arguments), SRUN (srun).
+# `slurm_launch PARTITION JOB_NAME SCRIPT ARGS...`: one srun task per GPU running tools/SCRIPT
+# ARGS; mmengine reads SLURM_PROCID/SLURM_NTASKS/SLURM_NODELIST (launcher=slurm). Reads GPUS
+# (total, default 8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS (split into separate srun
+# arguments), SRUN (srun).
 slurm_launch() {
-  local script=$1 gpus=${GPUS:-8} per_node=${GPUS_PER_NODE:-8} cpus=${CPUS_PER_TASK:-5}
-  shift
+  local partition=$1 job=$2 script=$3 gpus=${GPUS:-8} per_node=${GPUS_PER_NODE:-8}
+  local cpus=${CPUS_PER_TASK:-5}
+  shift 3
   positive_ints "GPUS=$gpus" "GPUS_PER_NODE=$per_node" "CPUS_PER_TASK=$cpus"
   set -x
   # shellcheck disable=SC2086  # SRUN_ARGS is split on purpose
-  ${SRUN:-srun} -p "$PARTITION" \
-      --job-name="$JOB_NAME" \
+  ${SRUN:-srun} -p "$partition" \
+      --job-name="$job" \
       --gres=gpu:"$per_node" \
       --ntasks="$gpus" \
       --ntasks-per-node="$per_node" \

@@ -77,9 +77,7 @@ def apply_show_and_tta(cfg, args):
         if 'tta_model' not in cfg:
             cfg.tta_model = dict(type='DetTTAModel', tta_cfg=dict(
                 nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-        pack = dict(type='PackDetInputs', meta_keys=(
-            'img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
-            'flip_direction'))
+        pack = dict(type='PackDetInputs')  # its default meta_keys hold the flip DetTTAModel needs
         if cfg.tta_model.get('type') in ('DetTTAModel', 'mmdet.DetTTAModel') and \
                 cfg.model.get('roi_head', {}).get('mask_head') is not None:
             raise ValueError(f'{args.config}: --tta: mmdet 3.3\'s DetTTAModel merges boxes only '

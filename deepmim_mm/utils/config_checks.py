@@ -187,7 +187,8 @@ def _syntax_error(path: str, config: str) -> Optional[SyntaxError]:
                 bases = ast.literal_eval(node.value)
             except ValueError:
                 return None
-            local = [b for b in ([bases] if isinstance(bases, str) else bases) if '::' not in b]
+            local = [b for b in ([bases] if isinstance(bases, str) else bases)
+                     if '::' not in b and b.endswith('.py')]  # (not json/yaml bases)
             for base in local:
                 error = _syntax_error(osp.join(osp.dirname(path), base), config)
                 if error:

@@ -72,9 +72,8 @@ def build_runner(cfg, resume: bool = False):
 
 
 def run(runner, method: str):
-    """``runner.<method>()``; a failure caused by a rank that stopped answering names that rank.
-    The process group is destroyed afterwards, whatever happens (gloo's threads would otherwise
-    be torn down unjoined at exit)."""
+    """``runner.<method>()``, naming a rank that stopped answering; the process group is then
+    destroyed, whatever happens (or gloo's threads are torn down unjoined at exit)."""
     try:
         return getattr(runner, method)()
     except RuntimeError as e:  # e.g. gloo's "Connection reset by peer": a rank was killed

@@ -2,7 +2,6 @@
 fails because another stopped answering names it."""
 import datetime
 import os
-import re
 import time
 
 import torch
@@ -65,10 +64,6 @@ def record_for_torchrun(main):
     return record(main)
 
 
-#: The tag of :func:`name_lost_ranks`' probe messages.
-_PROBE_TAG = 2**20 + 17
-
-
 class RankLostError(RuntimeError):
     """A collective failed because other ranks no longer answer (killed, crashed or hung)."""
 
@@ -80,18 +75,18 @@ def name_lost_ranks(error: BaseException, timeout: float = 10) -> None:
             and 'gloo/transport' in str(error)):
         return
     rank, deadline, lost = dist.get_rank(), time.monotonic() + timeout, []
+    tag = 2**20 + 17  # not one of the Runner's own messages
     for peer in range(dist.get_world_size()):
         try:  # a dead peer's connection fails at once; a silent one at the deadline
-            works = [dist.isend(torch.zeros(1), peer, tag=_PROBE_TAG),
-                     dist.irecv(torch.zeros(1), peer, tag=_PROBE_TAG)] if peer != rank else []
+            works = [dist.isend(torch.zeros(1), peer, tag=tag),
+                     dist.irecv(torch.zeros(1), peer, tag=tag)] if peer != rank else []
             for work in works:
                 work.wait(datetime.timedelta(seconds=max(deadline - time.monotonic(), 0.1)))
         except RuntimeError:
             lost.append(str(peer))
     if not lost:
         return
-    # gloo's first line: "[.../pair.cc:561] Connection closed by peer [addr]:port. This is ..."
-    cause = re.sub(r'^\[[^]]*\] ', '', str(error).strip().splitlines()[0]).split('. ')[0]
     raise RankLostError(f'rank {rank} of {dist.get_world_size()}: rank {", ".join(lost)} stopped '
                         'answering (killed, crashed or hung: see its log), which ended this rank '
-                        f'with {type(error).__name__}: {cause}') from error
+                        f'with {type(error).__name__}: {str(error).strip().splitlines()[0]}'
+                        ) from error

@@ -28,10 +28,6 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write_bytes(str(filepath), obj.encode(encoding))
 
 
-def _is_local(path: str) -> bool:
-    return '://' not in str(path) or str(path).startswith('file://')
-
-
 class _RemoveLater:
     """The wrapped file backend, whose ``remove`` / ``rmtree`` wait for :meth:`flush`."""
 
@@ -64,12 +60,12 @@ class AtomicCheckpointHook(CheckpointHook):
     """
 
     def before_train(self, runner) -> None:
-        if (self.backend_args is None and self.file_client_args is None
-                and _is_local(self.out_dir)):
+        local = '://' not in str(self.out_dir) or str(self.out_dir).startswith('file://')
+        if local and self.backend_args is None and self.file_client_args is None:
             self.backend_args = dict(backend=ATOMIC_BACKEND)
         super().before_train(runner)
         self.file_backend = _RemoveLater(self.file_backend)
-        if is_main_process() and _is_local(self.out_dir):
+        if is_main_process() and local:
             stale = [p for d in {self.out_dir, runner.work_dir}
                      for p in stale_temporary_files(d)]
             for path in stale:
@@ -79,18 +75,15 @@ class AtomicCheckpointHook(CheckpointHook):
                           f'an interrupted checkpoint save: {", ".join(stale)}',
                           logger='current', level=30)
 
-    def _removals(self) -> None:
-        if is_main_process():
-            self.file_backend.flush()
-
+    # The removals CheckpointHook asked for (on the main process) once its save has returned.
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
-        self._removals()
+        self.file_backend.flush()
 
     def after_train_epoch(self, runner) -> None:
         super().after_train_epoch(runner)
-        self._removals()
+        self.file_backend.flush()
 
     def after_val_epoch(self, runner, metrics) -> None:
         super().after_val_epoch(runner, metrics)
-        self._removals()
+        self.file_backend.flush()

@@ -1,6 +1,5 @@
 """Stop at the first non-finite loss, naming the level and the iteration."""
 import math
-from typing import Dict
 
 import torch
 from mmengine.hooks import Hook
@@ -50,22 +49,20 @@ class NonFiniteLossHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if outputs is None or not self.every_n_train_iters(runner, self.interval):
             return
-        values: Dict[str, float] = {}
+        bad = {}
         for key in outputs:
             if 'loss' in key:  # RuntimeInfoHook's host copy, if it ran
                 buf = runner.message_hub.log_scalars.get(f'train/{key}')
-                values[key] = float(buf.current() if buf is not None else outputs[key])
-        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+                value = float(buf.current() if buf is not None else outputs[key])
+                if not math.isfinite(value):
+                    bad[key] = value
         if not bad:
             self._amp_skips = 0
             return
         if len(bad) > 1:  # name the levels, not the total they make non-finite
             bad.pop('loss', None)
-        iteration = runner.iter + 1
-        levels = [k[len('loss_'):] for k in bad if k.startswith('loss_')]
-        msg = (f'non-finite loss at iteration {iteration} (epoch {runner.epoch + 1}): '
-               + ', '.join(f'{k}={v}' for k, v in bad.items())
-               + (f' (level {", ".join(levels)})' if levels else ''))
+        msg = (f'non-finite loss at iteration {runner.iter + 1} (epoch {runner.epoch + 1}): '
+               + ', '.join(f'{k}={v}' for k, v in bad.items()))
         wrapper = getattr(runner, 'optim_wrapper', None)
         # Private: mmengine keeps loss_scale='dynamic' only as _scale_update_param=None; its
         # GradScaler is built alike for a static scale, so no public attribute tells them apart.

@@ -11,7 +11,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
 
-def get_rng_state() -> dict:
+def get_rng_state() -> dict:  # numpy's state as plain values: weights-only loading reads them
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     state = dict(torch=torch.get_rng_state(),
                  numpy=(name, keys.tolist(), int(pos), int(has_gauss), float(gauss)),
@@ -22,16 +22,13 @@ def get_rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state['torch'].cpu() if hasattr(state['torch'], 'cpu')
-                        else torch.as_tensor(state['torch'], dtype=torch.uint8))
+    torch.set_rng_state(state['torch'].cpu())  # (a resume may map tensors to the GPU)
     name, keys, pos, has_gauss, gauss = state['numpy']
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    py = state['python']
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    if 'cuda' in state and torch.cuda.is_available():
-        cuda = state['cuda']
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+    random.setstate(state['python'])
+    cuda = state.get('cuda')
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
 
 class _RestoreWhileResumed:
