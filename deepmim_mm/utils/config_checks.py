@@ -1,5 +1,4 @@
-"""Checks the entry points run on a config before anything is built, each naming the field and
-what is accepted; :func:`load_config` reads a config with its checked ``--cfg-options``."""
+"""The entry points' config checks, each naming the field and what is accepted; load_config."""
 import ast
 import difflib
 import functools
@@ -175,11 +174,9 @@ def _syntax_error(path: str, config: str) -> Optional[SyntaxError]:
         with open(path, encoding='utf-8') as f:
             source = f.read()
         compile(source, path, 'exec')
-    except SyntaxError as e:
+    except SyntaxError as e:  # (every file mmengine read before the bad one exists)
         base = '' if path == config else f' (a _base_ of {config})'
         return SyntaxError(f'syntax error in {osp.normpath(path)}, line {e.lineno}{base}: {e.msg}')
-    except OSError:
-        return None
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == '_base_'
                                                 for t in node.targets):

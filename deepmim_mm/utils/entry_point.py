@@ -1,5 +1,4 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: their common arguments, reading the config
-with them, and running the Runner in (and out of) the process group."""
+"""What tools/train.py and tools/test.py share: arguments, config reading, running the Runner."""
 import argparse
 import os
 import os.path as osp

@@ -20,11 +20,10 @@ def check_launcher_env(launcher: str) -> None:
     """A ``ValueError`` naming the missing variables when ``launcher`` did not start us."""
     variables, how = _ENV.get(launcher, ((), ''))
     missing = [v for v in variables if v not in os.environ]
-    if not missing:
-        return
-    raise ValueError(f'--launcher {launcher}: the environment lacks {", ".join(missing)}, which '
-                     f'the {launcher} launcher sets; {how}, or leave --launcher out for one '
-                     'process')
+    if missing:
+        raise ValueError(f'--launcher {launcher}: the environment lacks {", ".join(missing)}, '
+                         f'which the {launcher} launcher sets; {how}, or leave --launcher out for '
+                         'one process')
 
 
 def init_cpu_distributed(cfg, launcher: str) -> None:
@@ -84,9 +83,8 @@ def name_lost_ranks(error: BaseException, timeout: float = 10) -> None:
                 work.wait(datetime.timedelta(seconds=max(deadline - time.monotonic(), 0.1)))
         except RuntimeError:
             lost.append(str(peer))
-    if not lost:
-        return
-    raise RankLostError(f'rank {rank} of {dist.get_world_size()}: rank {", ".join(lost)} stopped '
-                        'answering (killed, crashed or hung: see its log), which ended this rank '
-                        f'with {type(error).__name__}: {str(error).strip().splitlines()[0]}'
-                        ) from error
+    if lost:
+        raise RankLostError(f'rank {rank} of {dist.get_world_size()}: rank {", ".join(lost)} '
+                            'stopped answering (killed, crashed or hung: see its log), which ended '
+                            f'this rank with {type(error).__name__}: '
+                            f'{str(error).strip().splitlines()[0]}') from error

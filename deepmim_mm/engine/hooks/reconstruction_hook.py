@@ -50,8 +50,7 @@ class DeepMIMReconstructionHook(Hook):
         if self._inputs is None:
             inputs = model.data_preprocessor(data_batch, False)['inputs']
             self._inputs = inputs[:self.num_images].detach().cpu()
-        device = next(model.parameters()).device
-        inputs = self._inputs.to(device)
+        inputs = self._inputs.to(next(model.parameters()).device)
         was_training = model.training
         model.eval()
         try:
@@ -60,6 +59,5 @@ class DeepMIMReconstructionHook(Hook):
                 grids = level_grids(model, inputs, result)
         finally:
             model.train(was_training)
-        step = runner.iter + 1
         for name, grid in zip(result.names, grids):
-            runner.visualizer.add_image(f'reconstruction_{name}', grid, step=step)
+            runner.visualizer.add_image(f'reconstruction_{name}', grid, step=runner.iter + 1)

@@ -51,12 +51,6 @@ class _RestoreWhileResumed:
         for _ in range(num_iters):
             next(self)
 
-    def __iter__(self):
-        return self
-
-    def __getattr__(self, name):
-        return getattr(self._it, name)
-
 
 @HOOKS.register_module()
 class RNGStateHook(Hook):
