@@ -1,12 +1,7 @@
 #!/usr/bin/env bash
-# Usage: tools/dist_train.sh CONFIG GPUS [train.py args...]
-# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node, e.g.
-#   NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 PORT=29500 tools/dist_train.sh CONFIG 8
-# On a machine without GPUs, GPUS is the number of CPU processes (gloo backend).
+# Usage: [NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 PORT=29500] \
+#          tools/dist_train.sh CONFIG GPUS [train.py args...]   (see _launch.sh)
 set -euo pipefail
-if [ $# -lt 2 ]; then
-  echo "usage: $0 CONFIG GPUS [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options ...]" >&2
-  exit 2
-fi
-source "$(dirname "$0")/_dist_launch.sh"
+source "$(dirname "$0")/_launch.sh"
+usage_unless 2 "CONFIG GPUS [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options ...]" "$@"
 dist_launch train.py "$2" "$1" --launcher pytorch "${@:3}"

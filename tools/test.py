@@ -39,16 +39,14 @@ def parse_args(argv=None):
 
 
 def apply_show_and_tta(cfg, args):
-    """``--show`` / ``--show-dir`` / ``--interval`` / ``--wait-time`` and ``--tta``, as the
-    ``tools/test.py`` of the config's library (its ``default_scope``) does them; ``--interval``
-    reaches every scope's hook (mmseg's and mmdet's tools leave the hook's default of 50)."""
+    """The display and TTA flags, as the ``tools/test.py`` of the config's ``default_scope``
+    applies them; ``--interval`` reaches every scope's hook (mmseg's and mmdet's tools do not)."""
     scope = cfg.get('default_scope', 'mmpretrain')
     if args.show or args.show_dir is not None:
         hook = cfg.get('default_hooks', {}).get('visualization')
         if hook is None:
-            raise ValueError(f'{args.config}: --show/--show-dir need a visualization hook in '
-                             'default_hooks (e.g. default_hooks.visualization='
-                             f'dict(type={_VIS_HOOKS.get(scope, "VisualizationHook")!r}))')
+            raise ValueError(f'{args.config}: --show/--show-dir need default_hooks.visualization '
+                             f"(the visualization hook of {scope}'s default_runtime.py)")
         hook.interval = args.interval
         if scope == 'mmpretrain':
             hook.update(enable=True, show=args.show, wait_time=args.wait_time,
@@ -79,9 +77,7 @@ def apply_show_and_tta(cfg, args):
         if 'tta_model' not in cfg:
             cfg.tta_model = dict(type='DetTTAModel', tta_cfg=dict(
                 nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-        pack = dict(type='PackDetInputs', meta_keys=(
-            'img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
-            'flip_direction'))
+        pack = dict(type='PackDetInputs')  # its default meta_keys hold the flip DetTTAModel needs
         if cfg.tta_model.get('type') in ('DetTTAModel', 'mmdet.DetTTAModel') and \
                 cfg.model.get('roi_head', {}).get('mask_head') is not None:
             raise ValueError(f'{args.config}: --tta: mmdet 3.3\'s DetTTAModel merges boxes only '
@@ -98,10 +94,6 @@ def apply_show_and_tta(cfg, args):
     test_dataset.pipeline = cfg.tta_pipeline
 
 
-_VIS_HOOKS = dict(mmpretrain='VisualizationHook', mmseg='SegVisualizationHook',
-                  mmdet='DetVisualizationHook')
-
-
 @record_for_torchrun
 def main(argv=None):
     args = parse_args(argv)
@@ -115,8 +107,7 @@ def main(argv=None):
     if args.amp:
         cfg.test_cfg.fp16 = True
     apply_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
-    # After --cfg-options (as mmseg's and mmdet's tools do): TTA wraps the final model and test
-    # pipeline.
+    # After --cfg-options, as mmseg's and mmdet's tools: TTA wraps the final model and pipeline.
     apply_show_and_tta(cfg, args)
     check_data_folders(cfg, ('test_dataloader', ))
 

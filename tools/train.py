@@ -2,8 +2,6 @@
 # mmpretrain 1.2.0's tools/train.py with deepmim_mm.utils' checks of overrides, hook arguments
 # and --resume, data folders checked before they are scanned, gloo runs without CUDA and AMP
 # configs in fp32 without a GPU.
-import os.path as osp
-
 from deepmim_mm.datasets import check_data_folders
 from deepmim_mm.utils import (apply_cfg_options, build_runner, check_hook_args,
                               fall_back_to_fp32_without_gpu, read_runner_config,
@@ -37,10 +35,6 @@ def main(argv=None):
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume is not None:
-        if args.resume != 'auto' and not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint file (give a '
-                                    'checkpoint, or --resume alone for the latest one of the '
-                                    'work dir)')
         cfg.resume = True
         cfg.load_from = None if args.resume == 'auto' else args.resume
     if args.auto_scale_lr:

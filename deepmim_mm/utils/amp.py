@@ -1,31 +1,25 @@
-"""One rule for AMP configs on a machine without a GPU, shared by tools/train.py and
-tools/analysis/benchmark.py."""
+"""One rule for AMP configs on a machine without a GPU (tools/train.py, tools/analysis)."""
 from typing import Optional
 
 from mmengine.device import get_device
 from mmengine.logging import print_log
 
-_AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
 
-
-def to_fp32_optim_wrapper(optim_wrapper: dict) -> dict:
+def to_fp32_optim_wrapper(optim_wrapper: dict) -> None:
     """Turn an ``AmpOptimWrapper`` config into a plain fp32 ``OptimWrapper`` config, in place."""
     optim_wrapper['type'] = 'OptimWrapper'
-    for key in _AMP_ONLY_KEYS:
+    for key in ('loss_scale', 'dtype', 'use_fsdp'):  # AmpOptimWrapper's own arguments
         optim_wrapper.pop(key, None)
-    return optim_wrapper
 
 
-def fall_back_to_fp32_without_gpu(cfg, device: Optional[str] = None) -> bool:
-    """Run an AMP config in fp32 on ``device`` ``'cpu'`` (default: mmengine's ``get_device()``),
-    with a warning, where mmengine's ``AmpOptimWrapper`` would refuse to start; returns whether
-    it did."""
+def fall_back_to_fp32_without_gpu(cfg, device: Optional[str] = None) -> None:
+    """Run an AMP config in fp32 on ``device`` ``'cpu'`` (default: mmengine's ``get_device()``)
+    with a warning, where ``AmpOptimWrapper`` would refuse to start."""
     optim = cfg.get('optim_wrapper')
     if optim is None or optim.get('type') != 'AmpOptimWrapper':
-        return False
+        return
     if (device or get_device()) != 'cpu':
-        return False
+        return
     print_log('No GPU: AmpOptimWrapper needs one, so this run trains in fp32 with '
               'OptimWrapper.', logger='current', level=30)
     to_fp32_optim_wrapper(optim)
-    return True

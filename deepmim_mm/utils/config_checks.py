@@ -1,5 +1,4 @@
-"""Checks the entry points run on a config before anything is built, each naming the field and
-what is accepted; :func:`load_config` reads a config with its checked ``--cfg-options``."""
+"""The entry points' config checks, each naming the field and what is accepted; load_config."""
 import ast
 import difflib
 import functools
@@ -7,25 +6,29 @@ import importlib.util
 import inspect
 import os.path as osp
 import textwrap
-from typing import Iterable, List, Optional
+from typing import List, Optional
+
+from mmengine.config import Config
+from mmengine.hooks import CheckpointHook
+from mmengine.registry import HOOKS
+from mmengine.runner import (EpochBasedTrainLoop, FlexibleRunner, IterBasedTrainLoop, Runner,
+                             TestLoop, ValLoop)
+from mmengine.utils import import_modules_from_strings
 
 #: Command-line flag of the entry points that lets ``--cfg-options`` add new keys.
 ALLOW_NEW_FLAG = '--allow-new-keys'
 
 
-def closest_name(word: str, choices: Iterable) -> Optional[str]:
-    """The name in ``choices`` closest to a mistyped ``word`` (``None``: none is close)."""
-    found = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+def _closest(word: str, choices) -> Optional[str]:
+    found = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
     return found[0] if found else None
 
 
 @functools.lru_cache(maxsize=None)
 def runner_keys() -> frozenset:
-    """The top-level config keys mmengine's runners read: their arguments and the keys their code
-    reads with ``cfg.get`` (mmengine lists the latter nowhere), and those the entry points read:
-    ``runner_type``, ``custom_imports`` (:func:`apply_cfg_options`), ``tta_model`` and
-    ``tta_pipeline`` (``tools/test.py --tta``)."""
-    from mmengine.runner import FlexibleRunner, Runner
+    """The top-level config keys mmengine's runners read (their arguments and their code's
+    ``cfg.get`` keys), and ``runner_type``, ``custom_imports``, ``tta_model``, ``tta_pipeline``
+    that the entry points read."""
     keys = {'runner_type', 'custom_imports', 'tta_model', 'tta_pipeline'}
     for cls in (Runner, FlexibleRunner):
         keys |= set(inspect.signature(cls.__init__).parameters) - {'self', 'cfg'}
@@ -40,25 +43,18 @@ def runner_keys() -> frozenset:
 
 
 def _untyped_arguments(path: List[str]) -> Optional[set]:
-    """The arguments mmengine's Runner accepts in the untyped dict at ``path`` (``None``: not
-    one of them)."""
+    """The new keys the Runner accepts in its untyped dict at ``path`` (``None``: not one)."""
     key = '.'.join(path)
     if not path:
         return runner_keys()
     if len(path) == 1 and key.endswith('_dataloader'):
         from torch.utils.data import DataLoader
         return set(inspect.signature(DataLoader).parameters) - {'self'}
-    if key == 'train_cfg':
-        from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
-        names = {'type', 'by_epoch'}
-        for loop in (EpochBasedTrainLoop, IterBasedTrainLoop):
-            names |= set(inspect.signature(loop).parameters)
-        return names - {'self', 'runner', 'dataloader'}
-    if key == 'randomness':
-        from mmengine.runner import Runner
-        return set(inspect.signature(Runner.set_randomness).parameters) - {'self'}
-    if key in ('val_cfg', 'test_cfg'):
-        return {'type', 'fp16'}
+    receivers = {'train_cfg': (EpochBasedTrainLoop, IterBasedTrainLoop), 'val_cfg': (ValLoop, ),
+                 'test_cfg': (TestLoop, ), 'randomness': (Runner.set_randomness, )}
+    if key in receivers:  # the arguments of the loops, or of the method, the dict is given to
+        names = {name for f in receivers[key] for name in inspect.signature(f).parameters}
+        return names - {'self', 'runner', 'dataloader', 'evaluator'} | {'type', 'by_epoch'}
     return {
         'env_cfg': {'cudnn_benchmark', 'mp_cfg', 'dist_cfg', 'resource_limit'},
         'env_cfg.mp_cfg': {'mp_start_method', 'opencv_num_threads'},
@@ -77,7 +73,7 @@ def _plain(value):
 
 
 def _copies(cfg, name: str) -> List[str]:
-    """The fields under the keys the runners read that hold the value of the top-level variable
+    """The fields under :func:`runner_keys` that hold the value of the top-level variable
     ``name`` (a ``None`` or bool only under the key ``name``: too common to be a copy)."""
     value, found = _plain(cfg[name]), []
     same_name = value is None or isinstance(value, bool)
@@ -97,9 +93,8 @@ def _copies(cfg, name: str) -> List[str]:
 
 
 def _check_not_a_variable(cfg, full_key: str) -> None:
-    """An override of a top-level key no runner reads: a variable of the config file, already
-    copied into the fields it sets when the file was read, so the override would change
-    nothing."""
+    """An override of a variable of the config file (a top-level key no runner reads) changes
+    nothing: its value was copied into the fields when the file was read."""
     name = str(full_key).split('.')[0]
     if name not in cfg or name in runner_keys():
         return
@@ -117,11 +112,9 @@ def _check_not_a_variable(cfg, full_key: str) -> None:
 
 
 def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> None:
-    """Every ``--cfg-options`` key must name a path that exists in ``cfg`` under a key the
-    runners read (:func:`runner_keys`), be a new argument of the class a dict with a ``type``
-    builds, or one the Runner accepts in its untyped dicts; anything else is a ``ValueError``
-    naming the closest key, or the fields a variable of the config was copied into, unless
-    ``allow_new``."""
+    """Unless ``allow_new``, a ``ValueError`` naming the closest key for an ``--cfg-options`` key
+    that is not in ``cfg`` (a new argument of a dict with a ``type``, or of an untyped dict the
+    Runner reads, is accepted), and naming the fields for a variable of the config file."""
     if not options or allow_new:
         return
     for full_key in options:
@@ -143,7 +136,7 @@ def check_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> 
                     accepted = _untyped_arguments(path)
                     if accepted is not None and part in accepted:
                         break  # a new argument the Runner passes on
-                    close = closest_name(part, list(node) + sorted(accepted or ()))
+                    close = _closest(part, list(node) + sorted(accepted or ()))
                     hint = (f'did you mean {".".join(path + [close])!r}?' if close else
                             f'the keys at {where} are {sorted(map(str, node))[:15]}')
                     raise ValueError(
@@ -174,42 +167,30 @@ def config_file(config: str) -> str:
     return full
 
 
-def _local_files(config: str):
-    """``config`` and, depth first, the local ``_base_`` files it names (``pkg::`` ones are
-    installed packages' files, not the user's)."""
-    yield config
+def _syntax_error(path: str, config: str) -> Optional[SyntaxError]:
+    """The error naming the file and line of the first of ``path`` and its local ``_base_`` files
+    (depth first) that does not compile; mmengine's names ``"<unknown>"``."""
     try:
-        with open(config, encoding='utf-8') as f:
-            tree = ast.parse(f.read())
-    except SyntaxError:
-        return
-    for node in tree.body:
+        with open(path, encoding='utf-8') as f:
+            source = f.read()
+        compile(source, path, 'exec')
+    except SyntaxError as e:  # (every file mmengine read before the bad one exists)
+        base = '' if path == config else f' (a _base_ of {config})'
+        return SyntaxError(f'syntax error in {osp.normpath(path)}, line {e.lineno}{base}: {e.msg}')
+    for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == '_base_'
                                                 for t in node.targets):
             try:
                 bases = ast.literal_eval(node.value)
             except ValueError:
-                return
-            for base in [bases] if isinstance(bases, str) else bases:
-                if '::' not in base:
-                    yield from _local_files(osp.join(osp.dirname(config), base))
-
-
-def _syntax_error(error: SyntaxError, config: str) -> SyntaxError:
-    """``error`` of ``Config.fromfile`` naming the file and line: mmengine parses a config (or a
-    ``_base_`` file) with ``ast.parse``, which names ``"<unknown>"``; the file is the first of
-    the config and its local bases that does not compile."""
-    for path in _local_files(config):
-        try:
-            with open(path, encoding='utf-8') as f:
-                compile(f.read(), path, 'exec')
-        except SyntaxError as e:
-            base = '' if path == config else f' (a _base_ of {config})'
-            return SyntaxError(f'syntax error in {osp.normpath(path)}, line {e.lineno}{base}: '
-                               f'{e.msg}')
-        except OSError:
-            continue
-    return error
+                return None
+            local = [b for b in ([bases] if isinstance(bases, str) else bases)
+                     if '::' not in b and b.endswith('.py')]  # (not json/yaml bases)
+            for base in local:
+                error = _syntax_error(osp.join(osp.dirname(path), base), config)
+                if error:
+                    return error
+    return None
 
 
 def apply_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> None:
@@ -220,76 +201,49 @@ def apply_cfg_options(cfg, options: Optional[dict], allow_new: bool = False) -> 
     check_cfg_options(cfg, options, allow_new)
     cfg.merge_from_dict(options)
     if any(str(key).split('.')[0] == 'custom_imports' for key in options):
-        from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**cfg.custom_imports)
 
 
-def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool = False,
-                import_custom: bool = False):
-    """A ``Config`` from a file, ``pkg::rel/path.py`` or a ``Config`` (copied), with
-    ``cfg_options`` checked and merged; ``import_custom`` imports its ``custom_imports``. A file
-    is read after the fixes for the stack (:func:`deepmim_mm.compat.apply_all`); a syntax error
-    names its file (the config or a ``_base_``) and line."""
-    from mmengine.config import Config
-
+def load_config(config, cfg_options: Optional[dict] = None, allow_new_keys: bool = False):
+    """A ``Config`` from a file, ``pkg::rel/path.py`` or a ``Config`` (copied), read after
+    :func:`deepmim_mm.compat.apply_all`, with ``cfg_options`` applied (:func:`apply_cfg_options`).
+    A syntax error names its file and line."""
     from deepmim_mm.compat import apply_all
     if isinstance(config, Config):
         cfg = config.copy()
-    elif isinstance(config, str):
+    else:
         apply_all()
-        path = config_file(config)
+        path = config_file(str(config))
         try:
             cfg = Config.fromfile(path)
         except SyntaxError as e:
-            raise _syntax_error(e, path) from None
-    else:
-        raise TypeError(f'config must be a path or a Config, got {type(config).__name__}')
+            raise (_syntax_error(path, path) or e) from None
     apply_cfg_options(cfg, cfg_options, allow_new_keys)
-    if import_custom and cfg.get('custom_imports'):
-        from mmengine.utils import import_modules_from_strings
-        import_modules_from_strings(**cfg.custom_imports)
     return cfg
 
 
-def _hook_class(hook_type, scope: Optional[str]):
-    """The class a hook config's ``type`` names (``None``: not found; the Runner reports it)."""
-    if not isinstance(hook_type, str):
-        return hook_type if inspect.isclass(hook_type) else None
-    from mmengine.registry import HOOKS
-    try:
-        with HOOKS.switch_scope_and_registry(scope) as registry:
-            return registry.get(hook_type)
-    except Exception:  # an unknown scope: the Runner's own error will name it
-        return None
-
-
 def check_hook_args(cfg) -> None:
-    """Unknown arguments of ``default_hooks`` / ``custom_hooks`` are a ``ValueError`` naming the
-    hook's field, before anything is built."""
-    from mmengine.hooks import CheckpointHook
+    """An unknown argument of a ``CheckpointHook`` in ``default_hooks`` / ``custom_hooks`` is a
+    ``ValueError`` naming the field: mmengine passes them to ``save_checkpoint``, which fails only
+    at the first save (other hooks fail when the Runner builds them). Hook types are looked up in
+    the root registry, where mmengine and the plugin register theirs, or by a scoped name."""
     hooks = [(f'default_hooks.{name}', hook)
              for name, hook in (cfg.get('default_hooks') or {}).items()]
     hooks += [(f'custom_hooks.{i}', hook) for i, hook in enumerate(cfg.get('custom_hooks') or [])]
+    accepted = set(inspect.signature(CheckpointHook).parameters) - {'kwargs'}
     for where, hook in hooks:
-        if not isinstance(hook, dict) or 'type' not in hook:
+        cls = hook.get('type') if isinstance(hook, dict) else None
+        cls = HOOKS.get(cls) if isinstance(cls, str) else cls
+        if not (inspect.isclass(cls) and issubclass(cls, CheckpointHook)):
             continue
-        cls = _hook_class(hook['type'], hook.get('_scope_', cfg.get('default_scope')))
-        if cls is None:
-            continue
-        ckpt = issubclass(cls, CheckpointHook)  # its **kwargs go to save_checkpoint
-        params = inspect.signature((CheckpointHook if ckpt else cls).__init__).parameters
-        if not ckpt and any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            continue  # takes anything
-        accepted = [n for n, p in params.items()
-                    if n != 'self' and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
         errors = []
         for name in hook:
-            if name not in accepted and name not in ('type', 'priority', '_scope_'):
-                close = closest_name(name, accepted)
+            if name not in accepted | {'type', 'priority', '_scope_'}:
+                close = _closest(name, accepted)
                 errors.append(f'{name!r}' + (f' (did you mean {close!r}?)' if close else ''))
         if errors:
-            raise ValueError(f'{where} ({cls.__name__}): unknown argument(s) {", ".join(errors)}'
-                             + ('; mmengine would only fail at the first save' if ckpt else ''))
+            raise ValueError(f'{where} ({cls.__name__}): unknown argument(s) {", ".join(errors)};'
+                             ' mmengine would only fail at the first save')
 
 
 def check_output_folder(path: str, flag: str) -> None:

@@ -1,16 +1,19 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: their common arguments, reading the config
-with them, and running the Runner in (and out of) the process group."""
+"""What tools/train.py and tools/test.py share: arguments, config reading, running the Runner."""
 import argparse
 import os
 import os.path as osp
 
+import torch.distributed as dist
+from mmengine.config import ConfigDict, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
 from .config_checks import ALLOW_NEW_FLAG, check_work_dir, load_config
-from .launcher import check_launcher_env, finish_distributed, init_cpu_distributed, name_lost_ranks
+from .launcher import check_launcher_env, init_cpu_distributed, name_lost_ranks
 
 
 def add_cfg_options(parser) -> None:
     """``--cfg-options`` and ``--allow-new-keys``, as every tool of the plugin takes them."""
-    from mmengine.config import DictAction
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config: key=value pairs merged into it; key="[a,b]" or '
@@ -36,10 +39,9 @@ def runner_arg_parser(description: str, config_help: str) -> argparse.ArgumentPa
 
 
 def read_runner_config(args, dataloaders, **dataloader_defaults):
-    """The config of ``args.config`` (:func:`load_config`) with the common arguments applied;
-    each of ``dataloaders`` gets ``dataloader_defaults`` (and mmpretrain's ``default_collate`` in
-    its scope) unless it sets them, ``False`` ones forced."""
-    from mmengine.config import ConfigDict
+    """The config of ``args.config`` with the common arguments applied; each of ``dataloaders``
+    gets ``dataloader_defaults`` (and mmpretrain's ``default_collate`` in its scope) unless it sets
+    them, ``False`` ones forced."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     check_launcher_env(args.launcher)
     cfg = load_config(args.config)
@@ -63,20 +65,19 @@ def read_runner_config(args, dataloaders, **dataloader_defaults):
 def build_runner(cfg, resume: bool = False):
     """The Runner of ``cfg`` (``runner_type``, or mmengine's ``Runner``), after the work dir is
     checked and, without CUDA, the gloo process group started."""
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
     check_work_dir(cfg.work_dir, resume=resume)
     init_cpu_distributed(cfg, cfg.launcher)
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
 
 
 def run(runner, method: str):
-    """``runner.<method>()``, the process group destroyed afterwards whatever happens; a failure
-    caused by a rank that stopped answering names that rank."""
+    """``runner.<method>()``, naming a rank that stopped answering; the process group is then
+    destroyed, whatever happens (or gloo's threads are torn down unjoined at exit)."""
     try:
         return getattr(runner, method)()
     except RuntimeError as e:  # e.g. gloo's "Connection reset by peer": a rank was killed
         name_lost_ranks(e)
         raise
     finally:
-        finish_distributed()
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

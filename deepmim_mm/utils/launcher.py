@@ -1,63 +1,44 @@
-"""The process group of the plugin's entry points: gloo CPU processes without CUDA, destroyed
-before the interpreter exits; a rank that fails because another stopped answering names it."""
+"""The process group of the plugin's entry points: gloo CPU processes without CUDA; a rank that
+fails because another stopped answering names it."""
 import datetime
 import os
-import re
-import subprocess
 import time
 
 import torch
 import torch.distributed as dist
 
-_ENV = {
-    'pytorch': ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
-    'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+_ENV = {  # the variables a launcher sets, and how to start a run with it
+    'pytorch': (('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
+                'start it with tools/dist_train.sh CONFIG GPUS (or torchrun '
+                '--nproc_per_node=GPUS tools/train.py CONFIG --launcher pytorch)'),
+    'slurm': (('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+              'start it with tools/slurm_train.sh (srun) inside a Slurm allocation'),
 }
 
 
 def check_launcher_env(launcher: str) -> None:
     """A ``ValueError`` naming the missing variables when ``launcher`` did not start us."""
-    missing = [v for v in _ENV.get(launcher, ()) if v not in os.environ]
-    if not missing:
-        return
-    how = {
-        'pytorch': 'start it with tools/dist_train.sh CONFIG GPUS (or torchrun '
-                   '--nproc_per_node=GPUS tools/train.py CONFIG --launcher pytorch)',
-        'slurm': 'start it with tools/slurm_train.sh (srun) inside a Slurm allocation',
-    }[launcher]
-    raise ValueError(f'--launcher {launcher}: the environment lacks {", ".join(missing)}, which '
-                     f'the {launcher} launcher sets; {how}, or leave --launcher out for one '
-                     'process')
+    variables, how = _ENV.get(launcher, ((), ''))
+    missing = [v for v in variables if v not in os.environ]
+    if missing:
+        raise ValueError(f'--launcher {launcher}: the environment lacks {", ".join(missing)}, '
+                         f'which the {launcher} launcher sets; {how}, or leave --launcher out for '
+                         'one process')
 
 
-def _slurm_env(port: int) -> None:
-    """The variables ``env://`` needs, from Slurm's (as mmengine's ``_init_dist_slurm``)."""
-    os.environ['RANK'] = os.environ['SLURM_PROCID']
-    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
-    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
-    os.environ.setdefault('MASTER_PORT', str(port))
-    if 'MASTER_ADDR' not in os.environ:
-        node_list = os.environ['SLURM_NODELIST']
-        os.environ['MASTER_ADDR'] = subprocess.getoutput(
-            f'scontrol show hostname {node_list} | head -n1')
-
-
-def init_cpu_distributed(cfg, launcher: str) -> bool:
-    """Start a gloo process group for a distributed launch on a machine without CUDA (returns
-    whether it did), with DDP / FSDP set up for CPU modules; ``env_cfg.dist_cfg.backend`` must
-    be ``gloo``."""
+def init_cpu_distributed(cfg, launcher: str) -> None:
+    """Without CUDA, start the gloo process group of a ``--launcher pytorch`` run and set DDP /
+    FSDP up for CPU modules; ``env_cfg.dist_cfg.backend`` must be ``gloo``."""
     if launcher == 'none' or torch.cuda.is_available() or dist.is_initialized():
-        return False
+        return
+    if launcher != 'pytorch':
+        raise ValueError(f'--launcher {launcher} on a machine without CUDA: only --launcher '
+                         'pytorch (tools/dist_train.sh) starts CPU processes')
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
     backend = dist_cfg.pop('backend', 'nccl')
     if backend != 'gloo':
         raise ValueError(f'env_cfg.dist_cfg.backend={backend!r} needs GPUs and this machine has '
                          "none: set env_cfg.dist_cfg.backend='gloo' to run CPU processes")
-    if launcher == 'slurm':
-        _slurm_env(int(dist_cfg.pop('port', 29500)))
-    elif launcher != 'pytorch':
-        raise ValueError(f'--launcher {launcher} on a machine without CUDA: only pytorch and '
-                         'slurm are supported')
     if 'timeout' in dist_cfg:  # seconds, as mmengine's init_dist takes it
         dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
     dist.init_process_group(backend='gloo', init_method='env://', **dist_cfg)
@@ -71,27 +52,15 @@ def init_cpu_distributed(cfg, launcher: str) -> bool:
             find_unused_parameters=cfg.get('find_unused_parameters', False))
         wrapper['device_ids'] = None
         cfg.model_wrapper_cfg = wrapper
-    return True
 
 
 def record_for_torchrun(main):
-    """``main`` under torch's ``record`` when torchrun started this process and asks for an
-    error file (``TORCHELASTIC_ERROR_FILE``): its exception then ends torchrun's summary, with
-    the rank. As it is otherwise (``record`` would also switch faulthandler on)."""
+    """``main`` under torch's ``record`` when torchrun asks for an error file
+    (``TORCHELASTIC_ERROR_FILE``): its exception then ends torchrun's summary, with the rank."""
     if not os.environ.get('TORCHELASTIC_ERROR_FILE'):
         return main
     from torch.distributed.elastic.multiprocessing.errors import record
     return record(main)
-
-
-def finish_distributed() -> None:
-    """Destroy the process group, if any."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-#: The tag of :func:`name_lost_ranks`' probe messages.
-_PROBE_TAG = 2**20 + 17
 
 
 class RankLostError(RuntimeError):
@@ -99,25 +68,23 @@ class RankLostError(RuntimeError):
 
 
 def name_lost_ranks(error: BaseException, timeout: float = 10) -> None:
-    """When ``error`` is a failure of the gloo transport (a peer's connection reset, or a
-    timeout), raise :class:`RankLostError` naming the ranks that do not answer a point-to-point
-    probe within ``timeout`` seconds (every surviving rank probes every other one)."""
+    """When ``error`` is a failure of the gloo transport, raise :class:`RankLostError` naming the
+    ranks that do not answer a point-to-point probe within ``timeout`` seconds."""
     if not (dist.is_available() and dist.is_initialized() and dist.get_backend() == 'gloo'
             and 'gloo/transport' in str(error)):
         return
     rank, deadline, lost = dist.get_rank(), time.monotonic() + timeout, []
+    tag = 2**20 + 17  # not one of the Runner's own messages
     for peer in range(dist.get_world_size()):
         try:  # a dead peer's connection fails at once; a silent one at the deadline
-            works = [dist.isend(torch.zeros(1), peer, tag=_PROBE_TAG),
-                     dist.irecv(torch.zeros(1), peer, tag=_PROBE_TAG)] if peer != rank else []
+            works = [dist.isend(torch.zeros(1), peer, tag=tag),
+                     dist.irecv(torch.zeros(1), peer, tag=tag)] if peer != rank else []
             for work in works:
                 work.wait(datetime.timedelta(seconds=max(deadline - time.monotonic(), 0.1)))
         except RuntimeError:
             lost.append(str(peer))
-    if not lost:
-        return
-    # gloo's first line: "[.../pair.cc:561] Connection closed by peer [addr]:port. This is ..."
-    cause = re.sub(r'^\[[^]]*\] ', '', str(error).strip().splitlines()[0]).split('. ')[0]
-    raise RankLostError(f'rank {rank} of {dist.get_world_size()}: rank {", ".join(lost)} stopped '
-                        'answering (killed, crashed or hung: see its log), which ended this rank '
-                        f'with {type(error).__name__}: {cause}') from error
+    if lost:
+        raise RankLostError(f'rank {rank} of {dist.get_world_size()}: rank {", ".join(lost)} '
+                            'stopped answering (killed, crashed or hung: see its log), which ended '
+                            f'this rank with {type(error).__name__}: '
+                            f'{str(error).strip().splitlines()[0]}') from error

@@ -191,7 +191,7 @@ def load_cfg(path: str, options=None, allow_new_keys: bool = False):
     from mmengine.registry import init_default_scope
 
     from deepmim_mm.utils import load_config  # importing deepmim_mm registers its modules
-    cfg = load_config(path, options, allow_new_keys, import_custom=True)
+    cfg = load_config(path, options, allow_new_keys)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     return cfg
 

@@ -71,7 +71,7 @@ def make_grid(imgs, names):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options, args.allow_new_keys, import_custom=True)
+    cfg = load_config(args.config, args.cfg_options, args.allow_new_keys)
 
     from mmengine.registry import VISUALIZERS, init_default_scope
     from mmengine.utils import ProgressBar

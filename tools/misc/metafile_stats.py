@@ -43,7 +43,7 @@ def _build(cfg_path):
     from mmengine.registry import MODELS, init_default_scope
 
     from deepmim_mm.utils import load_config
-    cfg = load_config(cfg_path, import_custom=True)
+    cfg = load_config(cfg_path)
     scope = cfg.get('default_scope', 'mmpretrain')
     init_default_scope(scope)
     model_cfg = cfg.model.copy()

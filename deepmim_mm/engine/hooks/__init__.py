@@ -1,5 +1,4 @@
-"""Training hooks, one per file, registered in mmengine's root ``HOOKS`` (found from the
-mmpretrain, mmseg and mmdet scopes alike)."""
+"""Training hooks, one per file, in mmengine's root ``HOOKS`` (found from every scope)."""
 from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend
 from .checkpoint_match_hook import CheckpointMatchHook
 from .knn_monitor_hook import KNNMonitorHook

@@ -28,30 +28,21 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write_bytes(str(filepath), obj.encode(encoding))
 
 
-def _is_local(path: str) -> bool:
-    return '://' not in str(path) or str(path).startswith('file://')
-
-
 class _RemoveLater:
-    """A file backend whose ``remove`` / ``rmtree`` wait for :meth:`flush` (everything else is
-    the wrapped backend's)."""
+    """The wrapped file backend, whose ``remove`` / ``rmtree`` wait for :meth:`flush`."""
 
     def __init__(self, backend):
         self.backend, self.pending = backend, []
 
     def remove(self, path) -> None:
-        self.pending.append(path)
+        self.pending.append((self.backend.remove, path))
 
-    rmtree = remove
+    def rmtree(self, path) -> None:  # DeepSpeed checkpoints are folders
+        self.pending.append((self.backend.rmtree, path))
 
-    def flush(self, keep) -> None:
-        for path in self.pending:
-            if path == keep:
-                continue
-            if self.backend.isfile(path):
-                self.backend.remove(path)
-            elif self.backend.isdir(path):
-                self.backend.rmtree(path)  # DeepSpeed checkpoints are folders
+    def flush(self) -> None:
+        for remove, path in self.pending:
+            remove(path)
         self.pending = []
 
     def __getattr__(self, name):
@@ -62,20 +53,19 @@ class _RemoveLater:
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` that never leaves a run without a complete checkpoint.
 
-    Adds over ``CheckpointHook``: local checkpoints are written atomically
+    Adds over ``CheckpointHook`` (same arguments): local checkpoints are written atomically
     (:class:`AtomicLocalBackend`); old checkpoints are removed only after the new one and the
-    ``last_checkpoint`` pointer are written; temporary files of a killed save are removed when
-    training starts. Takes ``CheckpointHook``'s arguments.
+    ``last_checkpoint`` pointer are written; a killed save's temporary files are removed when
+    training starts.
     """
 
     def before_train(self, runner) -> None:
-        super().before_train(runner)
-        if (self.backend_args is None and self.file_client_args is None
-                and _is_local(self.out_dir)):
+        local = '://' not in str(self.out_dir) or str(self.out_dir).startswith('file://')
+        if local and self.backend_args is None and self.file_client_args is None:
             self.backend_args = dict(backend=ATOMIC_BACKEND)
-            self.file_backend = AtomicLocalBackend()
+        super().before_train(runner)
         self.file_backend = _RemoveLater(self.file_backend)
-        if is_main_process() and _is_local(self.out_dir):
+        if is_main_process() and local:
             stale = [p for d in {self.out_dir, runner.work_dir}
                      for p in stale_temporary_files(d)]
             for path in stale:
@@ -85,18 +75,15 @@ class AtomicCheckpointHook(CheckpointHook):
                           f'an interrupted checkpoint save: {", ".join(stale)}',
                           logger='current', level=30)
 
-    def _removals(self) -> None:
-        if is_main_process():
-            self.file_backend.flush(keep=self.last_ckpt)
-
+    # The removals CheckpointHook asked for (on the main process) once its save has returned.
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
-        self._removals()
+        self.file_backend.flush()
 
     def after_train_epoch(self, runner) -> None:
         super().after_train_epoch(runner)
-        self._removals()
+        self.file_backend.flush()
 
     def after_val_epoch(self, runner, metrics) -> None:
         super().after_val_epoch(runner, metrics)
-        self._removals()
+        self.file_backend.flush()

@@ -1,6 +1,5 @@
 """Stop at the first non-finite loss, naming the level and the iteration."""
 import math
-from typing import Dict
 
 import torch
 from mmengine.hooks import Hook
@@ -19,9 +18,9 @@ class NonFiniteLossHook(Hook):
 
     Adds over mmengine (which keeps training on NaN): every ``interval`` iterations the logged
     ``loss*`` values are checked, before the ``CheckpointHook`` saves; under a dynamic AMP loss
-    scale (``amp_skip``) only ``max_amp_skips`` consecutive non-finite steps stop the run. Before
-    training, a data preprocessor whose ``mean``/``std`` make every input non-finite (a ``std``
-    of 0) is a ``ValueError`` naming them (upstream's preprocessors accept it).
+    scale (``amp_skip``) only ``max_amp_skips`` consecutive non-finite steps stop the run. A
+    ``mean``/``std`` of the data preprocessor that makes every input non-finite is a
+    ``ValueError`` before training (upstream's preprocessors accept it).
     """
 
     priority = 'HIGH'  # after RuntimeInfoHook (VERY_HIGH), before LoggerHook / CheckpointHook
@@ -47,36 +46,29 @@ class NonFiniteLossHook(Hook):
                 'non-finite ((x - mean) / std); give finite values and a non-zero std per channel '
                 '(ImageNet, 0-255 scale: std=[58.395, 57.12, 57.375])')
 
-    @staticmethod
-    def _dynamic_amp(runner) -> bool:
-        wrapper = getattr(runner, 'optim_wrapper', None)
-        scaler = getattr(wrapper, 'loss_scaler', None)
-        # Private: mmengine keeps loss_scale='dynamic' only as _scale_update_param=None; its
-        # GradScaler is built alike for a static scale, so no public attribute tells them apart.
-        return scaler is not None and getattr(wrapper, '_scale_update_param', 0) is None
-
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if outputs is None or not self.every_n_train_iters(runner, self.interval):
             return
-        values: Dict[str, float] = {}
-        hub = runner.message_hub
+        bad = {}
         for key in outputs:
-            if 'loss' not in key:
-                continue
-            buf = hub.get_scalar(f'train/{key}') if f'train/{key}' in hub.log_scalars else None
-            values[key] = float(buf.current()) if buf is not None else float(outputs[key])
-        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+            if 'loss' in key:  # RuntimeInfoHook's host copy, if it ran
+                buf = runner.message_hub.log_scalars.get(f'train/{key}')
+                value = float(buf.current() if buf is not None else outputs[key])
+                if not math.isfinite(value):
+                    bad[key] = value
         if not bad:
             self._amp_skips = 0
             return
         if len(bad) > 1:  # name the levels, not the total they make non-finite
             bad.pop('loss', None)
-        iteration = runner.iter + 1
-        levels = [k[len('loss_'):] for k in bad if k.startswith('loss_')]
-        msg = (f'non-finite loss at iteration {iteration} (epoch {runner.epoch + 1}): '
-               + ', '.join(f'{k}={v}' for k, v in bad.items())
-               + (f' (level {", ".join(levels)})' if levels else ''))
-        if self.amp_skip and self._dynamic_amp(runner):
+        msg = (f'non-finite loss at iteration {runner.iter + 1} (epoch {runner.epoch + 1}): '
+               + ', '.join(f'{k}={v}' for k, v in bad.items()))
+        wrapper = getattr(runner, 'optim_wrapper', None)
+        # Private: mmengine keeps loss_scale='dynamic' only as _scale_update_param=None; its
+        # GradScaler is built alike for a static scale, so no public attribute tells them apart.
+        dynamic = getattr(wrapper, 'loss_scaler', None) is not None and getattr(
+            wrapper, '_scale_update_param', 0) is None
+        if self.amp_skip and dynamic:
             self._amp_skips += 1
             if self._amp_skips < self.max_amp_skips:
                 print_log(f'{msg}; AMP dynamic loss scale skips this step '

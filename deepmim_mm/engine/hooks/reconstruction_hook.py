@@ -10,19 +10,14 @@ from ...analysis import level_grids, masked_predictions, unwrap
 
 @HOOKS.register_module()
 class DeepMIMReconstructionHook(Hook):
-    """Every ``interval`` training iterations, log one reconstruction figure per level.
+    """Every ``interval`` training iterations (if ``enable``), log one reconstruction figure
+    per level.
 
     Adds to mmpretrain's ``VisualizationHook`` (classification predictions) what masked image
     modeling needs to watch: one grid per supervised level, ``reconstruction_block{n}``
     (:func:`~deepmim_mm.analysis.level_grids`), of the first ``num_images`` images of the first
     training batch with the same mask (``seed``) every time, through
     ``runner.visualizer.add_image``. Eval mode, no gradients, RNG state restored.
-
-    Args:
-        enable: off by default.
-        interval: iterations between two figures.
-        num_images: images (rows) per figure.
-        seed: seed of the mask used for the figures.
     """
 
     priority = 'LOW'
@@ -53,14 +48,9 @@ class DeepMIMReconstructionHook(Hook):
             return
         model = unwrap(runner.model)
         if self._inputs is None:
-            if data_batch is None:
-                return
             inputs = model.data_preprocessor(data_batch, False)['inputs']
-            if isinstance(inputs, (list, tuple)):  # multi-view pipelines: the first view
-                inputs = inputs[0]
             self._inputs = inputs[:self.num_images].detach().cpu()
-        device = next(model.parameters()).device
-        inputs = self._inputs.to(device)
+        inputs = self._inputs.to(next(model.parameters()).device)
         was_training = model.training
         model.eval()
         try:
@@ -69,6 +59,5 @@ class DeepMIMReconstructionHook(Hook):
                 grids = level_grids(model, inputs, result)
         finally:
             model.train(was_training)
-        step = runner.iter + 1
         for name, grid in zip(result.names, grids):
-            runner.visualizer.add_image(f'reconstruction_{name}', grid, step=step)
+            runner.visualizer.add_image(f'reconstruction_{name}', grid, step=runner.iter + 1)

@@ -13,21 +13,13 @@ class ResumeCheckHook(Hook):
 
     priority = 'LOWEST'
 
-    def __init__(self) -> None:
-        self.loaded = False
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self.loaded = True
-
     def before_train(self, runner) -> None:
-        if not self.loaded:
-            if not runner.cfg.get('resume'):  # (a Runner built from arguments keeps it private)
-                return
+        # Checkpoints are saved after an iteration: a resume left at iteration 0 loaded nothing.
+        if runner.iter == 0 and runner.cfg.get('resume'):  # (not kept by a Runner from arguments)
             print_log(f'resume: {runner.work_dir} holds no checkpoint to resume from (no '
                       'last_checkpoint file): training starts from scratch', logger='current',
                       level=30)
-            return
-        if runner.iter >= runner.max_iters:  # (after load_from, runner.iter is 0)
+        elif runner.iter >= runner.max_iters:
             epochs = (f' (epoch {runner.epoch} of {runner.max_epochs})'
                       if isinstance(runner.train_loop, EpochBasedTrainLoop) else '')
             print_log(f'resume: the checkpoint is at iteration {runner.iter} of '

@@ -11,7 +11,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
 
-def get_rng_state() -> dict:
+def get_rng_state() -> dict:  # numpy's state as plain values: weights-only loading reads them
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     state = dict(torch=torch.get_rng_state(),
                  numpy=(name, keys.tolist(), int(pos), int(has_gauss), float(gauss)),
@@ -22,23 +22,18 @@ def get_rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state['torch'].cpu() if hasattr(state['torch'], 'cpu')
-                        else torch.as_tensor(state['torch'], dtype=torch.uint8))
+    torch.set_rng_state(state['torch'].cpu())  # (a resume may map tensors to the GPU)
     name, keys, pos, has_gauss, gauss = state['numpy']
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    py = state['python']
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    if 'cuda' in state and torch.cuda.is_available():
-        cuda = state['cuda']
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+    random.setstate(state['python'])
+    cuda = state.get('cuda')
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
 
 
 class _RestoreWhileResumed:
-    """Wraps the IterBasedTrainLoop's data iterator: every batch drawn while the runner is still
-    at the resumed iteration (any a loop draws to skip the trained ones, then the first one it
-    trains on; the loop counts the iteration after training it) is drawn from the interrupted
-    run's RNG states, however the loop skips. Unwraps itself at the next iteration."""
+    """The IterBasedTrainLoop's data iterator, drawing every batch from the interrupted run's RNG
+    states while the runner is at the resumed iteration; unwraps itself at the next one."""
 
     def __init__(self, runner, iterator, state: dict):
         self._runner, self._it, self._state = runner, iterator, state
@@ -52,17 +47,9 @@ class _RestoreWhileResumed:
         return next(self._it)
 
     def skip_iter(self, num_iters: int) -> None:
-        """Skip by drawing, as upstream's loop does. onedl-mmengine's loop calls this; its own
-        may advance only the sampler, so the data workers' RNGs would not advance through the
-        skipped batches and the iterator, created later, would draw from the restored state."""
+        """Skip by drawing, as upstream's loop does (onedl-mmengine's would skip in the sampler)."""
         for _ in range(num_iters):
             next(self)
-
-    def __iter__(self):
-        return self
-
-    def __getattr__(self, name):
-        return getattr(self._it, name)
 
 
 @HOOKS.register_module()
@@ -103,13 +90,9 @@ class RNGStateHook(Hook):
         self._gather_if_saving(runner, by_epoch=True)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        if get_dist_info()[1] == 1:
-            states = [get_rng_state()]
-        elif self._gathered is not None:
-            states = self._gathered
-        else:  # a save this hook did not foresee (e.g. a best-checkpoint save)
-            return
-        checkpoint['rng_state'] = states
+        states = [get_rng_state()] if get_dist_info()[1] == 1 else self._gathered
+        if states is not None:  # None: a save this hook did not foresee (a best-checkpoint save)
+            checkpoint['rng_state'] = states
         self._gathered = None
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
