@@ -233,3 +233,29 @@ def test_killed_rank_is_named_by_the_survivor(tmp_path):
     assert codes[0] != 0 and 'Signal 9 (SIGKILL)' in killed, killed[-2000:]
     assert codes[1] != 0
     assert 'rank 0 of 2: rank 1 stopped answering' in last_line(survivor), survivor[-3000:]
+
+
+def test_slurm_launcher_starts_a_cpu_group_from_slurm_variables(monkeypatch):
+    """`--launcher slurm` without CUDA: the gloo group is set up from Slurm's variables (one
+    task here), as mmengine's _init_dist_slurm does on GPUs."""
+    import torch.distributed as dist
+    from mmengine.config import Config
+
+    from deepmim_mm.utils.launcher import init_cpu_distributed
+    for var in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_PORT'):  # restored after the test
+        monkeypatch.setenv(var, '')
+        monkeypatch.delenv(var)
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('SLURM_PROCID', '0')
+    monkeypatch.setenv('SLURM_NTASKS', '1')
+    monkeypatch.setenv('SLURM_NODELIST', 'localhost')
+    cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='gloo', port=free_port()))))
+    init_cpu_distributed(cfg, 'slurm')
+    try:
+        assert dist.get_backend() == 'gloo' and dist.get_world_size() == 1
+        assert os.environ['RANK'] == '0' and cfg.model_wrapper_cfg['device_ids'] is None
+    finally:
+        dist.destroy_process_group()
+    assert 'RANK' in os.environ  # set by the launcher code, removed by monkeypatch afterwards
+    with pytest.raises(ValueError, match='--launcher mpi on a machine without CUDA'):
+        init_cpu_distributed(cfg, 'mpi')

@@ -2,6 +2,7 @@
 fails because another stopped answering names it."""
 import datetime
 import os
+import subprocess
 import time
 
 import torch
@@ -26,19 +27,33 @@ def check_launcher_env(launcher: str) -> None:
                          'one process')
 
 
+def _slurm_env(port: int) -> None:
+    """The variables ``env://`` needs, from Slurm's (as mmengine's ``_init_dist_slurm``)."""
+    os.environ['RANK'] = os.environ['SLURM_PROCID']
+    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+    os.environ.setdefault('MASTER_PORT', str(port))
+    if 'MASTER_ADDR' not in os.environ:
+        node_list = os.environ['SLURM_NODELIST']
+        os.environ['MASTER_ADDR'] = subprocess.getoutput(
+            f'scontrol show hostname {node_list} | head -n1')
+
+
 def init_cpu_distributed(cfg, launcher: str) -> None:
-    """Without CUDA, start the gloo process group of a ``--launcher pytorch`` run and set DDP /
-    FSDP up for CPU modules; ``env_cfg.dist_cfg.backend`` must be ``gloo``."""
+    """Without CUDA, start the gloo process group of a ``--launcher pytorch`` or ``slurm`` run
+    and set DDP / FSDP up for CPU modules; ``env_cfg.dist_cfg.backend`` must be ``gloo``."""
     if launcher == 'none' or torch.cuda.is_available() or dist.is_initialized():
         return
-    if launcher != 'pytorch':
-        raise ValueError(f'--launcher {launcher} on a machine without CUDA: only --launcher '
-                         'pytorch (tools/dist_train.sh) starts CPU processes')
+    if launcher not in _ENV:
+        raise ValueError(f'--launcher {launcher} on a machine without CUDA: only pytorch and '
+                         'slurm are supported')
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
     backend = dist_cfg.pop('backend', 'nccl')
     if backend != 'gloo':
         raise ValueError(f'env_cfg.dist_cfg.backend={backend!r} needs GPUs and this machine has '
                          "none: set env_cfg.dist_cfg.backend='gloo' to run CPU processes")
+    if launcher == 'slurm':
+        _slurm_env(int(dist_cfg.pop('port', 29500)))
     if 'timeout' in dist_cfg:  # seconds, as mmengine's init_dist takes it
         dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
     dist.init_process_group(backend='gloo', init_method='env://', **dist_cfg)
