@@ -149,6 +149,19 @@ def _isolated_default_scope():
 
 
 @pytest.fixture(autouse=True)
+def _open_log_stream():
+    """An MMLogger made during an earlier test writes to that test's captured stdout, closed
+    since: each log line would then print a "--- Logging error ---" traceback, depending only on
+    which tests ran before in this process. Point such handlers at this test's stdout."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    for handler in MMLogger.get_current_instance().handlers:
+        if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, 'closed', False):
+            handler.stream = sys.stdout  # (setStream would flush the closed one first)
+
+
+@pytest.fixture(autouse=True)
 def _restore_torch_determinism():
     """A Runner with ``randomness.deterministic`` turns torch's deterministic mode on
     process-wide; give later tests the mode they would have had."""
